@@ -1,0 +1,106 @@
+"""Attention probabilities for a few query rows, without switching the model to eager attention.
+
+SDPA and flash attention never materialise the attention matrix. Instead of loading the
+model with ``attn_implementation="eager"``, we register a wrapper in transformers'
+``AttentionInterface`` registry: it delegates the real computation to the model's own
+implementation (sdpa, flash, ...) and, for the layers being captured, also computes
+softmax(q·kᵀ·scale + mask) for the requested query rows only. The decoder's config is
+switched to the wrapper for the duration of a ``with capture_attention(...)`` block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+from .errors import SCRError
+
+
+@dataclass
+class AttentionCapture:
+    """Accumulates head-averaged attention rows ``[row_start:]`` over the captured layers."""
+
+    layers: frozenset[int]
+    row_start: int
+    total: torch.Tensor | None = None  # (batch, rows, keys), float32, sum over layers of head means
+    seen: list[int] = field(default_factory=list)
+
+    def record(self, layer_idx: int, query: torch.Tensor, key: torch.Tensor,
+               mask: torch.Tensor | None, scaling: float) -> None:
+        q = query[:, :, self.row_start:, :].float()
+        k = repeat_kv(key, query.shape[1] // key.shape[1]).float()
+        scores = torch.matmul(q, k.transpose(-1, -2)) * scaling  # (B, H, R, K)
+        q_pos = torch.arange(self.row_start, query.shape[2], device=q.device) + (key.shape[2] - query.shape[2])
+        if mask is None:  # causality was implicit (sdpa is_causal / flash)
+            allowed = torch.arange(key.shape[2], device=q.device)[None, :] <= q_pos[:, None]
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        elif mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask[:, :, self.row_start:, : key.shape[2]], float("-inf"))
+        else:
+            scores = scores + mask[:, :, self.row_start:, : key.shape[2]].float()
+        probs = torch.softmax(scores, dim=-1).mean(dim=1)  # mean over heads -> (B, R, K)
+        self.total = probs if self.total is None else self.total + probs
+        self.seen.append(layer_idx)
+
+    def mean(self) -> torch.Tensor:
+        if self.total is None:
+            raise SCRError("no attention was captured: the diagnostic layers never ran")
+        return self.total / len(self.seen)
+
+
+_ACTIVE: ContextVar[AttentionCapture | None] = ContextVar("scr_attention_capture", default=None)
+_PREFIX = "scr_capture+"
+
+
+def _wrapper_for(base_fn):
+    def capture_then_attend(module, query, key, value, attention_mask, scaling=None, **kwargs):
+        capture = _ACTIVE.get()
+        layer_idx = getattr(module, "layer_idx", None)
+        if capture is not None and layer_idx in capture.layers:
+            scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+            with torch.no_grad():
+                capture.record(layer_idx, query, key, attention_mask, scale)
+        return base_fn(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+
+    return capture_then_attend
+
+
+def capture_name(base: str) -> str:
+    """Register (once) and return the capturing twin of attention implementation ``base``."""
+    name = _PREFIX + base
+    if name not in AttentionInterface._global_mapping:
+        if base == "eager":
+            # eager is the per-model fallback, not a registry entry; SDPA with eager's additive
+            # float mask computes the same output.
+            base_fn = sdpa_attention_forward
+        elif base in AttentionInterface._global_mapping:
+            base_fn = AttentionInterface._global_mapping[base]
+        else:
+            raise SCRError(f"attention implementation {base!r} is not supported by the SCR diagnostic pass")
+        mask_fn = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping.get(base)
+        AttentionInterface.register(name, _wrapper_for(base_fn))
+        if mask_fn is not None:
+            AttentionMaskInterface.register(name, mask_fn)
+    return name
+
+
+@contextmanager
+def capture_attention(decoder_config, capture: AttentionCapture) -> Iterator[AttentionCapture]:
+    """Route ``decoder_config``'s attention through the capturing wrapper inside the block."""
+    base = decoder_config._attn_implementation or "eager"
+    if base.startswith(_PREFIX):
+        raise SCRError("capture_attention blocks cannot be nested")
+    decoder_config._attn_implementation = capture_name(base)
+    token = _ACTIVE.set(capture)
+    try:
+        yield capture
+    finally:
+        _ACTIVE.reset(token)
+        decoder_config._attn_implementation = base

@@ -1,0 +1,155 @@
+"""Command line: ``python -m scr_core caption|diagnose|demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .config import SCRConfig
+from .errors import SCRError
+
+log = logging.getLogger("scr_core")
+
+
+def parse_layers(text: str | None) -> tuple[int, ...] | None:
+    """"0-11" or "0,1,5" or "3" -> indices (inclusive ranges)."""
+    if text is None:
+        return None
+    layers: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            layers.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad layer list {text!r}; use e.g. 0-11 or 0,2,4") from None
+    return tuple(layers)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="checkpoint folder or hub id (default: the embedded default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default=None, help="auto, float32, float16, bfloat16 (default: float32 on CPU)")
+    p.add_argument("--attn", default="sdpa", help="attention implementation to load the model with")
+
+
+def _add_scr_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--k", type=int, default=32, help="source patches per image grid (default 32)")
+    p.add_argument("--lam", type=float, default=1.10, help="λ (default 1.10)")
+    p.add_argument("--diag-layers", type=parse_layers, help="e.g. 8-16 (default: the paper's)")
+    p.add_argument("--hook-layers", type=parse_layers, help="e.g. 0-11 (default: the family's)")
+    p.add_argument("--query", choices=("post_image", "last"), default="post_image")
+    p.add_argument("--selection", choices=("attention", "uniform"), default="attention",
+                   help="uniform = the Uniform-Smooth ablation (random sources)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep-border", action="store_true", help="allow sources on the grid border")
+
+
+def _config(args) -> SCRConfig:
+    return SCRConfig(k=args.k, lam=args.lam, diag_layers=args.diag_layers, hook_layers=args.hook_layers,
+                     query=args.query, selection=args.selection, seed=args.seed,
+                     exclude_border=not args.keep_border)
+
+
+def _pipeline(args):
+    from .defaults import default_model
+    from .pipeline import SCRPipeline
+
+    model = args.model
+    if model is None:
+        path, description = default_model()
+        print(f"model: {description} ({path})", file=sys.stderr)
+        model = path
+    return SCRPipeline.from_pretrained(model, dtype=args.dtype, device=args.device,
+                                       attn_implementation=args.attn)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scr_core", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cap = sub.add_parser("caption", help="caption an image with (default) or without SCR")
+    cap.add_argument("image")
+    cap.add_argument("--prompt", default=None, help="instruction (default: one-sentence caption)")
+    cap.add_argument("--no-scr", action="store_true", help="vanilla generation")
+    cap.add_argument("--max-new-tokens", type=int, default=64)
+    cap.add_argument("--json", action="store_true", help="print the full result as JSON")
+    _add_model_args(cap)
+    _add_scr_args(cap)
+
+    diag = sub.add_parser("diagnose", help="diagnostic pass: attention map, entropy, plan, heatmap")
+    diag.add_argument("image")
+    diag.add_argument("--prompt", default=None)
+    diag.add_argument("--heatmap", type=Path, help="write the heatmap PNG here")
+    _add_model_args(diag)
+    _add_scr_args(diag)
+
+    demo = sub.add_parser("demo", help="caption a bundled scene with and without SCR (offline, CPU)")
+    demo.add_argument("--out", type=Path, default=Path("scr_demo"), help="folder for the heatmap PNG")
+    _add_model_args(demo)
+    return parser
+
+
+def cmd_caption(args) -> None:
+    from .pipeline import CAPTION_PROMPT
+
+    pipe = _pipeline(args)
+    scr = None if args.no_scr else _config(args)
+    result = pipe.caption(args.image, args.prompt or CAPTION_PROMPT, scr=scr,
+                          max_new_tokens=args.max_new_tokens)[0]
+    if args.json:
+        print(json.dumps({
+            "text": result.text,
+            "scr": scr is not None,
+            "entropy_nats": result.diagnosis.entropy if result.diagnosis else None,
+            "plan": result.plan.to_dict() if result.plan else None,
+            "timings": result.timings.to_dict(),
+        }, indent=2))
+    else:
+        print(result.text)
+        print(_timing_line(result.timings), file=sys.stderr)
+
+
+def cmd_diagnose(args) -> None:
+    from .heatmap import render_heatmap
+    from .images import load_image
+    from .pipeline import CAPTION_PROMPT
+
+    pipe = _pipeline(args)
+    diagnosis = pipe.diagnose(args.image, args.prompt or CAPTION_PROMPT, config=_config(args))[0]
+    for index, (amap, grid) in enumerate(zip(diagnosis.maps, diagnosis.plan.grids)):
+        print(f"grid {index}: {grid.height}x{grid.width}, {grid.num_sources} sources, "
+              f"{len(grid.neighbours)} neighbours, coverage {grid.coverage:.0%}")
+        print(f"  sources (row, col): {[divmod(s, grid.width) for s in grid.sources]}")
+    print(f"entropy: {diagnosis.entropy:.3f} nats")
+    if args.heatmap:
+        render_heatmap(load_image(args.image), diagnosis.maps[0], diagnosis.plan.grids[0]).save(args.heatmap)
+        print(f"heatmap: {args.heatmap}")
+
+
+def _timing_line(t) -> str:
+    return (f"vision {t.vision_ms:.1f} ms | diagnostic {t.diagnostic_ms:.1f} ms | prefill {t.prefill_ms:.1f} ms | "
+            f"decode {t.decode_ms_per_token:.1f} ms/token x {t.new_tokens}")
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    run_demo(_pipeline(args), args.out)
+
+
+COMMANDS = {"caption": cmd_caption, "diagnose": cmd_diagnose, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        COMMANDS[args.command](args)
+    except SCRError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

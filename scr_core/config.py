@@ -1,0 +1,107 @@
+"""``SCRConfig``: every knob of the method, validated on construction.
+
+Defaults follow the paper (method.md §1): K=32 sources, λ=1.10, diagnostic layers 8..16
+(inclusive), hook layers from the model adapter (0..11 for LLaVA-1.5, 0..15 otherwise).
+``None`` for a layer range means "the paper's default for this model", resolved by
+:func:`resolve_layers` once the decoder depth is known.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from .errors import ConfigError
+
+Query = Literal["post_image", "last"]
+Selection = Literal["attention", "uniform"]
+
+PAPER_DIAG_LAYERS = tuple(range(8, 17))
+PAPER_DEPTH = 32  # the depth the paper's layer ranges were written for (7B models)
+MIN_PAPER_DEPTH = 28  # shallowest decoder in the paper (Qwen2-VL-7B); below it ranges are scaled
+
+
+@dataclass(frozen=True)
+class SCRConfig:
+    """Spatial Credit Redistribution settings.
+
+    k: number of source patches per image grid (an upper bound: see ``selection``).
+    lam: λ; sources are scaled by 1/λ and each neighbour gains (λ-1)·h_source.
+    diag_layers: decoder layers whose attention forms the diagnostic map (None → 8..16).
+    hook_layers: decoder layers whose outputs are edited (None → the adapter's default).
+    query: "post_image" averages every prompt token after the image; "last" uses the last one.
+    exclude_border: sources are never taken from the outer ring of the grid.
+    selection: "attention" (SCR) or "uniform" (the Uniform-Smooth ablation, random sources).
+    seed: seeds the Uniform-Smooth permutation.
+    """
+
+    k: int = 32
+    lam: float = 1.10
+    diag_layers: tuple[int, ...] | None = None
+    hook_layers: tuple[int, ...] | None = None
+    query: Query = "post_image"
+    exclude_border: bool = True
+    selection: Selection = "attention"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k <= 0:
+            raise ConfigError(f"k must be a positive integer (got {self.k!r})")
+        if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam <= 0:
+            raise ConfigError(f"lam must be a finite number > 0 (got {self.lam!r}); the paper uses 1.10")
+        for name in ("diag_layers", "hook_layers"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            layers = tuple(value)
+            if not layers or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in layers):
+                raise ConfigError(f"{name} must be a non-empty sequence of layer indices >= 0 (got {value!r})")
+            object.__setattr__(self, name, tuple(sorted(set(layers))))
+        if self.query not in ("post_image", "last"):
+            raise ConfigError(f"query must be 'post_image' or 'last' (got {self.query!r})")
+        if self.selection not in ("attention", "uniform"):
+            raise ConfigError(f"selection must be 'attention' or 'uniform' (got {self.selection!r})")
+        if not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer (got {self.seed!r})")
+
+    def with_(self, **changes) -> "SCRConfig":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+
+def scaled_range(start: int, stop: int, depth: int) -> tuple[int, ...]:
+    """Map the paper's inclusive range [start, stop] on a 32-layer decoder onto ``depth`` layers."""
+    lo = min(depth - 1, round(start * depth / PAPER_DEPTH))
+    hi = min(depth - 1, max(lo, round((stop + 1) * depth / PAPER_DEPTH) - 1))
+    return tuple(range(lo, hi + 1))
+
+
+def paper_range(start: int, stop: int, depth: int) -> tuple[int, ...]:
+    """The paper's inclusive layer range on a decoder of ``depth`` layers.
+
+    Real checkpoints (>= 28 layers) use the paper's absolute indices, clipped to the depth.
+    Shallower decoders (tiny test models, the testbed) get the same fractions of their depth.
+    """
+    if depth >= MIN_PAPER_DEPTH:
+        return tuple(range(start, min(stop, depth - 1) + 1))
+    return scaled_range(start, stop, depth)
+
+
+def resolve_layers(cfg: SCRConfig, depth: int, default_hooks: tuple[int, ...]) -> SCRConfig:
+    """Fill ``None`` layer ranges for a decoder of ``depth`` layers and check explicit ones.
+
+    The paper's diagnostic layers 8..16 are the same absolute indices for every real model;
+    see :func:`paper_range` for shallow decoders.
+    """
+    diag = cfg.diag_layers
+    if diag is None:
+        diag = paper_range(PAPER_DIAG_LAYERS[0], PAPER_DIAG_LAYERS[-1], depth)
+    hooks = cfg.hook_layers if cfg.hook_layers is not None else default_hooks
+    for name, layers in (("diag_layers", diag), ("hook_layers", hooks)):
+        if max(layers) >= depth:
+            raise ConfigError(
+                f"{name}={list(layers)} reaches layer {max(layers)}, but the model has only {depth} decoder "
+                f"layers (0..{depth - 1}); pass smaller indices or leave {name}=None for the paper's default"
+            )
+    return replace(cfg, diag_layers=tuple(diag), hook_layers=tuple(hooks))

@@ -1,0 +1,101 @@
+"""Pass 1: the diagnostic forward that picks the sources.
+
+It runs the decoder only up to the last diagnostic layer (a forward hook there raises a
+private exception that ends the pass), captures attention rows of the post-image text
+queries against every key with the model's own attention kernel still doing the work
+(``attention_capture``), and averages them over heads, layers and query rows. The result
+per image grid is the spatial attention map A; its entropy (nats, after renormalising over
+the visual tokens) is the paper's credit-concentration measure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .attention_capture import AttentionCapture, capture_attention
+from .config import SCRConfig
+from .errors import InputError
+from .layout import VisualLayout
+from .selection import RedistributionPlan, select_sources, select_uniform
+
+
+class _DiagnosticComplete(Exception):
+    """Raised by the hook on the last diagnostic layer to skip the rest of the model."""
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Diagnostic result for one prompt: a map per image grid, its entropy and the plan."""
+
+    maps: tuple[np.ndarray, ...]  # raw mean attention probabilities, one (H, W) array per grid
+    entropy: float  # nats, over all visual tokens of the prompt, map renormalised to sum 1
+    plan: RedistributionPlan
+
+
+def entropy_nats(values: np.ndarray) -> float:
+    """Shannon entropy (nats) of a non-negative array renormalised to sum to 1."""
+    p = np.asarray(values, dtype=np.float64).ravel()
+    total = p.sum()
+    if total <= 0:
+        return float("nan")
+    p = p[p > 0] / total
+    return float(-(p * np.log(p)).sum())
+
+
+def _stop_after(layer: nn.Module):
+    def hook(module, args, output):
+        raise _DiagnosticComplete
+
+    return layer.register_forward_hook(hook)
+
+
+def attention_maps(model: nn.Module, layers: nn.ModuleList, decoder_config, model_kwargs: dict,
+                   layout: VisualLayout, cfg: SCRConfig) -> list[tuple[np.ndarray, ...]]:
+    """Mean attention of text queries to each visual grid, per prompt, over ``cfg.diag_layers``.
+
+    ``cfg`` must be resolved (explicit ``diag_layers``).
+    """
+    if cfg.query == "post_image":
+        starts = [layout.text_query_start(s) for s in range(layout.batch_size)]
+        for sample, start in enumerate(starts):
+            if start >= layout.seq_len:
+                raise InputError(
+                    f"prompt {sample} has no text after its image; SCR reads the attention of post-image "
+                    "text tokens, so put the image before the question (or use query='last')"
+                )
+    else:
+        starts = [layout.seq_len - 1] * layout.batch_size
+    capture = AttentionCapture(frozenset(cfg.diag_layers), row_start=min(starts))
+    handle = _stop_after(layers[max(cfg.diag_layers)])
+    try:
+        with torch.no_grad(), capture_attention(decoder_config, capture):
+            model(**model_kwargs, use_cache=False)
+    except _DiagnosticComplete:
+        pass
+    finally:
+        handle.remove()
+    mean = capture.mean()  # (B, rows, keys)
+    result = []
+    for sample, start in enumerate(starts):
+        per_key = mean[sample, start - capture.row_start:].mean(dim=0).cpu().numpy()
+        result.append(tuple(
+            per_key[grid.positions].reshape(grid.height, grid.width) for grid in layout.grids_of(sample)
+        ))
+    return result
+
+
+def plan_from_maps(maps: Sequence[np.ndarray], cfg: SCRConfig) -> RedistributionPlan:
+    """SCR plan for one prompt from its attention maps (``cfg`` resolved)."""
+    return RedistributionPlan(tuple(select_sources(m, cfg) for m in maps), cfg.lam, cfg.hook_layers)
+
+
+def uniform_plan(layout: VisualLayout, sample: int, cfg: SCRConfig) -> RedistributionPlan:
+    """Uniform-Smooth plan for one prompt: random sources, seeded by ``cfg.seed`` alone."""
+    rng = np.random.default_rng(cfg.seed)
+    grids = tuple(select_uniform(g.height, g.width, cfg, rng) for g in layout.grids_of(sample))
+    return RedistributionPlan(grids, cfg.lam, cfg.hook_layers)

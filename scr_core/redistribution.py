@@ -1,0 +1,132 @@
+"""The redistribution (Eq. 1) as a pure function, and the scoped hooks that apply it.
+
+At each hooked decoder layer, for every source s and every neighbour n it owns:
+    h_n <- h_n + (λ-1)·h_s      (pre-update h_s; the full amount goes to *each* neighbour)
+    h_s <- h_s / λ
+on visual positions of the prefill only. Decode steps (one new token, no visual block)
+pass through untouched and read the edited visual states from the KV cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .layout import VisualLayout
+from .selection import RedistributionPlan
+from .errors import LayoutError
+
+
+def redistribute(hidden: torch.Tensor, sources: torch.Tensor, neighbours: torch.Tensor,
+                 owners: torch.Tensor, lam: float) -> torch.Tensor:
+    """Return a copy of ``hidden`` (rows = token states, shape (N, D)) with Eq. 1 applied.
+
+    ``sources``, ``neighbours`` and ``owners`` are row indices; ``owners[i]`` is the source row
+    injected into ``neighbours[i]``. Sources and neighbours must be disjoint.
+    """
+    out = hidden.clone()
+    out[neighbours] += (lam - 1.0) * hidden[owners]
+    out[sources] = hidden[sources] / lam
+    return out
+
+
+@dataclass(frozen=True)
+class BatchEdit:
+    """A batch of plans as (sample, position) index pairs into (batch, seq, D) hidden states."""
+
+    samples: torch.Tensor     # sample index of each source / neighbour / owner entry below
+    sources: torch.Tensor     # (n_src,) positions
+    source_samples: torch.Tensor
+    neighbours: torch.Tensor  # (n_nb,) positions
+    owners: torch.Tensor      # (n_nb,) positions of the owning sources (same sample as the neighbour)
+    lam: float
+    batch_size: int
+    seq_len: int
+
+    @classmethod
+    def build(cls, plans: Sequence[RedistributionPlan], layout: VisualLayout,
+              device: torch.device | str = "cpu") -> "BatchEdit":
+        if len(plans) != layout.batch_size:
+            raise LayoutError(f"got {len(plans)} plans for a batch of {layout.batch_size} prompts")
+        lams = {p.lam for p in plans}
+        if len(lams) != 1:
+            raise LayoutError("all plans of one batch must share the same lam")
+        src, src_sample, nb, own, nb_sample = [], [], [], [], []
+        for sample, plan in enumerate(plans):
+            grids = layout.grids_of(sample)
+            if len(grids) != len(plan.grids):
+                raise LayoutError(
+                    f"prompt {sample} has {len(grids)} image grids but its plan has {len(plan.grids)}; "
+                    "a plan only fits the image and prompt it was diagnosed on"
+                )
+            for grid, gp in zip(grids, plan.grids):
+                if (grid.height, grid.width) != (gp.height, gp.width):
+                    raise LayoutError(
+                        f"plan grid {gp.height}x{gp.width} does not match the image grid "
+                        f"{grid.height}x{grid.width} of prompt {sample}"
+                    )
+                src.extend(grid.positions[list(gp.sources)].tolist())
+                src_sample.extend([sample] * gp.num_sources)
+                nb.extend(grid.positions[list(gp.neighbours)].tolist())
+                own.extend(grid.positions[list(gp.owners)].tolist())
+                nb_sample.extend([sample] * len(gp.neighbours))
+
+        def as_index(values: list[int]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.long, device=device)
+
+        return cls(as_index(nb_sample), as_index(src), as_index(src_sample), as_index(nb), as_index(own),
+                   float(lams.pop()), layout.batch_size, layout.seq_len)
+
+    def apply(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Edit a (batch, seq, D) tensor that holds the prompt; shorter inputs (decode steps) pass unchanged.
+
+        Sequences longer than the prompt (generation without a KV cache re-runs the prompt)
+        are edited at the same prompt positions, so cached and uncached runs agree.
+        """
+        if hidden.dim() != 3 or hidden.shape[1] < self.seq_len:
+            return hidden
+        if hidden.shape[0] != self.batch_size:
+            raise LayoutError(
+                f"hooked layer saw batch {hidden.shape[0]} but the plan is for {self.batch_size} prompts "
+                "(beam search and num_return_sequences > 1 are not supported with SCR)"
+            )
+        seq = hidden.shape[1]
+        rows = lambda sample, pos: sample * seq + pos  # noqa: E731 - flat row of (sample, position)
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        edited = redistribute(
+            flat,
+            rows(self.source_samples, self.sources),
+            rows(self.samples, self.neighbours),
+            rows(self.samples, self.owners),
+            self.lam,
+        )
+        return edited.view_as(hidden)
+
+
+def _edit_output(edit: BatchEdit):
+    def hook(module: nn.Module, args, output):
+        if isinstance(output, tuple):
+            return (edit.apply(output[0]), *output[1:])
+        return edit.apply(output)
+
+    return hook
+
+
+@contextmanager
+def redistribution(layers: Sequence[nn.Module], hook_layers: Sequence[int], edit: BatchEdit) -> Iterator[None]:
+    """Hook ``layers[i]`` for each ``i`` in ``hook_layers`` for the duration of the block.
+
+    The hooks are removed on exit, also when the block raises.
+    """
+    handles = []
+    try:
+        for i in hook_layers:
+            handles.append(layers[i].register_forward_hook(_edit_output(edit)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,122 @@
+"""Source selection: greedy top-K over interior patches with exclusive neighbour claiming.
+
+Resolution of the paper's wording (method.md §1.3): candidates are visited in descending
+attention (ties: lower row-major index first); a candidate already claimed as a neighbour is
+skipped; a new source claims every free 8-neighbour. Sources and neighbours are disjoint,
+each neighbour has exactly one owner, and any two sources are >= 2 apart (Chebyshev).
+K is an upper bound: on small grids the claimed patches can exhaust the interior first;
+``GridPlan.num_sources`` then reports fewer than K (and a warning is logged).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import SCRConfig
+from .errors import ConfigError
+from .grid import interior_mask, neighbours8
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """The redistribution plan of one image grid, in flat row-major grid indices."""
+
+    height: int
+    width: int
+    sources: tuple[int, ...]
+    neighbours: tuple[int, ...]
+    owners: tuple[int, ...]  # owners[i] is the source whose state is injected into neighbours[i]
+
+    @property
+    def num_sources(self) -> int:
+        return len(self.sources)
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of the grid touched by the edit, (|S| + |N|) / N_v (method.md §6 #15)."""
+        return (len(self.sources) + len(self.neighbours)) / (self.height * self.width)
+
+
+@dataclass(frozen=True)
+class RedistributionPlan:
+    """What the redistribution pass does for one prompt: one ``GridPlan`` per image grid,
+    in the order the grids appear in the sequence, plus the λ and hook layers to apply."""
+
+    grids: tuple[GridPlan, ...]
+    lam: float
+    hook_layers: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "lam": self.lam,
+            "hook_layers": list(self.hook_layers),
+            "grids": [
+                {
+                    "height": g.height,
+                    "width": g.width,
+                    "sources": list(g.sources),
+                    "neighbours": list(g.neighbours),
+                    "owners": list(g.owners),
+                }
+                for g in self.grids
+            ],
+        }
+
+
+def greedy_claim(order: np.ndarray, height: int, width: int, k: int) -> GridPlan:
+    """Walk ``order`` (candidate flat indices, best first) and place up to ``k`` sources."""
+    sources: list[int] = []
+    owner: dict[int, int] = {}
+    taken = set()
+    for p in order.tolist():
+        if len(sources) == k:
+            break
+        if p in taken:
+            continue
+        sources.append(p)
+        taken.add(p)
+        for q in neighbours8(p, height, width):
+            if q not in taken:
+                owner[q] = p
+                taken.add(q)
+    if len(sources) < k:
+        # warnings.warn shows each distinct message once, not once per image of a benchmark.
+        warnings.warn(
+            f"only {len(sources)} of k={k} sources fit on the {height}x{width} grid "
+            "(neighbour claims exhausted the candidates)",
+            stacklevel=2,
+        )
+    return GridPlan(height, width, tuple(sources), tuple(owner.keys()), tuple(owner.values()))
+
+
+def candidate_indices(height: int, width: int, cfg: SCRConfig) -> np.ndarray:
+    """Flat indices allowed as sources; raises if K cannot possibly fit."""
+    allowed = np.flatnonzero(interior_mask(height, width, cfg.exclude_border))
+    if cfg.k > allowed.size:
+        where = "interior (border excluded)" if cfg.exclude_border else "grid"
+        raise ConfigError(
+            f"k={cfg.k} exceeds the {allowed.size} patches of the {height}x{width} {where}; "
+            f"lower k" + (" or set exclude_border=False" if cfg.exclude_border else "")
+        )
+    return allowed
+
+
+def select_sources(attention: np.ndarray, cfg: SCRConfig) -> GridPlan:
+    """SCR source selection on one (H, W) attention map."""
+    attention = np.asarray(attention, dtype=np.float64)
+    if attention.ndim != 2:
+        raise ConfigError(f"attention map must be 2-D (H, W), got shape {attention.shape}")
+    height, width = attention.shape
+    allowed = candidate_indices(height, width, cfg)
+    scores = attention.reshape(-1)[allowed]
+    order = allowed[np.argsort(-scores, kind="stable")]
+    return greedy_claim(order, height, width, cfg.k)
+
+
+def select_uniform(height: int, width: int, cfg: SCRConfig, rng: np.random.Generator) -> GridPlan:
+    """Uniform-Smooth ablation: the same greedy loop over a random order of the candidates."""
+    allowed = candidate_indices(height, width, cfg)
+    return greedy_claim(rng.permutation(allowed), height, width, cfg.k)

@@ -1,0 +1,135 @@
+"""Tiny random-weight checkpoints built from the real transformers classes.
+
+Why: no weights can be downloaded here, yet every code path (processor, chat template,
+``from_pretrained``) must run exactly as it does for a user's local checkpoint. These
+builders write a complete checkpoint folder with ``save_pretrained``; loading it back goes
+through ``AutoModelForImageTextToText`` / ``AutoProcessor`` like any hub model.
+Random weights show that the plumbing works, not that SCR helps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WORDS = (
+    "a an the is are there in on of and with next to image picture photo caption describe "
+    "provide one sentence for provided answer question using single word or phrase yes no "
+    "red green blue yellow black white circle square triangle star cat dog cup plate fork "
+    "knife left right top bottom small large . , ? !"
+).split()
+
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %} "
+    "{% else %}ASSISTANT: {% for item in message['content'] %}{{ item['text'] }}{% endfor %}</s>"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def build_word_tokenizer(words: tuple[str, ...] | list[str] = WORDS, extra_special: tuple[str, ...] = ("<image>",)):
+    """A word-level fast tokenizer made offline with the ``tokenizers`` library."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "<s>", "</s>", *extra_special]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for word in words:
+        vocab.setdefault(word, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        additional_special_tokens=list(extra_special),
+        padding_side="left",
+    )
+    return tokenizer
+
+
+def build_tiny_llava(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    image_size: int = 112,
+    patch_size: int = 14,
+    num_layers: int = 18,
+    hidden_size: int = 32,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    vision_layers: int = 2,
+) -> Path:
+    """Write a random tiny ``LlavaForConditionalGeneration`` checkpoint with its processor.
+
+    The defaults give an 8x8 visual grid (112 px / 14 px patches) and 18 decoder layers,
+    so the paper's diagnostic layers 8..16 exist.
+    """
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    out = Path(out_dir)
+    tokenizer = build_word_tokenizer()
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    vision = CLIPVisionConfig(
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=hidden_size,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=512,
+        initializer_range=0.15,  # larger than the default so attention is far from uniform
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=image_token_id,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    # Random init gives tiny logits; a larger lm_head makes greedy text depend on the input.
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0.0, 1.0)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

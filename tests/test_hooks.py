@@ -1,0 +1,105 @@
+"""The hooks on a real (tiny, saved and reloaded) LLaVA checkpoint."""
+
+import hashlib
+
+import pytest
+import torch
+
+from scr_core.config import SCRConfig
+from scr_core.pipeline import SCRPipeline
+from scr_core.redistribution import BatchEdit, redistribution
+
+
+def checksum(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def no_hooks_left(pipe) -> bool:
+    layers = pipe.adapter.decoder_layers()
+    return all(not layer._forward_hooks and not layer._forward_pre_hooks for layer in layers) and \
+        not pipe.model._forward_hooks and not pipe.model._forward_pre_hooks
+
+
+def test_hook_edits_only_planned_visual_positions_in_prefill_and_nothing_on_decode(pipe, images):
+    layers = pipe.adapter.decoder_layers()
+    cfg = SCRConfig(k=4, hook_layers=(2,))
+    diag = pipe.diagnose(images[:2], ["describe the image .", "is there a dog ?"], config=cfg)
+    batch = pipe._prepare(images[:2], ["describe the image .", "is there a dog ?"])
+    edit = BatchEdit.build([d.plan for d in diag], batch.layout)
+    raw, edited = [], []
+    before = layers[2].register_forward_hook(lambda m, a, out: raw.append(out.clone()))
+    try:
+        with redistribution(layers, (2,), edit):
+            after = layers[2].register_forward_hook(lambda m, a, out: edited.append(out.clone()))
+            try:
+                pipe.model.generate(**batch.model_kwargs, max_new_tokens=4, do_sample=False)
+            finally:
+                after.remove()
+    finally:
+        before.remove()
+    assert [t.shape[1] for t in raw] == [batch.layout.seq_len, 1, 1, 1]
+    for step in range(1, 4):  # decode steps untouched
+        assert torch.equal(raw[step], edited[step])
+    changed = (raw[0] != edited[0]).any(dim=-1)  # (B, S)
+    for sample, d in enumerate(diag):
+        grid = batch.layout.grids_of(sample)[0]
+        gp = d.plan.grids[0]
+        planned = set(grid.positions[list(gp.sources) + list(gp.neighbours)].tolist())
+        assert set(torch.nonzero(changed[sample]).flatten().tolist()) == planned
+    assert no_hooks_left(pipe)
+
+
+def test_weights_are_bit_identical_after_scr(pipe, images):
+    before = checksum(pipe.model)
+    pipe.caption(images[:2], "describe the image .", scr=SCRConfig(lam=2.0), max_new_tokens=4)
+    assert checksum(pipe.model) == before
+    assert no_hooks_left(pipe)
+
+
+def test_hooks_are_removed_after_an_exception_inside_generation(tiny_llava_dir, images):
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class Explode(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            raise RuntimeError("boom in the middle of generation")
+
+    pipe = SCRPipeline.from_pretrained(tiny_llava_dir)
+    with pytest.raises(RuntimeError, match="boom"):
+        pipe.caption(images[0], scr=SCRConfig(lam=3.0), max_new_tokens=4,
+                     logits_processor=LogitsProcessorList([Explode()]))
+    assert no_hooks_left(pipe)
+    after = pipe.caption(images[:2], "describe the image .", scr=None, max_new_tokens=6)
+    fresh = SCRPipeline.from_pretrained(tiny_llava_dir).caption(
+        images[:2], "describe the image .", scr=None, max_new_tokens=6)
+    assert [r.token_ids for r in after] == [r.token_ids for r in fresh]
+
+
+def test_lambda_one_equals_vanilla_exactly(pipe, images):
+    vanilla = pipe.caption(images, "describe the image .", scr=None, max_new_tokens=8)
+    identity = pipe.caption(images, "describe the image .", scr=SCRConfig(lam=1.0), max_new_tokens=8)
+    assert [r.token_ids for r in identity] == [r.token_ids for r in vanilla]
+    assert all(r.plan is not None and r.plan.grids[0].num_sources > 0 for r in identity)
+
+
+def test_default_lambda_changes_greedy_output_on_some_seeds(tmp_path, images):
+    from scr_core.testbed.tiny import build_tiny_llava
+
+    changed = 0
+    for seed in range(3):
+        pipe = SCRPipeline.from_pretrained(build_tiny_llava(tmp_path / f"m{seed}", seed=seed))
+        vanilla = pipe.caption(images, "describe the image .", scr=None, max_new_tokens=8)
+        scr = pipe.caption(images, "describe the image .", scr=SCRConfig(), max_new_tokens=8)
+        changed += sum(a.token_ids != b.token_ids for a, b in zip(vanilla, scr))
+    assert changed > 0
+
+
+def test_batched_results_equal_single_results(pipe, images):
+    prompts = ["describe the image .", "is there a red circle in the image ?"]
+    batched = pipe.caption(images[:2], prompts, max_new_tokens=6)
+    singles = [pipe.caption(img, p, max_new_tokens=6)[0] for img, p in zip(images[:2], prompts)]
+    assert [r.plan for r in batched] == [r.plan for r in singles]
+    assert [r.token_ids for r in batched] == [r.token_ids for r in singles]
