@@ -1,0 +1,395 @@
+"""AMBER (Wang et al., 2023): generative CHAIR/Cover/Hal/Cog and discriminative yes/no scores.
+
+Why: SCR v2 reports AMBER; this reimplements junyangwang0410/AMBER ``inference.py`` offline
+(peers.md §2.3).
+
+On disk (the AMBER repository plus its image zip)::
+
+    AMBER/data/annotations.json            [{"id": 1, "type": "generative", "truth": [...], "hallu": [...]},
+                                            {"id": 1005, "type": "discriminative-attribute-state", "truth": "yes"}, ...]
+    AMBER/data/relation.json               {"grass": ["ground"], "person": ["people", "man", ...], ...}
+    AMBER/data/safe_words.txt              one word per line
+    AMBER/data/query/query_all.json        [{"id": 1, "image": "AMBER_1.jpg", "query": "Describe this image."}, ...]
+                                           (also query_generative.json, query_discriminative*.json)
+    AMBER/image/AMBER_1.jpg ...
+
+Generative scoring, as in ``inference.py``: the response's nouns that are in AMBER's vocabulary
+(every key and value of ``relation.json``) are checked in order. A safe word (``safe_words.txt``)
+is skipped but still counted; a noun equal to a ground-truth object or to an object associated
+with one (``relation.json``) covers that object; a noun equal to a listed commonly-hallucinated
+object (``hallu``) or to one of its associations covers that entry (Cog); any noun that did not
+cover a ground-truth object is a hallucination.
+CHAIR = hallucinated nouns / vocabulary nouns; Cover = covered ``truth`` entries / ``truth``
+entries; Hal = share of responses with >= 1 hallucinated noun; Cog = covered ``hallu`` entries /
+``hallu`` entries. The reference's first-match bookkeeping is kept: a noun marks the *first*
+list entry it matches, so a repeated ground-truth object (``"ship", "ship"``) is covered once,
+and a ground-truth noun that is also an association of an earlier ground-truth object marks that
+earlier object.
+
+Offline differences (exact reproduction is impossible without NLTK data and spaCy's
+``en_core_web_lg``; peers.md §2.3):
+
+* no POS tagger: every token in the vocabulary counts as a noun (the reference keeps only NN*
+  tags, so e.g. "orange" as a colour or "watch" as a verb counts here but not there);
+* tokens are lower-cased before matching (the reference matches case-sensitively) and
+  singularised with lemminflect instead of WordNet (``text.py``);
+* the spaCy similarity step (a noun "near" an object with similarity > 0.8 counts as that object)
+  is skipped unless a ``similarity(word_a, word_b) -> float`` function is passed; identical words
+  always match, so without it only exact synonyms from ``relation.json`` count.
+
+Discriminative scoring: accuracy, and precision/recall/F1 with **"no" as the positive class**,
+overall and per dimension (existence = ``discriminative-hallucination``; attribute = state +
+number + action; relation = ``discriminative-relation`` and ``relation``). The reference compares
+the raw response with "Yes"/"No"; here responses go through a parsing rule first (default
+``first_word``; ``amber_exact`` is the reference's string comparison). F1 is computed from
+unrounded precision/recall (the reference rounds first and adds 1e-4 to the denominator;
+they differ by at most 0.1 point).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from scr_core.errors import DataError
+
+from .answers import align_answers
+from .binary import BinaryMetrics, binary_metrics
+from .files import check_image, field as get_field, load_json, load_json_records, read_text, require_dir
+from .parsing import NO, normalize_label, parse_many
+from .text import normalize_token, tokenize
+
+GENERATIVE = "generative"
+EXISTENCE_TYPES = ("discriminative-hallucination",)
+ATTRIBUTE_TYPES = (
+    "discriminative-attribute-state",
+    "discriminative-attribute-number",
+    "discriminative-attribute-action",
+)
+RELATION_TYPES = ("discriminative-relation", "relation")
+DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "existence": EXISTENCE_TYPES,
+    "attribute": ATTRIBUTE_TYPES,
+    "state": ("discriminative-attribute-state",),
+    "number": ("discriminative-attribute-number",),
+    "action": ("discriminative-attribute-action",),
+    "relation": RELATION_TYPES,
+}
+
+
+@dataclass(frozen=True)
+class AmberAnnotation:
+    """One entry of ``annotations.json``: generative (``truth``/``hallu`` object lists) or yes/no."""
+
+    id: int
+    type: str
+    truth: tuple[str, ...] = ()
+    hallu: tuple[str, ...] = ()
+    label: str | None = None
+
+    @property
+    def is_generative(self) -> bool:
+        return self.type == GENERATIVE
+
+
+@dataclass(frozen=True)
+class AmberSample:
+    """One AMBER query: ``task`` is "generative" or "discriminative", ``label`` yes/no or None."""
+
+    id: int
+    image_path: Path
+    query: str
+    task: str
+    type: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class AmberResources:
+    """Everything the scorers need from ``AMBER/data``."""
+
+    annotations: dict[int, AmberAnnotation]
+    relation: dict[str, tuple[str, ...]]
+    safe_words: frozenset[str]
+
+    @classmethod
+    def from_dir(cls, data_dir: str | Path) -> "AmberResources":
+        """Load ``annotations.json``, ``relation.json`` and ``safe_words.txt`` from ``AMBER/data``."""
+        data_dir = require_dir(data_dir, "AMBER data folder")
+        return cls(
+            read_amber_annotations(data_dir / "annotations.json"),
+            read_amber_relation(data_dir / "relation.json"),
+            read_amber_safe_words(data_dir / "safe_words.txt"),
+        )
+
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """AMBER's object words: every key and every associated word of ``relation.json``."""
+        words = set(self.relation)
+        for assoc in self.relation.values():
+            words.update(assoc)
+        return frozenset(words)
+
+
+def _int_id(value, path, index: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{path} record {index + 1}: id {value!r} is not an integer") from None
+
+
+def read_amber_annotations(path: str | Path) -> dict[int, AmberAnnotation]:
+    """``{id: AmberAnnotation}`` from ``annotations.json``."""
+    data = load_json(path, "AMBER annotation file")
+    if not isinstance(data, list):
+        raise DataError(f"AMBER annotation file {path} must hold a JSON array, found {type(data).__name__}")
+    out: dict[int, AmberAnnotation] = {}
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict):
+            raise DataError(f"AMBER annotation file {path} record {i + 1} is not an object")
+        ann_id = _int_id(get_field(rec, "id", path, i), path, i)
+        kind = str(get_field(rec, "type", path, i))
+        truth = get_field(rec, "truth", path, i)
+        if ann_id in out:
+            raise DataError(f"AMBER annotation file {path}: id {ann_id} appears twice")
+        if kind == GENERATIVE:
+            hallu = get_field(rec, "hallu", path, i)
+            if not isinstance(truth, list) or not isinstance(hallu, list):
+                raise DataError(f"AMBER annotation file {path} id {ann_id}: generative truth/hallu must be lists")
+            out[ann_id] = AmberAnnotation(ann_id, kind, tuple(map(str, truth)), tuple(map(str, hallu)))
+        else:
+            try:
+                label = normalize_label(truth, str(path))
+            except ValueError as err:
+                raise DataError(f"AMBER annotation file {path} id {ann_id}: {err}") from None
+            out[ann_id] = AmberAnnotation(ann_id, kind, label=label)
+    return out
+
+
+def read_amber_relation(path: str | Path) -> dict[str, tuple[str, ...]]:
+    """``{object: (associated words, ...)}`` from ``relation.json``."""
+    data = load_json(path, "AMBER relation file")
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise DataError(f"AMBER relation file {path} must map each object to a list of words")
+    return {str(k): tuple(map(str, v)) for k, v in data.items()}
+
+
+def read_amber_safe_words(path: str | Path) -> frozenset[str]:
+    """The words of ``safe_words.txt`` (one per line)."""
+    return frozenset(line.strip() for line in read_text(path, "AMBER safe-words file").splitlines() if line.strip())
+
+
+def read_amber(
+    query_file: str | Path,
+    annotations: Mapping[int, AmberAnnotation] | str | Path,
+    image_dir: str | Path,
+    check_images: bool = True,
+) -> list[AmberSample]:
+    """The queries of one ``query_*.json`` file joined with their annotations, in file order."""
+    if not isinstance(annotations, Mapping):
+        annotations = read_amber_annotations(annotations)
+    records = load_json_records(query_file, "AMBER query file")
+    image_dir = require_dir(image_dir, "AMBER image folder") if check_images else Path(image_dir)
+    out = []
+    for i, rec in enumerate(records):
+        qid = _int_id(get_field(rec, "id", query_file, i), query_file, i)
+        ann = annotations.get(qid)
+        if ann is None:
+            raise DataError(f"AMBER query file {query_file}: id {qid} has no entry in the annotation file")
+        image_path = image_dir / str(get_field(rec, "image", query_file, i))
+        if check_images:
+            check_image(image_path, query_file)
+        task = GENERATIVE if ann.is_generative else "discriminative"
+        out.append(AmberSample(qid, image_path, str(get_field(rec, "query", query_file, i)), task, ann.type, ann.label))
+    return out
+
+
+def read_amber_responses(path: str | Path) -> dict[int, str]:
+    """``{id: response}`` from a response file in AMBER's format (``[{"id": 1, "response": "..."}]``)."""
+    records = load_json_records(path, "AMBER response file")
+    return {_int_id(get_field(r, "id", path, i), path, i): str(get_field(r, "response", path, i))
+            for i, r in enumerate(records)}
+
+
+@dataclass(frozen=True)
+class AmberResponseDetail:
+    """How one generative response was scored."""
+
+    id: int
+    nouns: tuple[str, ...]
+    hallucinated: tuple[str, ...]
+    covered_truth: int
+    n_truth: int
+    covered_hallu: int
+    n_hallu: int
+
+
+@dataclass(frozen=True)
+class AmberGenerativeResult:
+    """AMBER generative metrics as fractions in [0, 1] (lower is better except Cover)."""
+
+    chair: float
+    cover: float
+    hal: float
+    cog: float
+    n_responses: int
+    n_nouns: int
+    n_hallucinated_nouns: int
+    details: tuple[AmberResponseDetail, ...] = field(repr=False, default=())
+
+    def to_dict(self, percent: bool = True) -> dict[str, float]:
+        s = 100.0 if percent else 1.0
+        return {
+            "chair": self.chair * s,
+            "cover": self.cover * s,
+            "hal": self.hal * s,
+            "cog": self.cog * s,
+            "n_responses": self.n_responses,
+            "n_nouns": self.n_nouns,
+            "n_hallucinated_nouns": self.n_hallucinated_nouns,
+        }
+
+
+def _mark(words: list[str], owners: list[int], flags: list[int], n_direct: int, noun: str) -> None:
+    # AMBER's bookkeeping: ``words`` = associations of each object (owners[j] = object index)
+    # followed by the objects themselves; the first match marks its object.
+    j = words.index(noun)
+    n_assoc = len(words) - n_direct
+    flags[owners[j] if j < n_assoc else j - n_assoc] = 1
+
+
+def score_amber_generative(
+    responses: Mapping[int, str],
+    resources: AmberResources,
+    similarity: Callable[[str, str], float] | None = None,
+    threshold: float = 0.8,
+) -> AmberGenerativeResult:
+    """AMBER's generative metrics for ``{id: response}`` of generative queries (ids 1-1004).
+
+    ``similarity`` optionally restores the reference's spaCy near-synonym step.
+    """
+    if not responses:
+        raise ValueError("no AMBER responses to score")
+    vocab = resources.vocabulary
+    n_nouns = n_hal = covered_truth = n_truth = covered_hallu = n_hallu = n_hal_resp = 0
+    details = []
+    for rid, response in responses.items():
+        ann = resources.annotations.get(rid)
+        if ann is None:
+            raise DataError(f"AMBER response id {rid} has no annotation")
+        if not ann.is_generative:
+            raise ValueError(f"AMBER id {rid} is a {ann.type} question, not a generative one")
+        nouns = [w for w in (normalize_token(t, vocab) for t in tokenize(response)) if w in vocab]
+        safe_words, safe_owner = [], []
+        for idx, obj in enumerate(ann.truth):
+            assoc = resources.relation.get(obj, ())
+            safe_words += assoc
+            safe_owner += [idx] * len(assoc)
+        safe_words += ann.truth
+        ha_words, ha_owner = [], []
+        for idx, obj in enumerate(ann.hallu):
+            assoc = resources.relation.get(obj, ())
+            ha_words += assoc
+            ha_owner += [idx] * len(assoc)
+        ha_words += ann.hallu
+        truth_flags = [0] * len(ann.truth)
+        hallu_flags = [0] * len(ann.hallu)
+        hallucinated = []
+        for noun in nouns:
+            if noun in resources.safe_words:
+                continue
+            if noun in safe_words:
+                _mark(safe_words, safe_owner, truth_flags, len(ann.truth), noun)
+                continue
+            if noun in ha_words:
+                _mark(ha_words, ha_owner, hallu_flags, len(ann.hallu), noun)
+            if similarity is not None:
+                near_h = next((w for w in ha_words if similarity(noun, w) > threshold), None)
+                if near_h is not None:
+                    _mark(ha_words, ha_owner, hallu_flags, len(ann.hallu), near_h)
+                near_s = next((w for w in safe_words if similarity(noun, w) > threshold), None)
+                if near_s is not None:
+                    _mark(safe_words, safe_owner, truth_flags, len(ann.truth), near_s)
+                    continue
+            hallucinated.append(noun)
+        n_nouns += len(nouns)
+        n_hal += len(hallucinated)
+        n_hal_resp += bool(hallucinated)
+        covered_truth += sum(truth_flags)
+        n_truth += len(truth_flags)
+        covered_hallu += sum(hallu_flags)
+        n_hallu += len(hallu_flags)
+        details.append(
+            AmberResponseDetail(rid, tuple(nouns), tuple(hallucinated), sum(truth_flags), len(truth_flags),
+                                sum(hallu_flags), len(hallu_flags))
+        )
+    n = len(responses)
+    return AmberGenerativeResult(
+        chair=n_hal / n_nouns if n_nouns else 0.0,
+        cover=covered_truth / n_truth if n_truth else 0.0,
+        hal=n_hal_resp / n,
+        cog=covered_hallu / n_hallu if n_hallu else 0.0,
+        n_responses=n,
+        n_nouns=n_nouns,
+        n_hallucinated_nouns=n_hal,
+        details=tuple(details),
+    )
+
+
+@dataclass(frozen=True)
+class AmberDiscriminativeResult:
+    """Overall and per-dimension metrics (positive class "no"); ``predictions`` in input order."""
+
+    overall: BinaryMetrics
+    by_dimension: dict[str, BinaryMetrics]
+    predictions: dict[int, str]
+    rule: str
+
+    def to_dict(self, percent: bool = True) -> dict[str, dict[str, float]]:
+        out = {"overall": self.overall.to_dict(percent)}
+        out.update({k: v.to_dict(percent) for k, v in self.by_dimension.items()})
+        return out
+
+
+def score_amber_discriminative(
+    responses: Mapping[int, str] | Sequence[str],
+    resources: AmberResources | Mapping[int, AmberAnnotation],
+    ids: Sequence[int] | None = None,
+    rule: str = "first_word",
+) -> AmberDiscriminativeResult:
+    """AMBER's discriminative metrics with "no" as the positive class.
+
+    ``responses``: ``{id: response}``, or a list aligned with ``ids``. Every id must be a
+    discriminative annotation.
+    """
+    annotations = resources.annotations if isinstance(resources, AmberResources) else resources
+    if isinstance(responses, Mapping):
+        ids = list(responses) if ids is None else list(ids)
+    elif ids is None:
+        raise ValueError("pass ids= when responses is a list")
+    raw = align_answers([(i,) for i in ids], responses, "AMBER responses")
+    if not ids:
+        raise ValueError("no AMBER responses to score")
+    preds = parse_many(raw, rule)
+    labels, types = [], []
+    for i in ids:
+        ann = annotations.get(i)
+        if ann is None:
+            raise DataError(f"AMBER response id {i} has no annotation")
+        if ann.is_generative:
+            raise ValueError(f"AMBER id {i} is a generative query; score it with score_amber_generative")
+        labels.append(ann.label)
+        types.append(ann.type)
+    overall = binary_metrics(labels, preds, positive=NO)
+    by_dim = {}
+    for dim, members in DIMENSIONS.items():
+        idx = [k for k, t in enumerate(types) if t in members]
+        if idx:
+            by_dim[dim] = binary_metrics([labels[k] for k in idx], [preds[k] for k in idx], positive=NO)
+    return AmberDiscriminativeResult(overall, by_dim, dict(zip(ids, preds)), rule)
+
+
+def amber_score(chair: float, f1: float) -> float:
+    """AMBER Score = (1 - CHAIR + F1) / 2, both as fractions (paper's definition; peers.md marks it [M])."""
+    return (1.0 - chair + f1) / 2.0

@@ -1,0 +1,96 @@
+"""Markdown comparison tables: one row per method, one column per metric, deltas vs. a baseline.
+
+Why: every results table in the README and the paper comparison has the same shape as SCR's
+Table 1 (method.md §4.1): methods in rows, metrics in columns, and each method's change
+against vanilla decoding.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+# Metrics where a smaller number is better; used for the arrows in the header.
+LOWER_IS_BETTER = frozenset({
+    "hr", "fpr", "chair_s", "chair_i", "chair", "hal", "cog", "latency_ms", "overhead_ms", "unknown_ratio",
+})
+HIGHER_IS_BETTER = frozenset({
+    "accuracy", "precision", "recall", "f1", "cider", "cover", "aAcc", "fAcc", "qAcc", "perception", "cognition",
+})
+
+
+def _is_missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _fmt(v, digits: int) -> str:
+    return "–" if _is_missing(v) else f"{v:.{digits}f}"
+
+
+def comparison_table(
+    results: Mapping[str, Mapping[str, float | None]],
+    metrics: Sequence[str] | None = None,
+    baseline: str | None = "vanilla",
+    digits: int = 1,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """A GitHub-markdown table of ``results[method][metric]``.
+
+    Rows follow ``results``' order with the baseline first; columns follow ``metrics`` (default:
+    every metric of the first method, in its order). Cells of other methods read
+    ``value (+delta)`` against the baseline; a missing value shows "–". Headers get ↑/↓ for
+    metrics in ``HIGHER_IS_BETTER``/``LOWER_IS_BETTER``; ``labels`` renames metric columns.
+    ``baseline=None`` gives a table without deltas. Raises ``ValueError`` if the baseline is
+    not among the methods.
+    """
+    if not results:
+        raise ValueError("no results to tabulate")
+    methods = list(results)
+    if baseline is not None:
+        if baseline not in results:
+            raise ValueError(f"baseline {baseline!r} not among methods {methods}")
+        methods.remove(baseline)
+        methods.insert(0, baseline)
+    if metrics is None:
+        metrics = list(results[methods[0]])
+    labels = labels or {}
+
+    def header(m: str) -> str:
+        arrow = " ↓" if m in LOWER_IS_BETTER else " ↑" if m in HIGHER_IS_BETTER else ""
+        return labels.get(m, m) + arrow
+
+    lines = [
+        "| method | " + " | ".join(header(m) for m in metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    base = results[baseline] if baseline is not None else {}
+    for method in methods:
+        cells = []
+        for m in metrics:
+            v = results[method].get(m)
+            cell = _fmt(v, digits)
+            b = base.get(m) if baseline is not None else None
+            if method != baseline and baseline is not None and not _is_missing(v) and not _is_missing(b):
+                cell += f" ({v - b:+.{digits}f})"
+            cells.append(cell)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def deltas(
+    results: Mapping[str, Mapping[str, float | None]],
+    baseline: str = "vanilla",
+) -> dict[str, dict[str, float | None]]:
+    """``{method: {metric: value - baseline value}}`` for every non-baseline method (None if missing)."""
+    if baseline not in results:
+        raise ValueError(f"baseline {baseline!r} not among methods {list(results)}")
+    base = results[baseline]
+    out = {}
+    for method, vals in results.items():
+        if method == baseline:
+            continue
+        out[method] = {
+            m: None if _is_missing(v) or _is_missing(base.get(m)) else v - base[m]
+            for m, v in vals.items()
+        }
+    return out

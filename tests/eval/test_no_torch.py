@@ -1,0 +1,26 @@
+"""The eval package must stay importable without torch or transformers (it runs on CPU-only CI)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import scr_core.eval
+
+FORBIDDEN = {"torch", "transformers", "torchvision", "nltk", "spacy"}
+
+
+def test_eval_modules_import_no_heavy_or_networked_packages():
+    folder = Path(scr_core.eval.__file__).parent
+    modules = sorted(folder.glob("*.py"))
+    assert len(modules) >= 10
+    offenders = []
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+    assert offenders == []
