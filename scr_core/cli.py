@@ -29,10 +29,29 @@ def parse_layers(text: str | None) -> tuple[int, ...] | None:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from .adapters.generic import parse_grid, parse_span
+
     p.add_argument("--model", help="checkpoint folder or hub id (default: the embedded default)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default=None, help="auto, float32, float16, bfloat16 (default: float32 on CPU)")
     p.add_argument("--attn", default="sdpa", help="attention implementation to load the model with")
+    family = p.add_argument_group("model family options")
+    family.add_argument("--min-pixels", type=int,
+                        help="dynamic-resolution processors: smallest image area in pixels (processor option)")
+    family.add_argument("--max-pixels", type=int,
+                        help="dynamic-resolution processors: largest image area in pixels (processor option)")
+    family.add_argument("--max-tiles", type=int,
+                        help="tiling models: tiles per image (adapter option; default 1, more adds a thumbnail)")
+    generic = p.add_argument_group("generic adapter (models without a built-in adapter)")
+    generic.add_argument("--adapter", choices=("auto", "generic"), default="auto",
+                         help="auto: the adapter registered for the model type; generic: describe the layout")
+    where = generic.add_mutually_exclusive_group()
+    where.add_argument("--image-token-id", type=int, help="id of the image placeholder token (h*w copies per image)")
+    where.add_argument("--image-span", type=parse_span, metavar="START,END",
+                       help="ids of the tokens around each image's h*w visual tokens")
+    generic.add_argument("--grid", type=parse_grid, metavar="HxW", help="visual token grid per image, e.g. 16x16")
+    generic.add_argument("--layers-path", metavar="PATH",
+                         help="dotted path to the decoder layers, e.g. model.language_model.layers")
 
 
 def _add_scr_args(p: argparse.ArgumentParser) -> None:
@@ -54,7 +73,10 @@ def _config(args) -> SCRConfig:
 
 
 def _pipeline(args):
+    from functools import partial
+
     from .defaults import default_model
+    from .errors import ConfigError
     from .pipeline import SCRPipeline
 
     model = args.model
@@ -62,8 +84,26 @@ def _pipeline(args):
         path, description = default_model()
         print(f"model: {description} ({path})", file=sys.stderr)
         model = path
+    processor_kwargs = {key: value for key, value in (("min_pixels", args.min_pixels),
+                                                      ("max_pixels", args.max_pixels)) if value is not None}
+    adapter_options = {"max_tiles": args.max_tiles} if args.max_tiles is not None else {}
+    generic_flags = [flag for flag, value in (("--image-token-id", args.image_token_id),
+                                              ("--image-span", args.image_span), ("--grid", args.grid),
+                                              ("--layers-path", args.layers_path)) if value is not None]
+    adapter = None
+    if args.adapter == "generic":
+        from .adapters.generic import GenericAdapter
+
+        if args.grid is None or args.layers_path is None or (args.image_token_id is None and args.image_span is None):
+            raise ConfigError("--adapter generic needs --grid HxW, --layers-path PATH and one of "
+                              "--image-token-id N or --image-span START,END")
+        adapter = partial(GenericAdapter, grid=args.grid, layers_path=args.layers_path,
+                          image_token_id=args.image_token_id, image_span=args.image_span)
+    elif generic_flags:
+        raise ConfigError(f"{', '.join(generic_flags)} only apply with --adapter generic")
     return SCRPipeline.from_pretrained(model, dtype=args.dtype, device=args.device,
-                                       attn_implementation=args.attn)
+                                       attn_implementation=args.attn, processor_kwargs=processor_kwargs or None,
+                                       adapter=adapter, adapter_options=adapter_options or None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="caption a bundled scene with and without SCR (offline, CPU)")
     demo.add_argument("--out", type=Path, default=Path("scr_demo"), help="folder for the heatmap PNG")
     _add_model_args(demo)
+
+    from .eval.cli import add_parsers
+
+    add_parsers(sub, _add_model_args, _add_scr_args)
     return parser
 
 
@@ -141,7 +185,20 @@ def cmd_demo(args) -> None:
     run_demo(_pipeline(args), args.out)
 
 
-COMMANDS = {"caption": cmd_caption, "diagnose": cmd_diagnose, "demo": cmd_demo}
+def cmd_eval(args) -> None:
+    from .eval.cli import cmd_eval as run_eval
+
+    run_eval(args, _pipeline, _config)
+
+
+def cmd_compare(args) -> None:
+    from .eval.cli import cmd_compare as run_compare
+
+    run_compare(args)
+
+
+COMMANDS = {"caption": cmd_caption, "diagnose": cmd_diagnose, "demo": cmd_demo, "eval": cmd_eval,
+            "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from .attention_capture import AttentionCapture, capture_attention
 from .config import SCRConfig
 from .errors import InputError
 from .layout import VisualLayout
-from .selection import RedistributionPlan, select_sources, select_uniform
+from .selection import GridPlan, RedistributionPlan, select_sources, select_uniform
 
 
 class _DiagnosticComplete(Exception):
@@ -89,13 +89,45 @@ def attention_maps(model: nn.Module, layers: nn.ModuleList, decoder_config, mode
     return result
 
 
-def plan_from_maps(maps: Sequence[np.ndarray], cfg: SCRConfig) -> RedistributionPlan:
-    """SCR plan for one prompt from its attention maps (``cfg`` resolved)."""
-    return RedistributionPlan(tuple(select_sources(m, cfg) for m in maps), cfg.lam, cfg.hook_layers)
+def _budgets(count: int, cfg: SCRConfig, budgets: Sequence[int] | None) -> list[int]:
+    if budgets is None:
+        return [cfg.k] * count
+    budgets = [int(b) for b in budgets]
+    if len(budgets) != count or any(b < 0 for b in budgets):
+        raise InputError(f"need one non-negative source budget per image grid ({count}), got {budgets}")
+    return budgets
 
 
-def uniform_plan(layout: VisualLayout, sample: int, cfg: SCRConfig) -> RedistributionPlan:
+def _empty(height: int, width: int) -> GridPlan:
+    return GridPlan(height, width, (), (), ())
+
+
+def plan_from_maps(maps: Sequence[np.ndarray], cfg: SCRConfig,
+                   budgets: Sequence[int] | None = None) -> RedistributionPlan:
+    """SCR plan for one prompt from its attention maps (``cfg`` resolved).
+
+    ``budgets[i]`` is the number of sources grid ``i`` may take (the adapter's
+    ``source_budgets``: K per image, or K split over the tiles of one image); ``None``
+    means ``cfg.k`` for every grid.
+    """
+    grids = []
+    for amap, budget in zip(maps, _budgets(len(maps), cfg, budgets)):
+        if budget == 0:
+            grids.append(_empty(*np.shape(amap)))
+        else:
+            grids.append(select_sources(amap, cfg if budget == cfg.k else cfg.with_(k=budget)))
+    return RedistributionPlan(tuple(grids), cfg.lam, cfg.hook_layers)
+
+
+def uniform_plan(layout: VisualLayout, sample: int, cfg: SCRConfig,
+                 budgets: Sequence[int] | None = None) -> RedistributionPlan:
     """Uniform-Smooth plan for one prompt: random sources, seeded by ``cfg.seed`` alone."""
     rng = np.random.default_rng(cfg.seed)
-    grids = tuple(select_uniform(g.height, g.width, cfg, rng) for g in layout.grids_of(sample))
-    return RedistributionPlan(grids, cfg.lam, cfg.hook_layers)
+    grids = layout.grids_of(sample)
+    plans = []
+    for g, budget in zip(grids, _budgets(len(grids), cfg, budgets)):
+        if budget == 0:
+            plans.append(_empty(g.height, g.width))
+        else:
+            plans.append(select_uniform(g.height, g.width, cfg if budget == cfg.k else cfg.with_(k=budget), rng))
+    return RedistributionPlan(tuple(plans), cfg.lam, cfg.hook_layers)

@@ -12,12 +12,16 @@ class VisualGrid:
     """One image (or tile) as it appears in sample ``sample``'s sequence.
 
     ``positions[i]`` is the sequence position of grid patch ``i`` (row-major over height x width).
+    ``image`` numbers the images of the sample (0, 1, ...) for families that split one image into
+    several grids (tiles + thumbnail): grids of one image share it and share one K budget
+    (``Adapter.source_budgets``). ``None`` means the grid is an image of its own.
     """
 
     sample: int
     height: int
     width: int
     positions: np.ndarray  # int64, shape (height * width,)
+    image: int | None = None
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,19 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
-from .adapters import ADAPTERS, Adapter, adapter_for
+from .adapters import ADAPTERS, Adapter, adapter_for, unsupported_message
 from .config import SCRConfig, resolve_layers
 from .diagnosis import Diagnosis, attention_maps, entropy_nats, plan_from_maps, uniform_plan
-from .errors import InputError, ModelLoadError, UnsupportedModelError
+from .errors import ConfigError, InputError, ModelLoadError, UnsupportedModelError
 from .images import load_image
 from .layout import VisualLayout
 from .redistribution import BatchEdit, redistribution
@@ -74,23 +75,38 @@ class SCRPipeline:
     >>> pipe.caption("photo.jpg")[0].text
     """
 
-    def __init__(self, model, processor, adapter: Adapter | None = None) -> None:
+    def __init__(self, model, processor, adapter: Adapter | None = None, **adapter_options) -> None:
+        """``adapter``: an explicit adapter (e.g. ``GenericAdapter(model, processor, ...)``); by default the
+        one registered for ``model.config.model_type``, built with ``adapter_options`` (e.g. ``max_tiles``)."""
         self.model = model.eval()
         self.processor = processor
-        self.adapter = adapter or adapter_for(model, processor)
+        if adapter is not None and adapter_options:
+            raise ConfigError("pass adapter options to the adapter you construct, not next to it")
+        self.adapter = adapter or adapter_for(model, processor, **adapter_options)
 
     # -- loading -----------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, source: str | Path, *, dtype: str | torch.dtype | None = None,
                         device: str | torch.device = "cpu", attn_implementation: str = "sdpa",
-                        local_files_only: bool = False) -> "SCRPipeline":
+                        local_files_only: bool = False, processor_kwargs: dict | None = None,
+                        adapter: "Callable[..., Adapter] | None" = None,
+                        adapter_options: dict | None = None) -> "SCRPipeline":
         """Load a checkpoint folder (or hub id) saved with ``save_pretrained``.
 
         dtype: "auto" (the checkpoint's), "float32", "float16", "bfloat16" or a torch dtype;
         None means float32 on CPU and "auto" elsewhere.
+        processor_kwargs: passed to ``AutoProcessor.from_pretrained`` (e.g. ``min_pixels`` /
+        ``max_pixels`` for Qwen2-VL).
+        adapter: a factory ``(model, processor) -> Adapter`` for models without a registered
+        adapter, e.g. ``functools.partial(GenericAdapter, image_token_id=..., grid=(16, 16),
+        layers_path="model.language_model.layers")``.
+        adapter_options: keyword options of the registered adapter (e.g. ``{"max_tiles": 6}``
+        for InternVL).
         """
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
+        if adapter is not None and adapter_options:
+            raise ConfigError("adapter_options apply to the registered adapter; pass options to your adapter factory")
         source = str(source)
         path = Path(source).expanduser()
         if path.exists():
@@ -103,10 +119,8 @@ class SCRPipeline:
             config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
         except Exception as err:
             raise ModelLoadError(f"cannot read the model config of {source}: {err}") from err
-        if config.model_type not in ADAPTERS:
-            raise UnsupportedModelError(
-                f"{source} is a {config.model_type!r} model; SCR supports: {', '.join(sorted(ADAPTERS))}"
-            )
+        if adapter is None and config.model_type not in ADAPTERS:
+            raise UnsupportedModelError(f"{source}: {unsupported_message(config.model_type)}")
         if dtype is None:
             dtype = torch.float32 if str(device) == "cpu" else "auto"
         elif isinstance(dtype, str) and dtype != "auto":
@@ -118,7 +132,8 @@ class SCRPipeline:
                 source, dtype=dtype, attn_implementation=attn_implementation,
                 local_files_only=local_files_only, output_loading_info=True,
             )
-            processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
+            processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only,
+                                                      **(processor_kwargs or {}))
         except Exception as err:
             raise ModelLoadError(f"cannot load {source}: {err}") from err
         missing = info.get("missing_keys") or []
@@ -126,7 +141,10 @@ class SCRPipeline:
             raise ModelLoadError(
                 f"{source} is incomplete or corrupt: {len(missing)} weights missing (e.g. {sorted(missing)[:3]})"
             )
-        return cls(model.to(device), processor)
+        model = model.to(device)
+        if adapter is not None:
+            return cls(model, processor, adapter=adapter(model, processor))
+        return cls(model, processor, **(adapter_options or {}))
 
     # -- public API --------------------------------------------------------------
     @property
@@ -159,17 +177,29 @@ class SCRPipeline:
                              max_new_tokens=max_new_tokens, **generate_kwargs)
 
     def generate(self, images, prompt: str | Sequence[str], scr: ScrArg = SCRConfig(),
-                 max_new_tokens: int = 64, **generate_kwargs) -> list[GenerationResult]:
-        batch = self._prepare(images, prompt)
+                 max_new_tokens: int = 64, *, diagnose: bool = False,
+                 transform_inputs: Callable[[dict], dict] | None = None,
+                 **generate_kwargs) -> list[GenerationResult]:
+        """Greedy generation for a batch (one result per prompt).
+
+        diagnose: with ``scr=None``, still run the diagnostic pass (for its entropy) without
+        editing anything. transform_inputs: applied to the processor outputs before the
+        vision encoder (used by decoding baselines such as VCD that extend the batch; only the
+        first len(prompts) rows are returned).
+        """
+        batch = self._prepare(images, prompt, transform_inputs)
         diagnoses: list[Diagnosis | None] = [None] * batch.layout.batch_size
         diagnostic_ms = 0.0
+        if scr is None and diagnose:
+            diagnoses, diagnostic_ms = self._diagnose(batch, self.resolve(SCRConfig()))
         if isinstance(scr, SCRConfig):
             cfg = self.resolve(scr)
             if cfg.selection == "attention":
                 diagnoses, diagnostic_ms = self._diagnose(batch, cfg)
                 plans = [d.plan for d in diagnoses]
             else:
-                plans = [uniform_plan(batch.layout, s, cfg) for s in range(batch.layout.batch_size)]
+                plans = [uniform_plan(batch.layout, s, cfg, self._uniform_budgets(batch.layout, s, cfg))
+                         for s in range(batch.layout.batch_size)]
         elif isinstance(scr, RedistributionPlan):
             plans = [scr]
         elif scr is None:
@@ -193,8 +223,9 @@ class SCRPipeline:
             new_tokens=int(new_tokens.shape[1]),
         )
         return [
-            GenerationResult(text.strip(), tuple(ids.tolist()), plans[i] if plans else None, diagnoses[i], timings)
-            for i, (text, ids) in enumerate(zip(texts, new_tokens))
+            GenerationResult(texts[i].strip(), tuple(new_tokens[i].tolist()), plans[i] if plans else None,
+                             diagnoses[i], timings)
+            for i in range(batch.layout.batch_size)
         ]
 
     # -- internals ---------------------------------------------------------------
@@ -204,12 +235,18 @@ class SCRPipeline:
                               batch.model_kwargs, batch.layout, cfg)
         diagnoses = [
             Diagnosis(m, entropy_nats(torch.cat([torch.as_tensor(x).flatten() for x in m]).numpy()),
-                      plan_from_maps(m, cfg))
-            for m in maps
+                      plan_from_maps(m, cfg, self.adapter.source_budgets(batch.layout.grids_of(sample), m, cfg)))
+            for sample, m in enumerate(maps)
         ]
         return diagnoses, (time.perf_counter() - start) * 1000
 
-    def _prepare(self, images, prompt) -> _Batch:
+    def _uniform_budgets(self, layout: VisualLayout, sample: int, cfg: SCRConfig) -> list[int]:
+        """Budgets for Uniform-Smooth: the adapter's split with a flat map on every grid."""
+        grids = layout.grids_of(sample)
+        flat = [np.ones((g.height, g.width)) for g in grids]
+        return self.adapter.source_budgets(grids, flat, cfg)
+
+    def _prepare(self, images, prompt, transform_inputs: Callable[[dict], dict] | None = None) -> _Batch:
         per_prompt = _group_images(images)
         prompts = [prompt] * len(per_prompt) if isinstance(prompt, str) else list(prompt)
         if len(prompts) != len(per_prompt):
@@ -224,6 +261,8 @@ class SCRPipeline:
         for key, value in inputs.items():
             if torch.is_tensor(value) and value.is_floating_point():
                 inputs[key] = value.to(self.model.dtype)
+        if transform_inputs is not None:
+            inputs = transform_inputs(inputs)
         start = time.perf_counter()
         model_kwargs = encode_vision_once(self.model, inputs)
         return _Batch(model_kwargs, layout, (time.perf_counter() - start) * 1000)

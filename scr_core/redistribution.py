@@ -38,11 +38,11 @@ def redistribute(hidden: torch.Tensor, sources: torch.Tensor, neighbours: torch.
 class BatchEdit:
     """A batch of plans as (sample, position) index pairs into (batch, seq, D) hidden states."""
 
-    samples: torch.Tensor     # sample index of each source / neighbour / owner entry below
-    sources: torch.Tensor     # (n_src,) positions
-    source_samples: torch.Tensor
-    neighbours: torch.Tensor  # (n_nb,) positions
-    owners: torch.Tensor      # (n_nb,) positions of the owning sources (same sample as the neighbour)
+    samples: torch.Tensor         # (n_nb,) sample index of each neighbour (and of its owner)
+    sources: torch.Tensor         # (n_src,) positions
+    source_samples: torch.Tensor  # (n_src,) sample index of each source
+    neighbours: torch.Tensor      # (n_nb,) positions
+    owners: torch.Tensor          # (n_nb,) positions of the owning sources
     lam: float
     batch_size: int
     seq_len: int
@@ -95,13 +95,12 @@ class BatchEdit:
                 "(beam search and num_return_sequences > 1 are not supported with SCR)"
             )
         seq = hidden.shape[1]
-        rows = lambda sample, pos: sample * seq + pos  # noqa: E731 - flat row of (sample, position)
         flat = hidden.reshape(-1, hidden.shape[-1])
         edited = redistribute(
             flat,
-            rows(self.source_samples, self.sources),
-            rows(self.samples, self.neighbours),
-            rows(self.samples, self.owners),
+            self.source_samples * seq + self.sources,  # row of (sample, position) in the flat view
+            self.samples * seq + self.neighbours,
+            self.samples * seq + self.owners,
             self.lam,
         )
         return edited.view_as(hidden)

@@ -120,3 +120,49 @@ def select_uniform(height: int, width: int, cfg: SCRConfig, rng: np.random.Gener
     """Uniform-Smooth ablation: the same greedy loop over a random order of the candidates."""
     allowed = candidate_indices(height, width, cfg)
     return greedy_claim(rng.permutation(allowed), height, width, cfg.k)
+
+
+def source_capacity(height: int, width: int, exclude_border: bool = True) -> int:
+    """Most sources one grid can hold: sources are >= 2 apart (Chebyshev), so at most one per
+    2x2 block of the allowed area, ⌈rows/2⌉·⌈cols/2⌉ (the greedy walk may place fewer)."""
+    rows, cols = (height - 2, width - 2) if exclude_border else (height, width)
+    return max(0, -(-rows // 2)) * max(0, -(-cols // 2))
+
+
+def proportional_budgets(k: int, masses, caps) -> list[int]:
+    """Split ``k`` sources over grids in proportion to ``masses``, each capped by ``caps``.
+
+    Largest-remainder (Hamilton) rounding of k·mass_i/Σmass: every grid gets the floor of its
+    quota and the leftover units go to the largest fractional parts (ties: the earlier grid).
+    A grid whose share exceeds its cap is fixed at the cap and the rest of ``k`` is split again
+    over the uncapped grids, so the budgets sum to min(k, Σcaps). Non-positive or non-finite
+    total mass falls back to equal masses.
+    """
+    masses = np.asarray(masses, dtype=np.float64).ravel()
+    caps = [int(c) for c in caps]
+    if masses.size != len(caps):
+        raise ConfigError(f"got {masses.size} masses for {len(caps)} caps")
+    masses = np.where(np.isfinite(masses) & (masses > 0), masses, 0.0)
+    budgets = [0] * len(caps)
+    free = [i for i, cap in enumerate(caps) if cap > 0]
+    remaining = int(k)
+    while free and remaining > 0:
+        weights = masses[free]
+        if weights.sum() <= 0:
+            weights = np.ones(len(free))
+        quotas = remaining * weights / weights.sum()
+        shares = np.floor(quotas).astype(int)
+        leftover = remaining - int(shares.sum())
+        order = sorted(range(len(free)), key=lambda j: (-(quotas[j] - shares[j]), j))
+        for j in order[:leftover]:
+            shares[j] += 1
+        over = [j for j, i in enumerate(free) if shares[j] > caps[i]]
+        if not over:
+            for j, i in enumerate(free):
+                budgets[i] = int(shares[j])
+            break
+        for j in over:
+            budgets[free[j]] = caps[free[j]]
+            remaining -= caps[free[j]]
+        free = [i for j, i in enumerate(free) if j not in over]
+    return budgets

@@ -51,22 +51,26 @@ def build_word_tokenizer(words: tuple[str, ...] | list[str] = WORDS, extra_speci
     return tokenizer
 
 
-def build_tiny_llava(
-    out_dir: str | Path,
+def make_llava(
     *,
+    words: tuple[str, ...] | list[str] = WORDS,
     seed: int = 0,
     image_size: int = 112,
     patch_size: int = 14,
     num_layers: int = 18,
     hidden_size: int = 32,
+    intermediate_size: int | None = None,
     num_heads: int = 4,
     num_kv_heads: int = 2,
     vision_layers: int = 2,
-) -> Path:
-    """Write a random tiny ``LlavaForConditionalGeneration`` checkpoint with its processor.
+    vision_hidden_size: int | None = None,
+    vision_feature_layer: int = -2,
+    initializer_range: float = 0.15,
+):
+    """A freshly initialised ``LlavaForConditionalGeneration`` and its ``LlavaProcessor``.
 
-    The defaults give an 8x8 visual grid (112 px / 14 px patches) and 18 decoder layers,
-    so the paper's diagnostic layers 8..16 exist.
+    The processor is real: a word-level tokenizer, a CLIP image processor and LLaVA-1.5's
+    chat template ("USER: <image>\n... ASSISTANT:").
     """
     import torch
     from transformers import (
@@ -78,27 +82,26 @@ def build_tiny_llava(
         LlavaProcessor,
     )
 
-    out = Path(out_dir)
-    tokenizer = build_word_tokenizer()
-    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    tokenizer = build_word_tokenizer(words)
+    vision_hidden = vision_hidden_size or hidden_size
     vision = CLIPVisionConfig(
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
+        hidden_size=vision_hidden,
+        intermediate_size=vision_hidden * 2,
         num_hidden_layers=vision_layers,
         num_attention_heads=2,
         image_size=image_size,
         patch_size=patch_size,
-        projection_dim=hidden_size,
+        projection_dim=vision_hidden,
     )
     text = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
+        intermediate_size=intermediate_size or hidden_size * 2,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
         num_key_value_heads=num_kv_heads,
-        max_position_embeddings=512,
-        initializer_range=0.15,  # larger than the default so attention is far from uniform
+        max_position_embeddings=1024,
+        initializer_range=initializer_range,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -106,16 +109,13 @@ def build_tiny_llava(
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_id=image_token_id,
-        vision_feature_layer=-2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=vision_feature_layer,
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
     )
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
-    # Random init gives tiny logits; a larger lm_head makes greedy text depend on the input.
-    with torch.no_grad():
-        model.lm_head.weight.normal_(0.0, 1.0)
+    model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     image_processor = CLIPImageProcessor(
@@ -130,6 +130,21 @@ def build_tiny_llava(
         num_additional_image_tokens=1,
         chat_template=LLAVA_CHAT_TEMPLATE,
     )
-    model.save_pretrained(out)
+    return model, processor
+
+
+def build_tiny_llava(out_dir: str | Path, *, seed: int = 0, **sizes) -> Path:
+    """Write a random tiny LLaVA checkpoint (8x8 visual grid, 18 decoder layers by default).
+
+    18 layers keep the scaled paper ranges distinct (diagnostic 4..9, hooks 0..6).
+    """
+    import torch
+
+    model, processor = make_llava(seed=seed, **sizes)
+    # Random init gives tiny logits; a larger lm_head makes greedy text depend on the input.
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0.0, 1.0)
+    out = Path(out_dir)
+    model.eval().save_pretrained(out)
     processor.save_pretrained(out)
     return out

@@ -1,0 +1,93 @@
+"""InternVL (transformers-native ``InternVLForConditionalGeneration``: InternViT -> pixel shuffle -> MLP -> LLM).
+
+Each image is cut into ``n`` tiles of ``image_size`` px (448 for the real models), plus a
+thumbnail of the whole image when ``n > 1``. Every tile (and the thumbnail) goes through the
+vision tower on its own and becomes a grid of ``image_size / patch_size * downsample_ratio``
+tokens per side (448 / 14 * 0.5 = 16, i.e. 256 ``<IMG_CONTEXT>`` tokens; a tiny test model
+has whatever its config gives). In the sequence an image is ``<img>`` + the tiles' tokens one
+tile after another (row-major tiles, thumbnail last) + ``</img>``.
+
+SCR treats every tile as its own grid: sources and neighbours never cross a tile edge (tiles
+are separate crops; the thumbnail is a different scale). One image keeps one K budget, split
+over its tiles by ``source_budgets``:
+
+    budget_i = largest-remainder rounding of  K · mass_i / Σ_j mass_j
+
+where ``mass_i`` is the tile's total diagnostic attention (sum of its map), leftover units go
+to the largest fractional parts (ties: the earlier tile), and each tile is capped by the most
+sources its interior can hold (⌈(h−2)/2⌉·⌈(w−2)/2⌉ with the border excluded, since sources
+are ≥ 2 apart); a capped tile's excess is split again over the other tiles. A one-tile image
+gets all of K, exactly like every other family. Uniform-Smooth splits K with equal masses.
+
+Tiling: ``max_tiles`` (default 1: one 448 px tile per image, ``crop_to_patches=False``, the
+paper's single 16x16 grid). ``max_tiles > 1`` turns on the processor's dynamic tiling
+(``crop_to_patches=True, max_patches=max_tiles``). Set it with
+``SCRPipeline.from_pretrained(..., adapter_options={"max_tiles": 6})``, CLI ``--max-tiles 6``,
+or ``InternVLAdapter(model, processor, max_tiles=6)``. Hooks on layers 0..15.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+from torch import nn
+
+from ..config import SCRConfig
+from ..errors import ConfigError
+from ..layout import VisualGrid, VisualLayout
+from ..selection import proportional_budgets, source_capacity
+from .base import Adapter
+
+
+class InternVLAdapter(Adapter):
+    model_types = ("internvl",)
+    paper_hook_layers = (0, 15)
+
+    def __init__(self, model: nn.Module, processor, max_tiles: int = 1) -> None:
+        super().__init__(model, processor)
+        if isinstance(max_tiles, bool) or not isinstance(max_tiles, int) or max_tiles < 1:
+            raise ConfigError(f"max_tiles must be an integer >= 1 (got {max_tiles!r})")
+        self.max_tiles = max_tiles
+
+    def language_model(self) -> nn.Module:
+        return self.model.model.language_model
+
+    def grid_size(self) -> tuple[int, int]:
+        """Tokens per tile side: (image_size / patch_size) · downsample_ratio."""
+        config = self.model.config
+        vision = config.vision_config
+        size = vision.image_size if isinstance(vision.image_size, (list, tuple)) else (vision.image_size,) * 2
+        patch = vision.patch_size if isinstance(vision.patch_size, (list, tuple)) else (vision.patch_size,) * 2
+        ratio = config.downsample_ratio
+        return int(size[0] // patch[0] * ratio), int(size[1] // patch[1] * ratio)
+
+    def prepare(self, images: Sequence[Sequence[Image.Image]], prompts: Sequence[str]) -> dict:
+        tokenizer = self.processor.tokenizer
+        tokenizer.padding_side = "left"
+        texts = [self.format_prompt(p, len(imgs)) for p, imgs in zip(prompts, images)]
+        flat = [img for imgs in images for img in imgs]
+        tiling = {"crop_to_patches": self.max_tiles > 1, "min_patches": 1, "max_patches": self.max_tiles}
+        return dict(self.processor(images=flat, text=texts, return_tensors="pt", padding=True, **tiling))
+
+    def layout(self, inputs: dict) -> VisualLayout:
+        height, width = self.grid_size()
+        return self.split_spans(inputs["input_ids"], self.processor.start_image_token_id,
+                                self.processor.end_image_token_id, height, width,
+                                inner_id=self.model.config.image_token_id)
+
+    def source_budgets(self, grids: Sequence[VisualGrid], maps: Sequence[np.ndarray], cfg: SCRConfig) -> list[int]:
+        """K per image, split over the image's tiles in proportion to their attention mass."""
+        budgets = [cfg.k] * len(maps)
+        by_image: dict[object, list[int]] = {}
+        for index, grid in enumerate(grids):
+            by_image.setdefault(index if grid.image is None else grid.image, []).append(index)
+        for members in by_image.values():
+            if len(members) < 2:
+                continue
+            masses = [float(np.sum(maps[i])) for i in members]
+            caps = [source_capacity(grids[i].height, grids[i].width, cfg.exclude_border) for i in members]
+            for i, budget in zip(members, proportional_budgets(cfg.k, masses, caps)):
+                budgets[i] = budget
+        return budgets

@@ -1,0 +1,100 @@
+"""Qwen2-VL and Qwen2.5-VL (``Qwen2VLForConditionalGeneration``, ``Qwen2_5_VLForConditionalGeneration``).
+
+Dynamic resolution: the image processor resizes each image to multiples of
+``patch_size * merge_size`` pixels (28 px for the real models) within ``min_pixels`` and
+``max_pixels`` and reports ``image_grid_thw`` = (t, H/patch, W/patch) per image (t = 1 for
+images). The vision merger fuses ``merge_size``² patches into one token, so the decoder sees a
+grid of ``(H/patch/merge) x (W/patch/merge)`` ``<|image_pad|>`` tokens per image, row-major,
+between ``<|vision_start|>`` and ``<|vision_end|>``. Several images in one prompt each get
+their own grid (and their own K budget, the default ``source_budgets``).
+
+The decoder (Qwen2 with GQA) uses M-RoPE: position ids are 3-D (temporal, height, width) and
+are computed from ``input_ids``, ``image_grid_thw`` and ``mm_token_type_ids``; the pipeline's
+``encode_vision_once`` keeps both next to the precomputed ``mm_encoder_outputs``, so the
+diagnostic forward and ``generate`` build the same position ids as a plain call. The rotary
+embedding is applied before the attention interface, so the diagnostic capture sees post-RoPE
+queries and keys. Hooks on layers 0..15 (the paper's Qwen2-VL-7B setting, 28 layers).
+
+Resolution knobs: ``SCRPipeline.from_pretrained(..., processor_kwargs={"min_pixels": ..., "max_pixels": ...})``
+(CLI ``--min-pixels/--max-pixels``). Videos are not supported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import LayoutError
+from ..layout import VisualGrid, VisualLayout
+from .base import Adapter
+
+
+#: Resolution kwargs that ``AutoProcessor.from_pretrained`` applies to the image processor's ``size``.
+PIXEL_KWARGS = ("min_pixels", "max_pixels")
+
+
+class Qwen2VLAdapter(Adapter):
+    model_types = ("qwen2_vl", "qwen2_5_vl")
+    paper_hook_layers = (0, 15)
+
+    def __init__(self, model: nn.Module, processor) -> None:
+        super().__init__(model, processor)
+        # AutoProcessor.from_pretrained(..., min_pixels=, max_pixels=) sets the image processor's
+        # size, but transformers 5.24 also leaves both in the tokenizer's init kwargs, from where
+        # every processor call passes them again (a deprecated path that warns on each call).
+        # The size already holds them, so drop the stale copies.
+        init_kwargs = getattr(getattr(processor, "tokenizer", None), "init_kwargs", None)
+        if isinstance(init_kwargs, dict):
+            for key in PIXEL_KWARGS:
+                init_kwargs.pop(key, None)
+
+    def language_model(self) -> nn.Module:
+        return self.model.model.language_model
+
+    def merge_size(self) -> int:
+        return int(self.model.config.vision_config.spatial_merge_size)
+
+    def grid_sizes(self, image_grid_thw: torch.Tensor) -> list[tuple[int, int]]:
+        """(rows, cols) of merged tokens for each image, in processor order."""
+        merge = self.merge_size()
+        sizes = []
+        for index, (t, h, w) in enumerate(image_grid_thw.tolist()):
+            if t != 1 or h % merge or w % merge:
+                raise LayoutError(
+                    f"image {index} has grid (t, h, w) = ({t}, {h}, {w}); SCR expects still images "
+                    f"(t = 1) with h and w divisible by the merge size {merge}"
+                )
+            sizes.append((h // merge, w // merge))
+        return sizes
+
+    def layout(self, inputs: dict) -> VisualLayout:
+        input_ids = inputs["input_ids"]
+        if "image_grid_thw" not in inputs:
+            raise LayoutError("the processor output has no image_grid_thw; was an image passed to the processor?")
+        sizes = self.grid_sizes(inputs["image_grid_thw"])
+        token_id = self.model.config.image_token_id
+        grids = []
+        queue = iter(enumerate(sizes))
+        for sample, row in enumerate(input_ids):
+            positions = torch.nonzero(row == token_id).flatten().cpu().numpy().astype(np.int64)
+            used, image = 0, 0
+            while used < positions.size:
+                try:
+                    index, (height, width) = next(queue)
+                except StopIteration:
+                    raise LayoutError(
+                        f"prompt {sample} has more image tokens (id {token_id}) than image_grid_thw accounts for"
+                    ) from None
+                chunk = positions[used:used + height * width]
+                if chunk.size != height * width:
+                    raise LayoutError(
+                        f"prompt {sample}: image {index} needs {height * width} tokens ({height}x{width}) but only "
+                        f"{chunk.size} image tokens are left"
+                    )
+                grids.append(VisualGrid(sample, height, width, chunk, image))
+                used += chunk.size
+                image += 1
+        if next(queue, None) is not None:
+            raise LayoutError("image_grid_thw lists more images than the prompts have image tokens")
+        return VisualLayout(tuple(grids), int(input_ids.shape[0]), int(input_ids.shape[1]))

@@ -1,0 +1,166 @@
+"""Run one method on one benchmark: batched, resumable, one JSONL line per answer as it is made.
+
+``out/run.json`` records what the run is (benchmark, method, model, settings); resuming in the
+same folder with other settings is refused. ``out/predictions.jsonl`` gains one line per task
+(flushed and fsynced batch by batch); after an interruption the next run skips the ids already
+there, drops a half-written last line, and produces the same summary as an uninterrupted run.
+``out/summary.json`` holds the scores and mean latency.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..config import SCRConfig
+from ..errors import DataError, SCRError
+from .suites import Task, load_suite
+
+log = logging.getLogger(__name__)
+
+METHODS = ("vanilla", "scr", "uniform", "vcd", "dola")
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    entropy: float | None = None
+    latency_ms: float | None = None
+
+
+Generate = Callable[[Sequence[Task]], list[Answer]]
+
+
+def method_generator(pipe, method: str, config: SCRConfig, seed: int = 0, entropy: bool = False) -> Generate:
+    """A function answering a batch of tasks (same max_new_tokens) with ``method``."""
+    from . import baselines
+
+    if method not in METHODS:
+        raise SCRError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+    def run(tasks: Sequence[Task]) -> list[Answer]:
+        images = [t.image for t in tasks]
+        prompts = [t.prompt for t in tasks]
+        kwargs = {"max_new_tokens": tasks[0].max_new_tokens}
+        start = time.perf_counter()
+        if method == "vanilla":
+            results = pipe.generate(images, prompts, scr=None, diagnose=entropy, **kwargs)
+        elif method in ("scr", "uniform"):
+            cfg = config.with_(selection="attention" if method == "scr" else "uniform",
+                               seed=seed * 1_000_003 + zlib.crc32(tasks[0].id.encode()))
+            results = pipe.generate(images, prompts, scr=cfg, **kwargs)
+        elif method == "vcd":
+            results = baselines.generate_vcd(pipe, images, prompts, seed=seed, **kwargs)
+        else:
+            penalty = 1.2 if tasks[0].free_form else 1.0
+            results = baselines.generate_dola(pipe, images, prompts, repetition_penalty=penalty, **kwargs)
+        per_task = (time.perf_counter() - start) * 1000 / len(tasks)
+        return [Answer(r.text, r.diagnosis.entropy if r.diagnosis else None, per_task) for r in results]
+
+    return run
+
+
+def read_predictions(path: Path) -> dict[str, dict]:
+    """Predictions written so far; a truncated last line (a crash mid-write) is dropped."""
+    if not path.is_file():
+        return {}
+    done, lines = {}, path.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                log.warning("dropping a half-written last line of %s", path)
+                path.write_text("".join(ln + "\n" for ln in lines[:-1]))
+                break
+            raise DataError(f"{path}: line {number} is not JSON; delete the file to start over") from None
+        done[record["id"]] = record
+    return done
+
+
+def _check_run(out: Path, meta: dict) -> None:
+    run_file = out / "run.json"
+    if run_file.is_file():
+        previous = json.loads(run_file.read_text())
+        if previous != meta:
+            changed = sorted(k for k in set(meta) | set(previous) if meta.get(k) != previous.get(k))
+            raise SCRError(f"{out} holds a run with other settings ({', '.join(changed)}); use another --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def run_benchmark(suite, generate: Generate, out: Path, meta: dict, batch_size: int = 8,
+                  progress: bool = True) -> dict:
+    """Answer every task of ``suite`` not yet in ``out/predictions.jsonl``, then score all of them."""
+    out = Path(out)
+    _check_run(out, meta)
+    predictions_file = out / "predictions.jsonl"
+    done = read_predictions(predictions_file)
+    todo = [t for t in suite.tasks() if t.id not in done]
+    groups: dict[int, list[Task]] = {}
+    for task in todo:
+        groups.setdefault(task.max_new_tokens, []).append(task)
+    with open(predictions_file, "a") as sink, tqdm(total=len(todo), disable=not progress,
+                                                   desc=f"{meta['benchmark']}/{meta['method']}") as bar:
+        for tasks in groups.values():
+            for i in range(0, len(tasks), batch_size):
+                batch = tasks[i:i + batch_size]
+                for task, answer in zip(batch, generate(batch)):
+                    record = {"id": task.id, "text": answer.text, "entropy": answer.entropy,
+                              "latency_ms": answer.latency_ms}
+                    sink.write(json.dumps(record) + "\n")
+                    done[task.id] = record
+                sink.flush()
+                os.fsync(sink.fileno())
+                bar.update(len(batch))
+    return summarize(suite, done, out, meta)
+
+
+def summarize(suite, predictions: dict[str, dict], out: Path, meta: dict) -> dict:
+    answers = {k: v["text"] for k, v in predictions.items()}
+    latencies = [v["latency_ms"] for v in predictions.values() if v.get("latency_ms") is not None]
+    summary = {**meta, "n": len(answers), "scores": suite.score(answers),
+               "latency_ms_mean": sum(latencies) / len(latencies) if latencies else None}
+    entropies = {k: v["entropy"] for k, v in predictions.items() if v.get("entropy") is not None}
+    if entropies and hasattr(suite, "labels"):
+        summary["entropy_analysis"] = entropy_analysis(suite, answers, entropies, out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def entropy_analysis(suite, answers: dict[str, str], entropies: dict[str, float], out: Path) -> dict:
+    """Entropy vs hallucination over the ground-truth "no" questions (method.md §2)."""
+    from .analysis import entropy_hallucination_analysis, plot_entropy_hallucination
+    from .parsing import parse_yes_no
+
+    labels = suite.labels()
+    ids = [i for i in entropies if i in labels]
+    negatives = sum(labels[i] == "no" for i in ids)
+    if negatives < 4:
+        return {"skipped": f"only {negatives} ground-truth 'no' questions"}
+    # The paper's 30 equal-count bins; small runs get fewer (>= 2 samples a bin).
+    analysis = entropy_hallucination_analysis([entropies[i] for i in ids], [labels[i] for i in ids],
+                                              [parse_yes_no(answers[i], suite.rule) for i in ids],
+                                              n_bins=min(30, negatives // 2))
+    plot_entropy_hallucination(analysis, out / "entropy_vs_hr.png")
+    return analysis.to_dict()
+
+
+def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig = SCRConfig(),
+        limit: int | None = None, seed: int = 0, batch_size: int = 8, model_name: str = "",
+        progress: bool = True) -> dict:
+    suite = load_suite(bench, data, limit, seed)
+    meta = {"benchmark": bench, "data": str(Path(data).resolve()), "method": method, "model": model_name,
+            "limit": limit, "seed": seed, "config": {k: v for k, v in config.__dict__.items()
+                                                     if not k.startswith("_")}}
+    generate = method_generator(pipe, method, config, seed, entropy=(method == "vanilla" and hasattr(suite, "labels")))
+    return run_benchmark(suite, generate, out, json.loads(json.dumps(meta)), batch_size, progress)

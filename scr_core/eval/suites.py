@@ -1,0 +1,183 @@
+"""The five benchmarks as runnable suites: which prompts to ask, and how to score the answers.
+
+Each suite reads its data folder in the official layout, turns it into ``Task``s (one image,
+one prompt, one answer style) and scores ``{task id: generated text}``. Protocol (method.md §5,
+peers.md §2-3): greedy decoding; yes/no questions get LLaVA's short-answer instruction and 10
+new tokens; captions use the one-sentence caption prompt and 64 tokens; AMBER's generative
+query ("Describe this image.") gets 128.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError
+from .amber import AmberResources, read_amber, score_amber_discriminative, score_amber_generative
+from .chair import ChairEvaluator, ChairVocabulary
+from .coco import sample_coco_images
+from .hallusionbench import read_hallusionbench, score_hallusionbench
+from .mme import read_mme, score_mme
+from .pope import read_pope_splits, score_pope
+
+SHORT_ANSWER = " Answer the question using a single word or phrase."
+CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    image: Path
+    prompt: str
+    max_new_tokens: int
+    free_form: bool = False  # captions and descriptions (DoLa's repetition penalty applies)
+
+
+def _first_existing(root: Path, *names: str) -> Path:
+    for name in names:
+        if (root / name).exists():
+            return root / name
+    raise DataError(f"{root}: expected one of {', '.join(names)}")
+
+
+def _subset(items: list, limit: int | None, seed: int) -> list:
+    """A seeded subset of ``limit`` items in their original order (the seed redraws the subset)."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in keep]
+
+
+class Pope:
+    """POPE: ``questions/coco_pope_{random,popular,adversarial}.json`` (or the files at the top) +
+    ``val2014/`` (or ``images/``). ``limit`` draws that many questions per split (seeded)."""
+
+    name = "pope"
+
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0, rule: str = "pope") -> None:
+        root = Path(data)
+        questions = root / "questions" if (root / "questions").is_dir() else root
+        images = _first_existing(root, "val2014", "images")
+        splits = read_pope_splits(questions, images)
+        self.samples = [s for split in splits.values() for s in _subset(split, limit, seed)]
+        self.rule = rule
+
+    def tasks(self) -> list[Task]:
+        return [Task(f"{s.split}/{s.question_id}", s.image_path, s.question.strip() + SHORT_ANSWER, 10)
+                for s in self.samples]
+
+    def labels(self) -> dict[str, str]:
+        return {f"{s.split}/{s.question_id}": s.label for s in self.samples}
+
+    def score(self, answers: Mapping[str, str]) -> dict:
+        report = score_pope(self.samples, [answers[f"{s.split}/{s.question_id}"] for s in self.samples], self.rule)
+        return {"rule": self.rule, **report.to_dict()}
+
+
+class Chair:
+    """CHAIR: ``annotations/instances_val2014.json`` + ``annotations/captions_val2014.json`` +
+    ``val2014/`` (or ``images/``); a ``synonyms.txt`` beside them replaces COCO's vocabulary."""
+
+    name = "chair"
+
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+        root = Path(data)
+        annotations = root / "annotations"
+        instances, captions = annotations / "instances_val2014.json", annotations / "captions_val2014.json"
+        self.images = sample_coco_images(instances, _first_existing(root, "val2014", "images"), limit, seed)
+        synonyms = root / "synonyms.txt"
+        vocabulary = ChairVocabulary.from_synonyms_file(synonyms) if synonyms.is_file() else None
+        self.evaluator = ChairEvaluator.from_coco(instances, captions, vocabulary,
+                                                  [im.image_id for im in self.images])
+
+    def tasks(self) -> list[Task]:
+        return [Task(str(im.image_id), im.image_path, CAPTION_PROMPT, 64, free_form=True) for im in self.images]
+
+    def score(self, answers: Mapping[str, str]) -> dict:
+        result = self.evaluator.score({im.image_id: answers[str(im.image_id)] for im in self.images})
+        return result.to_dict()
+
+
+class Amber:
+    """AMBER: ``data/{annotations.json, relation.json, safe_words.txt, query/query_*.json}`` + ``image/``."""
+
+    name = "amber"
+
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+        root = Path(data)
+        data_dir = root / "data" if (root / "data").is_dir() else root
+        self.resources = AmberResources.from_dir(data_dir)
+        images = _first_existing(root, "image", "images")
+        self.samples = []
+        for kind in ("generative", "discriminative"):
+            query = data_dir / "query" / f"query_{kind}.json"
+            if query.is_file():
+                self.samples += _subset(read_amber(query, self.resources.annotations, images), limit, seed)
+        if not self.samples:
+            raise DataError(f"{data_dir / 'query'}: no query_generative.json or query_discriminative.json")
+
+    def tasks(self) -> list[Task]:
+        return [Task(str(s.id), s.image_path, s.query if s.task == "generative" else s.query.strip() + SHORT_ANSWER,
+                     128 if s.task == "generative" else 10, free_form=s.task == "generative")
+                for s in self.samples]
+
+    def score(self, answers: Mapping[str, str]) -> dict:
+        gen = {s.id: answers[str(s.id)] for s in self.samples if s.task == "generative"}
+        dis = {s.id: answers[str(s.id)] for s in self.samples if s.task != "generative"}
+        out = {}
+        if gen:
+            out["generative"] = score_amber_generative(gen, self.resources).to_dict()
+        if dis:
+            out["discriminative"] = score_amber_discriminative(dis, self.resources, ids=list(dis)).to_dict()
+        return out
+
+
+class Mme:
+    """MME: the release folder (per-subtask folders with images and yes/no question files)."""
+
+    name = "mme"
+
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+        self.samples = _subset(read_mme(data), limit, seed)
+
+    def tasks(self) -> list[Task]:
+        return [Task(s.question_id, s.image_path, s.question, 10) for s in self.samples]
+
+    def score(self, answers: Mapping[str, str]) -> dict:
+        return score_mme(self.samples, {s.question_id: answers[s.question_id] for s in self.samples}).to_dict()
+
+
+class HallusionBench:
+    """HallusionBench: ``HallusionBench.json`` + its image folder (visual questions only: SCR needs an image)."""
+
+    name = "hallusionbench"
+
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+        root = Path(data)
+        self.samples = _subset(read_hallusionbench(root / "HallusionBench.json", root, include_text_only=False),
+                               limit, seed)
+
+    def tasks(self) -> list[Task]:
+        return [Task(s.question_id, s.image_path, s.question.strip() + " Please answer yes or no.", 10)
+                for s in self.samples]
+
+    def score(self, answers: Mapping[str, str]) -> dict:
+        result = score_hallusionbench(self.samples, {s.question_id: answers[s.question_id] for s in self.samples})
+        return result.to_dict()
+
+
+SUITES = {cls.name: cls for cls in (Pope, Chair, Amber, Mme, HallusionBench)}
+
+
+def load_suite(name: str, data: Path, limit: int | None = None, seed: int = 0):
+    try:
+        cls = SUITES[name]
+    except KeyError:
+        raise DataError(f"unknown benchmark {name!r}; choose from {', '.join(SUITES)}") from None
+    return cls(Path(data), limit=limit, seed=seed)
+
+
+def task_ids_unique(tasks: Sequence[Task]) -> bool:
+    return len({t.id for t in tasks}) == len(tasks)
