@@ -121,8 +121,9 @@ def plan_from_maps(maps: Sequence[np.ndarray], cfg: SCRConfig,
 
 def uniform_plan(layout: VisualLayout, sample: int, cfg: SCRConfig,
                  budgets: Sequence[int] | None = None) -> RedistributionPlan:
-    """Uniform-Smooth plan for one prompt: random sources, seeded by ``cfg.seed`` alone."""
-    rng = np.random.default_rng(cfg.seed)
+    """Uniform-Smooth plan for one prompt: random sources seeded by ``cfg.seed`` and the prompt's
+    position in the batch (so the prompts of one batch get different sources)."""
+    rng = np.random.default_rng([cfg.seed, sample])
     grids = layout.grids_of(sample)
     plans = []
     for g, budget in zip(grids, _budgets(len(grids), cfg, budgets)):

@@ -60,6 +60,13 @@ class GenerationResult:
     diagnosis: Diagnosis | None
     timings: Timings
 
+    @property
+    def yes_no(self) -> str:
+        """"yes" / "no" by POPE's official rule (first sentence; "no" or "not" means no)."""
+        from .eval.parsing import parse_yes_no
+
+        return parse_yes_no(self.text)
+
 
 @dataclass(frozen=True)
 class _Batch:
@@ -234,7 +241,7 @@ class SCRPipeline:
         maps = attention_maps(self.model, self.adapter.decoder_layers(), self.adapter.decoder_config(),
                               batch.model_kwargs, batch.layout, cfg)
         diagnoses = [
-            Diagnosis(m, entropy_nats(torch.cat([torch.as_tensor(x).flatten() for x in m]).numpy()),
+            Diagnosis(m, entropy_nats(np.concatenate([np.ravel(x) for x in m])),
                       plan_from_maps(m, cfg, self.adapter.source_budgets(batch.layout.grids_of(sample), m, cfg)))
             for sample, m in enumerate(maps)
         ]

@@ -103,3 +103,17 @@ def test_batched_results_equal_single_results(pipe, images):
     singles = [pipe.caption(img, p, max_new_tokens=6)[0] for img, p in zip(images[:2], prompts)]
     assert [r.plan for r in batched] == [r.plan for r in singles]
     assert [r.token_ids for r in batched] == [r.token_ids for r in singles]
+
+
+def test_answer_parses_yes_no(pipe, images):
+    result = pipe.answer(images[0], "is there a dog ?", max_new_tokens=3)[0]
+    assert result.yes_no in ("yes", "no")
+
+
+def test_uniform_smooth_gives_each_prompt_of_a_batch_its_own_sources(pipe, images):
+    cfg = SCRConfig(k=4, selection="uniform", seed=5)
+    batched = pipe.caption(images[:2], "describe the image .", scr=cfg, max_new_tokens=2)
+    again = pipe.caption(images[:2], "describe the image .", scr=cfg, max_new_tokens=2)
+    assert batched[0].plan != batched[1].plan
+    assert [r.plan for r in batched] == [r.plan for r in again]
+    assert all(r.diagnosis is None for r in batched)  # no diagnostic pass for random sources
