@@ -101,7 +101,9 @@ class Chair:
 
 
 class Amber:
-    """AMBER: ``data/{annotations.json, relation.json, safe_words.txt, query/query_*.json}`` + ``image/``."""
+    """AMBER: ``data/{annotations.json, relation.json, safe_words.txt, query/query_*.json}`` + ``image/``.
+
+    Reads ``query_generative.json`` and ``query_discriminative.json``, or ``query_all.json``."""
 
     name = "amber"
 
@@ -110,13 +112,11 @@ class Amber:
         data_dir = root / "data" if (root / "data").is_dir() else root
         self.resources = AmberResources.from_dir(data_dir)
         images = _first_existing(root, "image", "images")
+        queries = [data_dir / "query" / f"query_{kind}.json" for kind in ("generative", "discriminative")]
+        queries = [q for q in queries if q.is_file()] or [data_dir / "query" / "query_all.json"]
         self.samples = []
-        for kind in ("generative", "discriminative"):
-            query = data_dir / "query" / f"query_{kind}.json"
-            if query.is_file():
-                self.samples += _subset(read_amber(query, self.resources.annotations, images), limit, seed)
-        if not self.samples:
-            raise DataError(f"{data_dir / 'query'}: no query_generative.json or query_discriminative.json")
+        for query in queries:  # query_all.json is read (and reported missing) when the others are absent
+            self.samples += _subset(read_amber(query, self.resources.annotations, images), limit, seed)
 
     def tasks(self) -> list[Task]:
         return [Task(str(s.id), s.image_path, s.query if s.task == "generative" else s.query.strip() + SHORT_ANSWER,

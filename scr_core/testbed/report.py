@@ -27,8 +27,22 @@ from .train import TrainConfig
 
 TEST_SEEDS = (1001, 1002, 1003)
 TUNE_SEED = 2001
-METHODS = ("vanilla", "scr", "uniform")
+# (row label, runner method, SCRConfig changes). K=32 is the paper's value for 24x24 = 576
+# tokens; on the testbed's 12x12 grid it covers ~95 % of the patches, so K scaled to the grid
+# area (32 * 144 / 576 = 8, method.md §6 #15) is reported as well.
+VARIANTS = (
+    ("vanilla", "vanilla", {}),
+    ("SCR", "scr", {}),
+    ("SCR k=8", "scr", {"k": 8}),
+    ("Uniform-Smooth", "uniform", {}),
+    ("Uniform-Smooth k=8", "uniform", {"k": 8}),
+)
 SPLITS = ("random", "popular", "adversarial")
+
+
+def _slug(label: str) -> str:
+    """Run-folder name of a report row: "SCR k=8" -> "scr-k8"."""
+    return label.lower().replace(" ", "-").replace("=", "")
 
 
 def write_test_set(out: Path, seed: int, n_images: int) -> Path:
@@ -55,30 +69,32 @@ def mean_std(values: list[float]) -> str:
 def build_report(pipe, out: Path, n_images: int = 300, seeds=TEST_SEEDS, lambdas=(1.1, 1.5, 2.0, 3.0),
                  config: SCRConfig = SCRConfig(), batch_size: int = 16, progress: bool = True) -> str:
     out = Path(out)
-    results: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
-    paired: dict[str, list] = {m: [] for m in METHODS[1:]}
+    results: dict[str, dict[str, list[float]]] = {label: {} for label, _, _ in VARIANTS}
+    paired: dict[str, list] = {label: [] for label, _, _ in VARIANTS[1:]}
     entropy_rows = []
     for seed in seeds:
         data = write_test_set(out / "data" / f"seed{seed}", seed, n_images)
         pope = load_suite("pope", data / "pope")
-        for method in METHODS:
-            run_dir = out / "runs" / f"seed{seed}" / f"pope-{method}"
-            summary = run("pope", data / "pope", pipe, method, run_dir, config, seed=seed, batch_size=batch_size,
-                          progress=progress)
+        runs = out / "runs" / f"seed{seed}"
+        for label, method, changes in VARIANTS:
+            cfg = config.with_(**changes)
+            slug = _slug(label)
+            summary = run("pope", data / "pope", pipe, method, runs / f"pope-{slug}", cfg, seed=seed,
+                          batch_size=batch_size, progress=progress)
             for split in SPLITS:
                 for metric in ("accuracy", "f1", "hr"):
-                    results[method].setdefault(f"{split}.{metric}", []).append(summary["scores"][split][metric])
-            chair = run("chair", data / "chair", pipe, method, out / "runs" / f"seed{seed}" / f"chair-{method}",
-                        config, seed=seed, batch_size=batch_size, progress=progress)
+                    results[label].setdefault(f"{split}.{metric}", []).append(summary["scores"][split][metric])
+            chair = run("chair", data / "chair", pipe, method, runs / f"chair-{slug}", cfg, seed=seed,
+                        batch_size=batch_size, progress=progress)
             for metric in ("chair_s", "chair_i", "recall"):
-                results[method].setdefault(f"chair.{metric}", []).append(chair["scores"][metric])
-        ids, labels, vanilla, entropies = _parsed(out / "runs" / f"seed{seed}" / "pope-vanilla", pope)
+                results[label].setdefault(f"chair.{metric}", []).append(chair["scores"][metric])
+        ids, labels, vanilla, entropies = _parsed(runs / "pope-vanilla", pope)
         adversarial = [i for i, key in enumerate(ids) if key.startswith("adversarial/")]
         entropy_rows += [(entropies[i], labels[i], vanilla[i]) for i in adversarial]
-        for method in METHODS[1:]:
-            _, _, other, _ = _parsed(out / "runs" / f"seed{seed}" / f"pope-{method}", pope)
-            paired[method].append(mcnemar_exact([labels[i] for i in adversarial], [vanilla[i] for i in adversarial],
-                                                [other[i] for i in adversarial]))
+        for label, _, _ in VARIANTS[1:]:
+            _, _, other, _ = _parsed(runs / f"pope-{_slug(label)}", pope)
+            paired[label].append(mcnemar_exact([labels[i] for i in adversarial], [vanilla[i] for i in adversarial],
+                                               [other[i] for i in adversarial]))
     sweep = lambda_sweep(pipe, out, n_images, lambdas, config, batch_size, progress)
     negatives = sum(label == "no" for _, label, _ in entropy_rows)
     analysis = entropy_hallucination_analysis(*zip(*entropy_rows), n_bins=min(30, negatives // 2))
@@ -115,22 +131,20 @@ def lambda_sweep(pipe, out: Path, n_images: int, lambdas, config: SCRConfig, bat
 
 
 def render(results, paired, sweep, analysis, n_seeds: int, n_images: int, pipe) -> str:
-    names = {"vanilla": "vanilla", "scr": "SCR", "uniform": "Uniform-Smooth"}
     lines = [f"Testbed POPE (HR / accuracy / F1, %) and CHAIR (%), mean ± std over {n_seeds} held-out sets of "
              f"{n_images} scenes; greedy decoding.", "",
              "| method | random HR | random acc | random F1 | popular HR | popular acc | popular F1 | "
              "adversarial HR | adversarial acc | adversarial F1 | CHAIR-s | CHAIR-i | recall |",
              "|---|" + "---|" * 12]
-    for method in METHODS:
-        r = results[method]
+    for label, r in results.items():
         cells = [mean_std(r[f"{s}.{m}"]) for s in SPLITS for m in ("hr", "accuracy", "f1")]
         cells += [mean_std(r[f"chair.{m}"]) for m in ("chair_s", "chair_i", "recall")]
-        lines.append(f"| {names[method]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Paired against vanilla on POPE-adversarial (per test set): answers changed, corrections / "
               "new errors, exact McNemar p.", ""]
-    for method, tests in paired.items():
+    for label, tests in paired.items():
         parts = [f"{t.changed} changed ({t.b_only_correct}/{t.a_only_correct}), p={t.p_value:.3g}" for t in tests]
-        lines.append(f"- {names[method]}: " + "; ".join(parts))
+        lines.append(f"- {label}: " + "; ".join(parts))
     lines += ["", "λ sweep of SCR on a separate tuning set (POPE-adversarial):", "",
               "| λ | HR | accuracy | answers changed vs vanilla | McNemar p |", "|---|---|---|---|---|"]
     for row in sweep:

@@ -1,0 +1,59 @@
+"""Every benchmark suite runs from its official-format folder through the runner with a real model."""
+
+from __future__ import annotations
+
+import pytest
+
+from scr_core.config import SCRConfig
+from scr_core.errors import DataError
+from scr_core.eval.runner import run
+from scr_core.eval.suites import load_suite
+
+from tests.eval.test_mme import QA
+
+
+@pytest.fixture
+def mme_dir(tmp_path, make_image):
+    root = tmp_path / "MME_Benchmark_release_version"
+    for task, images in QA.items():
+        for name, lines in images.items():
+            (root / task).mkdir(parents=True, exist_ok=True)
+            (root / task / f"{name}.txt").write_text("\n".join(lines) + "\n")
+            make_image(root / task / f"{name}.jpg")
+    return root
+
+
+def test_amber_suite(pipe, amber_dir, tmp_path):
+    suite = load_suite("amber", amber_dir)
+    kinds = {t.max_new_tokens for t in suite.tasks()}
+    assert kinds == {128, 10}  # generative and discriminative queries
+    summary = run("amber", amber_dir, pipe, "scr", tmp_path / "out", SCRConfig(k=4), batch_size=4, progress=False)
+    assert summary["n"] == len(suite.tasks())
+    assert {"chair", "cover", "hal", "cog"} <= set(summary["scores"]["generative"])
+    assert "overall" in summary["scores"]["discriminative"]
+
+
+def test_mme_suite(pipe, mme_dir, tmp_path):
+    summary = run("mme", mme_dir, pipe, "vanilla", tmp_path / "out", SCRConfig(k=4), progress=False)
+    assert summary["n"] == 10
+    assert {"perception", "cognition"} <= set(summary["scores"])
+
+
+def test_hallusionbench_suite(pipe, hallusion_dir, tmp_path):
+    suite = load_suite("hallusionbench", hallusion_dir)
+    assert all(t.image is not None and t.image.is_file() for t in suite.tasks())
+    summary = run("hallusionbench", hallusion_dir, pipe, "uniform", tmp_path / "out", SCRConfig(k=4),
+                  progress=False)
+    assert {"aAcc", "fAcc", "qAcc"} <= set(summary["scores"]["overall"])
+
+
+def test_unknown_benchmark_and_empty_folder(tmp_path):
+    with pytest.raises(DataError, match="unknown benchmark"):
+        load_suite("coco", tmp_path)
+    with pytest.raises(DataError, match="query_all.json"):
+        (tmp_path / "data").mkdir()
+        for name in ("annotations.json", "relation.json"):
+            (tmp_path / "data" / name).write_text("[]" if name == "annotations.json" else "{}")
+        (tmp_path / "data" / "safe_words.txt").write_text("")
+        (tmp_path / "image").mkdir()
+        load_suite("amber", tmp_path)
