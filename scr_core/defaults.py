@@ -1,8 +1,8 @@
 """The embedded default model used when no ``--model`` is given.
 
-Until the trained testbed checkpoint ships, the default is a tiny *random-weight* LLaVA
-built on first use into a cache folder: it proves the whole pipeline runs offline, but its
-text is meaningless. Set ``SCR_CACHE`` to move the cache.
+The bundled testbed checkpoint (a tiny LLaVA trained on synthetic scenes). Without it (a
+trimmed install), a tiny *random-weight* LLaVA is built on first use into a cache folder
+(``SCR_CACHE``): the pipeline still runs offline, but its text is meaningless.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     questions_per_scene: int = 4
     caption_prob: float = 0.5
+    caption_last: int = 0  # 1: caption turn last (no answer copyable from earlier text); 0: shuffled
     # scenes: objects of 2-4 patches, a quarter of scenes with 1-2 patch objects, pair prior 0.9
     hard_fraction: float = 0.25
     partner_scale: float = 0.7
@@ -61,7 +62,12 @@ class TrainConfig:
 
 
 def conversation(scene, rng: np.random.Generator, cfg: TrainConfig) -> list[dict]:
-    """A chat about ``scene``: optional caption turn plus balanced yes/no turns, shuffled."""
+    """A chat about ``scene``: balanced yes/no turns and (optionally) a caption turn.
+
+    The bundled checkpoint was trained with all turns shuffled (``caption_last=0``); with
+    ``caption_last=1`` the caption comes last so no answer can be copied from earlier text
+    (tried once: it did not train better in the same budget, see the README).
+    """
     questions = list(scene.questions())
     yes = [q for q in questions if q.answer == "yes"]
     no = [q for q in questions if q.answer == "no"]
@@ -70,12 +76,16 @@ def conversation(scene, rng: np.random.Generator, cfg: TrainConfig) -> list[dict
     half = cfg.questions_per_scene // 2
     picked = yes[:half] + no[: cfg.questions_per_scene - min(half, len(yes))]
     turns = [(f"{q.text} {SHORT_ANSWER_PROMPT}", q.answer) for q in picked]
-    if rng.random() < cfg.caption_prob:
-        turns.append((CAPTION_PROMPT, scene.caption))
-    order = rng.permutation(len(turns))
+    if cfg.caption_last:
+        turns = [turns[k] for k in rng.permutation(len(turns))]
+        if rng.random() < cfg.caption_prob:
+            turns.append((CAPTION_PROMPT, scene.caption))
+    else:
+        if rng.random() < cfg.caption_prob:
+            turns.append((CAPTION_PROMPT, scene.caption))
+        turns = [turns[k] for k in rng.permutation(len(turns))]
     messages = []
-    for i, k in enumerate(order):
-        prompt, answer = turns[k]
+    for i, (prompt, answer) in enumerate(turns):
         content = ([{"type": "image"}] if i == 0 else []) + [{"type": "text", "text": prompt}]
         messages.append({"role": "user", "content": content})
         messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
