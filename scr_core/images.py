@@ -9,9 +9,6 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError
 
-ImageLike = "str | Path | Image.Image | np.ndarray"
-
-
 def load_image(image) -> Image.Image:
     """RGB image from a path, a PIL image (any mode) or an HxW / HxWxC array (uint8 or 0..1 floats).
 

@@ -323,7 +323,8 @@ def encode_vision_once(model, inputs: dict) -> dict:
     encoder_kwargs = {k: v for k, v in inputs.items() if k in encoder_params}
     with torch.no_grad():
         features = encoder(**encoder_kwargs, return_dict=True)
-    kwargs = {k: v for k, v in inputs.items() if k not in encoder_kwargs or k in forward_params and k != "pixel_values"}
-    kwargs.pop("pixel_values", None)
+    # Keep what the forward still needs (e.g. image_grid_thw for M-RoPE); drop encoder-only inputs.
+    kwargs = {k: v for k, v in inputs.items()
+              if k != "pixel_values" and (k not in encoder_kwargs or k in forward_params)}
     kwargs["mm_encoder_outputs"] = {"image": features}
     return kwargs

@@ -10,7 +10,7 @@ query ("Describe this image.") gets 128.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +178,3 @@ def load_suite(name: str, data: Path, limit: int | None = None, seed: int = 0):
         raise DataError(f"unknown benchmark {name!r}; choose from {', '.join(SUITES)}") from None
     return cls(Path(data), limit=limit, seed=seed)
 
-
-def task_ids_unique(tasks: Sequence[Task]) -> bool:
-    return len({t.id for t in tasks}) == len(tasks)
