@@ -95,4 +95,5 @@ def test_report_runs_on_a_small_subset(tmp_path):
     pipe = SCRPipeline.from_pretrained(TESTBED_CHECKPOINT)
     report = build_report(pipe, tmp_path, n_images=10, seeds=(1001,), lambdas=(2.0,), progress=False)
     assert "| SCR |" in report and "| Uniform-Smooth |" in report and "| 2.0 |" in report
+    assert "Credit concentration" in report and "over 144 patches" in report
     assert (tmp_path / "report.md").read_text() == report
