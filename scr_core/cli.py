@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from .config import SCRConfig
@@ -201,9 +202,15 @@ COMMANDS = {"caption": cmd_caption, "diagnose": cmd_diagnose, "demo": cmd_demo, 
             "compare": cmd_compare}
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Command-line users need the message, not the library's source line."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    warnings.formatwarning = _one_line_warning
     try:
         COMMANDS[args.command](args)
     except SCRError as err:
