@@ -98,6 +98,10 @@ def _budgets(count: int, cfg: SCRConfig, budgets: Sequence[int] | None) -> list[
     return budgets
 
 
+def _with_budget(cfg: SCRConfig, budget: int) -> SCRConfig:
+    return cfg if budget == cfg.k else cfg.with_(k=budget)
+
+
 def _empty(height: int, width: int) -> GridPlan:
     return GridPlan(height, width, (), (), ())
 
@@ -112,10 +116,7 @@ def plan_from_maps(maps: Sequence[np.ndarray], cfg: SCRConfig,
     """
     grids = []
     for amap, budget in zip(maps, _budgets(len(maps), cfg, budgets)):
-        if budget == 0:
-            grids.append(_empty(*np.shape(amap)))
-        else:
-            grids.append(select_sources(amap, cfg if budget == cfg.k else cfg.with_(k=budget)))
+        grids.append(select_sources(amap, _with_budget(cfg, budget)) if budget else _empty(*np.shape(amap)))
     return RedistributionPlan(tuple(grids), cfg.lam, cfg.hook_layers)
 
 
@@ -127,8 +128,6 @@ def uniform_plan(layout: VisualLayout, sample: int, cfg: SCRConfig,
     grids = layout.grids_of(sample)
     plans = []
     for g, budget in zip(grids, _budgets(len(grids), cfg, budgets)):
-        if budget == 0:
-            plans.append(_empty(g.height, g.width))
-        else:
-            plans.append(select_uniform(g.height, g.width, cfg if budget == cfg.k else cfg.with_(k=budget), rng))
+        plans.append(select_uniform(g.height, g.width, _with_budget(cfg, budget), rng) if budget
+                     else _empty(g.height, g.width))
     return RedistributionPlan(tuple(plans), cfg.lam, cfg.hook_layers)

@@ -25,13 +25,13 @@ from .diagnosis import Diagnosis, attention_maps, entropy_nats, plan_from_maps, 
 from .errors import ConfigError, InputError, ModelLoadError, UnsupportedModelError
 from .images import load_image
 from .layout import VisualLayout
+from .prompts import CAPTION_PROMPT, SHORT_ANSWER_PROMPT
 from .redistribution import BatchEdit, redistribution
 from .selection import RedistributionPlan
 
 log = logging.getLogger(__name__)
 
-CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
-ANSWER_SUFFIX = " Answer the question using a single word or phrase."
+ANSWER_SUFFIX = " " + SHORT_ANSWER_PROMPT
 
 ScrArg = "SCRConfig | RedistributionPlan | Sequence[RedistributionPlan] | None"
 

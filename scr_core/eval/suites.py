@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
+from ..prompts import CAPTION_PROMPT, SHORT_ANSWER_PROMPT
 from .amber import AmberResources, read_amber, score_amber_discriminative, score_amber_generative
 from .chair import ChairEvaluator, ChairVocabulary
 from .coco import sample_coco_images
@@ -22,8 +23,7 @@ from .hallusionbench import read_hallusionbench, score_hallusionbench
 from .mme import read_mme, score_mme
 from .pope import read_pope_splits, score_pope
 
-SHORT_ANSWER = " Answer the question using a single word or phrase."
-CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
+SHORT_ANSWER = " " + SHORT_ANSWER_PROMPT
 
 
 @dataclass(frozen=True)

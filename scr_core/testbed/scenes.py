@@ -22,6 +22,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..prompts import CAPTION_PROMPT, SHORT_ANSWER_PROMPT
+
 
 # --------------------------------------------------------------------------- classes
 @dataclass(frozen=True)
@@ -77,10 +79,9 @@ def partners_of(name: str) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- text
 QUESTION_TEMPLATE = "Is there {article} {name} in the image?"
 ANSWERS = ("yes", "no")
-# LLaVA-1.5's POPE suffix and the usual caption prompts (short caption; CHAIR's long ones).
-SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
+# The usual caption prompts (short caption; CHAIR's long ones); the POPE suffix is SHORT_ANSWER_PROMPT.
 CAPTION_PROMPTS: tuple[str, ...] = (
-    "Provide a one-sentence caption for the provided image.",
+    CAPTION_PROMPT,
     "Please describe this image in detail.",
     "Please help me describe the image in detail.",
 )

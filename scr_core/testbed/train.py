@@ -17,14 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from PIL import Image, ImageDraw
-
-from .scenes import CLASS_NAMES, RING_HOLE, SHORT_ANSWER_PROMPT, SceneOptions, generate_scene, vocabulary
+from ..prompts import CAPTION_PROMPT, SHORT_ANSWER_PROMPT
+from .scenes import CLASS_NAMES, RING_HOLE, SceneOptions, generate_scene, vocabulary
 from .tiny import make_llava
-
-CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class TrainConfig:
     """Model size, data and optimisation of the testbed run (the values are the recipe)."""
 
     seed: int = 0
-    steps: int = 1400  # ~28 min on 2 CPU cores
+    steps: int = 1400  # 27-31 min on 2 CPU cores
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 60
