@@ -1,31 +1,48 @@
 """Spatial Credit Redistribution (SCR) for vision-language models.
 
-Public API: ``SCRPipeline`` (load, diagnose, caption, answer), ``SCRConfig`` (the knobs),
-``RedistributionPlan`` (what the redistribution does, per prompt), ``Diagnosis`` and
-``GenerationResult`` (outputs), and the ``SCRError`` family.
+Public API (everything the CLI, the ComfyUI nodes and the ONNX exporter use):
+
+* ``SCRPipeline`` — load (``LoadOptions``), ``prepare`` (a ``PreparedBatch``), ``diagnose``,
+  ``caption`` / ``answer`` / ``generate`` (progress callback, stop check), ``to``, ``release``;
+* ``SCRConfig`` — the method's knobs;
+* plans as data — ``RedistributionPlan`` / ``GridPlan`` (JSON round trip), ``plan_arrays`` →
+  ``PlanArrays`` (the index arrays an exported graph takes), ``VisualLayout`` / ``VisualGrid``;
+* results — ``Diagnosis``, ``GenerationResult``, ``Timings``;
+* ``render_heatmap`` — a diagnosis drawn over its images, as an RGB array;
+* adapters' declared options — ``AdapterOption``, ``declared_options``;
+* the ``SCRError`` family.
+
+Everything except ``SCRPipeline``, ``PreparedBatch``, ``AdapterOption`` and ``declared_options``
+imports without torch (the onnxruntime path uses the same plan and result types).
 """
 
 from .config import SCRConfig
-from .errors import (ConfigError, DataError, InputError, LayoutError, ModelLoadError, SCRError,
-                     UnsupportedModelError)
-from .selection import GridPlan, RedistributionPlan
+from .errors import (ConfigError, DataError, GenerationInterrupted, InputError, LayoutError, ModelLoadError,
+                     ReleasedError, SCRError, UnsupportedModelError)
+from .heatmap import render_heatmap, save_heatmap
+from .layout import VisualGrid, VisualLayout
+from .loading import LoadOptions
+from .plan import GridPlan, PlanArrays, RedistributionPlan, plan_arrays
+from .results import Diagnosis, GenerationResult, Timings
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "SCRConfig", "SCRPipeline", "RedistributionPlan", "GridPlan", "Diagnosis", "GenerationResult", "Timings",
+    "SCRConfig", "SCRPipeline", "PreparedBatch", "LoadOptions", "RedistributionPlan", "GridPlan", "PlanArrays",
+    "plan_arrays", "VisualLayout", "VisualGrid", "Diagnosis", "GenerationResult", "Timings", "render_heatmap",
+    "save_heatmap", "AdapterOption", "declared_options",
     "SCRError", "ConfigError", "InputError", "ModelLoadError", "UnsupportedModelError", "LayoutError", "DataError",
+    "GenerationInterrupted", "ReleasedError",
 ]
+
+_TORCH_NAMES = {"SCRPipeline": "pipeline", "PreparedBatch": "pipeline", "AdapterOption": "adapters",
+                "declared_options": "adapters"}
 
 
 def __getattr__(name):
-    # torch and transformers load only when the pipeline is used (keeps `import scr_core` light).
-    if name in ("SCRPipeline", "GenerationResult", "Timings"):
-        from . import pipeline
+    # torch and transformers load only when the pipeline or the adapters are used (keeps `import scr_core` light).
+    if name in _TORCH_NAMES:
+        import importlib
 
-        return getattr(pipeline, name)
-    if name == "Diagnosis":
-        from .diagnosis import Diagnosis
-
-        return Diagnosis
+        return getattr(importlib.import_module(f".{_TORCH_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'scr_core' has no attribute {name!r}")

@@ -20,29 +20,30 @@ def parse_layers(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
     layers: list[int] = []
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            layers.extend(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad layer list {text!r}; use e.g. 0-11 or 0,2,4") from None
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad layer list {text!r}; use e.g. 0-11 or 0,2,4") from None
+        if last < first:
+            raise argparse.ArgumentTypeError(f"layer range {part.strip()!r} is reversed; write it {last}-{first}")
+        layers.extend(range(first, last + 1))
     return tuple(layers)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from .adapters import declared_options
     from .adapters.generic import parse_grid, parse_span
 
     p.add_argument("--model", help="checkpoint folder or hub id (default: the embedded default)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default=None, help="auto, float32, float16, bfloat16 (default: float32 on CPU)")
     p.add_argument("--attn", default="sdpa", help="attention implementation to load the model with")
-    family = p.add_argument_group("model family options")
-    family.add_argument("--min-pixels", type=int,
-                        help="dynamic-resolution processors: smallest image area in pixels (processor option)")
-    family.add_argument("--max-pixels", type=int,
-                        help="dynamic-resolution processors: largest image area in pixels (processor option)")
-    family.add_argument("--max-tiles", type=int,
-                        help="tiling models: tiles per image (adapter option; default 1, more adds a thumbnail)")
+    family = p.add_argument_group("model family options (declared by each family's adapter)")
+    for name, (option, model_types) in declared_options().items():
+        family.add_argument(option.flag, dest=f"family_{name}", type=option.type, default=None,
+                            help=f"{option.help} [{option.applies_to} option of: {', '.join(model_types)}]")
     generic = p.add_argument_group("generic adapter (models without a built-in adapter)")
     generic.add_argument("--adapter", choices=("auto", "generic"), default="auto",
                          help="auto: the adapter registered for the model type; generic: describe the layout")
@@ -78,6 +79,7 @@ def _pipeline(args):
 
     from .defaults import default_model
     from .errors import ConfigError
+    from .loading import LoadOptions
     from .pipeline import SCRPipeline
 
     model = args.model
@@ -85,9 +87,8 @@ def _pipeline(args):
         path, description = default_model()
         print(f"model: {description} ({path})", file=sys.stderr)
         model = path
-    processor_kwargs = {key: value for key, value in (("min_pixels", args.min_pixels),
-                                                      ("max_pixels", args.max_pixels)) if value is not None}
-    adapter_options = {"max_tiles": args.max_tiles} if args.max_tiles is not None else {}
+    adapter_options = {key[len("family_"):]: value for key, value in vars(args).items()
+                       if key.startswith("family_") and value is not None}
     generic_flags = [flag for flag, value in (("--image-token-id", args.image_token_id),
                                               ("--image-span", args.image_span), ("--grid", args.grid),
                                               ("--layers-path", args.layers_path)) if value is not None]
@@ -102,9 +103,9 @@ def _pipeline(args):
                           image_token_id=args.image_token_id, image_span=args.image_span)
     elif generic_flags:
         raise ConfigError(f"{', '.join(generic_flags)} only apply with --adapter generic")
-    return SCRPipeline.from_pretrained(model, dtype=args.dtype, device=args.device,
-                                       attn_implementation=args.attn, processor_kwargs=processor_kwargs or None,
-                                       adapter=adapter, adapter_options=adapter_options or None)
+    options = LoadOptions(dtype=args.dtype, device=args.device, attn_implementation=args.attn,
+                          adapter_options=adapter_options)
+    return SCRPipeline.from_pretrained(model, options, adapter=adapter)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,45 +140,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_caption(args) -> None:
-    from .pipeline import CAPTION_PROMPT
-
-    pipe = _pipeline(args)
     scr = None if args.no_scr else _config(args)
-    result = pipe.caption(args.image, args.prompt or CAPTION_PROMPT, scr=scr,
-                          max_new_tokens=args.max_new_tokens)[0]
+    pipe = _pipeline(args)
+    result = pipe.caption(args.image, args.prompt, scr=scr, max_new_tokens=args.max_new_tokens)[0]
     if args.json:
-        print(json.dumps({
-            "text": result.text,
-            "scr": scr is not None,
-            "entropy_nats": result.diagnosis.entropy if result.diagnosis else None,
-            "plan": result.plan.to_dict() if result.plan else None,
-            "timings": result.timings.to_dict(),
-        }, indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
     else:
         print(result.text)
-        print(_timing_line(result.timings), file=sys.stderr)
+        print(result.timings.summary(), file=sys.stderr)
 
 
 def cmd_diagnose(args) -> None:
-    from .heatmap import render_heatmap
-    from .images import load_image
-    from .pipeline import CAPTION_PROMPT
+    from .heatmap import save_heatmap
 
+    cfg = _config(args)
     pipe = _pipeline(args)
-    diagnosis = pipe.diagnose(args.image, args.prompt or CAPTION_PROMPT, config=_config(args))[0]
+    batch = pipe.prepare(args.image, args.prompt)
+    diagnosis = pipe.diagnose(batch, config=cfg)[0]
     for index, (amap, grid) in enumerate(zip(diagnosis.maps, diagnosis.plan.grids)):
         print(f"grid {index}: {grid.height}x{grid.width}, {grid.num_sources} sources, "
               f"{len(grid.neighbours)} neighbours, coverage {grid.coverage:.0%}")
         print(f"  sources (row, col): {[divmod(s, grid.width) for s in grid.sources]}")
     print(f"entropy: {diagnosis.entropy:.3f} nats")
     if args.heatmap:
-        render_heatmap(load_image(args.image), diagnosis.maps[0], diagnosis.plan.grids[0]).save(args.heatmap)
+        save_heatmap(args.heatmap, batch.images[0], diagnosis)
         print(f"heatmap: {args.heatmap}")
-
-
-def _timing_line(t) -> str:
-    return (f"vision {t.vision_ms:.1f} ms | diagnostic {t.diagnostic_ms:.1f} ms | prefill {t.prefill_ms:.1f} ms | "
-            f"decode {t.decode_ms_per_token:.1f} ms/token x {t.new_tokens}")
 
 
 def cmd_demo(args) -> None:

@@ -11,7 +11,6 @@ the visual tokens) is the paper's credit-concentration measure.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,20 +20,12 @@ from .attention_capture import AttentionCapture, capture_attention
 from .config import SCRConfig
 from .errors import InputError
 from .layout import VisualLayout
+from .results import Diagnosis  # noqa: F401  (re-exported: its old home)
 from .selection import GridPlan, RedistributionPlan, select_sources, select_uniform
 
 
 class _DiagnosticComplete(Exception):
     """Raised by the hook on the last diagnostic layer to skip the rest of the model."""
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """Diagnostic result for one prompt: a map per image grid, its entropy and the plan."""
-
-    maps: tuple[np.ndarray, ...]  # raw mean attention probabilities, one (H, W) array per grid
-    entropy: float  # nats, over all visual tokens of the prompt, map renormalised to sum 1
-    plan: RedistributionPlan
 
 
 def entropy_nats(values: np.ndarray) -> float:

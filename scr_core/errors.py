@@ -27,3 +27,19 @@ class LayoutError(SCRError):
 
 class DataError(SCRError):
     """A benchmark data file is missing or malformed; the message names the file."""
+
+
+class GenerationInterrupted(SCRError):
+    """Generation was stopped by the caller's ``should_stop`` check.
+
+    ``results`` holds what was generated up to the stop (one ``GenerationResult`` per prompt);
+    the hooks are already removed when this is raised.
+    """
+
+    def __init__(self, message: str, results: list | None = None) -> None:
+        super().__init__(message)
+        self.results = results or []
+
+
+class ReleasedError(SCRError):
+    """The pipeline's model was released (``SCRPipeline.release``); load it again to use it."""

@@ -1,35 +1,205 @@
-"""Render a diagnostic map over its image: the picture users look at to trust (or not) the plan."""
+"""Draw a diagnosis over the prompt's pictures: the image users look at to trust (or not) a plan.
+
+Every grid of the prompt is drawn over its own picture at the picture's own aspect ratio (a
+squared picture misplaces the map), tiles are put back together into one mosaic per image, and
+all maps share one colour scale, shown under the panels, so panels can be compared.
+
+numpy + PIL only (matplotlib for the colormap, imported lazily): the onnxruntime path, which
+never imports torch, draws heatmaps too.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
-from .selection import GridPlan
+from .errors import ConfigError, InputError
+from .images import load_image
+from .layout import FULL_REGION
+from .plan import GridPlan
+from .results import Diagnosis
+
+PANEL_GAP = 8  # px of white between panels, and between the panels and the colour bar
+BAR_HEIGHT = 14  # px, the colour scale bar
+LABEL_HEIGHT = 16  # px under the bar for the min / max values
+FOOTER_HEIGHT = PANEL_GAP + BAR_HEIGHT + LABEL_HEIGHT  # what the colour bar adds under the panels
+
+SOURCE_COLOUR = (255, 40, 40)
+NEIGHBOUR_COLOUR = (0, 220, 255)
+_BACKGROUND = (255, 255, 255)
+_TEXT_COLOUR = (40, 40, 40)
 
 
-def render_heatmap(image: Image.Image, attention: np.ndarray, plan: GridPlan | None = None,
-                   alpha: float = 0.55, size: int = 448) -> Image.Image:
-    """Attention map (H, W) upsampled over ``image``; sources outlined red, neighbours cyan."""
+def render_heatmap(images, diagnosis: Diagnosis, *, size: int = 512, alpha: float = 0.55,
+                   colormap: str = "inferno") -> np.ndarray:
+    """RGB uint8 array (H, W, 3): every map of ``diagnosis`` over its own picture, plus a colour bar.
+
+    ``images`` is the prompt's image (path, PIL image or array) or its sequence of images; a
+    grid's ``image`` index picks one. Per image (in order), its tiles (grids whose ``region`` is
+    not the whole image) form one mosaic panel and each whole-image grid is a panel of its own;
+    panels keep the picture's aspect ratio (longer side ``size`` px) and sit left to right,
+    top-aligned. One min..max normalisation over all maps, nearest-neighbour upsampling (one
+    block per patch), sources outlined red and neighbours cyan. ``grids=()`` (older callers)
+    means map i covers the whole of image i.
+    """
     from matplotlib import colormaps
 
-    base = image.convert("RGB").resize((size, size), Image.BICUBIC)
-    values = np.asarray(attention, dtype=np.float64)
-    span = values.max() - values.min()
-    norm = (values - values.min()) / span if span > 0 else np.zeros_like(values)
-    colours = (colormaps["inferno"](norm)[..., :3] * 255).astype(np.uint8)
-    overlay = Image.fromarray(colours).resize((size, size), Image.NEAREST)
-    out = Image.blend(base, overlay, alpha)
-    if plan is not None:
-        draw = ImageDraw.Draw(out)
-        cell_h, cell_w = size / plan.height, size / plan.width
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ConfigError(f"size must be an integer >= 1 (pixels of a panel's longer side), got {size!r}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1] (0 = picture only, 1 = map only), got {alpha!r}")
+    try:
+        cmap = colormaps[colormap]
+    except KeyError:
+        raise ConfigError(f"colormap {colormap!r} is not a matplotlib colormap (try 'inferno' or 'viridis')") from None
 
-        def box(index: int) -> tuple[float, float, float, float]:
-            row, col = divmod(index, plan.width)
-            return (col * cell_w + 1, row * cell_h + 1, (col + 1) * cell_w - 2, (row + 1) * cell_h - 2)
+    pictures = _as_list(images)
+    maps, placements = _placements(diagnosis, len(pictures))
 
-        for index in plan.neighbours:
-            draw.rectangle(box(index), outline=(0, 220, 255), width=1)
-        for index in plan.sources:
-            draw.rectangle(box(index), outline=(255, 40, 40), width=3)
-    return out
+    finite = np.concatenate([m[np.isfinite(m)] for m in maps])
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    span = high - low
+
+    def colour(values: np.ndarray) -> np.ndarray:
+        norm = (np.nan_to_num(values, nan=low, posinf=high, neginf=low) - low) / span if span > 0 \
+            else np.zeros_like(values)
+        return (cmap(np.clip(norm, 0.0, 1.0))[..., :3] * 255).round().astype(np.uint8)
+
+    loaded: dict[int, Image.Image] = {}
+    panels = []
+    for image_index, grid_ids in _panels(placements):
+        if image_index not in loaded:
+            loaded[image_index] = load_image(pictures[image_index])
+        panels.append(_draw_panel(loaded[image_index], [(maps[g], placements[g][1], diagnosis.plan.grids[g])
+                                                        for g in grid_ids], size, float(alpha), colour))
+
+    return _compose(panels, cmap, low, high)
+
+
+def save_heatmap(path, images, diagnosis: Diagnosis, **kwargs) -> Path:
+    """Write ``render_heatmap(images, diagnosis, **kwargs)`` as a PNG at ``path`` (for the CLI and scripts)."""
+    path = Path(path)
+    Image.fromarray(render_heatmap(images, diagnosis, **kwargs)).save(path, format="PNG")
+    return path
+
+
+def _as_list(images) -> list:
+    """One image or a sequence of them, as a list (an array or a path is one image, not a sequence)."""
+    if isinstance(images, (str, Path, Image.Image, np.ndarray)):
+        return [images]
+    if isinstance(images, Sequence):
+        if not len(images):
+            raise InputError("no images given: pass the prompt's image (or its list of images)")
+        return list(images)
+    raise InputError(f"expected an image (path, PIL image, array) or a list of them, got {type(images).__name__}")
+
+
+def _placements(diagnosis: Diagnosis, num_images: int):
+    """Each map as a 2-D array, with (image index, region) of the picture it covers; checked."""
+    maps = [np.asarray(m, dtype=np.float64) for m in diagnosis.maps]
+    plan_grids = diagnosis.plan.grids
+    if not maps:
+        raise InputError("the diagnosis has no maps: nothing to draw")
+    if len(maps) != len(plan_grids):
+        raise InputError(f"the diagnosis has {len(maps)} maps but its plan has {len(plan_grids)} grids; "
+                         "maps and plan must come from the same diagnostic pass")
+    grids = tuple(diagnosis.grids)
+    if grids and len(grids) != len(maps):
+        raise InputError(f"the diagnosis has {len(maps)} maps but {len(grids)} grids (one grid per map expected)")
+
+    placements, next_image = [], 0
+    for i, (values, gp) in enumerate(zip(maps, plan_grids)):
+        if values.ndim == 1 and values.size == gp.height * gp.width:
+            values = maps[i] = values.reshape(gp.height, gp.width)
+        if values.shape != (gp.height, gp.width):
+            raise InputError(f"map {i} has shape {values.shape} but plan grid {i} is {gp.height}x{gp.width}")
+        grid = grids[i] if grids else None
+        image = grid.image if grid is not None and grid.image is not None else next_image
+        next_image = max(next_image, image + 1)
+        region = tuple(float(v) for v in (grid.region if grid is not None else FULL_REGION))
+        if grid is not None and (grid.height, grid.width) != (gp.height, gp.width):
+            raise InputError(f"grid {i} is {grid.height}x{grid.width} but plan grid {i} is {gp.height}x{gp.width}")
+        if image < 0 or image >= num_images:
+            raise InputError(f"grid {i} belongs to image {image} but {num_images} image(s) were given; "
+                             "pass every image of the prompt, in order")
+        x0, y0, x1, y1 = region
+        if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+            raise InputError(f"grid {i} has region {region}; expected fractions 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1")
+        placements.append((image, region))
+    return maps, placements
+
+
+def _panels(placements) -> list[tuple[int, list[int]]]:
+    """(image index, grid indices) per panel: per image in order, its tiles as one mosaic and each
+    whole-image grid alone, panels of one image in the order their first grid appears."""
+    panels: dict[tuple[int, int], list[int]] = {}
+    for g, (image, region) in enumerate(placements):
+        key = (image, -1) if region != FULL_REGION else (image, g)  # -1: the image's mosaic
+        panels.setdefault(key, []).append(g)
+    ordered = sorted(panels.items(), key=lambda item: (item[0][0], item[1][0]))
+    return [(image, ids) for (image, _), ids in ordered]
+
+
+def _draw_panel(picture: Image.Image, grids, size: int, alpha: float, colour) -> Image.Image:
+    """The picture (longer side ``size``) with each grid's map blended into its region, then outlines."""
+    scale = size / max(picture.width, picture.height)
+    width, height = max(1, round(picture.width * scale)), max(1, round(picture.height * scale))
+    base = np.asarray(picture.resize((width, height), Image.BICUBIC), dtype=np.float64)
+    out = base.copy()
+    boxes = []
+    for values, (x0, y0, x1, y1), gp in grids:
+        left, top = round(x0 * width), round(y0 * height)
+        right, bottom = max(left + 1, round(x1 * width)), max(top + 1, round(y1 * height))
+        overlay = Image.fromarray(colour(values)).resize((right - left, bottom - top), Image.NEAREST)
+        out[top:bottom, left:right] = (1 - alpha) * base[top:bottom, left:right] + alpha * np.asarray(overlay)
+        boxes.append(((left, top, right, bottom), gp))
+    panel = Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(panel)
+    for region, gp in boxes:  # after all the paint, so a later tile never covers an earlier outline
+        _outline(draw, region, gp)
+    return panel
+
+
+def _outline(draw: ImageDraw.ImageDraw, region: tuple[int, int, int, int], gp: GridPlan) -> None:
+    """Neighbours thin cyan, sources thick red, each box inset in its cell so adjacent boxes stay apart."""
+    left, top, right, bottom = region
+    cell_w, cell_h = (right - left) / gp.width, (bottom - top) / gp.height
+
+    def box(index: int) -> tuple[int, int, int, int]:
+        row, col = divmod(int(index), gp.width)
+        x0, y0 = round(left + col * cell_w) + 1, round(top + row * cell_h) + 1
+        x1, y1 = round(left + (col + 1) * cell_w) - 2, round(top + (row + 1) * cell_h) - 2
+        return x0, y0, max(x0, x1), max(y0, y1)
+
+    thick = max(1, min(3, int(min(cell_w, cell_h) // 5)))
+    for index in gp.neighbours:
+        draw.rectangle(box(index), outline=NEIGHBOUR_COLOUR, width=1)
+    for index in gp.sources:
+        draw.rectangle(box(index), outline=SOURCE_COLOUR, width=thick)
+
+
+def _compose(panels: list[Image.Image], cmap, low: float, high: float) -> np.ndarray:
+    """Panels left to right (top-aligned, white gaps) over a colour bar labelled with min and max."""
+    font = ImageFont.load_default()
+    labels = (f"{low:.3g}", f"{high:.3g}")
+    label_w = [int(np.ceil(font.getlength(text))) for text in labels]
+    panels_w = sum(p.width for p in panels) + PANEL_GAP * (len(panels) - 1)
+    width = max(panels_w, sum(label_w) + 3 * PANEL_GAP)  # tiny panels: keep both labels readable
+    panels_h = max(p.height for p in panels)
+    canvas = Image.new("RGB", (width, panels_h + FOOTER_HEIGHT), _BACKGROUND)
+    x = 0
+    for panel in panels:
+        canvas.paste(panel, (x, 0))
+        x += panel.width + PANEL_GAP
+
+    bar_top = panels_h + PANEL_GAP
+    ramp = (cmap(np.linspace(0.0, 1.0, width))[:, :3] * 255).round().astype(np.uint8)
+    canvas.paste(Image.fromarray(np.repeat(ramp[None], BAR_HEIGHT, axis=0)), (0, bar_top))
+    draw = ImageDraw.Draw(canvas)
+    text_top = bar_top + BAR_HEIGHT + 2
+    draw.text((0, text_top), labels[0], fill=_TEXT_COLOUR, font=font)
+    draw.text((width - label_w[1], text_top), labels[1], fill=_TEXT_COLOUR, font=font)
+    return np.asarray(canvas, dtype=np.uint8).copy()

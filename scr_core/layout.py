@@ -1,10 +1,15 @@
-"""Where the visual tokens sit in a batch of token sequences."""
+"""Where the visual tokens sit in a batch of token sequences, and what part of which image each grid shows.
+
+numpy only (no torch): the onnxruntime path and the result types use it too.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+FULL_REGION = (0.0, 0.0, 1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -15,6 +20,9 @@ class VisualGrid:
     ``image`` numbers the images of the sample (0, 1, ...) for families that split one image into
     several grids (tiles + thumbnail): grids of one image share it and share one K budget
     (``Adapter.source_budgets``). ``None`` means the grid is an image of its own.
+    ``region`` is the part of that image the grid shows, as fractions (x0, y0, x1, y1) of its
+    width and height: the whole image for most families, one tile for InternVL's tiling. It is
+    only used to draw heatmaps.
     """
 
     sample: int
@@ -22,6 +30,11 @@ class VisualGrid:
     width: int
     positions: np.ndarray  # int64, shape (height * width,)
     image: int | None = None
+    region: tuple[float, float, float, float] = FULL_REGION
+
+    @property
+    def is_full_image(self) -> bool:
+        return tuple(self.region) == FULL_REGION
 
 
 @dataclass(frozen=True)

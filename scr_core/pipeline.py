@@ -1,13 +1,14 @@
-"""``SCRPipeline``: load a VLM, diagnose, and generate with or without SCR.
+"""``SCRPipeline``: load a VLM, prepare inputs, diagnose, and generate with or without SCR.
 
 One call does: processor -> vision encoder (once) -> diagnostic pass (early exit) ->
-source selection -> generation with redistribution hooks. The vision features computed
-once are handed to both passes through transformers' ``mm_encoder_outputs``.
+source selection -> generation with redistribution hooks. ``prepare`` exposes the first two
+steps, so a diagnose step and a caption step on the same inputs share one vision-tower run
+(the features reach both passes through transformers' ``mm_encoder_outputs``).
 """
 
 from __future__ import annotations
 
-import inspect
+import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,61 +19,63 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .adapters import ADAPTERS, Adapter, adapter_for, unsupported_message
+from .adapters import Adapter, adapter_class, adapter_for, split_options
 from .config import SCRConfig, resolve_layers
-from .diagnosis import Diagnosis, attention_maps, entropy_nats, plan_from_maps, uniform_plan
-from .errors import ConfigError, InputError, ModelLoadError, UnsupportedModelError
+from .diagnosis import attention_maps, entropy_nats, plan_from_maps, uniform_plan
+from .errors import ConfigError, GenerationInterrupted, InputError, ModelLoadError, ReleasedError
 from .images import load_image
 from .layout import VisualLayout
-from .prompts import CAPTION_PROMPT, SHORT_ANSWER_PROMPT
+from .loading import LoadOptions, checkpoint_source
+from .plan import RedistributionPlan, plan_arrays
+from .prompts import CAPTION_PROMPT
 from .redistribution import BatchEdit, redistribution
-from .selection import RedistributionPlan
+from .results import Diagnosis, GenerationResult, Timings
 
 log = logging.getLogger(__name__)
 
-ANSWER_SUFFIX = " " + SHORT_ANSWER_PROMPT
-
 ScrArg = "SCRConfig | RedistributionPlan | Sequence[RedistributionPlan] | None"
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
-class Timings:
-    """Wall-clock milliseconds of one batch (shared by its results)."""
+class PreparedBatch:
+    """Inputs ready for both passes: what ``SCRPipeline.prepare`` returns.
 
+    inputs: model keyword arguments on the model's device, with the vision features already
+        encoded (``mm_encoder_outputs``) where the model accepts them.
+    layout: where every image grid sits in the (left-padded) sequences.
+    images: the RGB images of each prompt (for heatmaps); prompts: the prompts as given.
+    vision_ms: time the processor and the vision tower took.
+    Pass it to ``diagnose``, ``caption``, ``answer`` or ``generate`` in place of the images.
+    """
+
+    inputs: dict
+    layout: VisualLayout
+    images: tuple[tuple[Image.Image, ...], ...]
+    prompts: tuple[str, ...]
     vision_ms: float
-    diagnostic_ms: float
-    prefill_ms: float
-    decode_ms_per_token: float
-    new_tokens: int
-
-    def to_dict(self) -> dict:
-        return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    """Output for one prompt."""
-
-    text: str
-    token_ids: tuple[int, ...]
-    plan: RedistributionPlan | None
-    diagnosis: Diagnosis | None
-    timings: Timings
 
     @property
-    def yes_no(self) -> str:
-        """"yes" / "no" by POPE's official rule (first sentence; "no" or "not" means no)."""
-        from .eval.parsing import parse_yes_no
-
-        return parse_yes_no(self.text)
+    def batch_size(self) -> int:
+        return self.layout.batch_size
 
 
-@dataclass(frozen=True)
-class _Batch:
-    model_kwargs: dict  # ready for model(**kw) and model.generate(**kw): vision already encoded
-    layout: VisualLayout
-    vision_ms: float
+class _TokenWatch(StoppingCriteria):
+    """Reports each generated token and stops generation when the caller asks (within one token)."""
+
+    def __init__(self, total: int, progress: Progress | None, should_stop: Callable[[], bool] | None) -> None:
+        self.total, self.progress, self.should_stop = total, progress, should_stop
+        self.step, self.stopped = 0, False
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        self.step += 1
+        if self.progress is not None:
+            self.progress(self.step, self.total)
+        if self.should_stop is not None and self.should_stop():
+            self.stopped = True
+        return torch.full((input_ids.shape[0],), self.stopped, dtype=torch.bool, device=input_ids.device)
 
 
 class SCRPipeline:
@@ -84,63 +87,51 @@ class SCRPipeline:
 
     def __init__(self, model, processor, adapter: Adapter | None = None, **adapter_options) -> None:
         """``adapter``: an explicit adapter (e.g. ``GenericAdapter(model, processor, ...)``); by default the
-        one registered for ``model.config.model_type``, built with ``adapter_options`` (e.g. ``max_tiles``)."""
+        one registered for ``model.config.model_type``, built with its declared ``adapter_options``."""
         self.model = model.eval()
         self.processor = processor
         if adapter is not None and adapter_options:
             raise ConfigError("pass adapter options to the adapter you construct, not next to it")
         self.adapter = adapter or adapter_for(model, processor, **adapter_options)
 
-    # -- loading -----------------------------------------------------------------
+    # -- loading and lifecycle -------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, source: str | Path, *, dtype: str | torch.dtype | None = None,
-                        device: str | torch.device = "cpu", attn_implementation: str = "sdpa",
-                        local_files_only: bool = False, processor_kwargs: dict | None = None,
-                        adapter: "Callable[..., Adapter] | None" = None,
-                        adapter_options: dict | None = None) -> "SCRPipeline":
+    def from_pretrained(cls, source: str | Path, options: LoadOptions | None = None, *,
+                        adapter: "Callable[..., Adapter] | None" = None, **option_fields) -> "SCRPipeline":
         """Load a checkpoint folder (or hub id) saved with ``save_pretrained``.
 
-        dtype: "auto" (the checkpoint's), "float32", "float16", "bfloat16" or a torch dtype;
-        None means float32 on CPU and "auto" elsewhere.
-        processor_kwargs: passed to ``AutoProcessor.from_pretrained`` (e.g. ``min_pixels`` /
-        ``max_pixels`` for Qwen2-VL).
+        Options are the fields of ``LoadOptions`` (``dtype``, ``device``, ``attn_implementation``,
+        ``local_files_only``, ``processor_kwargs``, ``adapter_options``), given as keywords or as
+        one ``LoadOptions``; all are checked before any weight is read.
         adapter: a factory ``(model, processor) -> Adapter`` for models without a registered
         adapter, e.g. ``functools.partial(GenericAdapter, image_token_id=..., grid=(16, 16),
         layers_path="model.language_model.layers")``.
-        adapter_options: keyword options of the registered adapter (e.g. ``{"max_tiles": 6}``
-        for InternVL).
         """
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-        if adapter is not None and adapter_options:
+        if options is not None and option_fields:
+            raise ConfigError("pass either a LoadOptions or its fields as keywords, not both")
+        options = options or LoadOptions(**option_fields)
+        if adapter is not None and options.adapter_options:
             raise ConfigError("adapter_options apply to the registered adapter; pass options to your adapter factory")
-        source = str(source)
-        path = Path(source).expanduser()
-        if path.exists():
-            if not (path / "config.json").is_file():
-                raise ModelLoadError(f"{path} has no config.json: not a transformers checkpoint folder")
-            source = str(path)
-        elif source.startswith((".", "/", "~")) or source.count("/") > 1:
-            raise ModelLoadError(f"model folder not found: {path}")
+        source = checkpoint_source(source, options.offline)
+        device = options.resolved_device()
+        local_only = options.offline
         try:
-            config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
+            config = AutoConfig.from_pretrained(source, local_files_only=local_only)
         except Exception as err:
             raise ModelLoadError(f"cannot read the model config of {source}: {err}") from err
-        if adapter is None and config.model_type not in ADAPTERS:
-            raise UnsupportedModelError(f"{source}: {unsupported_message(config.model_type)}")
-        if dtype is None:
-            dtype = torch.float32 if str(device) == "cpu" else "auto"
-        elif isinstance(dtype, str) and dtype != "auto":
-            dtype = getattr(torch, dtype, None)
-            if not isinstance(dtype, torch.dtype):
-                raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
+        adapter_kwargs, processor_kwargs = {}, {}
+        if adapter is None:
+            adapter_kwargs, processor_kwargs = split_options(adapter_class(config.model_type),
+                                                             options.adapter_options)
         try:
             model, info = AutoModelForImageTextToText.from_pretrained(
-                source, dtype=dtype, attn_implementation=attn_implementation,
-                local_files_only=local_files_only, output_loading_info=True,
+                source, dtype=options.resolved_dtype(device), attn_implementation=options.attn_implementation,
+                local_files_only=local_only, output_loading_info=True,
             )
-            processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only,
-                                                      **(processor_kwargs or {}))
+            processor = AutoProcessor.from_pretrained(source, local_files_only=local_only,
+                                                      **{**processor_kwargs, **options.processor_kwargs})
         except Exception as err:
             raise ModelLoadError(f"cannot load {source}: {err}") from err
         missing = info.get("missing_keys") or []
@@ -151,51 +142,139 @@ class SCRPipeline:
         model = model.to(device)
         if adapter is not None:
             return cls(model, processor, adapter=adapter(model, processor))
-        return cls(model, processor, **(adapter_options or {}))
+        return cls(model, processor, **adapter_kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self._model().device
+
+    def to(self, device: str | torch.device) -> "SCRPipeline":
+        """Move the model to ``device`` (e.g. to CPU to free a GPU for another model); returns ``self``.
+
+        Prepared batches made before the move must be prepared again.
+        """
+        device = LoadOptions(device=str(device)).resolved_device() if isinstance(device, str) else device
+        self._model().to(device)
+        return self
+
+    def release(self) -> None:
+        """Drop the model and empty the CUDA cache; the pipeline cannot be used afterwards.
+
+        Memory is only returned if no other reference to the model is held elsewhere.
+        """
+        cuda = self.model is not None and self.model.device.type == "cuda"
+        self.model = None
+        self.adapter = None
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+
+    @property
+    def released(self) -> bool:
+        return self.model is None
+
+    def _model(self):
+        if self.model is None:
+            raise ReleasedError("this pipeline's model was released; load it again with SCRPipeline.from_pretrained")
+        return self.model
 
     # -- public API --------------------------------------------------------------
     @property
     def depth(self) -> int:
+        self._model()
         return len(self.adapter.decoder_layers())
 
     def resolve(self, cfg: SCRConfig) -> SCRConfig:
         """``cfg`` with the paper's default layer ranges filled in for this model."""
         return resolve_layers(cfg, self.depth, self.adapter.default_hook_layers(self.depth))
 
-    def diagnose(self, images, prompt: str | Sequence[str] = CAPTION_PROMPT,
+    def answer_prompt(self, question: str) -> str:
+        """``question`` with the family's short-answer instruction appended (what ``answer`` sends)."""
+        return question.rstrip() + " " + self.adapter.short_answer_suffix if question.strip() else question
+
+    def prepare(self, images, prompt: str | Sequence[str] | None = None, *,
+                transform_inputs: Callable[[dict], dict] | None = None) -> PreparedBatch:
+        """Run the processor and the vision tower once; the result feeds ``diagnose`` and ``generate``.
+
+        images: an image (path, PIL image or array), a list (one image per prompt) or a list of
+        lists (several images per prompt); prompt: one for all or one per prompt (default: the
+        caption instruction). transform_inputs: applied to the processor outputs
+        before the vision tower (decoding baselines such as VCD that extend the batch).
+        """
+        model = self._model()
+        start = time.perf_counter()
+        per_prompt = _group_images(images)
+        prompt = CAPTION_PROMPT if prompt is None else prompt
+        prompts = [prompt] * len(per_prompt) if isinstance(prompt, str) else list(prompt)
+        if len(prompts) != len(per_prompt):
+            raise InputError(f"got {len(prompts)} prompts for {len(per_prompt)} images")
+        for p in prompts:
+            if not isinstance(p, str) or not p.strip():
+                raise InputError("the prompt is empty; pass a question or an instruction")
+        inputs = self.adapter.prepare(per_prompt, prompts)
+        layout = self.adapter.locate(inputs, per_prompt)
+        inputs = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        for key, value in inputs.items():
+            if torch.is_tensor(value) and value.is_floating_point():
+                inputs[key] = value.to(model.dtype)
+        if transform_inputs is not None:
+            inputs = transform_inputs(inputs)
+        model_kwargs = self.adapter.encode_vision(inputs)
+        return PreparedBatch(model_kwargs, layout, tuple(tuple(g) for g in per_prompt), tuple(prompts),
+                             (time.perf_counter() - start) * 1000)
+
+    def diagnose(self, images, prompt: str | Sequence[str] | None = None,
                  config: SCRConfig = SCRConfig()) -> list[Diagnosis]:
         """Pass 1 only: attention maps, entropy and the plan, one ``Diagnosis`` per prompt."""
-        batch = self._prepare(images, prompt)
+        batch = self._batch(images, prompt)
         diagnoses, _ = self._diagnose(batch, self.resolve(config.with_(selection="attention")))
         return diagnoses
 
-    def caption(self, images, prompt: str | Sequence[str] = CAPTION_PROMPT,
-                scr: ScrArg = SCRConfig(), max_new_tokens: int = 64, **generate_kwargs) -> list[GenerationResult]:
-        """Greedy captions; ``scr=None`` for the vanilla model."""
-        return self.generate(images, prompt, scr=scr, max_new_tokens=max_new_tokens, **generate_kwargs)
+    def caption(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = SCRConfig(),
+                max_new_tokens: int = 64, **kwargs) -> list[GenerationResult]:
+        """Greedy captions; ``scr=None`` for the vanilla model. Keywords as for ``generate``."""
+        return self.generate(images, prompt, scr=scr, max_new_tokens=max_new_tokens, **kwargs)
 
-    def answer(self, images, question: str | Sequence[str], scr: ScrArg = SCRConfig(),
-               max_new_tokens: int = 8, short_answer: bool = True, **generate_kwargs) -> list[GenerationResult]:
-        """Yes/no or short answers (LLaVA's short-answer instruction appended when ``short_answer``)."""
+    def answer(self, images, question: str | Sequence[str] | None = None, scr: ScrArg = SCRConfig(),
+               max_new_tokens: int = 8, short_answer: bool = True, **kwargs) -> list[GenerationResult]:
+        """Yes/no or short answers (the family's short-answer instruction appended when ``short_answer``).
+
+        With a ``PreparedBatch`` the prompts are used as prepared: build them with ``answer_prompt``.
+        """
+        if isinstance(images, PreparedBatch):
+            return self.generate(images, question, scr=scr, max_new_tokens=max_new_tokens, **kwargs)
+        if question is None:
+            raise InputError("answer() needs a question")
         questions = [question] if isinstance(question, str) else list(question)
         if short_answer:
-            questions = [q.rstrip() + ANSWER_SUFFIX if q.strip() else q for q in questions]
+            questions = [self.answer_prompt(q) if isinstance(q, str) else q for q in questions]
         return self.generate(images, questions if len(questions) > 1 else questions[0], scr=scr,
-                             max_new_tokens=max_new_tokens, **generate_kwargs)
+                             max_new_tokens=max_new_tokens, **kwargs)
 
-    def generate(self, images, prompt: str | Sequence[str], scr: ScrArg = SCRConfig(),
+    def generate(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = SCRConfig(),
                  max_new_tokens: int = 64, *, diagnose: bool = False,
                  transform_inputs: Callable[[dict], dict] | None = None,
+                 progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
                  **generate_kwargs) -> list[GenerationResult]:
         """Greedy generation for a batch (one result per prompt).
 
-        diagnose: with ``scr=None``, still run the diagnostic pass (for its entropy) without
-        editing anything. transform_inputs: applied to the processor outputs before the
-        vision encoder (used by decoding baselines such as VCD that extend the batch; only the
-        first len(prompts) rows are returned).
+        images: images with ``prompt`` (see ``prepare``; default prompt: the caption instruction),
+        or a ``PreparedBatch`` (then no prompt).
+        scr: an ``SCRConfig`` (diagnose, then generate with its plan), one ``RedistributionPlan``
+        or one per prompt (from an earlier ``diagnose``, or ``RedistributionPlan.from_dict``), or
+        ``None`` for the vanilla model.
+        diagnose: with ``scr=None``, still run the diagnostic pass (for its entropy).
+        progress: called as ``progress(step, max_new_tokens)`` after every new token, and with
+        ``(max_new_tokens, max_new_tokens)`` at the end.
+        should_stop: checked after every new token; when it returns true generation ends there
+        and ``GenerationInterrupted`` is raised carrying the partial results (hooks removed).
+        transform_inputs: see ``prepare``; only the first len(prompts) rows are returned.
         """
-        batch = self._prepare(images, prompt, transform_inputs)
-        diagnoses: list[Diagnosis | None] = [None] * batch.layout.batch_size
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be an integer >= 1 (got {max_new_tokens!r})")
+        batch = self._batch(images, prompt, transform_inputs)
+        layout = batch.layout
+        diagnoses: list[Diagnosis | None] = [None] * layout.batch_size
         diagnostic_ms = 0.0
         if scr is None and diagnose:
             diagnoses, diagnostic_ms = self._diagnose(batch, self.resolve(SCRConfig()))
@@ -205,21 +284,31 @@ class SCRPipeline:
                 diagnoses, diagnostic_ms = self._diagnose(batch, cfg)
                 plans = [d.plan for d in diagnoses]
             else:
-                plans = [uniform_plan(batch.layout, s, cfg, self._uniform_budgets(batch.layout, s, cfg))
-                         for s in range(batch.layout.batch_size)]
+                plans = [uniform_plan(layout, s, cfg, self._uniform_budgets(layout, s, cfg))
+                         for s in range(layout.batch_size)]
         elif isinstance(scr, RedistributionPlan):
             plans = [scr]
         elif scr is None:
             plans = None
         else:
             plans = list(scr)
-        edit = BatchEdit.build(plans, batch.layout, self.model.device) if plans else None
-        hook_layers = plans[0].hook_layers if plans else ()
+        if plans is not None:
+            arrays = plan_arrays(plans, layout)
+            if max(arrays.hook_layers) >= self.depth:
+                raise ConfigError(f"the plan hooks layer {max(arrays.hook_layers)}, but the model has only "
+                                  f"{self.depth} decoder layers (0..{self.depth - 1})")
+            edit, hook_layers = BatchEdit.from_arrays(arrays, self.model.device), arrays.hook_layers
+        else:
+            edit, hook_layers = None, ()
+        watch = _TokenWatch(max_new_tokens, progress, should_stop)
+        stopping = StoppingCriteriaList([*generate_kwargs.pop("stopping_criteria", []), watch])
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, **generate_kwargs}
+        if should_stop is not None and should_stop():
+            raise GenerationInterrupted("stopped before generation started", [])
         with self._timed_forwards() as steps, redistribution(self.adapter.decoder_layers(), hook_layers, edit):
             with torch.no_grad():
-                output = self.model.generate(**batch.model_kwargs, **kwargs)
-        new_tokens = output[:, batch.layout.seq_len:]
+                output = self.model.generate(**batch.inputs, **kwargs, stopping_criteria=stopping)
+        new_tokens = output[:, layout.seq_len:]
         texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
         decode = steps[1:]
         timings = Timings(
@@ -229,20 +318,39 @@ class SCRPipeline:
             decode_ms_per_token=sum(decode) / len(decode) if decode else 0.0,
             new_tokens=int(new_tokens.shape[1]),
         )
-        return [
+        results = [
             GenerationResult(texts[i].strip(), tuple(new_tokens[i].tolist()), plans[i] if plans else None,
                              diagnoses[i], timings)
-            for i in range(batch.layout.batch_size)
+            for i in range(layout.batch_size)
         ]
+        if watch.stopped:
+            raise GenerationInterrupted(f"stopped after {watch.step} of {max_new_tokens} new tokens", results)
+        if progress is not None:
+            progress(max_new_tokens, max_new_tokens)
+        return results
 
     # -- internals ---------------------------------------------------------------
-    def _diagnose(self, batch: _Batch, cfg: SCRConfig) -> tuple[list[Diagnosis], float]:
+    def _batch(self, images, prompt, transform_inputs: Callable[[dict], dict] | None = None) -> PreparedBatch:
+        """``images`` as a ``PreparedBatch``, preparing it unless it already is one."""
+        if not isinstance(images, PreparedBatch):
+            return self.prepare(images, prompt, transform_inputs=transform_inputs)
+        if prompt is not None or transform_inputs is not None:
+            raise InputError("a PreparedBatch already holds its prompts and inputs; pass no prompt with it")
+        ids = images.inputs.get("input_ids")
+        if torch.is_tensor(ids) and ids.device != self._model().device:
+            raise InputError(f"this batch was prepared on {ids.device} but the model is on {self.model.device}; "
+                             "prepare it again")
+        return images
+
+    def _diagnose(self, batch: PreparedBatch, cfg: SCRConfig) -> tuple[list[Diagnosis], float]:
         start = time.perf_counter()
-        maps = attention_maps(self.model, self.adapter.decoder_layers(), self.adapter.decoder_config(),
-                              batch.model_kwargs, batch.layout, cfg)
+        layout = batch.layout
+        maps = attention_maps(self._model(), self.adapter.decoder_layers(), self.adapter.decoder_config(),
+                              batch.inputs, layout, cfg)
         diagnoses = [
             Diagnosis(m, entropy_nats(np.concatenate([np.ravel(x) for x in m])),
-                      plan_from_maps(m, cfg, self.adapter.source_budgets(batch.layout.grids_of(sample), m, cfg)))
+                      plan_from_maps(m, cfg, self.adapter.source_budgets(layout.grids_of(sample), m, cfg)),
+                      layout.grids_of(sample))
             for sample, m in enumerate(maps)
         ]
         return diagnoses, (time.perf_counter() - start) * 1000
@@ -252,27 +360,6 @@ class SCRPipeline:
         grids = layout.grids_of(sample)
         flat = [np.ones((g.height, g.width)) for g in grids]
         return self.adapter.source_budgets(grids, flat, cfg)
-
-    def _prepare(self, images, prompt, transform_inputs: Callable[[dict], dict] | None = None) -> _Batch:
-        per_prompt = _group_images(images)
-        prompts = [prompt] * len(per_prompt) if isinstance(prompt, str) else list(prompt)
-        if len(prompts) != len(per_prompt):
-            raise InputError(f"got {len(prompts)} prompts for {len(per_prompt)} images")
-        for p in prompts:
-            if not isinstance(p, str) or not p.strip():
-                raise InputError("the prompt is empty; pass a question or an instruction")
-        inputs = self.adapter.prepare(per_prompt, prompts)
-        layout = self.adapter.layout(inputs)
-        device = self.model.device
-        inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
-        for key, value in inputs.items():
-            if torch.is_tensor(value) and value.is_floating_point():
-                inputs[key] = value.to(self.model.dtype)
-        if transform_inputs is not None:
-            inputs = transform_inputs(inputs)
-        start = time.perf_counter()
-        model_kwargs = encode_vision_once(self.model, inputs)
-        return _Batch(model_kwargs, layout, (time.perf_counter() - start) * 1000)
 
     @contextmanager
     def _timed_forwards(self):
@@ -307,24 +394,3 @@ def _group_images(images) -> list[list[Image.Image]]:
     if any(not group for group in grouped):
         raise InputError("every prompt needs at least one image")
     return [[load_image(img) for img in group] for group in grouped]
-
-
-def encode_vision_once(model, inputs: dict) -> dict:
-    """Replace pixel inputs by the encoded vision features (``mm_encoder_outputs``).
-
-    Both passes (diagnostic and generation) then reuse one vision-tower run. Models without
-    ``mm_encoder_outputs`` support keep their pixel inputs (the tower then runs twice).
-    """
-    forward_params = inspect.signature(model.forward).parameters
-    encoder = getattr(model.base_model, "get_image_features", None)
-    if "mm_encoder_outputs" not in forward_params or encoder is None or "pixel_values" not in inputs:
-        return dict(inputs)
-    encoder_params = inspect.signature(encoder).parameters
-    encoder_kwargs = {k: v for k, v in inputs.items() if k in encoder_params}
-    with torch.no_grad():
-        features = encoder(**encoder_kwargs, return_dict=True)
-    # Keep what the forward still needs (e.g. image_grid_thw for M-RoPE); drop encoder-only inputs.
-    kwargs = {k: v for k, v in inputs.items()
-              if k != "pixel_values" and (k not in encoder_kwargs or k in forward_params)}
-    kwargs["mm_encoder_outputs"] = {"image": features}
-    return kwargs

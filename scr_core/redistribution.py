@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layout import VisualLayout
-from .selection import RedistributionPlan
 from .errors import LayoutError
+from .layout import VisualLayout
+from .plan import PlanArrays, RedistributionPlan, plan_arrays
 
 
 def redistribute(hidden: torch.Tensor, sources: torch.Tensor, neighbours: torch.Tensor,
@@ -50,36 +50,18 @@ class BatchEdit:
     @classmethod
     def build(cls, plans: Sequence[RedistributionPlan], layout: VisualLayout,
               device: torch.device | str = "cpu") -> "BatchEdit":
-        if len(plans) != layout.batch_size:
-            raise LayoutError(f"got {len(plans)} plans for a batch of {layout.batch_size} prompts")
-        lams = {p.lam for p in plans}
-        if len(lams) != 1:
-            raise LayoutError("all plans of one batch must share the same lam")
-        src, src_sample, nb, own, nb_sample = [], [], [], [], []
-        for sample, plan in enumerate(plans):
-            grids = layout.grids_of(sample)
-            if len(grids) != len(plan.grids):
-                raise LayoutError(
-                    f"prompt {sample} has {len(grids)} image grids but its plan has {len(plan.grids)}; "
-                    "a plan only fits the image and prompt it was diagnosed on"
-                )
-            for grid, gp in zip(grids, plan.grids):
-                if (grid.height, grid.width) != (gp.height, gp.width):
-                    raise LayoutError(
-                        f"plan grid {gp.height}x{gp.width} does not match the image grid "
-                        f"{grid.height}x{grid.width} of prompt {sample}"
-                    )
-                src.extend(grid.positions[list(gp.sources)].tolist())
-                src_sample.extend([sample] * gp.num_sources)
-                nb.extend(grid.positions[list(gp.neighbours)].tolist())
-                own.extend(grid.positions[list(gp.owners)].tolist())
-                nb_sample.extend([sample] * len(gp.neighbours))
+        """One plan per prompt of ``layout`` (checked to fit it and to share λ and hook layers)."""
+        return cls.from_arrays(plan_arrays(plans, layout), device)
 
-        def as_index(values: list[int]) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.long, device=device)
+    @classmethod
+    def from_arrays(cls, arrays: PlanArrays, device: torch.device | str = "cpu") -> "BatchEdit":
+        """The flat (sample, position) form of ``PlanArrays`` as index tensors on ``device``."""
+        def column(rows, j: int) -> torch.Tensor:
+            return torch.as_tensor(rows[:, j], dtype=torch.long, device=device)
 
-        return cls(as_index(nb_sample), as_index(src), as_index(src_sample), as_index(nb), as_index(own),
-                   float(lams.pop()), layout.batch_size, layout.seq_len)
+        return cls(column(arrays.neighbours, 0), column(arrays.sources, 1), column(arrays.sources, 0),
+                   column(arrays.neighbours, 1), column(arrays.owners, 1), arrays.lam, arrays.batch_size,
+                   arrays.seq_len)
 
     def apply(self, hidden: torch.Tensor) -> torch.Tensor:
         """Edit a (batch, seq, D) tensor that holds the prompt; shorter inputs (decode steps) pass unchanged.

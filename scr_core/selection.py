@@ -1,6 +1,6 @@
 """Source selection: greedy top-K over interior patches with exclusive neighbour claiming.
 
-Resolution of the paper's wording (method.md §1.3): candidates are visited in descending
+Resolution of the paper's wording (docs/method.md §1.3): candidates are visited in descending
 attention (ties: lower row-major index first); a candidate already claimed as a neighbour is
 skipped; a new source claims every free 8-neighbour. Sources and neighbours are disjoint,
 each neighbour has exactly one owner, and any two sources are >= 2 apart (Chebyshev).
@@ -11,59 +11,13 @@ K is an upper bound: on small grids the claimed patches can exhaust the interior
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
 from .config import SCRConfig
 from .errors import ConfigError
 from .grid import interior_mask, neighbours8
-
-
-@dataclass(frozen=True)
-class GridPlan:
-    """The redistribution plan of one image grid, in flat row-major grid indices."""
-
-    height: int
-    width: int
-    sources: tuple[int, ...]
-    neighbours: tuple[int, ...]
-    owners: tuple[int, ...]  # owners[i] is the source whose state is injected into neighbours[i]
-
-    @property
-    def num_sources(self) -> int:
-        return len(self.sources)
-
-    @property
-    def coverage(self) -> float:
-        """Fraction of the grid touched by the edit, (|S| + |N|) / N_v (method.md §6 #15)."""
-        return (len(self.sources) + len(self.neighbours)) / (self.height * self.width)
-
-
-@dataclass(frozen=True)
-class RedistributionPlan:
-    """What the redistribution pass does for one prompt: one ``GridPlan`` per image grid,
-    in the order the grids appear in the sequence, plus the λ and hook layers to apply."""
-
-    grids: tuple[GridPlan, ...]
-    lam: float
-    hook_layers: tuple[int, ...]
-
-    def to_dict(self) -> dict:
-        return {
-            "lam": self.lam,
-            "hook_layers": list(self.hook_layers),
-            "grids": [
-                {
-                    "height": g.height,
-                    "width": g.width,
-                    "sources": list(g.sources),
-                    "neighbours": list(g.neighbours),
-                    "owners": list(g.owners),
-                }
-                for g in self.grids
-            ],
-        }
+from .plan import GridPlan, RedistributionPlan  # noqa: F401  (re-exported: the plan types' old home)
 
 
 def greedy_claim(order: np.ndarray, height: int, width: int, k: int) -> GridPlan:

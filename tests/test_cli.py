@@ -31,7 +31,9 @@ def test_caption_and_diagnose(tiny_llava_dir, tmp_path):
     diag = run_cli("diagnose", image, "--model", tiny_llava_dir, "--k", "4", "--heatmap", heatmap)
     assert diag.returncode == 0, diag.stderr
     assert "entropy:" in diag.stdout and "4 sources" in diag.stdout
-    assert Image.open(heatmap).size == (448, 448)
+    from scr_core.heatmap import FOOTER_HEIGHT
+
+    assert Image.open(heatmap).size == (512, 384 + FOOTER_HEIGHT)  # the image's own 4:3, longer side 512
 
 
 def test_cli_errors_are_one_line(tmp_path):

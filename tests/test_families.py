@@ -140,14 +140,14 @@ def test_chameleon_layer_rule():
 
 # -- layout ------------------------------------------------------------------------------
 def test_layout_equals_hand_computed_positions(fpipe, family):
-    batch = fpipe._prepare([IMAGE_A, IMAGE_B], PROMPTS)
+    batch = fpipe.prepare([IMAGE_A, IMAGE_B], PROMPTS)
     layout = batch.layout
     assert layout.batch_size == 2
     for sample, (expected, (h, w)) in enumerate(zip(expected_positions(family), GRIDS[family])):
         (grid,) = layout.grids_of(sample)
         assert (grid.height, grid.width) == (h, w)
         assert grid.positions.tolist() == expected
-    ids = batch.model_kwargs["input_ids"]
+    ids = batch.inputs["input_ids"]
     visual = torch.zeros_like(ids, dtype=torch.bool)
     for grid in layout.grids:
         visual[grid.sample, grid.positions] = True
@@ -156,7 +156,7 @@ def test_layout_equals_hand_computed_positions(fpipe, family):
 
 
 def test_two_images_in_one_prompt_get_their_own_grids(fpipe, family):
-    batch = fpipe._prepare([[IMAGE_A, IMAGE_B]], PROMPTS[0])
+    batch = fpipe.prepare([[IMAGE_A, IMAGE_B]], PROMPTS[0])
     grids = batch.layout.grids_of(0)
     assert [(g.height, g.width) for g in grids] == GRIDS[family]
     assert [g.image for g in grids] == [0, 1]
@@ -167,7 +167,7 @@ def test_two_images_in_one_prompt_get_their_own_grids(fpipe, family):
 
 def test_internvl_tiles_each_get_a_grid_and_share_k(family_dir):
     pipe = _pipe(family_dir("internvl"), max_tiles=4)
-    batch = pipe._prepare([[WIDE, IMAGE_B]], PROMPTS[0])
+    batch = pipe.prepare([[WIDE, IMAGE_B]], PROMPTS[0])
     grids = batch.layout.grids_of(0)
     assert [g.image for g in grids] == [0, 0, 0, 1]  # 2 tiles + thumbnail, then a one-tile image
     assert [g.positions[0] for g in grids] == [3, 39, 75, 113]  # 36 tokens per tile, </img> <img> between images
@@ -211,7 +211,7 @@ def test_qwen_min_max_pixels(family_dir):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # the deprecated per-call path is not used
-        layout = pipe._prepare([WIDE], PROMPTS[0]).layout
+        layout = pipe.prepare([WIDE], PROMPTS[0]).layout
     assert [(g.height, g.width) for g in layout.grids] == [(2, 4)]  # 32x64 px <= 48*48 px
 
 
@@ -240,7 +240,7 @@ def _record_hooked(pipe, batch, plans, layer_ids, max_new_tokens):
         with redistribution(layers, layer_ids, edit):
             handles += [layers[i].register_forward_hook(keep(edited[i])) for i in layer_ids]
             with torch.no_grad():
-                pipe.model.generate(**batch.model_kwargs, max_new_tokens=max_new_tokens, do_sample=False)
+                pipe.model.generate(**batch.inputs, max_new_tokens=max_new_tokens, do_sample=False)
     finally:
         for handle in handles:
             handle.remove()
@@ -249,7 +249,7 @@ def _record_hooked(pipe, batch, plans, layer_ids, max_new_tokens):
 
 def test_hooks_change_exactly_the_planned_positions_and_no_decode_step(fpipe):
     diagnoses = fpipe.diagnose([IMAGE_A, IMAGE_B], PROMPTS, config=SCRConfig(k=K, hook_layers=(2,)))
-    batch = fpipe._prepare([IMAGE_A, IMAGE_B], PROMPTS)
+    batch = fpipe.prepare([IMAGE_A, IMAGE_B], PROMPTS)
     raw, edited = _record_hooked(fpipe, batch, [d.plan for d in diagnoses], (2,), 3)
     raw, edited = raw[2], edited[2]
     assert [t.shape[1] for t in raw] == [batch.layout.seq_len, 1, 1]
@@ -269,7 +269,7 @@ def test_adapter_never_touches_non_visual_positions(fpipe):
     images, prompts = [[IMAGE_A, IMAGE_B], [IMAGE_B]], PROMPTS
     cfg = fpipe.resolve(SCRConfig(k=K, lam=2.0))
     diagnoses = fpipe.diagnose(images, prompts, config=cfg)
-    batch = fpipe._prepare(images, prompts)
+    batch = fpipe.prepare(images, prompts)
     raw, edited = _record_hooked(fpipe, batch, [d.plan for d in diagnoses], cfg.hook_layers, 2)
     visual = torch.zeros(2, batch.layout.seq_len, dtype=torch.bool)
     for grid in batch.layout.grids:
@@ -314,7 +314,7 @@ def test_shared_vision_features_give_the_same_tokens_as_plain_generate(fpipe):
 
 
 def test_shared_features_keep_what_the_decoder_needs(fpipe, family):
-    kwargs = fpipe._prepare([IMAGE_A, IMAGE_B], PROMPTS).model_kwargs
+    kwargs = fpipe.prepare([IMAGE_A, IMAGE_B], PROMPTS).inputs
     assert "pixel_values" not in kwargs and set(kwargs["mm_encoder_outputs"]) == {"image"}
     if family.startswith("qwen"):  # M-RoPE position ids are rebuilt from these
         assert kwargs["image_grid_thw"].tolist() == [[1, 14, 16], [1, 12, 12]]
@@ -429,7 +429,10 @@ def test_cli_caption_and_diagnose_heatmap(which, family_dir, tiny_llava_dir, tmp
     heatmap = tmp_path / "heat.png"
     assert main(["diagnose", str(image), "--model", str(model), "--k", str(K), "--heatmap", str(heatmap),
                  *map(str, extra)]) == 0
-    assert Image.open(heatmap).size == (448, 448)
+    from scr_core.heatmap import FOOTER_HEIGHT, PANEL_GAP
+
+    panels = 2 if which == "internvl" else 1  # InternVL: the tiles' mosaic and the thumbnail
+    assert Image.open(heatmap).size == (panels * 512 + (panels - 1) * PANEL_GAP, round(512 * 90 / 200) + FOOTER_HEIGHT)
 
 
 def test_cli_rejects_generic_flags_without_the_generic_adapter(family_dir, capsys):

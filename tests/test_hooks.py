@@ -28,7 +28,7 @@ def test_hook_edits_only_planned_visual_positions_in_prefill_and_nothing_on_deco
     layers = pipe.adapter.decoder_layers()
     cfg = SCRConfig(k=4, hook_layers=(2,))
     diag = pipe.diagnose(images[:2], ["describe the image .", "is there a dog ?"], config=cfg)
-    batch = pipe._prepare(images[:2], ["describe the image .", "is there a dog ?"])
+    batch = pipe.prepare(images[:2], ["describe the image .", "is there a dog ?"])
     edit = BatchEdit.build([d.plan for d in diag], batch.layout)
     raw, edited = [], []
     before = layers[2].register_forward_hook(lambda m, a, out: raw.append(out.clone()))
@@ -36,7 +36,7 @@ def test_hook_edits_only_planned_visual_positions_in_prefill_and_nothing_on_deco
         with redistribution(layers, (2,), edit):
             after = layers[2].register_forward_hook(lambda m, a, out: edited.append(out.clone()))
             try:
-                pipe.model.generate(**batch.model_kwargs, max_new_tokens=4, do_sample=False)
+                pipe.model.generate(**batch.inputs, max_new_tokens=4, do_sample=False)
             finally:
                 after.remove()
     finally:

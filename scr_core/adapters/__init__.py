@@ -6,10 +6,8 @@ visual tokens form a known grid works through ``GenericAdapter`` (``generic.py``
 
 from __future__ import annotations
 
-import inspect
-
 from ..errors import ConfigError, UnsupportedModelError
-from .base import Adapter
+from .base import Adapter, AdapterOption
 from .chameleon import ChameleonAdapter
 from .generic import GenericAdapter
 from .internvl import InternVLAdapter
@@ -41,24 +39,60 @@ def unsupported_message(model_type) -> str:
             f"{GENERIC_HINT[0].upper()}{GENERIC_HINT[1:]}")
 
 
-def adapter_for(model, processor, **options) -> Adapter:
-    """The registered adapter for ``model.config.model_type``; ``options`` go to its constructor
-    (e.g. ``max_tiles`` for InternVL)."""
-    model_type = getattr(model.config, "model_type", None)
-    try:
-        cls = ADAPTERS[model_type]
-    except KeyError:
-        raise UnsupportedModelError(unsupported_message(model_type)) from None
-    accepted = [name for name in inspect.signature(cls.__init__).parameters
-                if name not in ("self", "model", "processor")]
-    unknown = sorted(set(options) - set(accepted))
+def split_options(cls: type[Adapter], options: dict | None) -> tuple[dict, dict]:
+    """(adapter kwargs, processor kwargs) from ``options``, checked against ``cls.options``.
+
+    An option the family does not declare is a ``ConfigError`` that lists the ones it has.
+    ``None`` values mean "not set" and are dropped.
+    """
+    declared = {opt.name: opt for opt in cls.options}
+    family = "/".join(cls.model_types) or cls.__name__
+    unknown = sorted(set(options or {}) - set(declared))
     if unknown:
         raise ConfigError(
-            f"{cls.__name__} ({model_type}) has no option {', '.join(map(repr, unknown))}; "
-            f"its options: {', '.join(accepted) or 'none'}"
+            f"{family} models have no option {', '.join(map(repr, unknown))}; "
+            f"their options: {', '.join(declared) or 'none'}"
         )
-    return cls(model, processor, **options)
+    adapter_kwargs, processor_kwargs = {}, {}
+    for name, value in (options or {}).items():
+        value = declared[name].check(value, family)
+        if value is not None:
+            target = adapter_kwargs if declared[name].applies_to == "adapter" else processor_kwargs
+            target[name] = value
+    return adapter_kwargs, processor_kwargs
 
 
-__all__ = ["ADAPTERS", "Adapter", "ChameleonAdapter", "GenericAdapter", "InternVLAdapter", "LlavaAdapter",
+def adapter_class(model_type) -> type[Adapter]:
+    """The registered adapter class for ``model_type`` (an ``UnsupportedModelError`` otherwise)."""
+    try:
+        return ADAPTERS[model_type]
+    except KeyError:
+        raise UnsupportedModelError(unsupported_message(model_type)) from None
+
+
+def adapter_for(model, processor, **options) -> Adapter:
+    """The registered adapter for ``model.config.model_type``, built with its declared adapter
+    ``options`` (e.g. ``max_tiles`` for InternVL); processor options belong to loading."""
+    cls = adapter_class(getattr(model.config, "model_type", None))
+    adapter_kwargs, processor_kwargs = split_options(cls, options)
+    if processor_kwargs:
+        raise ConfigError(f"{', '.join(processor_kwargs)} are processor options: pass them when loading "
+                          "(SCRPipeline.from_pretrained(adapter_options=...)), they have no effect afterwards")
+    return cls(model, processor, **adapter_kwargs)
+
+
+def declared_options() -> dict[str, tuple[AdapterOption, tuple[str, ...]]]:
+    """Every option of the registered adapters: name -> (declaration, model types that accept it).
+
+    The CLI makes its family flags from this, the ComfyUI loader its widgets.
+    """
+    found: dict[str, tuple[AdapterOption, tuple[str, ...]]] = {}
+    for model_type, cls in ADAPTERS.items():
+        for opt in cls.options:
+            known, types = found.get(opt.name, (opt, ()))
+            found[opt.name] = (known, types + (model_type,))
+    return found
+
+
+__all__ = ["ADAPTERS", "Adapter", "AdapterOption", "adapter_class", "declared_options", "split_options", "ChameleonAdapter", "GenericAdapter", "InternVLAdapter", "LlavaAdapter",
            "Qwen2VLAdapter", "adapter_for", "register", "unsupported_message"]

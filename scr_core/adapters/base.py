@@ -9,9 +9,11 @@ a model family.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -19,8 +21,47 @@ from PIL import Image
 from torch import nn
 
 from ..config import SCRConfig, paper_range
-from ..errors import LayoutError
+from ..errors import ConfigError, LayoutError
 from ..layout import VisualGrid, VisualLayout
+from ..prompts import SHORT_ANSWER_PROMPT
+
+
+@dataclass(frozen=True)
+class AdapterOption:
+    """One family-specific loading option, declared by the adapter that understands it.
+
+    The CLI makes a flag of it (``--max-tiles``), the ComfyUI loader a widget, and
+    ``SCRPipeline.from_pretrained(adapter_options=...)`` routes it: ``applies_to="adapter"``
+    options go to the adapter's constructor, ``"processor"`` options to
+    ``AutoProcessor.from_pretrained`` (e.g. Qwen2-VL's ``min_pixels``).
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    applies_to: Literal["adapter", "processor"] = "adapter"
+    minimum: int | float | None = None
+
+    def check(self, value: Any, family: str) -> Any:
+        """``value`` converted to the option's type, or a ``ConfigError`` naming the option."""
+        if value is None:
+            return None
+        if isinstance(value, bool) and self.type is not bool:
+            raise ConfigError(f"{family} option {self.name} must be {self.type.__name__}, got {value!r}")
+        try:
+            converted = self.type(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{family} option {self.name} must be {self.type.__name__}, got {value!r}") from None
+        if self.type is int and converted != value:
+            raise ConfigError(f"{family} option {self.name} must be an integer, got {value!r}")
+        if self.minimum is not None and converted < self.minimum:
+            raise ConfigError(f"{family} option {self.name} must be >= {self.minimum}, got {value!r}")
+        return converted
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
 
 
 class Adapter(ABC):
@@ -29,6 +70,14 @@ class Adapter(ABC):
     model_types: ClassVar[tuple[str, ...]] = ()
     #: Default hooked layers (the paper's table), as a function of decoder depth.
     paper_hook_layers: ClassVar[tuple[int, int]] = (0, 15)
+    #: The family's own loading options (see ``AdapterOption``); adapter options are also
+    #: keyword arguments of the subclass's ``__init__``.
+    options: ClassVar[tuple[AdapterOption, ...]] = ()
+    #: Appended (after one space) to yes/no and short-answer questions by ``SCRPipeline.answer``:
+    #: the wording the family's own evaluations use (lmms-eval's LLaVA wording by default).
+    short_answer_suffix: ClassVar[str] = SHORT_ANSWER_PROMPT
+    #: The processor output the vision tower reads (VCD noises it).
+    pixel_key: ClassVar[str] = "pixel_values"
 
     def __init__(self, model: nn.Module, processor) -> None:
         self.model = model
@@ -66,19 +115,80 @@ class Adapter(ABC):
         return [cfg.k] * len(maps)
 
     # -- inputs ------------------------------------------------------------------
-    def format_prompt(self, prompt: str, num_images: int) -> str:
-        """The processor's chat template around ``num_images`` images followed by ``prompt``."""
+    def messages(self, prompt: str, num_images: int) -> list[dict]:
+        """Chat messages for one prompt: the images first, then the text (SCR reads the text after the image)."""
         content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
-        messages = [{"role": "user", "content": content}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        return [{"role": "user", "content": content}]
+
+    def chat_template(self) -> str | None:
+        """A template to use instead of the processor's own (``None``: the processor's)."""
+        return None
+
+    def processor_kwargs(self) -> dict:
+        """Extra keyword arguments of every processor call (e.g. InternVL's tiling)."""
+        return {}
+
+    def format_prompt(self, prompt: str, num_images: int) -> str:
+        """The chat template around ``num_images`` images followed by ``prompt``."""
+        template = self.chat_template()
+        extra = {"chat_template": template} if template is not None else {}
+        return self.processor.apply_chat_template(self.messages(prompt, num_images), add_generation_prompt=True,
+                                                  **extra)
 
     def prepare(self, images: Sequence[Sequence[Image.Image]], prompts: Sequence[str]) -> dict:
-        """Processor outputs for a left-padded batch (one list of images per prompt)."""
-        tokenizer = self.processor.tokenizer
-        tokenizer.padding_side = "left"
+        """Processor outputs for a left-padded batch (one list of images per prompt).
+
+        The padding side is passed per call: the user's tokenizer is never changed.
+        """
         texts = [self.format_prompt(p, len(imgs)) for p, imgs in zip(prompts, images)]
         flat = [img for imgs in images for img in imgs]
-        return dict(self.processor(images=flat, text=texts, return_tensors="pt", padding=True))
+        return dict(self.processor(images=flat, text=texts, return_tensors="pt", padding=True,
+                                   padding_side="left", **self.processor_kwargs()))
+
+    def locate(self, inputs: dict, images: Sequence[Sequence[Image.Image]]) -> VisualLayout:
+        """``layout(inputs)`` with each grid's ``region`` of its image filled in (``grid_regions``)."""
+        layout = self.layout(inputs)
+        grids = []
+        for sample, prompt_images in enumerate(images):
+            own = layout.grids_of(sample)
+            by_image: dict[int, list[VisualGrid]] = {}
+            for index, grid in enumerate(own):
+                by_image.setdefault(index if grid.image is None else grid.image, []).append(grid)
+            for image, members in by_image.items():
+                picture = prompt_images[image] if image < len(prompt_images) else None
+                regions = self.grid_regions(members, picture)
+                grids.extend(g if r == g.region else replace(g, region=tuple(r)) for g, r in zip(members, regions))
+        return replace(layout, grids=tuple(sorted(grids, key=lambda g: (g.sample, int(g.positions[0])))))
+
+    def grid_regions(self, grids: Sequence[VisualGrid], image: Image.Image | None) -> list[tuple]:
+        """The part of ``image`` each of its grids shows (default: the whole image each)."""
+        return [g.region for g in grids]
+
+    # -- vision features -------------------------------------------------------------
+    def encode_vision(self, inputs: dict) -> dict:
+        """Model inputs with the pixels replaced by the encoded vision features (``mm_encoder_outputs``).
+
+        Both passes (diagnostic and generation) then reuse one vision-tower run. Models without
+        ``mm_encoder_outputs`` support keep their pixel inputs (the tower then runs twice).
+        """
+        model = self.model
+        forward_params = inspect.signature(model.forward).parameters
+        encoder = getattr(model.base_model, "get_image_features", None)
+        if "mm_encoder_outputs" not in forward_params or encoder is None or self.pixel_key not in inputs:
+            return dict(inputs)
+        encoder_params = inspect.signature(encoder).parameters
+        encoder_kwargs = {k: v for k, v in inputs.items() if k in encoder_params}
+        with torch.no_grad():
+            features = encoder(**encoder_kwargs, return_dict=True)
+        # Keep what the forward still needs (e.g. image_grid_thw for M-RoPE); drop encoder-only inputs.
+        kwargs = {k: v for k, v in inputs.items()
+                  if k != self.pixel_key and (k not in encoder_kwargs or k in forward_params)}
+        kwargs["mm_encoder_outputs"] = {"image": features}
+        return kwargs
+
+    def final_norm(self) -> nn.Module:
+        """The decoder's last norm before the LM head (DoLa applies it to early layers' states)."""
+        return self.language_model().norm
 
     @abstractmethod
     def layout(self, inputs: dict) -> VisualLayout:

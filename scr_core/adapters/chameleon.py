@@ -5,7 +5,7 @@ The processor writes each image as ``<racm3:break>`` + ``image_seq_length`` copi
 downsamples by 16), row-major. Inside the model the VQ encoder turns the pixels into codes,
 maps them to the ``IMGIMG…`` vocabulary and embeds them; those embeddings are scattered into
 the placeholder positions, but ``input_ids`` keep the placeholders. The layout therefore comes
-from the placeholder mask of the processor's ``input_ids`` (method.md §6 #17), never from the
+from the placeholder mask of the processor's ``input_ids`` (docs/method.md §6 #17), never from the
 VQ codes. The grid side is ``resolution / 2**(len(channel_multiplier) - 1)`` of the VQ config.
 
 Vision features: transformers 5.24's ``ChameleonModel`` accepts ``mm_encoder_outputs`` (its
@@ -69,13 +69,10 @@ class ChameleonAdapter(Adapter):
     def image_token_id(self) -> int:
         return int(self.model.model.vocabulary_mapping.image_token_id)
 
-    def format_prompt(self, prompt: str, num_images: int) -> str:
-        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
-        messages = [{"role": "user", "content": content}]
-        template = (getattr(self.processor, "chat_template", None)
-                    or getattr(self.processor.tokenizer, "chat_template", None)
-                    or CHAMELEON_CHAT_TEMPLATE)
-        return self.processor.apply_chat_template(messages, chat_template=template, add_generation_prompt=True)
+    def chat_template(self) -> str:
+        return (getattr(self.processor, "chat_template", None)
+                or getattr(self.processor.tokenizer, "chat_template", None)
+                or CHAMELEON_CHAT_TEMPLATE)
 
     def layout(self, inputs: dict) -> VisualLayout:
         height, width = self.grid_size()

@@ -38,12 +38,14 @@ from ..config import SCRConfig
 from ..errors import ConfigError
 from ..layout import VisualGrid, VisualLayout
 from ..selection import proportional_budgets, source_capacity
-from .base import Adapter
+from .base import Adapter, AdapterOption
 
 
 class InternVLAdapter(Adapter):
     model_types = ("internvl",)
     paper_hook_layers = (0, 15)
+    options = (AdapterOption("max_tiles", int, 1, "tiles per image (default 1; more turns on dynamic tiling "
+                             "plus a thumbnail)", minimum=1),)
 
     def __init__(self, model: nn.Module, processor, max_tiles: int = 1) -> None:
         super().__init__(model, processor)
@@ -63,19 +65,31 @@ class InternVLAdapter(Adapter):
         ratio = config.downsample_ratio
         return int(size[0] // patch[0] * ratio), int(size[1] // patch[1] * ratio)
 
-    def prepare(self, images: Sequence[Sequence[Image.Image]], prompts: Sequence[str]) -> dict:
-        tokenizer = self.processor.tokenizer
-        tokenizer.padding_side = "left"
-        texts = [self.format_prompt(p, len(imgs)) for p, imgs in zip(prompts, images)]
-        flat = [img for imgs in images for img in imgs]
-        tiling = {"crop_to_patches": self.max_tiles > 1, "min_patches": 1, "max_patches": self.max_tiles}
-        return dict(self.processor(images=flat, text=texts, return_tensors="pt", padding=True, **tiling))
+    def processor_kwargs(self) -> dict:
+        return {"crop_to_patches": self.max_tiles > 1, "min_patches": 1, "max_patches": self.max_tiles}
 
     def layout(self, inputs: dict) -> VisualLayout:
         height, width = self.grid_size()
         return self.split_spans(inputs["input_ids"], self.processor.start_image_token_id,
                                 self.processor.end_image_token_id, height, width,
                                 inner_id=self.model.config.image_token_id)
+
+    def grid_regions(self, grids: Sequence[VisualGrid], image: Image.Image | None) -> list[tuple]:
+        """Tiles cover the image row by row in the processor's canvas (its own arrangement rule);
+        the thumbnail, last, covers the whole image."""
+        tiles = len(grids) - 1
+        if tiles < 1 or image is None:
+            return [g.region for g in grids]
+        from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_tiled_canvas
+
+        size = self.processor.image_processor.size
+        tile = (int(size["height"]), int(size["width"]))
+        columns, rows = get_optimal_tiled_canvas((image.height, image.width), tile, 1, self.max_tiles)
+        if columns * rows != tiles:
+            return [g.region for g in grids]  # an arrangement we cannot reproduce: draw each grid whole
+        regions = [(c / columns, r / rows, (c + 1) / columns, (r + 1) / rows)
+                   for r in range(rows) for c in range(columns)]
+        return regions + [grids[-1].region]
 
     def source_budgets(self, grids: Sequence[VisualGrid], maps: Sequence[np.ndarray], cfg: SCRConfig) -> list[int]:
         """K per image, split over the image's tiles in proportion to their attention mass."""

@@ -9,14 +9,14 @@ between ``<|vision_start|>`` and ``<|vision_end|>``. Several images in one promp
 their own grid (and their own K budget, the default ``source_budgets``).
 
 The decoder (Qwen2 with GQA) uses M-RoPE: position ids are 3-D (temporal, height, width) and
-are computed from ``input_ids``, ``image_grid_thw`` and ``mm_token_type_ids``; the pipeline's
-``encode_vision_once`` keeps both next to the precomputed ``mm_encoder_outputs``, so the
+are computed from ``input_ids``, ``image_grid_thw`` and ``mm_token_type_ids``; the adapter's
+``encode_vision`` keeps both next to the precomputed ``mm_encoder_outputs``, so the
 diagnostic forward and ``generate`` build the same position ids as a plain call. The rotary
 embedding is applied before the attention interface, so the diagnostic capture sees post-RoPE
 queries and keys. Hooks on layers 0..15 (the paper's Qwen2-VL-7B setting, 28 layers).
 
-Resolution knobs: ``SCRPipeline.from_pretrained(..., processor_kwargs={"min_pixels": ..., "max_pixels": ...})``
-(CLI ``--min-pixels/--max-pixels``). Videos are not supported.
+Resolution knobs (declared ``options``): ``SCRPipeline.from_pretrained(..., adapter_options={"max_pixels": ...})``
+(CLI ``--min-pixels/--max-pixels``), passed to the processor. Videos are not supported.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import LayoutError
 from ..layout import VisualGrid, VisualLayout
-from .base import Adapter
+from .base import Adapter, AdapterOption
 
 
 #: Resolution kwargs that ``AutoProcessor.from_pretrained`` applies to the image processor's ``size``.
@@ -37,6 +37,12 @@ PIXEL_KWARGS = ("min_pixels", "max_pixels")
 class Qwen2VLAdapter(Adapter):
     model_types = ("qwen2_vl", "qwen2_5_vl")
     paper_hook_layers = (0, 15)
+    options = (
+        AdapterOption("min_pixels", int, None, "smallest image area in pixels (dynamic resolution)",
+                      applies_to="processor", minimum=1),
+        AdapterOption("max_pixels", int, None, "largest image area in pixels (dynamic resolution; fewer "
+                      "visual tokens, faster)", applies_to="processor", minimum=1),
+    )
 
     def __init__(self, model: nn.Module, processor) -> None:
         super().__init__(model, processor)

@@ -36,13 +36,15 @@ def diffusion_noise(pixels: torch.Tensor, noise_step: int = 500, seed: int = 0) 
     return (math.sqrt(alpha_bar) * pixels + math.sqrt(1 - alpha_bar) * noise).to(pixels.dtype)
 
 
-def double_batch_with_noised_images(inputs: dict, noise_step: int = 500, seed: int = 0) -> dict:
-    """Processor outputs for B prompts -> 2B: the originals, then the same prompts with noised pixels."""
+def double_batch_with_noised_images(inputs: dict, noise_step: int = 500, seed: int = 0,
+                                    pixel_key: str = "pixel_values") -> dict:
+    """Processor outputs for B prompts -> 2B: the originals, then the same prompts with noised pixels
+    (``pixel_key``: the input the family's vision tower reads, ``Adapter.pixel_key``)."""
     doubled = {}
     for key, value in inputs.items():
         if not torch.is_tensor(value):
             doubled[key] = value
-        elif key == "pixel_values":
+        elif key == pixel_key:
             doubled[key] = torch.cat([value, diffusion_noise(value, noise_step, seed)])
         else:
             doubled[key] = torch.cat([value, value])
@@ -118,7 +120,8 @@ def generate_vcd(pipe, images, prompts, *, alpha: float = 1.0, beta: float = 0.1
 
     return pipe.generate(
         images, prompts, scr=None, max_new_tokens=max_new_tokens,
-        transform_inputs=lambda inputs: double_batch_with_noised_images(inputs, noise_step, seed),
+        transform_inputs=lambda inputs: double_batch_with_noised_images(inputs, noise_step, seed,
+                                                                        pipe.adapter.pixel_key),
         logits_processor=LogitsProcessorList([VisualContrastiveProcessor(alpha, beta)]), **generate_kwargs,
     )
 
@@ -130,7 +133,7 @@ def generate_dola(pipe, images, prompts, *, repetition_penalty: float = 1.2, rel
 
     layers = pipe.adapter.decoder_layers()
     with capture_layer_inputs(layers, dola_candidate_layers(len(layers))) as captured:
-        processors = [LayerContrastProcessor(captured, pipe.adapter.language_model().norm,
+        processors = [LayerContrastProcessor(captured, pipe.adapter.final_norm(),
                                              pipe.model.get_output_embeddings(), relative_top)]
         if repetition_penalty != 1.0:
             processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))

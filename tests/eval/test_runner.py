@@ -92,7 +92,7 @@ def test_vcd_with_alpha_zero_is_greedy_vanilla(pipe, images):
 
 
 def test_vcd_scores_match_a_manual_contrast(pipe, images):
-    batch = pipe._prepare(images[:1], "describe the image .")
+    batch = pipe.prepare(images[:1], "describe the image .")
     noised_inputs = baselines.double_batch_with_noised_images(
         {k: v for k, v in pipe.adapter.prepare([[images[0]]], ["describe the image ."]).items()}, seed=0)
     with torch.no_grad():

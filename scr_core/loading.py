@@ -1,0 +1,122 @@
+"""How a model is loaded, in one place: ``LoadOptions`` (validated before any weight is read).
+
+The CLI flags, the ComfyUI loader's widgets and ``SCRPipeline.from_pretrained``'s keyword
+arguments are the fields of this one dataclass; a bad value is reported before the model loads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError, ModelLoadError
+
+DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+          "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Options of ``SCRPipeline.from_pretrained`` (also its keyword arguments).
+
+    dtype: None (float32 on CPU, the checkpoint's own dtype elsewhere), "auto" (the
+        checkpoint's), "float32"/"fp32", "float16"/"fp16", "bfloat16"/"bf16", or a torch dtype.
+    device: "cpu", "cuda", "cuda:N", "mps", or "auto" (CUDA, then MPS, then CPU).
+    attn_implementation: how transformers runs attention ("sdpa", "eager", "flash_attention_2", ...);
+        the diagnostic pass wraps whichever is chosen and reads its probabilities itself.
+    local_files_only: never contact the hub (also implied by ``HF_HUB_OFFLINE=1``).
+    processor_kwargs: passed to ``AutoProcessor.from_pretrained`` as they are.
+    adapter_options: the family's declared options (``Adapter.options``, e.g. ``max_tiles`` for
+        InternVL, ``max_pixels`` for Qwen2-VL), checked against the family before the weights load.
+    """
+
+    dtype: object = None
+    device: str = "cpu"
+    attn_implementation: str = "sdpa"
+    local_files_only: bool = False
+    processor_kwargs: dict = field(default_factory=dict)
+    adapter_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        dtype = self.dtype
+        if isinstance(dtype, str):
+            if dtype.lower() not in DTYPES:
+                raise ConfigError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
+            object.__setattr__(self, "dtype", DTYPES[dtype.lower()])
+        elif dtype is not None and not type(dtype).__module__.startswith("torch"):
+            raise ConfigError(f"dtype must be a name (auto, float32, float16, bfloat16) or a torch dtype, got {dtype!r}")
+        device = str(self.device)
+        if not DEVICE_PATTERN.match(device):
+            raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
+        object.__setattr__(self, "device", device)
+        if not isinstance(self.attn_implementation, str) or not self.attn_implementation:
+            raise ConfigError(f"attn_implementation must be a name such as 'sdpa' (got {self.attn_implementation!r})")
+        for name in ("processor_kwargs", "adapter_options"):
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, {})
+            elif not isinstance(value, dict):
+                raise ConfigError(f"{name} must be a dict (got {type(value).__name__})")
+
+    @property
+    def offline(self) -> bool:
+        return self.local_files_only or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+    def resolved_device(self) -> str:
+        """The device to load on; a ``ModelLoadError`` when it is not there (checked before loading)."""
+        import torch
+
+        device = self.device
+        if device == "auto":
+            if torch.cuda.is_available():
+                return "cuda"
+            mps = getattr(torch.backends, "mps", None)
+            return "mps" if mps is not None and mps.is_available() else "cpu"
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise ModelLoadError(f"device {device!r} asked for, but this machine has no usable CUDA GPU "
+                                     "(or torch was installed without CUDA); use --device cpu")
+            index = int(device.partition(":")[2] or 0)
+            if index >= torch.cuda.device_count():
+                raise ModelLoadError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s)")
+        if device == "mps":
+            mps = getattr(torch.backends, "mps", None)
+            if mps is None or not mps.is_available():
+                raise ModelLoadError("device 'mps' asked for, but Apple's MPS backend is not available here")
+        return device
+
+    def resolved_dtype(self, device: str):
+        """The ``dtype`` argument for transformers: a torch dtype or "auto"."""
+        import torch
+
+        if self.dtype is None:
+            return torch.float32 if device == "cpu" else "auto"
+        if isinstance(self.dtype, str):
+            return self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)
+        return self.dtype
+
+
+def checkpoint_source(source: str | Path, offline: bool) -> str:
+    """A local folder (checked to hold ``config.json``) or a hub id; fails at once for a missing folder.
+
+    A name that cannot be a hub id (a path-like name, a bare name without ``owner/``) or any
+    name while offline must be a local folder, so a typo costs no network retries.
+    """
+    text = str(source)
+    if not text.strip():
+        raise ModelLoadError("no model given: pass a checkpoint folder or a hub id (owner/name)")
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"{path} is a file; pass the checkpoint folder (the one with config.json)")
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} has no config.json: not a transformers checkpoint folder")
+        return str(path)
+    looks_like_path = text.startswith((".", "/", "~")) or text.count("/") != 1 or "\\" in text
+    if looks_like_path or offline:
+        why = " (offline: hub ids cannot be downloaded)" if offline and not looks_like_path else ""
+        raise ModelLoadError(f"model folder not found: {path}{why}")
+    return text
