@@ -6,6 +6,9 @@ model with ``attn_implementation="eager"``, we register a wrapper in transformer
 implementation (sdpa, flash, ...) and, for the layers being captured, also computes
 softmax(q·kᵀ·scale + mask) for the requested query rows only. The decoder's config is
 switched to the wrapper for the duration of a ``with capture_attention(...)`` block.
+
+Only the registries' public API is used (``in``, indexing, ``AttentionInterface.register``):
+tested with transformers 5.24 (the range ``requirements.txt`` allows is >= 5.24, < 6).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+from transformers.masking_utils import AttentionMaskInterface
 
 from .errors import SCRError
 
@@ -75,19 +78,19 @@ def _wrapper_for(base_fn):
 def capture_name(base: str) -> str:
     """Register (once) and return the capturing twin of attention implementation ``base``."""
     name = _PREFIX + base
-    if name not in AttentionInterface._global_mapping:
+    attention, masks = AttentionInterface(), AttentionMaskInterface()
+    if name not in attention:
         if base == "eager":
             # eager is the per-model fallback, not a registry entry; SDPA with eager's additive
             # float mask computes the same output.
             base_fn = sdpa_attention_forward
-        elif base in AttentionInterface._global_mapping:
-            base_fn = AttentionInterface._global_mapping[base]
+        elif base in attention:
+            base_fn = attention[base]
         else:
             raise SCRError(f"attention implementation {base!r} is not supported by the SCR diagnostic pass")
-        mask_fn = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping.get(base)
         AttentionInterface.register(name, _wrapper_for(base_fn))
-        if mask_fn is not None:
-            AttentionMaskInterface.register(name, mask_fn)
+        if base in masks:
+            AttentionMaskInterface.register(name, masks[base])
     return name
 
 

@@ -1,6 +1,6 @@
 """``SCRConfig``: every knob of the method, validated on construction.
 
-Defaults follow the paper (method.md §1): K=32 sources, λ=1.10, diagnostic layers 8..16
+Defaults follow the paper (docs/method.md §1): K=32 sources, λ=1.10, diagnostic layers 8..16
 (inclusive), hook layers from the model adapter (0..11 for LLaVA-1.5, 0..15 otherwise).
 ``None`` for a layer range means "the paper's default for this model", resolved by
 :func:`resolve_layers` once the decoder depth is known.
@@ -48,7 +48,7 @@ class SCRConfig:
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k <= 0:
             raise ConfigError(f"k must be a positive integer (got {self.k!r})")
-        if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam <= 0:
+        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam <= 0:
             raise ConfigError(f"lam must be a finite number > 0 (got {self.lam!r}); the paper uses 1.10")
         for name in ("diag_layers", "hook_layers"):
             value = getattr(self, name)
@@ -62,7 +62,7 @@ class SCRConfig:
             raise ConfigError(f"query must be 'post_image' or 'last' (got {self.query!r})")
         if self.selection not in ("attention", "uniform"):
             raise ConfigError(f"selection must be 'attention' or 'uniform' (got {self.selection!r})")
-        if not isinstance(self.seed, int):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer (got {self.seed!r})")
 
     def with_(self, **changes) -> "SCRConfig":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,3 +39,29 @@ def _quiet_clamp_warning():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="only .* sources fit")
         yield
+
+
+@functools.cache
+def _built(family: str, root: str) -> Path:
+    from scr_core.testbed.tiny_families import build
+
+    return build(family, Path(root) / family)
+
+
+@pytest.fixture(scope="session")
+def family_root(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("tiny-families"))
+
+
+@pytest.fixture(scope="session")
+def family_dir(family_root):
+    """``family_dir("qwen2_vl")``: a tiny random checkpoint of that family, built once per session."""
+    return lambda family: _built(family, family_root)
+
+
+@functools.cache
+def family_pipe(path: Path, **options):
+    """One pipeline per (checkpoint, adapter options), shared by the test files."""
+    from scr_core.pipeline import SCRPipeline
+
+    return SCRPipeline.from_pretrained(path, adapter_options=options or None)

@@ -1,7 +1,7 @@
 """Plain numpy / python re-implementations of the SCR math, written independently of scr_core.
 
-Selection follows method.md §1.3 with python sets of (row, col) pairs; the redistribution is
-the linear map H' = M·H of method.md §1.4 built as an explicit matrix.
+Selection follows docs/method.md §1.3 with python sets of (row, col) pairs; the redistribution is
+the linear map H' = M·H of docs/method.md §1.4 built as an explicit matrix.
 """
 
 from __future__ import annotations

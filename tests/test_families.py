@@ -24,6 +24,8 @@ from scr_core.pipeline import SCRPipeline
 from scr_core.redistribution import BatchEdit, redistribution
 from scr_core.selection import proportional_budgets, source_capacity
 
+from .conftest import family_pipe as _pipe
+
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("qwen2_vl", "qwen2_5_vl", "internvl", "chameleon")
 ADAPTER_OF = {"qwen2_vl": Qwen2VLAdapter, "qwen2_5_vl": Qwen2VLAdapter, "internvl": InternVLAdapter,
@@ -50,28 +52,6 @@ WIDE = _image(100, 200, 2)  # InternVL with max_tiles=4: 2x1 tiles + thumbnail
 # difference in visual tokens.
 GRIDS = {"qwen2_vl": [(7, 8), (6, 6)], "qwen2_5_vl": [(7, 8), (6, 6)], "internvl": [(6, 6), (6, 6)],
          "chameleon": [(8, 8), (8, 8)]}
-
-
-@functools.cache
-def _built(family: str, root: str) -> Path:
-    from scr_core.testbed.tiny_families import build
-
-    return build(family, Path(root) / family)
-
-
-@pytest.fixture(scope="session")
-def family_root(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("tiny-families"))
-
-
-@pytest.fixture(scope="session")
-def family_dir(family_root):
-    return lambda family: _built(family, family_root)
-
-
-@functools.cache
-def _pipe(path: Path, **options) -> SCRPipeline:
-    return SCRPipeline.from_pretrained(path, adapter_options=options or None)
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""The redistribution math against the explicit matrix of method.md §1.4."""
+"""The redistribution math against the explicit matrix of docs/method.md §1.4."""
 
 import numpy as np
 import pytest

@@ -7,7 +7,7 @@ Three facts are enough for SCR:
   end token (``image_span=(start_id, end_id)``, e.g. Qwen-VL v1's 256 resampler tokens between
   ``<img>`` and ``</img>``);
 * the grid ``(h, w)`` those tokens form, row-major (Qwen-VL v1: 16x16, the resampler's
-  query grid, method.md §6 #12);
+  query grid, docs/method.md §6 #12);
 * the decoder layers: a dotted attribute path from the top-level model to the
   ``nn.ModuleList`` of decoder blocks (``model.language_model.layers``, ``transformer.h``, ...).
 

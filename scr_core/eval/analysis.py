@@ -1,8 +1,8 @@
 """Entropy-hallucination analysis: does diffuse visual attention go with fewer false "yes"?
 
 Why: SCR's mechanism claim is a Pearson r of about -0.65 between attention entropy and POPE
-hallucination rate (method.md §2, Table 6). Its p-values only fit ~30 points per model, so the
-reproduction (method.md §2, "Recommended reproduction") is: keep the ground-truth-"no"
+hallucination rate (docs/method.md §2, Table 6). Its p-values only fit ~30 points per model, so the
+reproduction (docs/method.md §2, "Recommended reproduction") is: keep the ground-truth-"no"
 questions of a vanilla POPE-Adversarial run, sort them by entropy into 30 equal-count bins,
 compute HR = FP / (FP + TN) per bin, and take Pearson r over the 30 (mean entropy, HR) pairs;
 report the per-sample point-biserial r (entropy vs hallucinated yes/no) beside it for

@@ -1,6 +1,6 @@
 """CHAIR: object hallucination in captions (Rohrbach et al., EMNLP 2018).
 
-Why: SCR's second headline result is CHAIR-s / CHAIR-i on COCO captions (method.md §4.3).
+Why: SCR's second headline result is CHAIR-s / CHAIR-i on COCO captions (docs/method.md §4.3).
 This follows the reference ``chair.py`` (LisaAnne/Hallucination, and Maxlinn's standalone
 version used by OPERA, PAI, SID, CRoPS and lmms-eval, which adds Recall and Len):
 

@@ -1,6 +1,6 @@
 """Optional CIDEr through ``pycocoevalcap``, the COCO caption toolkit.
 
-Why: SCR reports CIDEr next to CHAIR to show captions stay good (method.md §4.1). The official
+Why: SCR reports CIDEr next to CHAIR to show captions stay good (docs/method.md §4.1). The official
 scorer tokenises with the Stanford PTB tokenizer, which needs Java, and ``pycocoevalcap`` is not
 a hard dependency; when either is missing ``cider_score`` returns ``None`` (and logs why)
 instead of a number computed some other way.

@@ -1,7 +1,7 @@
 """POPE: read the official question files, score yes/no answers, compare two methods.
 
 Why: SCR's headline number is POPE's hallucination rate HR = FP / (FP + TN), the share of
-absent objects the model claims to see (method.md §4.1); accuracy, precision, recall, F1 and
+absent objects the model claims to see (docs/method.md §4.1); accuracy, precision, recall, F1 and
 yes-ratio are POPE's own metrics (peers.md §2.1).
 
 On disk (RUCAIBox/POPE ``output/coco``)::

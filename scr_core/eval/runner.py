@@ -138,7 +138,7 @@ def summarize(suite, predictions: dict[str, dict], out: Path, meta: dict) -> dic
 
 
 def entropy_analysis(suite, answers: dict[str, str], entropies: dict[str, float], out: Path) -> dict:
-    """Entropy vs hallucination over the ground-truth "no" questions (method.md §2)."""
+    """Entropy vs hallucination over the ground-truth "no" questions (docs/method.md §2)."""
     from .analysis import entropy_hallucination_analysis, plot_entropy_hallucination
     from .parsing import parse_yes_no
 

@@ -29,7 +29,7 @@ TEST_SEEDS = (1001, 1002, 1003)
 TUNE_SEED = 2001
 # (row label, runner method, SCRConfig changes). K=32 is the paper's value for 24x24 = 576
 # tokens; on the testbed's 12x12 grid it covers ~95 % of the patches, so K scaled to the grid
-# area (32 * 144 / 576 = 8, method.md §6 #15) is reported as well.
+# area (32 * 144 / 576 = 8, docs/method.md §6 #15) is reported as well.
 VARIANTS = (
     ("vanilla", "vanilla", {}),
     ("SCR", "scr", {}),
