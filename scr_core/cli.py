@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .config import SCRConfig
-from .errors import SCRError
+from .errors import ConfigError, SCRError
 
 log = logging.getLogger("scr_core")
 
@@ -42,7 +42,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attn", default="sdpa", help="attention implementation to load the model with")
     family = p.add_argument_group("model family options (declared by each family's adapter)")
     for name, (option, model_types) in declared_options().items():
-        family.add_argument(option.flag, dest=f"family_{name}", type=option.type, default=None,
+        family.add_argument(option.flag, dest=f"family_{name}", metavar=name.upper(), type=option.type, default=None,
                             help=f"{option.help} [{option.applies_to} option of: {', '.join(model_types)}]")
     generic = p.add_argument_group("generic adapter (models without a built-in adapter)")
     generic.add_argument("--adapter", choices=("auto", "generic"), default="auto",
@@ -78,10 +78,13 @@ def _pipeline(args):
     from functools import partial
 
     from .defaults import default_model
-    from .errors import ConfigError
     from .loading import LoadOptions
     from .pipeline import SCRPipeline
 
+    if not args.verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar per load is noise on a command line
     model = args.model
     if model is None:
         path, description = default_model()
@@ -111,6 +114,7 @@ def _pipeline(args):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scr_core", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     cap = sub.add_parser("caption", help="caption an image with (default) or without SCR")
@@ -125,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     diag = sub.add_parser("diagnose", help="diagnostic pass: attention map, entropy, plan, heatmap")
     diag.add_argument("image")
     diag.add_argument("--prompt", default=None)
-    diag.add_argument("--heatmap", type=Path, help="write the heatmap PNG here")
+    diag.add_argument("--heatmap", type=Path, help="write the heatmap here (.png, .jpg, .webp, ...)")
+    diag.add_argument("--overwrite", action="store_true", help="replace an existing heatmap file")
     _add_model_args(diag)
     _add_scr_args(diag)
 
@@ -139,8 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_prompt_arg(args) -> None:
+    from .prompts import check_prompt
+
+    if args.prompt is not None:
+        check_prompt(args.prompt)
+
+
 def cmd_caption(args) -> None:
+    _check_prompt_arg(args)
     scr = None if args.no_scr else _config(args)
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
     pipe = _pipeline(args)
     result = pipe.caption(args.image, args.prompt, scr=scr, max_new_tokens=args.max_new_tokens)[0]
     if args.json:
@@ -151,9 +166,13 @@ def cmd_caption(args) -> None:
 
 
 def cmd_diagnose(args) -> None:
-    from .heatmap import save_heatmap
+    from .heatmap import IMAGE_SUFFIXES, save_heatmap
+    from .outputs import check_new_file
 
+    _check_prompt_arg(args)
     cfg = _config(args)
+    if args.heatmap:
+        check_new_file(args.heatmap, IMAGE_SUFFIXES, overwrite=args.overwrite)
     pipe = _pipeline(args)
     batch = pipe.prepare(args.image, args.prompt)
     diagnosis = pipe.diagnose(batch, config=cfg)[0]
@@ -201,6 +220,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except SCRError as err:
+        if args.debug:
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug or an unforeseen input: one line, the traceback on request
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(err).__name__}: {err} (rerun with --debug for the traceback, and "
+              "please report it)", file=sys.stderr)
+        return 1
     return 0

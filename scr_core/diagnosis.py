@@ -112,10 +112,11 @@ def plan_from_maps(maps: Sequence[np.ndarray], cfg: SCRConfig,
 
 
 def uniform_plan(layout: VisualLayout, sample: int, cfg: SCRConfig,
-                 budgets: Sequence[int] | None = None) -> RedistributionPlan:
-    """Uniform-Smooth plan for one prompt: random sources seeded by ``cfg.seed`` and the prompt's
-    position in the batch (so the prompts of one batch get different sources)."""
-    rng = np.random.default_rng([cfg.seed, sample])
+                 budgets: Sequence[int] | None = None, identity: int = 0) -> RedistributionPlan:
+    """Uniform-Smooth plan for one prompt: random sources seeded by ``cfg.seed`` and ``identity``,
+    a fingerprint of the prompt's own content (``PreparedBatch.identity``), so a prompt gets the
+    same sources whatever batch it is in and two prompts of a batch get different ones."""
+    rng = np.random.default_rng([cfg.seed, identity])
     grids = layout.grids_of(sample)
     plans = []
     for g, budget in zip(grids, _budgets(len(grids), cfg, budgets)):

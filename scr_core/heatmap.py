@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .errors import ConfigError, InputError
 from .images import load_image
 from .layout import FULL_REGION
+from .outputs import write_atomically
 from .plan import GridPlan
 from .results import Diagnosis
 
@@ -79,11 +80,19 @@ def render_heatmap(images, diagnosis: Diagnosis, *, size: int = 512, alpha: floa
     return _compose(panels, cmap, low, high)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
 def save_heatmap(path, images, diagnosis: Diagnosis, **kwargs) -> Path:
-    """Write ``render_heatmap(images, diagnosis, **kwargs)`` as a PNG at ``path`` (for the CLI and scripts)."""
-    path = Path(path)
-    Image.fromarray(render_heatmap(images, diagnosis, **kwargs)).save(path, format="PNG")
-    return path
+    """Write ``render_heatmap(images, diagnosis, **kwargs)`` to ``path`` (format from its extension),
+    atomically; the path should have been checked with ``check_new_file`` before the model ran."""
+    picture = Image.fromarray(render_heatmap(images, diagnosis, **kwargs))
+    return write_atomically(path, lambda temporary: picture.save(temporary, format=_format(Path(path))))
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix, suffix[1:].upper() or "PNG")
 
 
 def _as_list(images) -> list:

@@ -9,6 +9,7 @@ steps, so a diagnose step and a caption step on the same inputs share one vision
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from .images import load_image
 from .layout import VisualLayout
 from .loading import LoadOptions, checkpoint_source
 from .plan import RedistributionPlan, plan_arrays
-from .prompts import CAPTION_PROMPT
+from .prompts import CAPTION_PROMPT, check_prompt
 from .redistribution import BatchEdit, redistribution
 from .results import Diagnosis, GenerationResult, Timings
 
@@ -60,6 +61,14 @@ class PreparedBatch:
     @property
     def batch_size(self) -> int:
         return self.layout.batch_size
+
+    def identity(self, sample: int) -> int:
+        """A 64-bit fingerprint of prompt ``sample``'s text and pixels (seeds Uniform-Smooth per prompt)."""
+        digest = hashlib.blake2b(self.prompts[sample].encode(), digest_size=8)
+        for image in self.images[sample]:
+            digest.update(f"{image.width}x{image.height}".encode())
+            digest.update(image.tobytes())
+        return int.from_bytes(digest.digest(), "little")
 
 
 class _TokenWatch(StoppingCriteria):
@@ -208,11 +217,10 @@ class SCRPipeline:
         prompts = [prompt] * len(per_prompt) if isinstance(prompt, str) else list(prompt)
         if len(prompts) != len(per_prompt):
             raise InputError(f"got {len(prompts)} prompts for {len(per_prompt)} images")
-        for p in prompts:
-            if not isinstance(p, str) or not p.strip():
-                raise InputError("the prompt is empty; pass a question or an instruction")
+        self._check_prompts(prompts)
         inputs = self.adapter.prepare(per_prompt, prompts)
         layout = self.adapter.locate(inputs, per_prompt)
+        self._check_length(layout.seq_len, 0)
         inputs = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         for key, value in inputs.items():
             if torch.is_tensor(value) and value.is_floating_point():
@@ -284,7 +292,7 @@ class SCRPipeline:
                 diagnoses, diagnostic_ms = self._diagnose(batch, cfg)
                 plans = [d.plan for d in diagnoses]
             else:
-                plans = [uniform_plan(layout, s, cfg, self._uniform_budgets(layout, s, cfg))
+                plans = [uniform_plan(layout, s, cfg, self._uniform_budgets(layout, s, cfg), batch.identity(s))
                          for s in range(layout.batch_size)]
         elif isinstance(scr, RedistributionPlan):
             plans = [scr]
@@ -303,6 +311,7 @@ class SCRPipeline:
         watch = _TokenWatch(max_new_tokens, progress, should_stop)
         stopping = StoppingCriteriaList([*generate_kwargs.pop("stopping_criteria", []), watch])
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, **generate_kwargs}
+        self._check_length(layout.seq_len, max_new_tokens)
         if should_stop is not None and should_stop():
             raise GenerationInterrupted("stopped before generation started", [])
         with self._timed_forwards() as steps, redistribution(self.adapter.decoder_layers(), hook_layers, edit):
@@ -341,6 +350,26 @@ class SCRPipeline:
             raise InputError(f"this batch was prepared on {ids.device} but the model is on {self.model.device}; "
                              "prepare it again")
         return images
+
+    def _check_prompts(self, prompts: Sequence[str]) -> None:
+        reserved = self.adapter.reserved_tokens()
+        for p in prompts:
+            check_prompt(p)
+            typed = sorted(t for t in reserved if t in p)
+            if typed:
+                raise InputError(f"the prompt contains the model's image token {typed[0]!r}; SCR inserts the image "
+                                 "itself, so remove it from the prompt")
+
+    def _check_length(self, seq_len: int, max_new_tokens: int) -> None:
+        """Refuse a prompt that does not fit the context (it would silently give an empty caption)."""
+        context = self.adapter.context_length()
+        if context is not None and seq_len + max_new_tokens > context:
+            raise InputError(
+                f"the prompt takes {seq_len} tokens (image included)"
+                + (f" and up to {max_new_tokens} new tokens are asked for" if max_new_tokens else "")
+                + f", but the model's context is {context} positions; shorten the prompt"
+                + (" or lower max_new_tokens" if max_new_tokens else "")
+            )
 
     def _diagnose(self, batch: PreparedBatch, cfg: SCRConfig) -> tuple[list[Diagnosis], float]:
         start = time.perf_counter()

@@ -120,6 +120,28 @@ class Adapter(ABC):
         content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
         return [{"role": "user", "content": content}]
 
+    def reserved_tokens(self) -> set[str]:
+        """Token strings a user's prompt must not contain: the processor expands them into image
+        slots (an ``<image>`` typed in the prompt would ask for an image that is not there)."""
+        found = set()
+        for name in ("image_token", "video_token", "start_image_token", "end_image_token", "boi_token", "eoi_token",
+                     "vision_start_token", "vision_end_token"):
+            value = getattr(self.processor, name, None)
+            if isinstance(value, str) and value.strip():
+                found.add(value)
+        token_id = getattr(self.model.config, "image_token_id", None)
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if isinstance(token_id, int) and tokenizer is not None:
+            token = tokenizer.convert_ids_to_tokens(token_id)
+            if isinstance(token, str) and token.strip():
+                found.add(token)
+        return found
+
+    def context_length(self) -> int | None:
+        """Positions the decoder can attend over (``max_position_embeddings``), if the config says."""
+        value = getattr(self.language_model().config, "max_position_embeddings", None)
+        return int(value) if isinstance(value, int) and value > 0 else None
+
     def chat_template(self) -> str | None:
         """A template to use instead of the processor's own (``None``: the processor's)."""
         return None

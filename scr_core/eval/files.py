@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from scr_core.errors import DataError
 
@@ -84,6 +84,22 @@ def field(record: dict, key: str, path: str | Path, index: int | None = None) ->
     except KeyError:
         where = f" record {index + 1}" if index is not None else ""
         raise DataError(f"{path}{where} has no field {key!r} (fields: {sorted(record)})") from None
+
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def json_object(record: Any, keys: Sequence[str], path: str | Path, line: int, fix: str = "") -> dict:
+    """``record`` (parsed from ``line`` of a JSON-lines file) if it is an object holding ``keys``,
+    else ``DataError`` naming the file and the line, followed by ``fix`` (what to do)."""
+    fix = f"; {fix}" if fix else ""
+    if not isinstance(record, dict):
+        kind = _JSON_KINDS.get(type(record), type(record).__name__)
+        raise DataError(f"{path}: line {line} is a JSON {kind}, expected an object{fix}")
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise DataError(f"{path}: line {line} has no field {missing[0]!r} (fields: {sorted(record)}){fix}")
+    return record
 
 
 def check_image(path: Path, source: str | Path) -> Path:

@@ -1,7 +1,8 @@
 """Run one method on one benchmark: batched, resumable, one JSONL line per answer as it is made.
 
-``out/run.json`` records what the run is (benchmark, method, model, settings); resuming in the
-same folder with other settings is refused. ``out/predictions.jsonl`` gains one line per task
+``out/run.json`` records what the run is and everything that changes its answers (benchmark,
+method, model and its dtype/device/attention kernel, subset, seed, batch size, SCR settings);
+resuming in the same folder with other settings is refused, naming them. ``out/predictions.jsonl`` gains one line per task
 (flushed and fsynced batch by batch); after an interruption the next run skips the ids already
 there, drops a half-written last line, and produces the same summary as an uninterrupted run.
 ``out/summary.json`` holds the scores and mean latency.
@@ -21,7 +22,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..config import SCRConfig
-from ..errors import DataError, SCRError
+from ..errors import ConfigError, DataError, SCRError
+from .files import json_object, load_json, read_text
 from .suites import Task, load_suite
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,14 @@ def method_generator(pipe, method: str, config: SCRConfig, seed: int = 0, entrop
 
 
 def read_predictions(path: Path) -> dict[str, dict]:
-    """Predictions written so far; a truncated last line (a crash mid-write) is dropped."""
+    """Predictions written so far; a truncated last line (a crash mid-write) is dropped.
+
+    Every other line must be a JSON object with the ``id`` and ``text`` the runner writes, else
+    ``DataError`` naming the file and the line (summarizing would fail later with a bare KeyError).
+    """
     if not path.is_file():
         return {}
-    done, lines = {}, path.read_text().splitlines()
+    done, lines = {}, read_text(path, "predictions file").splitlines()
     for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
@@ -81,27 +87,71 @@ def read_predictions(path: Path) -> dict[str, dict]:
                 log.warning("dropping a half-written last line of %s", path)
                 path.write_text("".join(ln + "\n" for ln in lines[:-1]))
                 break
-            raise DataError(f"{path}: line {number} is not JSON; delete the file to start over") from None
+            raise DataError(f"{path}: line {number} is not JSON; {_START_OVER}") from None
+        record = json_object(record, ("id", "text"), path, number, _START_OVER)
         done[record["id"]] = record
     return done
 
 
+_START_OVER = "delete that line (its task is answered again) or the file (to start over)"
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    """{"config": {"k": 8}} -> {"config.k": 8}, so a refusal can name the setting that differs."""
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _check_run(out: Path, meta: dict) -> None:
+    """Record ``meta`` in a new run folder, or refuse to resume one recorded with other settings
+    (its predictions would mix two settings into one score)."""
     run_file = out / "run.json"
     if run_file.is_file():
-        previous = json.loads(run_file.read_text())
-        if previous != meta:
-            changed = sorted(k for k in set(meta) | set(previous) if meta.get(k) != previous.get(k))
-            raise SCRError(f"{out} holds a run with other settings ({', '.join(changed)}); use another --out")
+        previous = _flat(load_json(run_file, "run record"))
+        current = _flat(json.loads(json.dumps(meta)))  # as it would be recorded (tuples as lists)
+        changed = sorted(k for k in set(current) | set(previous) if current.get(k) != previous.get(k))
+        if changed:
+            details = ", ".join(f"{k}: recorded {previous.get(k)!r}, now {current.get(k)!r}" for k in changed)
+            raise ConfigError(f"{out} holds a run with other settings ({details}); use another --out, "
+                              f"or the settings recorded in {run_file}")
     else:
         out.mkdir(parents=True, exist_ok=True)
         run_file.write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def model_numerics(pipe) -> dict:
+    """What of the loaded model changes its outputs besides the weights: dtype, device type,
+    attention kernel (recorded, so a resume on other hardware or precision is refused)."""
+    model = getattr(pipe, "model", None)
+    dtype, device = getattr(model, "dtype", None), getattr(model, "device", None)
+    return {"dtype": None if dtype is None else str(dtype), "device": getattr(device, "type", None),
+            "attention": getattr(getattr(model, "config", None), "_attn_implementation", None)}
+
+
+def check_sizes(limit: int | None, batch_size: int) -> None:
+    """ConfigError unless ``limit`` (None = every task) and ``batch_size`` are positive integers.
+
+    Checked before anything is loaded or written: a zero limit would leave an empty run folder.
+    """
+    for name, value in (("limit", limit), ("batch size", batch_size)):
+        if value is None and name == "limit":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            hint = "; leave it out to run every task" if name == "limit" else ""
+            raise ConfigError(f"the {name} must be a positive whole number of tasks (got {value!r}){hint}")
+
+
 def run_benchmark(suite, generate: Generate, out: Path, meta: dict, batch_size: int = 8,
                   progress: bool = True) -> dict:
     """Answer every task of ``suite`` not yet in ``out/predictions.jsonl``, then score all of them."""
+    check_sizes(None, batch_size)
     out = Path(out)
+    meta = {**meta, "batch_size": batch_size}  # recorded: left padding changes a batch's numerics
     _check_run(out, meta)
     predictions_file = out / "predictions.jsonl"
     done = read_predictions(predictions_file)
@@ -158,9 +208,12 @@ def entropy_analysis(suite, answers: dict[str, str], entropies: dict[str, float]
 def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig = SCRConfig(),
         limit: int | None = None, seed: int = 0, batch_size: int = 8, model_name: str = "",
         progress: bool = True) -> dict:
+    """Run ``method`` on benchmark ``bench`` into ``out`` (see the module docstring); the settings
+    are checked before the data is read or ``out`` is created."""
+    check_sizes(limit, batch_size)
     suite = load_suite(bench, data, limit, seed)
     meta = {"benchmark": bench, "data": str(Path(data).resolve()), "method": method, "model": model_name,
-            "limit": limit, "seed": seed, "config": {k: v for k, v in config.__dict__.items()
-                                                     if not k.startswith("_")}}
+            **model_numerics(pipe), "limit": limit, "seed": seed,
+            "config": {k: v for k, v in config.__dict__.items() if not k.startswith("_")}}
     generate = method_generator(pipe, method, config, seed, entropy=(method == "vanilla" and hasattr(suite, "labels")))
     return run_benchmark(suite, generate, out, json.loads(json.dumps(meta)), batch_size, progress)
