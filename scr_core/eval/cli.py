@@ -23,9 +23,11 @@ def add_parsers(sub, add_model_args, add_scr_args) -> None:
     add_model_args(ev)
     add_scr_args(ev)
 
-    cmp = sub.add_parser("compare", help="markdown table of several eval runs with deltas")
+    cmp = sub.add_parser("compare", help="markdown table of several eval runs with deltas (one row per run, "
+                                         "labelled by the method and the settings that differ)")
     cmp.add_argument("runs", nargs="+", type=Path, help="run folders (each with summary.json)")
-    cmp.add_argument("--baseline", default="vanilla", help="method the deltas are taken against")
+    cmp.add_argument("--baseline", default="vanilla",
+                     help="method the deltas are taken against (its run with the most settings in common)")
     cmp.add_argument("--out", type=Path, help="also write the table here")
 
 
@@ -54,45 +56,45 @@ def flat_scores(scores: dict, prefix: str = "") -> dict[str, float]:
 
 
 def cmd_compare(args) -> None:
+    """One row per run folder (the same folder given twice counts once), deltas against the
+    ``--baseline`` method's run with the most settings in common."""
     from .report import comparison_table
 
-    runs = [_read_run(run_dir) for run_dir in dict.fromkeys(Path(r).resolve() for r in args.runs)]
+    folders = {Path(r).resolve(): Path(r) for r in args.runs}
+    runs = [_read_run(folder) for folder in folders.values()]
     labels = run_labels(runs)
     results = {label: run["scores"] for label, run in zip(labels, runs)}
     baselines = [label for label, run in zip(labels, runs) if run["method"] == args.baseline]
-    against = {label: _closest(run, runs, labels, baselines) for label, run in zip(labels, runs)} if baselines else None
+    against = None
+    if baselines:
+        by_label = dict(zip(labels, runs))
+        against = {label: max(baselines, key=lambda b: _in_common(run, by_label[b])) for label, run in by_label.items()}
     table = comparison_table(results, baseline=baselines or None, against=against)
     print(table)
     if args.out:
         args.out.write_text(table + "\n")
 
 
+# What summarize() adds to the recorded settings (runner.run's meta) in summary.json.
 SUMMARY_RESULTS = ("n", "scores", "latency_ms_mean", "entropy_analysis")
 
 
 def _read_run(run_dir: Path) -> dict:
-    """A run folder's method, flat settings (``run.json``, else the summary's), scores and name."""
+    """A run folder's method, recorded settings (``run.json``, else the summary's) and flat scores."""
     path = run_dir / "summary.json"
     if not path.is_file():
         raise DataError(f"{path} not found: finish the run first (python -m scr_core eval …)")
     summary = load_json(path, "run summary")
     if not isinstance(summary, dict) or not isinstance(summary.get("scores"), dict) or "method" not in summary:
-        raise DataError(f"{path} is not a run summary (no method or scores); rerun the eval into that folder")
-    meta = load_json(run_dir / "run.json", "run record") if (run_dir / "run.json").is_file() else \
+        raise DataError(f"{path} is not a run summary (no method or scores); rerun the eval into {run_dir}")
+    record = run_dir / "run.json"
+    meta = load_json(record, "run record") if record.is_file() else \
         {k: v for k, v in summary.items() if k not in SUMMARY_RESULTS}
     scores = flat_scores(summary["scores"])
     if summary.get("latency_ms_mean") is not None:
         scores["latency_ms"] = summary["latency_ms_mean"]
-    return {"name": str(run_dir), "method": summary["method"], "settings": run_settings(meta), "scores": scores}
-
-
-def run_settings(meta: dict) -> dict:
-    """Recorded settings by short name: {"config": {"k": 8}, "seed": 0} -> {"k": 8, "seed": 0}
-    (a config key that clashes with a run-level one keeps its prefix: "config.seed")."""
-    settings = {k: v for k, v in meta.items() if k not in ("method", "config")}
-    for key, value in (meta.get("config") or {}).items():
-        settings[f"config.{key}" if key in meta else key] = value
-    return settings
+    return {"name": str(run_dir), "method": summary["method"], "scores": scores, "config": meta.get("config") or {},
+            "run": {k: v for k, v in meta.items() if k not in ("method", "config")}}
 
 
 def run_labels(runs: list[dict]) -> list[str]:
@@ -100,37 +102,29 @@ def run_labels(runs: list[dict]) -> list[str]:
 
     Run-level settings (model, data, subset, seed, batch size, ...) that differ between any runs
     are shown on every row; SCR settings only where they differ between runs of the same method
-    (vanilla ignores ``k``). Runs identical in every recorded setting are named by their folder.
+    (they do not matter to vanilla, and the method already names the row). Runs identical in
+    every recorded setting are named by their folder.
     """
-    config_keys = {k for run in runs for k in run["settings"] if _is_config(k, run)}
-    shared = _differing(runs, lambda k: k not in config_keys)
+    shown_run = _differing(runs, "run")
     labels = []
     for run in runs:
-        same_method = [r for r in runs if r["method"] == run["method"]]
-        keys = shared + _differing(same_method, lambda k: k in config_keys)
-        shown = ", ".join(f"{k}={_show(run['settings'].get(k))}" for k in keys)
-        labels.append(f"{run['method']} ({shown})" if shown else run["method"])
+        shown_config = _differing([r for r in runs if r["method"] == run["method"]], "config")
+        parts = [f"{k}={_show(run['run'].get(k))}" for k in shown_run]
+        parts += [f"{'config.' if k in shown_run else ''}{k}={_show(run['config'].get(k))}" for k in shown_config]
+        labels.append(f"{run['method']} ({', '.join(parts)})" if parts else run["method"])
     return [run["name"] if labels.count(label) > 1 else label for label, run in zip(labels, runs)]
 
 
-def _is_config(key: str, run: dict) -> bool:
-    return key.startswith("config.") or key not in RUN_LEVEL
-
-
-# The run-level settings the runner records (runner.run's meta); the rest come from SCRConfig.
-RUN_LEVEL = ("benchmark", "data", "model", "dtype", "device", "attention", "limit", "seed", "batch_size")
-
-
-def _differing(runs: list[dict], wanted) -> list[str]:
-    keys = dict.fromkeys(k for run in runs for k in run["settings"] if wanted(k))
-    return [k for k in keys if len({_show(run["settings"].get(k)) for run in runs}) > 1]
+def _differing(runs: list[dict], part: str) -> list[str]:
+    """Keys of ``run[part]`` whose values are not all the same, in recorded order."""
+    keys = dict.fromkeys(k for run in runs for k in run[part])
+    return [k for k in keys if len({_show(run[part].get(k)) for run in runs}) > 1]
 
 
 def _show(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _closest(run: dict, runs: list[dict], labels: list[str], baselines: list[str]) -> str:
-    """The baseline row sharing the most settings with ``run`` (same model, data, subset, ...)."""
-    by_label = dict(zip(labels, runs))
-    return max(baselines, key=lambda b: sum(by_label[b]["settings"].get(k) == v for k, v in run["settings"].items()))
+def _in_common(run: dict, other: dict) -> int:
+    """How many recorded settings two runs share (a delta is fairest against the closest baseline)."""
+    return sum(other[part].get(k) == v for part in ("run", "config") for k, v in run[part].items())

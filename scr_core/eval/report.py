@@ -30,9 +30,10 @@ def _fmt(v, digits: int) -> str:
 def comparison_table(
     results: Mapping[str, Mapping[str, float | None]],
     metrics: Sequence[str] | None = None,
-    baseline: str | None = "vanilla",
+    baseline: str | Sequence[str] | None = "vanilla",
     digits: int = 1,
     labels: Mapping[str, str] | None = None,
+    against: Mapping[str, str] | None = None,
 ) -> str:
     """A GitHub-markdown table of ``results[method][metric]``.
 
@@ -40,17 +41,19 @@ def comparison_table(
     every metric of the first method, in its order). Cells of other methods read
     ``value (+delta)`` against the baseline; a missing value shows "–". Headers get ↑/↓ for
     metrics in ``HIGHER_IS_BETTER``/``LOWER_IS_BETTER``; ``labels`` renames metric columns.
-    ``baseline=None`` gives a table without deltas. Raises ``ValueError`` if the baseline is
-    not among the methods.
+    ``baseline=None`` gives a table without deltas. Several baseline rows (e.g. one vanilla run
+    per model) may be given as a list: they all come first, without deltas, and ``against`` maps
+    each other row to the baseline row its deltas use (default: the first). Raises
+    ``ValueError`` if a baseline is not among the methods.
     """
     if not results:
         raise ValueError("no results to tabulate")
-    methods = list(results)
-    if baseline is not None:
-        if baseline not in results:
-            raise ValueError(f"baseline {baseline!r} not among methods {methods}")
-        methods.remove(baseline)
-        methods.insert(0, baseline)
+    bases = [] if baseline is None else [baseline] if isinstance(baseline, str) else list(baseline)
+    against = dict(against or {})
+    for name in (*bases, *(against[m] for m in results if m not in bases and m in against)):
+        if name not in results:
+            raise ValueError(f"baseline {name!r} not among methods {list(results)}")
+    methods = bases + [m for m in results if m not in bases]
     if metrics is None:
         metrics = list(results[methods[0]])
     labels = labels or {}
@@ -63,14 +66,14 @@ def comparison_table(
         "| method | " + " | ".join(header(m) for m in metrics) + " |",
         "|---|" + "---:|" * len(metrics),
     ]
-    base = results[baseline] if baseline is not None else {}
     for method in methods:
+        base = results[against.get(method, bases[0])] if bases and method not in bases else {}
         cells = []
         for m in metrics:
             v = results[method].get(m)
             cell = _fmt(v, digits)
-            b = base.get(m) if baseline is not None else None
-            if method != baseline and baseline is not None and not _is_missing(v) and not _is_missing(b):
+            b = base.get(m)
+            if base and not _is_missing(v) and not _is_missing(b):
                 cell += f" ({v - b:+.{digits}f})"
             cells.append(cell)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")

@@ -2,9 +2,10 @@
 
 ``out/run.json`` records what the run is and everything that changes its answers (benchmark,
 method, model and its dtype/device/attention kernel, subset, seed, batch size, SCR settings);
-resuming in the same folder with other settings is refused, naming them. ``out/predictions.jsonl`` gains one line per task
-(flushed and fsynced batch by batch); after an interruption the next run skips the ids already
-there, drops a half-written last line, and produces the same summary as an uninterrupted run.
+resuming in the same folder with other settings is refused, naming them.
+``out/predictions.jsonl`` gains one line per task (flushed and fsynced batch by batch); after an
+interruption the next run skips the ids already there, drops a half-written last line, and
+produces the same summary as an uninterrupted run.
 ``out/summary.json`` holds the scores and mean latency.
 """
 
@@ -14,7 +15,6 @@ import json
 import logging
 import os
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +56,8 @@ def method_generator(pipe, method: str, config: SCRConfig, seed: int = 0, entrop
         if method == "vanilla":
             results = pipe.generate(images, prompts, scr=None, diagnose=entropy, **kwargs)
         elif method in ("scr", "uniform"):
-            cfg = config.with_(selection="attention" if method == "scr" else "uniform",
-                               seed=seed * 1_000_003 + zlib.crc32(tasks[0].id.encode()))
+            # Uniform-Smooth seeds each prompt by its own content too, so answers do not depend on the batch
+            cfg = config.with_(selection="attention" if method == "scr" else "uniform", seed=seed)
             results = pipe.generate(images, prompts, scr=cfg, **kwargs)
         elif method == "vcd":
             results = baselines.generate_vcd(pipe, images, prompts, seed=seed, **kwargs)
@@ -112,7 +112,10 @@ def _check_run(out: Path, meta: dict) -> None:
     (its predictions would mix two settings into one score)."""
     run_file = out / "run.json"
     if run_file.is_file():
-        previous = _flat(load_json(run_file, "run record"))
+        previous = load_json(run_file, "run record")
+        if not isinstance(previous, dict):
+            raise DataError(f"{run_file} is not a run record (a JSON object); use another --out")
+        previous = _flat(previous)
         current = _flat(json.loads(json.dumps(meta)))  # as it would be recorded (tuples as lists)
         changed = sorted(k for k in set(current) | set(previous) if current.get(k) != previous.get(k))
         if changed:
@@ -136,14 +139,17 @@ def model_numerics(pipe) -> dict:
 def check_sizes(limit: int | None, batch_size: int) -> None:
     """ConfigError unless ``limit`` (None = every task) and ``batch_size`` are positive integers.
 
-    Checked before anything is loaded or written: a zero limit would leave an empty run folder.
+    Checked before anything is loaded or written: a zero limit used to leave an empty run folder.
     """
-    for name, value in (("limit", limit), ("batch size", batch_size)):
-        if value is None and name == "limit":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            hint = "; leave it out to run every task" if name == "limit" else ""
-            raise ConfigError(f"the {name} must be a positive whole number of tasks (got {value!r}){hint}")
+    if limit is not None and not _positive(limit):
+        raise ConfigError(f"the limit (--limit) must be a positive number of tasks (got {limit!r}); "
+                          "leave it out to run every task")
+    if not _positive(batch_size):
+        raise ConfigError(f"the batch size (--batch-size) must be a positive number of tasks (got {batch_size!r})")
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def run_benchmark(suite, generate: Generate, out: Path, meta: dict, batch_size: int = 8,
