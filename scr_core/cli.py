@@ -68,10 +68,30 @@ def _add_scr_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-border", action="store_true", help="allow sources on the grid border")
 
 
+def _check_layers(args, cfg: SCRConfig) -> None:
+    """Explicit layer ranges against the checkpoint's depth, before its weights load."""
+    from .loading import decoder_depth
+
+    model = args.model
+    if model is None:
+        from .defaults import default_model
+
+        model = default_model()[0]
+    depth = decoder_depth(model) if Path(str(model)).is_dir() else None
+    for name in ("diag_layers", "hook_layers"):
+        layers = getattr(cfg, name)
+        if depth is not None and layers is not None and max(layers) >= depth:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} reaches layer {max(layers)}, but the model has only {depth} decoder layers "
+                              f"(0..{depth - 1})")
+
+
 def _config(args) -> SCRConfig:
-    return SCRConfig(k=args.k, lam=args.lam, diag_layers=args.diag_layers, hook_layers=args.hook_layers,
-                     query=args.query, selection=args.selection, seed=args.seed,
-                     exclude_border=not args.keep_border)
+    cfg = SCRConfig(k=args.k, lam=args.lam, diag_layers=args.diag_layers, hook_layers=args.hook_layers,
+                    query=args.query, selection=args.selection, seed=args.seed,
+                    exclude_border=not args.keep_border)
+    _check_layers(args, cfg)
+    return cfg
 
 
 def _pipeline(args):

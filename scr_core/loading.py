@@ -120,3 +120,19 @@ def checkpoint_source(source: str | Path, offline: bool) -> str:
         why = " (offline: hub ids cannot be downloaded)" if offline and not looks_like_path else ""
         raise ModelLoadError(f"model folder not found: {path}{why}")
     return text
+
+
+def decoder_depth(folder: str | Path) -> int | None:
+    """Decoder layers of a local checkpoint, read from its ``config.json`` alone (no weights, no
+    transformers), so explicit layer ranges can be checked before the model loads."""
+    import json
+
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for section in (config.get("text_config") or {}, config.get("llm_config") or {}, config):
+        depth = section.get("num_hidden_layers") if isinstance(section, dict) else None
+        if isinstance(depth, int) and depth > 0:
+            return depth
+    return None

@@ -32,7 +32,8 @@ CLI_CASES = [
     (["caption", "--device", "tpu"], "unknown device 'tpu'"),
     (["caption", "--k", "0"], "k must be a positive integer"),
     (["caption", "--lam", "nan"], "lam must be a finite number"),
-    (["caption", "--hook-layers", "40-41"], "reaches layer 41"),
+    (["caption", "--hook-layers", "40-41"], "--hook-layers reaches layer 41"),
+    (["diagnose", "--diag-layers", "3-30"], "--diag-layers reaches layer 30"),
     (["caption", "--max-tiles", "2"], "llava models have no option 'max_tiles'"),
     (["diagnose", "--heatmap", "{tmp}/missing/heat.png"], "does not exist; create it first"),
     (["diagnose", "--heatmap", "{tmp}/heat"], "unknown or missing file extension"),
@@ -58,6 +59,17 @@ def test_cli_argument_errors_name_the_range(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["caption", "x.png", "--hook-layers", "5-2,3"])
     assert exit_info.value.code == 2 and "'5-2' is reversed" in capsys.readouterr().err
+
+
+def test_layer_ranges_are_checked_before_the_weights_load(picture, tiny_llava_dir, capsys, monkeypatch):
+    import scr_core.pipeline as pipeline
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(pipeline.SCRPipeline, "from_pretrained", never)
+    assert main(["caption", str(picture), "--model", str(tiny_llava_dir), "--hook-layers", "0-99"]) == 2
+    assert "--hook-layers reaches layer 99, but the model has only 18 decoder layers" in capsys.readouterr().err
 
 
 def test_missing_model_folder_fails_at_once(picture, capsys):

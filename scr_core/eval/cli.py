@@ -35,8 +35,9 @@ def cmd_eval(args, make_pipeline, make_config) -> None:
     from .runner import check_sizes, run
 
     check_sizes(args.limit, args.batch_size)  # before minutes of model loading
+    config = make_config(args)
     pipe = make_pipeline(args)
-    summary = run(args.bench, args.data, pipe, args.method, args.out, make_config(args), limit=args.limit,
+    summary = run(args.bench, args.data, pipe, args.method, args.out, config, limit=args.limit,
                   seed=args.seed, batch_size=args.batch_size, model_name=str(args.model or "embedded default"))
     print(json.dumps({"n": summary["n"], "scores": summary["scores"],
                       "latency_ms_mean": summary["latency_ms_mean"]}, indent=2))
