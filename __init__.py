@@ -1,8 +1,9 @@
-"""ComfyUI entry point of the SCR node pack.
+"""ComfyUI entry point of the SCR node pack (V3: ``comfy_entrypoint``).
 
 ComfyUI imports this folder as a package. Our folder is appended (not prepended) to
-``sys.path`` so that ``scr_core`` is importable without shadowing ComfyUI's own modules.
-Nodes are imported relatively; see ``nodes/``.
+``sys.path`` so that ``scr_core`` is importable without shadowing ComfyUI's own modules
+(``nodes``, ``utils``, ...). No ``NODE_CLASS_MAPPINGS`` here: with it, ComfyUI would ignore the
+entrypoint.
 """
 
 import os
@@ -12,6 +13,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.append(_HERE)
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+from .nodes import comfy_entrypoint  # noqa: E402
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+WEB_DIRECTORY = "./web"  # shows captions and reports on the nodes (web/scr_text.js)
+
+__all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]

@@ -1,8 +1,14 @@
-"""ComfyUI nodes of the SCR pack.
+"""ComfyUI nodes of the SCR pack (V3 schema); see ``definitions.py``.
 
-Not built yet: the node pack (load VLM, diagnose with heatmap, apply SCR, caption) is the
-next round's work, as a thin layer over ``scr_core``. Until then the pack registers no nodes.
+Only this folder and the top-level ``__init__.py`` import ComfyUI. The pure parts (``convert``,
+``paths``) import without it, so they are unit-tested without a ComfyUI install.
 """
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+
+async def comfy_entrypoint():
+    """What ComfyUI calls to load the pack (V3): the extension listing every node."""
+    from .definitions import SCRExtension, llm_folders, register_routes
+
+    llm_folders()  # register models/LLM with folder_paths, shared with other packs
+    register_routes()
+    return SCRExtension()

@@ -9,27 +9,18 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import SCRConfig
+from .config import SCRConfig, parse_layer_ranges
 from .errors import ConfigError, SCRError
 
 log = logging.getLogger("scr_core")
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:
-    """"0-11" or "0,1,5" or "3" -> indices (inclusive ranges)."""
-    if text is None:
-        return None
-    layers: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.strip().partition("-")
-        try:
-            first, last = int(lo), int(hi or lo)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"bad layer list {text!r}; use e.g. 0-11 or 0,2,4") from None
-        if last < first:
-            raise argparse.ArgumentTypeError(f"layer range {part.strip()!r} is reversed; write it {last}-{first}")
-        layers.extend(range(first, last + 1))
-    return tuple(layers)
+    """argparse type for layer lists (``config.parse_layer_ranges``)."""
+    try:
+        return parse_layer_ranges(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:

@@ -105,3 +105,26 @@ def resolve_layers(cfg: SCRConfig, depth: int, default_hooks: tuple[int, ...]) -
                 f"layers (0..{depth - 1}); pass smaller indices or leave {name}=None for the paper's default"
             )
     return replace(cfg, diag_layers=tuple(diag), hook_layers=tuple(hooks))
+
+
+def parse_layer_ranges(text: str | None) -> tuple[int, ...] | None:
+    """"0-11", "0,2,4", "0-3,8" -> layer indices (inclusive ranges); blank or None -> None (the default).
+
+    One parser for the CLI flags and the ComfyUI widgets; a reversed or malformed range is a
+    ``ConfigError`` that names it.
+    """
+    if text is None or not str(text).strip():
+        return None
+    layers: list[int] = []
+    for part in str(text).split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise ConfigError(f"bad layer list {text!r}; use e.g. 0-11 or 0,2,4") from None
+        if first < 0:
+            raise ConfigError(f"layer {first} in {text!r} is negative")
+        if last < first:
+            raise ConfigError(f"layer range {part.strip()!r} is reversed; write it {last}-{first}")
+        layers.extend(range(first, last + 1))
+    return tuple(layers)

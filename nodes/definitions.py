@@ -1,0 +1,463 @@
+"""The pack's ComfyUI nodes (V3 schema): thin wrappers that convert ComfyUI types and call ``scr_core``.
+
+torch and transformers load inside ``execute`` (a pack's import time is everyone's start-up time);
+every error a user can cause is an ``SCRError`` whose message ComfyUI shows on the node.
+``validate_inputs`` methods name only the inputs they check: an input in their signature (or any,
+with ``**kwargs``) skips ComfyUI's own min/max and combo checks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from comfy_api.latest import ComfyExtension, io, ui
+
+from scr_core.config import parse_layer_ranges
+from scr_core.errors import SCRError
+from scr_core.prompts import CAPTION_PROMPT
+
+from .convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
+from .paths import caption_targets, list_images, write_captions
+
+CATEGORY = "SCR (Spatial Credit Redistribution)"
+BUNDLED = "testbed (bundled, no download)"
+VLMModel = io.Custom("VLM_MODEL")
+SCRSettingsType = io.Custom("SCR_CONFIG")
+SCRPlanType = io.Custom("SCR_PLAN")
+
+
+# -- model folders ---------------------------------------------------------------------------
+def llm_folders() -> list[str]:
+    """``models/LLM`` (shared with other caption packs; ``extra_model_paths.yaml`` can add more)."""
+    import folder_paths
+
+    default = os.path.join(folder_paths.models_dir, "LLM")
+    if "LLM" not in folder_paths.folder_names_and_paths or default not in folder_paths.get_folder_paths("LLM"):
+        folder_paths.add_model_folder_path("LLM", default)
+    return folder_paths.get_folder_paths("LLM")
+
+
+def model_choices() -> list[str]:
+    """The bundled testbed first (every shipped workflow runs offline), then each checkpoint folder
+    (one with config.json) under the LLM folders, one or two levels deep."""
+    names = []
+    for root in llm_folders():
+        base = Path(root)
+        if not base.is_dir():
+            continue
+        for config in sorted(list(base.glob("*/config.json")) + list(base.glob("*/*/config.json"))):
+            names.append(config.parent.relative_to(base).as_posix())
+    return [BUNDLED, *dict.fromkeys(names)]
+
+
+def model_path(choice: str, path: str, download: bool) -> str:
+    """The folder to load: the free path when given, else the combo's choice."""
+    from scr_core.defaults import default_model
+    from scr_core.errors import ModelLoadError
+
+    text = (path or "").strip()
+    if text:
+        local = Path(text).expanduser()
+        if local.exists() or not download:
+            return str(local) if local.exists() else _missing(text)
+        return _download(text)
+    if choice == BUNDLED:
+        return str(default_model()[0])
+    for root in llm_folders():
+        candidate = Path(root) / choice
+        if (candidate / "config.json").is_file():
+            return str(candidate)
+    raise ModelLoadError(f"model {choice!r} is not in any LLM folder ({', '.join(llm_folders())})")
+
+
+def _missing(text: str) -> str:
+    from scr_core.errors import ModelLoadError
+
+    raise ModelLoadError(f"model folder not found: {text}. For a hub id (owner/name), turn on download_from_hub "
+                         "(the model is then saved under models/LLM)")
+
+
+def _download(repo_id: str) -> str:
+    """Download a hub model into models/LLM/<name> — only when the user asked, and never offline."""
+    from scr_core.errors import ModelLoadError
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ModelLoadError(f"{repo_id}: HF_HUB_OFFLINE is set, so nothing is downloaded; put the model folder "
+                             "under models/LLM")
+    if repo_id.count("/") != 1:
+        raise ModelLoadError(f"{repo_id!r} is neither a folder nor a hub id (owner/name)")
+    from huggingface_hub import snapshot_download
+
+    target = Path(llm_folders()[0]) / repo_id.split("/")[1]
+    try:
+        snapshot_download(repo_id, local_dir=target)
+    except Exception as err:  # network, auth, missing repo
+        raise ModelLoadError(f"cannot download {repo_id}: {err}") from err
+    return str(target)
+
+
+# -- nodes -------------------------------------------------------------------------------------
+def _family_inputs() -> list:
+    """One optional widget per option the adapters declare (0 = the family's default)."""
+    from scr_core.adapters import declared_options
+
+    widgets = []
+    for name, (option, families) in declared_options().items():
+        widgets.append(io.Int.Input(name, default=int(option.default or 0), min=0, max=1 << 30, optional=True,
+                                    tooltip=f"{option.help} (only for {', '.join(families)}; 0 = default)"))
+    return widgets
+
+
+class LoadVLM(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRLoadVLM", display_name="Load VLM (SCR)", category=CATEGORY,
+            description="Load a vision-language model from models/LLM (or a path) for SCR captioning.",
+            inputs=[
+                io.Combo.Input("model", options=model_choices(), default=BUNDLED,
+                               tooltip="a checkpoint folder under models/LLM; the bundled testbed needs no download"),
+                io.String.Input("path", default="", optional=True,
+                                tooltip="optional: a checkpoint folder anywhere, or a hub id (owner/name)"),
+                io.Boolean.Input("download_from_hub", default=False, optional=True,
+                                 tooltip="download a hub id into models/LLM (never when HF_HUB_OFFLINE is set)"),
+                io.Combo.Input("dtype", options=["auto", "fp16", "bf16", "fp32"], default="auto"),
+                io.Combo.Input("device", options=["auto", "cuda", "cpu", "mps"], default="auto"),
+                io.Combo.Input("attention", options=["sdpa", "eager", "flash_attention_2"], default="sdpa"),
+                io.Boolean.Input("keep_loaded", default=True,
+                                 tooltip="keep the model on the GPU between runs (ComfyUI may still offload it "
+                                         "when another model needs the memory)"),
+                *_family_inputs(),
+            ],
+            outputs=[VLMModel.Output(display_name="vlm")],
+        )
+
+    @classmethod
+    def execute(cls, model, dtype, device, attention, keep_loaded, path="", download_from_hub=False,
+                **family) -> io.NodeOutput:
+        import comfy.model_management as mm
+
+        from scr_core.adapters import declared_options
+        from scr_core.loading import LoadOptions
+        from scr_core.pipeline import SCRPipeline
+
+        from .memory import VLMHandle
+
+        source = model_path(model, path, download_from_hub)
+        load_device = mm.get_torch_device() if device == "auto" else device
+        options = {name: value for name, value in family.items()
+                   if name in declared_options() and value and value != (declared_options()[name][0].default or 0)}
+        dtype_name = None if dtype == "auto" else {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[dtype]
+        pipe = SCRPipeline.from_pretrained(source, LoadOptions(
+            dtype=dtype_name, device=str(load_device), attn_implementation=attention,
+            local_files_only=not download_from_hub, adapter_options=options))
+        offload = mm.unet_offload_device()
+        return io.NodeOutput(VLMHandle(pipe, (path or model).strip(), pipe.device, offload, keep_loaded))
+
+
+class Settings(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRSettings", display_name="SCR Settings", category=CATEGORY,
+            description="Spatial Credit Redistribution settings (defaults: the paper's).",
+            inputs=[
+                io.Int.Input("k", default=32, min=1, max=4096, tooltip="source patches per image grid"),
+                io.Float.Input("lam", default=1.10, min=1.0, max=4.0, step=0.01, round=0.001,
+                               tooltip="λ: sources × 1/λ, each neighbour + (λ−1)·h_source"),
+                io.String.Input("diag_layers", default="", tooltip="e.g. 8-16; blank = the paper's"),
+                io.String.Input("hook_layers", default="", tooltip="e.g. 0-11; blank = the family's default"),
+                io.Combo.Input("selection", options=["attention", "uniform"], default="attention",
+                               tooltip="uniform = the Uniform-Smooth ablation (random sources)"),
+                io.Combo.Input("query", options=["post_image", "last"], default="post_image",
+                               tooltip="which text tokens' attention forms the map"),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="seed of the uniform ablation"),
+            ],
+            outputs=[SCRSettingsType.Output(display_name="scr_config")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, diag_layers="", hook_layers=""):
+        for name, text in (("diag_layers", diag_layers), ("hook_layers", hook_layers)):
+            try:
+                parse_layer_ranges(text)
+            except SCRError as err:
+                return f"{name}: {err}"
+        return True
+
+    @classmethod
+    def execute(cls, k, lam, diag_layers, hook_layers, selection, query, seed) -> io.NodeOutput:
+        from scr_core import SCRConfig
+
+        return io.NodeOutput(SCRConfig(k=k, lam=float(lam), diag_layers=parse_layer_ranges(diag_layers),
+                                       hook_layers=parse_layer_ranges(hook_layers), selection=selection,
+                                       query=query, seed=seed))
+
+
+def _instruction(text: str) -> str:
+    from scr_core.prompts import check_prompt
+
+    return check_prompt(text)
+
+
+def _heatmaps(batch, diagnoses):
+    from scr_core import render_heatmap
+
+    maps = [render_heatmap(batch.images[i], d) for i, d in enumerate(diagnoses)]
+    shapes = {m.shape for m in maps}
+    return pils_to_tensor(maps) if len(shapes) == 1 else pils_to_tensor(maps[:1])
+
+
+class Diagnose(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRDiagnose", display_name="SCR Diagnose (heatmap)", category=CATEGORY,
+            description="The diagnostic pass: where the model's attention collapses, which patches SCR will "
+                        "spread it from (red) and to (cyan).",
+            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"),
+                    io.String.Input("instruction", multiline=True, default=CAPTION_PROMPT),
+                    SCRSettingsType.Input("scr_config", optional=True)],
+            outputs=[SCRPlanType.Output(display_name="scr_plan"), io.Image.Output(display_name="heatmap"),
+                     io.Float.Output(display_name="entropy"), io.String.Output(display_name="report")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, instruction=None):
+        return _validate_instruction(instruction)
+
+    @classmethod
+    def execute(cls, vlm, image, instruction, scr_config=None) -> io.NodeOutput:
+        from scr_core import SCRConfig
+
+        pictures = tensor_to_pils(image)
+        with vlm.use() as pipe:
+            batch = pipe.prepare(pictures, _instruction(instruction))
+            diagnoses = pipe.diagnose(batch, config=scr_config or SCRConfig())
+        report = "\n".join(_report_line(i, d) for i, d in enumerate(diagnoses))
+        entropy = sum(d.entropy for d in diagnoses) / len(diagnoses)
+        return io.NodeOutput(tuple(d.plan for d in diagnoses), _heatmaps(batch, diagnoses), entropy, report,
+                             ui=ui.PreviewText(report))
+
+
+def _report_line(index: int, diagnosis) -> str:
+    grids = ", ".join(f"{g.height}x{g.width}: {g.num_sources} sources, {len(g.neighbours)} neighbours"
+                      for g in diagnosis.plan.grids)
+    return (f"image {index}: entropy {diagnosis.entropy:.3f} nats; {grids}; "
+            f"λ={diagnosis.plan.lam}, hook layers {diagnosis.plan.hook_layers[0]}-{diagnosis.plan.hook_layers[-1]}")
+
+
+def _validate_instruction(instruction) -> bool | str:
+    if isinstance(instruction, str) and not instruction.strip():
+        return "instruction is empty: type a question or an instruction"
+    return True
+
+
+def _generate_inputs() -> list:
+    return [
+        io.Int.Input("max_new_tokens", default=64, min=1, max=4096),
+        io.Boolean.Input("sample", default=False, tooltip="sampling instead of greedy decoding"),
+        io.Float.Input("temperature", default=0.7, min=0.01, max=5.0, step=0.01),
+        io.Float.Input("top_p", default=0.9, min=0.01, max=1.0, step=0.01),
+        io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True),
+    ]
+
+
+def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, temperature, top_p, seed, bar,
+                 offset=0, total=None):
+    """Caption each picture (one at a time: any sizes), reporting tokens to ``bar`` and stopping on interrupt."""
+    import comfy.model_management as mm
+    from transformers import set_seed
+
+    from scr_core.errors import GenerationInterrupted
+
+    total = total or len(pictures) * max_new_tokens
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sample else {}
+    plans = list(scr) if isinstance(scr, tuple) else None
+    if plans is not None and len(plans) != len(pictures):
+        raise SCRError(f"the SCR plan holds {len(plans)} plan(s) for {len(pictures)} image(s); diagnose the same "
+                       "images you caption")
+    texts = []
+    for index, picture in enumerate(pictures):
+        start = offset + index * max_new_tokens
+        set_seed(seed + index)
+        try:
+            result = pipe.caption(picture, instruction, scr=plans[index] if plans is not None else scr,
+                                  max_new_tokens=max_new_tokens, should_stop=mm.processing_interrupted,
+                                  progress=lambda step, n, start=start: bar.update_absolute(start + step, total),
+                                  **sampling)[0]
+        except GenerationInterrupted:
+            mm.throw_exception_if_processing_interrupted()
+            raise
+        texts.append(result.text)
+    return texts
+
+
+class Caption(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRCaption", display_name="VLM Caption (SCR)", category=CATEGORY,
+            description="Caption every image (a batch or a list of any sizes), with SCR when a config or plan "
+                        "is connected, else the vanilla model.",
+            is_input_list=True, is_output_node=True,
+            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"),
+                    io.String.Input("instruction", multiline=True, default=CAPTION_PROMPT),
+                    SCRSettingsType.Input("scr_config", optional=True, tooltip="SCR with these settings"),
+                    SCRPlanType.Input("scr_plan", optional=True, tooltip="SCR with a diagnosed plan"),
+                    *_generate_inputs(),
+                    io.Boolean.Input("join", default=False, tooltip="one text with a caption per line")],
+            outputs=[io.String.Output(display_name="captions", is_output_list=True)],
+        )
+
+    @classmethod
+    def validate_inputs(cls, instruction=None):
+        return _validate_instruction(first(instruction))
+
+    @classmethod
+    def execute(cls, vlm, image, instruction, max_new_tokens, sample, temperature, top_p, seed, join,
+                scr_config=None, scr_plan=None) -> io.NodeOutput:
+        import comfy.utils
+
+        if scr_config and scr_plan:
+            raise SCRError("connect either scr_config or scr_plan, not both")
+        scr = tuple(p for plans in scr_plan for p in plans) if scr_plan else first(scr_config)
+        pictures = images_to_pils(image)
+        tokens = first(max_new_tokens)
+        bar = comfy.utils.ProgressBar(len(pictures) * tokens)
+        with first(vlm).use() as pipe:
+            texts = _caption_all(pipe, pictures, _instruction(first(instruction)), scr, tokens, first(sample),
+                                 first(temperature), first(top_p), first(seed), bar)
+        out = ["\n".join(texts)] if first(join) else texts
+        return io.NodeOutput(out, ui={"text": out})
+
+
+class CaptionCompare(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRCaptionCompare", display_name="Caption Compare: vanilla vs SCR", category=CATEGORY,
+            description="Vanilla and SCR captions of the same images (one diagnostic pass, one vision pass), "
+                        "side by side, with the heatmap.",
+            is_output_node=True,
+            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"),
+                    io.String.Input("instruction", multiline=True, default=CAPTION_PROMPT),
+                    SCRSettingsType.Input("scr_config", optional=True),
+                    io.Int.Input("max_new_tokens", default=64, min=1, max=4096)],
+            outputs=[io.String.Output(display_name="vanilla", is_output_list=True),
+                     io.String.Output(display_name="scr", is_output_list=True),
+                     io.String.Output(display_name="side_by_side"), io.Image.Output(display_name="heatmap")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, instruction=None):
+        return _validate_instruction(instruction)
+
+    @classmethod
+    def execute(cls, vlm, image, instruction, max_new_tokens, scr_config=None) -> io.NodeOutput:
+        import comfy.model_management as mm
+        import comfy.utils
+
+        from scr_core import SCRConfig
+        from scr_core.errors import GenerationInterrupted
+
+        pictures = tensor_to_pils(image)
+        bar = comfy.utils.ProgressBar(2 * len(pictures) * max_new_tokens)
+        vanilla, scr = [], []
+        with vlm.use() as pipe:
+            batch = pipe.prepare(pictures, _instruction(instruction))
+            diagnoses = pipe.diagnose(batch, config=scr_config or SCRConfig())
+            for phase, (texts, plans) in enumerate(((vanilla, None), (scr, [d.plan for d in diagnoses]))):
+                start = phase * len(pictures) * max_new_tokens
+                try:
+                    results = pipe.caption(batch, scr=plans, max_new_tokens=max_new_tokens,
+                                           should_stop=mm.processing_interrupted,
+                                           progress=lambda s, n, start=start: bar.update_absolute(
+                                               start + s * len(pictures), bar.total))
+                except GenerationInterrupted:
+                    mm.throw_exception_if_processing_interrupted()
+                    raise
+                texts.extend(r.text for r in results)
+        side = "\n\n".join(f"image {i}\n  vanilla: {v}\n  SCR:     {s}" for i, (v, s) in enumerate(zip(vanilla, scr)))
+        return io.NodeOutput(vanilla, scr, side, _heatmaps(batch, diagnoses), ui=ui.PreviewText(side))
+
+
+class LoadImageFolder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRLoadImageFolder", display_name="Load Image Folder (SCR)", category=CATEGORY,
+            description="Every image of a folder as a list (any sizes), sorted by path, with their paths.",
+            inputs=[io.String.Input("folder", default="", tooltip="a folder of images"),
+                    io.String.Input("filter", default="", tooltip="e.g. *.png;*cat* (blank = every image)"),
+                    io.Boolean.Input("recursive", default=False),
+                    io.Int.Input("limit", default=0, min=0, max=1_000_000, tooltip="0 = all")],
+            outputs=[io.Image.Output(display_name="images", is_output_list=True),
+                     io.String.Output(display_name="paths", is_output_list=True)],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, folder, filter, recursive, limit):
+        """Re-run when the folder's files change (names and modification times), not only the inputs."""
+        try:
+            return [(str(p), p.stat().st_mtime_ns) for p in list_images(folder, filter, recursive, limit)]
+        except SCRError:
+            return float("nan")
+
+    @classmethod
+    def execute(cls, folder, filter, recursive, limit) -> io.NodeOutput:
+        from scr_core.images import load_image
+
+        paths = list_images(folder, filter, recursive, limit)
+        images = [pils_to_tensor([load_image(p)]) for p in paths]
+        return io.NodeOutput(images, [str(p) for p in paths])
+
+
+class SaveCaptions(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRSaveCaptions", display_name="Save Captions (SCR)", category=CATEGORY,
+            description="Write each caption as a .txt file: beside its image (images from Load Image Folder) "
+                        "or into ComfyUI's output folder. Never overwrites unless asked.",
+            is_input_list=True, is_output_node=True,
+            inputs=[io.String.Input("captions", force_input=True), io.String.Input("paths", force_input=True),
+                    io.Combo.Input("mode", options=["beside images", "output folder"], default="beside images"),
+                    io.String.Input("subfolder", default="captions", tooltip="inside the output folder"),
+                    io.Boolean.Input("overwrite", default=False)],
+            outputs=[io.String.Output(display_name="files", is_output_list=True)],
+        )
+
+    @classmethod
+    def execute(cls, captions, paths, mode, subfolder, overwrite) -> io.NodeOutput:
+        import folder_paths
+
+        targets = caption_targets(paths, first(mode), folder_paths.get_output_directory(), first(subfolder))
+        written = [str(p) for p in write_captions(list(captions), targets, bool(first(overwrite)))]
+        return io.NodeOutput(written, ui={"text": written})
+
+
+NODES = [LoadVLM, Settings, Diagnose, Caption, CaptionCompare, LoadImageFolder, SaveCaptions]
+
+
+class SCRExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+def register_routes() -> None:
+    """``GET /scr/models``: the loaded VLMs and whether ComfyUI counts them as loaded."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:
+        return
+    if getattr(PromptServer, "instance", None) is None:
+        return
+
+    from .memory import handle_statuses
+
+    @PromptServer.instance.routes.get("/scr/models")
+    async def models(request):
+        return web.json_response(handle_statuses())

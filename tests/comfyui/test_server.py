@@ -1,0 +1,246 @@
+"""The pack in a real ComfyUI server (unmodified v0.3.64 source, ``main.py --cpu``), driven over HTTP and
+the websocket as the frontend and API users drive it."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from .server import PACK_NAME, ROOT
+
+TWINS = Path(__file__).parent / "workflows"
+NODE_IDS = ["SCRLoadVLM", "SCRSettings", "SCRDiagnose", "SCRCaption", "SCRCaptionCompare", "SCRLoadImageFolder",
+            "SCRSaveCaptions"]
+
+
+def twin(name: str) -> dict:
+    return json.loads((TWINS / f"{name}.api.json").read_text())
+
+
+def failure(entry: dict) -> dict:
+    for event, data in entry["status"]["messages"]:
+        if event in ("execution_error", "execution_interrupted"):
+            return {"event": event, **data}
+    return {}
+
+
+# -- the UI files and their API twins ----------------------------------------------------------
+@pytest.mark.parametrize("name", ["scr_caption", "scr_compare_heatmap", "scr_folder_captions"])
+def test_each_api_twin_matches_its_ui_workflow(name):
+    ui = json.loads((ROOT / "workflows" / f"{name}.json").read_text())
+    api = twin(name)
+    assert {str(n["id"]): n["type"] for n in ui["nodes"]} == {k: v["class_type"] for k, v in api.items()}
+    ui_links = set()
+    for link_id, origin, origin_slot, target, target_slot, kind in ui["links"]:
+        node = next(n for n in ui["nodes"] if n["id"] == target)
+        ui_links.add((str(target), node["inputs"][target_slot]["name"], str(origin), origin_slot))
+    api_links = {(k, name_, v[0], v[1]) for k, node in api.items() for name_, v in node["inputs"].items()
+                 if isinstance(v, list)}
+    assert ui_links == api_links
+    for node in ui["nodes"]:  # widget values in the order the UI shows them, minus seed controls
+        values = [v for v in node.get("widgets_values") or [] if v not in ("fixed", "randomize", "image")]
+        api_values = [v for v in api[str(node["id"])]["inputs"].values() if not isinstance(v, list)]
+        assert sorted(map(str, values)) == sorted(map(str, api_values)), node["type"]
+
+
+# -- loading ---------------------------------------------------------------------------------------
+def test_pack_loads_and_lists_every_node(comfy):
+    log = comfy.log_text()
+    assert not [line for line in log.splitlines() if "IMPORT FAILED" in line and PACK_NAME in line], log[-3000:]
+    info = comfy.get("/object_info")
+    assert all(node in info for node in NODE_IDS)
+    assert {info[n]["category"] for n in NODE_IDS} == {"SCR (Spatial Credit Redistribution)"}
+    models = info["SCRLoadVLM"]["input"]["required"]["model"][1]["options"]
+    assert models[0].startswith("testbed") and "tiny-random-llava" in models
+    for node in NODE_IDS:  # ids ComfyUI reserves for hidden inputs are never ours
+        inputs = {**info[node]["input"].get("required", {}), **info[node]["input"].get("optional", {})}
+        assert not {"prompt", "extra_pnginfo", "unique_id", "dynprompt"} & set(inputs)
+
+
+def test_workflow_templates_find_the_shipped_workflows(comfy):
+    templates = comfy.get("/workflow_templates")
+    assert sorted(templates[PACK_NAME]) == ["scr_caption", "scr_compare_heatmap", "scr_folder_captions"]
+
+
+# -- the shipped workflows, end to end --------------------------------------------------------------
+def test_caption_workflow_gives_a_caption_and_a_heatmap(comfy):
+    entry = comfy.run(twin("scr_caption"))
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    captions = entry["outputs"]["5"]["text"]
+    assert len(captions) == 1 and captions[0].strip()
+    report = entry["outputs"]["4"]["text"][0]
+    assert "entropy" in report and "8 sources" in report
+    heatmap = entry["outputs"]["6"]["images"][0]
+    assert heatmap["filename"].endswith(".png") and heatmap["type"] == "temp"
+
+
+def test_compare_workflow_gives_both_captions_and_the_heatmap(comfy):
+    entry = comfy.run(twin("scr_compare_heatmap"))
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    side = entry["outputs"]["4"]["text"][0]
+    assert "vanilla:" in side and "SCR:" in side
+    assert entry["outputs"]["5"]["images"]
+
+
+def test_folder_workflow_writes_a_caption_beside_each_image(comfy, tmp_path):
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    for index, size in enumerate([(64, 48), (80, 80), (48, 96)]):
+        Image.new("RGB", size, (40 * index, 90, 200)).save(folder / f"img{index}.png")
+    prompt = twin("scr_folder_captions")
+    prompt["1"]["inputs"]["folder"] = str(folder)
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    written = sorted(folder.glob("*.txt"))
+    assert [p.name for p in written] == ["img0.txt", "img1.txt", "img2.txt"]
+    assert all(p.read_text().strip() for p in written)
+    before = {p: p.read_text() for p in written}
+    prompt["4"]["inputs"]["max_new_tokens"] = 5  # a changed input: the nodes run again
+    again = comfy.run(prompt)
+    assert again["status"]["status_str"] == "error"
+    assert "exists" in failure(again)["exception_message"]
+    assert {p: p.read_text() for p in written} == before  # never overwritten unless asked
+
+
+def test_a_batch_of_three_gives_three_captions(comfy):
+    prompt = twin("scr_caption")
+    prompt["7"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 3}}
+    prompt["5"]["inputs"]["image"] = ["7", 0]
+    prompt["4"]["inputs"]["image"] = ["7", 0]
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    assert len(entry["outputs"]["5"]["text"]) == 3
+    assert entry["outputs"]["4"]["text"][0].count("image ") == 3  # three diagnoses, three plans
+
+
+# -- bad input --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("change, node, fragment", [
+    (lambda p: p["3"]["inputs"].update(k=0), "3", "value_smaller_than_min"),
+    (lambda p: p["5"]["inputs"].update(instruction="   "), "5", "instruction is empty"),
+    (lambda p: p["3"]["inputs"].update(hook_layers="5-2"), "3", "reversed"),
+])
+def test_bad_input_is_refused_by_validation(comfy, change, node, fragment):
+    prompt = twin("scr_caption")
+    change(prompt)
+    status, body = comfy.queue(prompt)
+    assert status == 400 or body.get("node_errors"), body
+    assert fragment in json.dumps(body["node_errors"][node])
+    assert comfy.get("/system_stats")  # still serving
+
+
+def test_a_failing_node_says_why_and_the_server_keeps_serving(comfy):
+    prompt = twin("scr_caption")
+    prompt["5"]["inputs"]["instruction"] = "what is <image> here"
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "error"
+    assert "image token" in failure(entry)["exception_message"]
+    assert comfy.run(twin("scr_caption"))["status"]["status_str"] == "success"
+
+
+def test_save_captions_refuses_paths_outside_the_allowed_folders(comfy):
+    def saving(path: str, mode: str, subfolder: str = "captions") -> dict:
+        return {
+            "1": {"class_type": "PrimitiveString", "inputs": {"value": "a caption"}},
+            "2": {"class_type": "PrimitiveString", "inputs": {"value": path}},
+            "3": {"class_type": "SCRSaveCaptions", "inputs": {"captions": ["1", 0], "paths": ["2", 0], "mode": mode,
+                                                              "subfolder": subfolder, "overwrite": True}},
+        }
+
+    for prompt, fragment in ((saving("/etc/cron.d/evil.png", "beside images"), "not loaded by Load Image Folder"),
+                             (saving("x.png", "output folder", "../../escape"), "may not contain '..'"),
+                             (saving("x.png", "output folder", "/tmp"), "must be relative")):
+        entry = comfy.run(prompt)
+        assert entry["status"]["status_str"] == "error"
+        assert fragment in failure(entry)["exception_message"]
+    assert not Path("/etc/cron.d/evil.txt").exists()
+    ok = comfy.run(saving("/anywhere/cat.png", "output folder", "caps"))
+    assert ok["status"]["status_str"] == "success", failure(ok)
+    assert (comfy.base / "output" / "caps" / "cat.txt").read_text() == "a caption\n"
+
+
+# -- progress, interrupt, memory ---------------------------------------------------------------------
+class Websocket:
+    """Collects the server's websocket events for this client id (aiohttp, in a thread)."""
+
+    def __init__(self, server) -> None:
+        self.url = server.url.replace("http", "ws") + f"/ws?clientId={server.client_id}"
+        self.events: list[dict] = []
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._listen()), daemon=True)
+
+    async def _listen(self) -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session, session.ws_connect(self.url) as ws:
+            self.ready.set()
+            while not self.stop.is_set():
+                try:
+                    message = await ws.receive(timeout=0.2)
+                except asyncio.TimeoutError:
+                    continue
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    self.events.append(json.loads(message.data))
+                elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    break
+
+    def __enter__(self):
+        self.thread.start()
+        assert self.ready.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def long_caption() -> dict:
+    """The tiny random LLaVA rarely ends a sentence: many images and tokens take a while."""
+    prompt = twin("scr_caption")
+    prompt["2"]["inputs"]["model"] = "tiny-random-llava"
+    prompt["3"]["inputs"]["k"] = 4
+    prompt["7"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 12}}
+    prompt["5"]["inputs"].update(image=["7", 0], max_new_tokens=600, seed=int(time.time()) % 1000)
+    prompt["4"]["inputs"]["image"] = ["7", 0]
+    return prompt
+
+
+def test_progress_events_then_interrupt_ends_the_caption_promptly(comfy):
+    with Websocket(comfy) as ws:
+        status, body = comfy.queue(long_caption())
+        assert status == 200, body
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(e["type"] == "progress" and e["data"].get("node") == "5"
+                                                  for e in ws.events):
+            time.sleep(0.1)
+        progress = [e["data"] for e in ws.events if e["type"] == "progress" and e["data"].get("node") == "5"]
+        assert progress and progress[0]["max"] == 12 * 600
+        asked = time.time()
+        assert comfy.request("POST", "/interrupt", {})[0] == 200
+        entry = comfy.wait(body["prompt_id"], timeout=60)
+        stopped_after = time.time() - asked
+    assert entry["status"]["status_str"] == "error" and failure(entry)["event"] == "execution_interrupted"
+    assert stopped_after < 10
+    steps = [p["value"] for p in progress]
+    assert steps == sorted(steps) and steps[-1] < 12 * 600  # it stopped well before the end
+    # the hooks went with it: the same model captions normally afterwards
+    assert comfy.run(twin("scr_caption"))["status"]["status_str"] == "success"
+
+
+def test_free_with_unload_models_releases_the_vlm(comfy):
+    assert comfy.run(twin("scr_caption"))["status"]["status_str"] == "success"
+    before = comfy.get("/scr/models")
+    assert any(m["loaded"] for m in before)  # keep_loaded: ComfyUI counts it as a loaded model
+    assert comfy.request("POST", "/free", {"unload_models": True, "free_memory": True})[0] == 200
+    deadline = time.time() + 30
+    while time.time() < deadline and any(m["loaded"] for m in comfy.get("/scr/models")):
+        time.sleep(0.3)
+    assert not any(m["loaded"] for m in comfy.get("/scr/models"))
+    assert comfy.run(copy.deepcopy(twin("scr_caption")))["status"]["status_str"] == "success"  # loads again
