@@ -1,0 +1,162 @@
+"""Export a VLM checkpoint with SCR baked in: the graphs, the processor files and ``scr_config.json``.
+
+Layout of the output folder (onnxruntime-genai's split, plus the SCR pieces):
+
+    vision.onnx       pixel_values → image_features[N, D]
+    embedding.onnx    input_ids + image_features → inputs_embeds (image rows merged in-graph)
+    decoder_head.onnx layers 0 … last diagnostic layer (+ ai.scr nodes at its hook layers): hidden state,
+                      KV, and scr_scores = the diagnostic map at the visual tokens
+    decoder_tail.onnx the remaining layers (+ their hook layers), final norm, LM head: logits, KV
+    select.onnx       ai.scr SCRSelect: scr_scores → scr_map (the plan)
+    scr_config.json   graphs, inputs/outputs, the grid rule, SCR defaults, the ai.scr opset version
+
+The folder is built in a temporary sibling and renamed into place at the end: a failure leaves
+nothing behind, and an existing folder is replaced only with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from scr_core.errors import ConfigError, InputError, ModelLoadError, UnsupportedModelError
+
+from . import ops
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "scr_config.json"
+FORMAT_VERSION = 1
+DEFAULT_OPSET = 18
+EXTERNAL_DATA_BYTES = 1 << 30  # graphs with more weights than this keep them in a .onnx.data file
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything ``python -m export.onnx`` takes; checked before any weight is read."""
+
+    model: Path
+    out: Path
+    k: int | None = None
+    lam: float | None = None
+    diag_layers: tuple[int, ...] | None = None
+    hook_layers: tuple[int, ...] | None = None
+    dtype: str = "fp32"
+    opset: int = DEFAULT_OPSET
+    overwrite: bool = False
+
+    def check(self) -> None:
+        from scr_core import SCRConfig
+
+        SCRConfig(k=self.k or 32, lam=self.lam if self.lam is not None else 1.1, diag_layers=self.diag_layers,
+                  hook_layers=self.hook_layers)  # raises ConfigError naming the field
+        if self.dtype not in ("fp32", "fp16"):
+            raise ConfigError(f"--dtype must be fp32 or fp16 (got {self.dtype!r})")
+        if not 18 <= self.opset <= 21:
+            raise ConfigError(f"--opset must be between 18 and 21 (got {self.opset}); the ai.scr bodies use opset 18")
+        config = Path(self.model) / "config.json"
+        if not config.is_file():
+            raise ModelLoadError(f"{self.model} is not a checkpoint folder (no config.json); pass --model PATH")
+        try:
+            model_type = json.loads(config.read_text()).get("model_type")
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"cannot read {config}: {err}") from None
+        from .families import FAMILIES
+
+        if model_type not in FAMILIES:
+            raise UnsupportedModelError(
+                f"ONNX export does not support {model_type!r} models; it exports: {', '.join(sorted(FAMILIES))}"
+            )
+        check_output_folder(self.out, self.overwrite)
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} exists; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file, not a folder")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"folder {parent} does not exist; create it first")
+    try:
+        with tempfile.TemporaryDirectory(dir=parent, prefix=f".{out.name}.check-"):
+            pass
+    except OSError as err:
+        raise InputError(f"folder {parent} is not writable ({err.strerror})") from None
+
+
+def export(options: ExportOptions, progress: Callable[[str], None] = lambda message: None) -> Path:
+    """Export ``options.model`` into ``options.out``; returns the folder."""
+    options.check()
+    out = Path(options.out)
+    staging = Path(tempfile.mkdtemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.tmp-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+    try:
+        _export_into(options, staging, progress)
+        _replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace(staging: Path, out: Path) -> None:
+    """Rename ``staging`` to ``out``; an existing ``out`` is moved aside first and removed after."""
+    if out.exists():
+        aside = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        os.rename(out, aside / "old")
+        try:
+            os.rename(staging, out)
+        except BaseException:
+            os.rename(aside / "old", out)
+            raise
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.rename(staging, out)
+
+
+def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str], None]) -> None:
+    import torch
+
+    from scr_core import SCRConfig, SCRPipeline
+
+    from .families import family_for
+    from .graph_export import GraphExporter
+
+    started = time.perf_counter()
+    progress(f"loading {options.model}")
+    pipe = SCRPipeline.from_pretrained(options.model, dtype="float16" if options.dtype == "fp16" else "float32",
+                                       device="cpu", attn_implementation="sdpa", processor_kwargs={"backend": "pil"})
+    family = family_for(pipe)
+    cfg = pipe.resolve(SCRConfig(k=options.k or 32, lam=options.lam if options.lam is not None else 1.1,
+                                 diag_layers=options.diag_layers, hook_layers=options.hook_layers))
+    graphs = GraphExporter(pipe, family, cfg, options.opset)
+    files = {}
+    with torch.no_grad():
+        for name, build in (("vision", graphs.vision), ("embedding", graphs.embedding),
+                            ("decoder_head", graphs.head), ("decoder_tail", graphs.tail)):
+            progress(f"exporting {name}.onnx")
+            files[name] = build(folder / f"{name}.onnx")
+    progress("writing select.onnx")
+    onnx.save(ops.select_model(cfg.exclude_border), folder / "select.onnx")
+    for name in (*files, "select"):
+        progress(f"checking {name}.onnx")
+        onnx.checker.check_model(str(folder / f"{name}.onnx"), full_check=True)
+    progress("writing processor files and scr_config.json")
+    pipe.processor.save_pretrained(folder)
+    config = graphs.config(cfg, files, options)
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    progress(f"done in {time.perf_counter() - started:.1f} s")

@@ -1,0 +1,167 @@
+"""torch modules that the exporter traces: the embedding merge and the two decoder parts.
+
+The decoder is split at the last diagnostic layer (ARCHITECTURE.md, export/): the *head* runs
+layers 0 … last diagnostic layer and returns the hidden state there, its KV and the diagnostic
+map; the *tail* runs the remaining layers, the final norm and the LM head. Every weight lives in
+exactly one graph, so two sessions hold one copy of the model on the device.
+
+Both parts reuse the model's own decoder ``forward`` on a shallow copy whose ``layers`` is the
+part's slice (mask building, rotary embedding and the cache stay transformers' code); tail layers
+are renumbered from 0 while tracing so that the cache built inside the wrapper lines up.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from transformers import AttentionInterface, DynamicCache
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface
+
+from . import torch_ops  # noqa: F401  (registers torch.ops.scr.redistribute)
+
+ATTENTION_NAME = "scr_export_sdpa"
+# Filled by DecoderPart.forward while tracing; read by the attention function below.
+_CAPTURE: dict = {"layers": frozenset(), "total": None, "count": 0}
+
+
+def _probabilities(query, key, mask, scaling) -> torch.Tensor:
+    """Head-mean attention probabilities (B, S, T) in float32: softmax(q·kᵀ·scale + mask)."""
+    q = query.float()
+    k = repeat_kv(key, query.shape[1] // key.shape[1]).float()
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
+    if mask is None:  # causality implicit (sdpa is_causal)
+        s, t = query.shape[2], key.shape[2]
+        allowed = torch.arange(t, device=q.device)[None, :] <= (torch.arange(s, device=q.device) + (t - s))[:, None]
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    elif mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask[..., : key.shape[2]], float("-inf"))
+    else:
+        scores = scores + mask[..., : key.shape[2]].float()
+    return torch.softmax(scores, dim=-1).mean(dim=1)
+
+
+def _attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+    """SDPA for the output; at the diagnostic layers also the probabilities the map needs."""
+    if getattr(module, "layer_idx", None) in _CAPTURE["layers"]:
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        probs = _probabilities(query, key, attention_mask, scale)
+        _CAPTURE["total"] = probs if _CAPTURE["total"] is None else _CAPTURE["total"] + probs
+        _CAPTURE["count"] += 1
+    return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+
+
+def use_export_attention(decoder_config) -> None:
+    """Route the decoder's attention through ``_attention`` (sdpa underneath)."""
+    if ATTENTION_NAME not in AttentionInterface():
+        AttentionInterface.register(ATTENTION_NAME, _attention)
+        AttentionMaskInterface.register(ATTENTION_NAME, AttentionMaskInterface()["sdpa"])
+    decoder_config._attn_implementation = ATTENTION_NAME
+
+
+class Embedding(nn.Module):
+    """input_ids[B,S] + image_features[N,D] → inputs_embeds[B,S,D]: row i of the features goes to the
+    i-th image token in row-major order (``masked_scatter``), written with static-shape ops."""
+
+    def __init__(self, embed_tokens: nn.Module, image_token_id: int) -> None:
+        super().__init__()
+        self.embed_tokens = embed_tokens
+        self.image_token_id = int(image_token_id)
+
+    def forward(self, input_ids: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+        embeds = self.embed_tokens(input_ids)
+        is_image = input_ids == self.image_token_id
+        flat = is_image.reshape(-1)
+        index = torch.cumsum(flat.to(torch.int64), 0) - 1
+        padded = torch.cat([image_features.to(embeds.dtype), embeds.new_zeros(1, embeds.shape[-1])], 0)
+        index = torch.where(flat, index, torch.full_like(index, image_features.shape[0]))
+        gathered = padded[index].reshape(embeds.shape)
+        return torch.where(is_image[..., None], gathered, embeds)
+
+
+@contextmanager
+def renumbered(layers: Sequence[nn.Module]):
+    """Number the attention modules of ``layers`` 0, 1, … for the duration (the part's own cache)."""
+    saved = []
+    for local, layer in enumerate(layers):
+        for module in layer.modules():
+            if getattr(module, "layer_idx", None) is not None:
+                saved.append((module, module.layer_idx))
+                module.layer_idx = local
+    try:
+        yield
+    finally:
+        for module, index in saved:
+            module.layer_idx = index
+
+
+class DecoderPart(nn.Module):
+    """Layers ``first … last`` of the decoder with SCR at ``hook_layers`` and, in the head, the map.
+
+    head: returns (hidden_state, scr_scores[B,Nv], present...) — hidden before the final norm;
+    tail: returns (logits, present...).
+    """
+
+    def __init__(self, language_model: nn.Module, first: int, last: int, *, lm_head: nn.Module | None,
+                 hook_layers: Sequence[int], lam: float, diag_layers: Sequence[int] = ()) -> None:
+        super().__init__()
+        part = copy.copy(language_model)
+        part._modules = dict(language_model._modules)
+        part.layers = nn.ModuleList(list(language_model.layers)[first:last + 1])
+        if lm_head is None:
+            part.norm = nn.Identity()
+        self.part = part
+        self.lm_head = lm_head
+        self.first = first
+        self.hook_layers = tuple(i - first for i in hook_layers if first <= i <= last)
+        self.lam = float(lam)
+        # diagnostic layers are in the head, which starts at 0: local index == global index
+        self.diag_layers = frozenset(i for i in diag_layers if first <= i <= last)
+
+    @property
+    def has_hooks(self) -> bool:
+        return bool(self.hook_layers)
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, past, visual_positions=None, scr_map=None,
+                query_start=None):
+        cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)])
+        handles = [self.part.layers[i].register_forward_hook(self._edit(visual_positions, scr_map))
+                   for i in self.hook_layers]
+        _CAPTURE.update(layers=self.diag_layers, total=None, count=0)
+        try:
+            out = self.part(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+                            cache=cache, use_cache=True)
+        finally:
+            for handle in handles:
+                handle.remove()
+        presents = [t for layer in cache.layers for t in (layer.keys, layer.values)]
+        hidden = out.last_hidden_state
+        if self.lm_head is not None:
+            return (self.lm_head(hidden), *presents)
+        return (hidden, self._scores(visual_positions, query_start, inputs_embeds.shape[1]), *presents)
+
+    def _edit(self, visual_positions, scr_map):
+        lam = self.lam
+
+        def hook(module, args, output):
+            if isinstance(output, tuple):
+                return (torch.ops.scr.redistribute(output[0], visual_positions, scr_map, lam), *output[1:])
+            return torch.ops.scr.redistribute(output, visual_positions, scr_map, lam)
+
+        return hook
+
+    def _scores(self, visual_positions, query_start, seq_len):
+        """Mean over diagnostic layers, heads and each prompt's post-image query rows, at its visual tokens."""
+        mean = _CAPTURE["total"] / _CAPTURE["count"]  # (B, S, T)
+        _CAPTURE.update(layers=frozenset(), total=None, count=0)
+        past_len = mean.shape[2] - seq_len
+        rows = (torch.arange(seq_len, device=mean.device)[None, :] + past_len) >= query_start[:, None]  # (B, S)
+        summed = torch.where(rows[..., None], mean, torch.zeros_like(mean)).sum(dim=1)
+        per_key = summed / rows.sum(dim=1, keepdim=True).clamp(min=1).to(summed.dtype)  # (B, T)
+        index = visual_positions.clamp(min=0)
+        return torch.where(visual_positions >= 0, torch.gather(per_key, 1, index), torch.zeros_like(index,
+                                                                                                  dtype=per_key.dtype))

@@ -1,0 +1,69 @@
+"""``python -m export.onnx``: export a VLM checkpoint with SCR baked in (see export/exporter.py).
+
+    python -m export.onnx --out scr-onnx                       # the bundled testbed LLaVA
+    python -m export.onnx --model /models/llava-1.5-7b-hf --out llava-onnx --dtype fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from scr_core.errors import SCRError
+
+from .exporter import DEFAULT_OPSET, ExportOptions, export
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "scr_core" / "testbed" / "checkpoint"
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    """'8-16' or '0,2,5' → layer indices."""
+    try:
+        if "-" in text:
+            lo, hi = (int(v) for v in text.split("-", 1))
+            if hi < lo:
+                raise ValueError
+            return tuple(range(lo, hi + 1))
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a range like 8-16 or a list like 0,1,2 (got {text!r})") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__.split("\n")[0])
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="checkpoint folder (default: bundled testbed)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (must not exist unless --overwrite)")
+    p.add_argument("--k", type=int, default=None, help="default sources per grid stored in the config (32)")
+    p.add_argument("--lam", type=float, default=None, help="λ baked into the graphs (1.10)")
+    p.add_argument("--diag-layers", type=_layers, default=None, help="diagnostic layers (family default)")
+    p.add_argument("--hook-layers", type=_layers, default=None, help="hooked layers (family default)")
+    p.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and exporter warnings")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    options = ExportOptions(model=args.model, out=args.out, k=args.k, lam=args.lam, diag_layers=args.diag_layers,
+                            hook_layers=args.hook_layers, dtype=args.dtype, opset=args.opset, overwrite=args.overwrite)
+    if not args.debug:
+        warnings.filterwarnings("ignore")
+        logging.getLogger("torch").setLevel(logging.ERROR)
+    try:
+        export(options, progress=lambda message: print(f"[export] {message}", flush=True))
+    except SCRError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"[export] wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
