@@ -1,0 +1,59 @@
+"""``python -m export.run``: caption an image with an exported folder and onnxruntime alone (no torch).
+
+    python -m export.run --model scr-onnx photo.jpg
+    python -m export.run --model scr-onnx photo.jpg --prompt "Is there a dog?" --no-scr --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from scr_core.errors import SCRError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m export.run", description=__doc__.split("\n")[0])
+    p.add_argument("image", nargs="+", help="image file(s); several images go into one prompt")
+    p.add_argument("--model", type=Path, required=True, help="folder written by python -m export.onnx")
+    p.add_argument("--prompt", default=None, help="instruction or question (default: the caption instruction)")
+    p.add_argument("--no-scr", action="store_true", help="vanilla decoding (no diagnostic pass, no redistribution)")
+    p.add_argument("--k", type=int, default=None, help="sources per image grid (default: the export's)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="execution provider (auto: CUDA when onnxruntime has it)")
+    p.add_argument("--json", action="store_true", help="print text, token ids, plan and timings as JSON")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not args.debug:
+        warnings.filterwarnings("ignore")
+    try:
+        from .runtime import OnnxVLM
+
+        if args.max_new_tokens < 1:
+            raise SCRError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
+        vlm = OnnxVLM(args.model, provider=args.provider)
+        result = vlm.caption([list(args.image)], args.prompt, scr=None if args.no_scr else "config",
+                             max_new_tokens=args.max_new_tokens, k=args.k)[0]
+    except SCRError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({**result.to_dict(), "provider": vlm.providers[0]}, indent=2))
+    else:
+        print(result.text)
+        print(result.timings.summary(), f"| {vlm.providers[0]}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,391 @@
+"""Caption with an exported folder and onnxruntime alone — no torch (``import torch`` is never reached).
+
+The same two passes as ``SCRPipeline`` (docs/method.md §1.7):
+
+1. processor (PIL backend, numpy) → ``vision.onnx`` → ``embedding.onnx`` (image rows merged);
+2. diagnostic pass: ``decoder_head.onnx`` alone with an empty plan (the early exit) → ``scr_scores``
+   → ``select.onnx`` (``ai.scr`` ``SCRSelect``) → ``scr_map``;
+3. prefill: head with the plan (``ai.scr`` nodes at the hook layers edit the visual tokens) → tail;
+4. greedy decode: one token per step through head and tail, the KV cache kept where the session
+   runs (IO binding: on the GPU with the CUDA execution provider, never copied back).
+
+Results are ``scr_core``'s own types (``GenerationResult``, ``Diagnosis``, ``Timings``), so code
+that handles the PyTorch pipeline's results handles these too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from scr_core.errors import ConfigError, InputError, ModelLoadError
+from scr_core.images import load_image
+from scr_core.layout import VisualLayout
+from scr_core.plan import RedistributionPlan, plan_arrays
+from scr_core.prompts import CAPTION_PROMPT, check_prompt
+from scr_core.results import Diagnosis, GenerationResult, Timings
+
+from .layout import locate
+from .plans import grid_inputs, plan_from_map, visual_positions
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "scr_config.json"
+PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def resolve_providers(provider: str, probe: Path | None = None) -> list[str]:
+    """``auto``: CUDA when it loads on this machine, else CPU; ``cpu`` / ``cuda`` explicitly.
+
+    onnxruntime-gpu lists CUDA as available even without a GPU or CUDA libraries, so ``auto`` and
+    ``cuda`` open a session on ``probe`` (a tiny graph) and look at what it really got; the probe's
+    failure log is silenced for ``auto``, where falling back to the CPU is the expected outcome.
+    """
+    if provider not in ("auto", *PROVIDERS):
+        raise ConfigError(f"provider must be auto, cpu or cuda (got {provider!r})")
+    if provider == "cpu":
+        return PROVIDERS["cpu"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        if provider == "cuda":
+            raise ConfigError("this onnxruntime has no CUDA execution provider; install onnxruntime-gpu "
+                              "(and uninstall the CPU onnxruntime wheel: both provide the same package)")
+        return PROVIDERS["cpu"]
+    if probe is None:
+        return PROVIDERS["cuda"]
+    if provider == "auto":
+        ort.set_default_logger_severity(4)
+    try:
+        got = ort.InferenceSession(str(probe), providers=PROVIDERS["cuda"]).get_providers()
+    finally:
+        ort.set_default_logger_severity(2)
+    if "CUDAExecutionProvider" in got:
+        return PROVIDERS["cuda"]
+    if provider == "cuda":
+        raise ConfigError("the CUDA execution provider did not load (no GPU, or CUDA/cuDNN libraries missing: "
+                          "onnxruntime-gpu needs the CUDA and cuDNN versions its release notes name); "
+                          "use --provider cpu")
+    return PROVIDERS["cpu"]
+
+
+@dataclass
+class _Prepared:
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    features: object  # OrtValue
+    layout: VisualLayout
+    prompts: tuple[str, ...]
+    vision_ms: float
+
+
+class OnnxVLM:
+    """An exported folder loaded into onnxruntime sessions.
+
+    >>> vlm = OnnxVLM("scr-onnx")                 # python -m export.onnx --out scr-onnx
+    >>> vlm.caption("photo.jpg")[0].text
+    """
+
+    def __init__(self, folder: str | Path, provider: str = "auto", threads: int | None = None) -> None:
+        self.folder = Path(folder)
+        config_path = self.folder / CONFIG_NAME
+        if not config_path.is_file():
+            raise ModelLoadError(f"{self.folder} is not an exported SCR folder (no {CONFIG_NAME}); "
+                                 "make one with python -m export.onnx --out FOLDER")
+        self.config = json.loads(config_path.read_text())
+        self.model_config = self.config["model"]
+        self.scr = self.config["scr"]
+        providers = resolve_providers(provider, self.folder / self.model_config["select"]["filename"])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.sessions = {}
+        for name, spec in (("vision", self.model_config["vision"]), ("embedding", self.model_config["embedding"]),
+                           ("head", self.model_config["decoder"]["head"]),
+                           ("tail", self.model_config["decoder"]["tail"]), ("select", self.model_config["select"])):
+            path = self.folder / spec["filename"]
+            if not path.is_file():
+                raise ModelLoadError(f"{path} is missing; export the folder again")
+            self.sessions[name] = ort.InferenceSession(str(path), options, providers=providers)
+        active = self.sessions["head"].get_providers()
+        self.device = "cuda" if "CUDAExecutionProvider" in active else "cpu"
+        self.providers = active
+        self.processor = self._load_processor()
+        decoder = self.model_config["decoder"]
+        self.kv_shape = (decoder["num_key_value_heads"], decoder["head_size"])
+        self.dtype = np.float16 if self.model_config["dtype"] == "float16" else np.float32
+        self.head_layers = range(decoder["head"]["layers"][0], decoder["head"]["layers"][1] + 1)
+        self.tail_layers = range(decoder["tail"]["layers"][0], decoder["tail"]["layers"][1] + 1)
+        self.tail_has_scr = "scr_map" in decoder["tail"]["inputs"]
+        self.eos = set(self.model_config["eos_token_id"])
+        self.pad = int(self.model_config["pad_token_id"])
+
+    def _load_processor(self):
+        from transformers import AutoProcessor
+
+        rule = self.model_config["processor"]
+        try:
+            return AutoProcessor.from_pretrained(self.folder, backend=rule.get("backend", "pil"))
+        except Exception as err:  # noqa: BLE001  (transformers raises many kinds)
+            raise ModelLoadError(f"cannot load the processor files in {self.folder}: {err}") from err
+
+    # -- public ------------------------------------------------------------------------
+    def caption(self, images, prompt: str | Sequence[str] | None = None, scr="config", max_new_tokens: int = 64,
+                k: int | None = None) -> list[GenerationResult]:
+        """Greedy captions; ``scr``: ``"config"`` (diagnose, then SCR with the exported λ and layers),
+        a ``RedistributionPlan`` or one per prompt, or ``None`` (vanilla). ``k``: sources per grid."""
+        return self.generate(images, prompt, scr=scr, max_new_tokens=max_new_tokens, k=k)
+
+    def diagnose(self, images, prompt: str | Sequence[str] | None = None, k: int | None = None) -> list[Diagnosis]:
+        """The diagnostic pass alone: maps per grid, entropy and the plan, one ``Diagnosis`` per prompt."""
+        batch = self.prepare(images, prompt)
+        diagnoses, _ = self._diagnose(batch, self._k(k))
+        return diagnoses
+
+    def prepare(self, images, prompt: str | Sequence[str] | None = None) -> _Prepared:
+        """Processor and vision graph once; the result feeds ``diagnose`` and ``generate``."""
+        start = time.perf_counter()
+        per_prompt = _group_images(images)
+        prompt = CAPTION_PROMPT if prompt is None else prompt
+        prompts = [prompt] * len(per_prompt) if isinstance(prompt, str) else list(prompt)
+        if len(prompts) != len(per_prompt):
+            raise InputError(f"got {len(prompts)} prompts for {len(per_prompt)} images")
+        for p in prompts:
+            check_prompt(p)
+            typed = sorted(t for t in self._reserved_tokens() if t in p)
+            if typed:
+                raise InputError(f"the prompt contains the model's image token {typed[0]!r}; SCR inserts the image "
+                                 "itself, so remove it from the prompt")
+        texts = [self._format(p, len(imgs)) for p, imgs in zip(prompts, per_prompt)]
+        flat = [img for imgs in per_prompt for img in imgs]
+        inputs = self.processor(images=flat, text=texts, return_tensors="np", padding=True, padding_side="left")
+        input_ids = np.asarray(inputs["input_ids"], dtype=np.int64)
+        mask = np.asarray(inputs["attention_mask"], dtype=np.int64)
+        layout = locate(self.model_config["layout"], input_ids, inputs.get("image_grid_thw"))
+        vision = self.sessions["vision"]
+        feeds = {}
+        for spec in vision.get_inputs():
+            value = np.asarray(inputs[spec.name])
+            feeds[spec.name] = value.astype(np.float16 if "float16" in spec.type else np.float32) \
+                if value.dtype.kind == "f" else value.astype(np.int64)
+        features = self._run("vision", feeds, ["image_features"])["image_features"]
+        return _Prepared(input_ids, mask, features, layout, tuple(prompts), (time.perf_counter() - start) * 1000)
+
+    def generate(self, images, prompt=None, scr="config", max_new_tokens: int = 64,
+                 k: int | None = None) -> list[GenerationResult]:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be an integer >= 1 (got {max_new_tokens!r})")
+        batch = images if isinstance(images, _Prepared) else self.prepare(images, prompt)
+        layout = batch.layout
+        context = self.model_config.get("context_length")
+        if context and layout.seq_len + max_new_tokens > context:
+            raise InputError(f"the prompt takes {layout.seq_len} tokens (image included) and up to {max_new_tokens} "
+                             f"new tokens are asked for, but the model's context is {context} positions")
+        diagnoses: list[Diagnosis | None] = [None] * layout.batch_size
+        diagnostic_ms = 0.0
+        if scr == "config" or scr is True:
+            diagnoses, diagnostic_ms = self._diagnose(batch, self._k(k))
+            plans = [d.plan for d in diagnoses]
+        elif scr is None or scr is False:
+            plans = None
+        else:
+            plans = [scr] if isinstance(scr, RedistributionPlan) else list(scr)
+        if plans is not None:
+            arrays = plan_arrays(plans, layout)
+            if arrays.lam != float(self.scr["lam"]) or tuple(arrays.hook_layers) != tuple(self.scr["hook_layers"]):
+                raise ConfigError(f"the plans use lam={arrays.lam}, hook layers {list(arrays.hook_layers)}, but λ and "
+                                  f"the hook layers are baked into this export (lam={self.scr['lam']}, hook layers "
+                                  f"{self.scr['hook_layers']}); export again with --lam / --hook-layers")
+            positions, scr_map = arrays.visual_positions, arrays.scr_map
+        else:
+            positions = visual_positions([layout.grids_of(s) for s in range(layout.batch_size)])
+            scr_map = np.full(positions.shape, -1, dtype=np.int64)
+        tokens, steps = self._greedy(batch, positions, scr_map, max_new_tokens)
+        texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
+        decode = steps[1:]
+        timings = Timings(vision_ms=batch.vision_ms, diagnostic_ms=diagnostic_ms, prefill_ms=steps[0],
+                          decode_ms_per_token=sum(decode) / len(decode) if decode else 0.0,
+                          new_tokens=int(tokens.shape[1]))
+        return [GenerationResult(texts[i].strip(), tuple(int(t) for t in tokens[i]), plans[i] if plans else None,
+                                 diagnoses[i], timings) for i in range(layout.batch_size)]
+
+    # -- the passes ----------------------------------------------------------------------
+    def _diagnose(self, batch: _Prepared, k: int) -> tuple[list[Diagnosis], float]:
+        start = time.perf_counter()
+        layout = batch.layout
+        grids = [layout.grids_of(s) for s in range(layout.batch_size)]
+        positions = visual_positions(grids)
+        query = self._query_start(layout)
+        embeds = self._embed(batch.input_ids, batch.features)
+        head = self._run("head", {**self._step_inputs(embeds, batch.attention_mask, self._positions(batch), None,
+                                                      self.head_layers),
+                                  "visual_positions": positions, "scr_map": np.full_like(positions, -1),
+                                  "query_start": query}, ["scr_scores"])
+        scores_value = head["scr_scores"]
+        scores = scores_value.numpy().astype(np.float32)
+        for grids_of in grids:
+            for grid in grids_of:
+                interior = (grid.height - 2) * (grid.width - 2) if self.scr["exclude_border"] else grid.height * grid.width
+                if k > interior:
+                    raise ConfigError(f"k={k} exceeds the {interior} candidate patches of the {grid.height}x"
+                                      f"{grid.width} grid; lower k")
+        shape, budgets = grid_inputs(grids, [[k] * len(g) for g in grids])
+        scr_map = self._run("select", {"scores": scores_value, "grid_shape": shape, "budgets": budgets},
+                            ["scr_map"])["scr_map"].numpy()
+        diagnoses = []
+        for sample, grids_of in enumerate(grids):
+            plan = plan_from_map(scr_map[sample], scores[sample], grids_of, self.scr["lam"], self.scr["hook_layers"])
+            maps, offset = [], 0
+            for grid in grids_of:
+                maps.append(scores[sample, offset:offset + grid.height * grid.width].reshape(grid.height, grid.width))
+                offset += grid.height * grid.width
+            for grid_plan in plan.grids:
+                if grid_plan.num_sources < k:
+                    warnings.warn(f"only {grid_plan.num_sources} of k={k} sources fit on the {grid_plan.height}x"
+                                  f"{grid_plan.width} grid (neighbour claims exhausted the candidates)", stacklevel=3)
+            diagnoses.append(Diagnosis(tuple(maps), _entropy(np.concatenate([m.ravel() for m in maps])), plan,
+                                       grids_of))
+        return diagnoses, (time.perf_counter() - start) * 1000
+
+    def _greedy(self, batch: _Prepared, positions: np.ndarray, scr_map: np.ndarray, max_new_tokens: int):
+        """Prefill with the plan, then greedy decode; returns (new tokens [B, n], milliseconds per forward)."""
+        steps = []
+        start = time.perf_counter()
+        mask = batch.attention_mask
+        position_ids = self._positions(batch)
+        embeds = self._embed(batch.input_ids, batch.features)
+        past = None
+        no_features = self._empty_features()
+        empty = np.zeros((mask.shape[0], 0), dtype=np.int64)
+        generated = []
+        self.last_step_logits = []  # next-token logits of every step of the last call (parity checks)
+        unfinished = np.ones(mask.shape[0], dtype=bool)
+        plan_inputs = {"visual_positions": positions, "scr_map": scr_map}
+        for step in range(max_new_tokens):
+            head_out = self._run("head", {**self._step_inputs(embeds, mask, position_ids, past, self.head_layers),
+                                          **plan_inputs, "query_start": np.zeros(mask.shape[0], np.int64)},
+                                 ["hidden_state", *self._present_names(self.head_layers)])
+            tail_feeds = self._step_inputs(head_out["hidden_state"], mask, position_ids, past, self.tail_layers,
+                                           first="hidden_state")
+            if self.tail_has_scr:
+                tail_feeds.update(plan_inputs)
+            tail_out = self._run("tail", tail_feeds, ["logits", *self._present_names(self.tail_layers)])
+            logits = tail_out["logits"].numpy()[:, -1, :]
+            self.last_step_logits.append(logits)
+            token = np.argmax(logits, axis=-1).astype(np.int64)
+            token = np.where(unfinished, token, self.pad)
+            generated.append(token)
+            unfinished &= ~np.isin(token, list(self.eos))
+            steps.append((time.perf_counter() - start) * 1000)
+            if not unfinished.any() or step == max_new_tokens - 1:
+                break
+            start = time.perf_counter()
+            past = {**head_out, **tail_out}
+            mask = np.concatenate([mask, np.ones((mask.shape[0], 1), np.int64)], axis=1)
+            position_ids = self._next_positions(position_ids)
+            embeds = self._embed(token[:, None], no_features)
+            plan_inputs = {"visual_positions": empty, "scr_map": empty}  # decode: nothing to edit
+        return np.stack(generated, axis=1), steps
+
+    # -- helpers -------------------------------------------------------------------------
+    def _run(self, name: str, feeds: dict, outputs: list[str]) -> dict:
+        """One session run with IO binding: inputs and outputs stay on the session's device."""
+        session = self.sessions[name]
+        binding = session.io_binding()
+        for key, value in feeds.items():
+            if isinstance(value, np.ndarray):
+                value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), self.device, 0)
+            binding.bind_ortvalue_input(key, value)
+        for key in outputs:
+            binding.bind_output(key, self.device)
+        session.run_with_iobinding(binding)
+        return dict(zip(outputs, binding.get_outputs()))
+
+    def _embed(self, input_ids: np.ndarray, features):
+        return self._run("embedding", {"input_ids": input_ids, "image_features": features},
+                         ["inputs_embeds"])["inputs_embeds"]
+
+    def _empty_features(self):
+        width = self.model_config["decoder"]["hidden_size"]
+        return np.zeros((0, width), dtype=self.dtype)
+
+    def _step_inputs(self, embeds, mask, position_ids, past, layers, first: str = "inputs_embeds") -> dict:
+        feeds = {first: embeds, "attention_mask": mask, "position_ids": position_ids}
+        batch = mask.shape[0]
+        for i in layers:
+            for kind in ("key", "value"):
+                if past is None:
+                    feeds[f"past_key_values.{i}.{kind}"] = np.zeros((batch, *self.kv_shape[:1], 0, self.kv_shape[1]),
+                                                                    dtype=self.dtype)
+                else:
+                    feeds[f"past_key_values.{i}.{kind}"] = past[f"present.{i}.{kind}"]
+        return feeds
+
+    @staticmethod
+    def _present_names(layers) -> list[str]:
+        return [f"present.{i}.{kind}" for i in layers for kind in ("key", "value")]
+
+    def _positions(self, batch: _Prepared) -> np.ndarray:
+        """Position ids of the prompt as ``generate`` builds them: cumsum of the mask − 1, padding at 0."""
+        position = np.cumsum(batch.attention_mask, axis=1) - 1
+        return np.where(batch.attention_mask == 0, 0, position).astype(np.int64)
+
+    @staticmethod
+    def _next_positions(position_ids: np.ndarray) -> np.ndarray:
+        return position_ids[..., -1:] + 1
+
+    def _query_start(self, layout: VisualLayout) -> np.ndarray:
+        if self.scr.get("query", "post_image") == "last":
+            return np.full(layout.batch_size, layout.seq_len - 1, dtype=np.int64)
+        starts = np.array([layout.text_query_start(s) for s in range(layout.batch_size)], dtype=np.int64)
+        if (starts >= layout.seq_len).any():
+            raise InputError("a prompt has no text after its image; SCR reads the attention of post-image text tokens")
+        return starts
+
+    def _k(self, k: int | None) -> int:
+        k = self.scr["k"] if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"k must be a positive integer (got {k!r})")
+        return k
+
+    def _format(self, prompt: str, num_images: int) -> str:
+        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
+        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+
+    def _reserved_tokens(self) -> set[str]:
+        found = set()
+        for name in ("image_token", "video_token", "start_image_token", "end_image_token", "boi_token", "eoi_token",
+                     "vision_start_token", "vision_end_token"):
+            value = getattr(self.processor, name, None)
+            if isinstance(value, str) and value.strip():
+                found.add(value)
+        return found
+
+
+def _entropy(values: np.ndarray) -> float:
+    """Shannon entropy (nats) of the map renormalised to sum 1 (as ``scr_core.diagnosis.entropy_nats``)."""
+    p = np.asarray(values, dtype=np.float64).ravel()
+    total = p.sum()
+    if total <= 0:
+        return float("nan")
+    p = p[p > 0] / total
+    return float(-(p * np.log(p)).sum())
+
+
+def _group_images(images) -> list[list]:
+    if images is None:
+        raise InputError("no image given")
+    if not isinstance(images, (list, tuple)):
+        images = [images]
+    if not images:
+        raise InputError("no image given")
+    grouped = [list(item) if isinstance(item, (list, tuple)) else [item] for item in images]
+    if any(not group for group in grouped):
+        raise InputError("every prompt needs at least one image")
+    return [[load_image(img) for img in group] for group in grouped]
