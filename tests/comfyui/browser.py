@@ -46,11 +46,21 @@ ARRANGE = """
     return (depth[n.id] = d);
   };
   const rows = {};
+  const widths = {};
+  for (const n of nodes) {
+    const sizes = {PreviewImage: [420, 480], LoadImage: [320, 360], SCRCaptionCompare: [560, 420],
+                   SCRCaption: [440, 420], SCRDiagnose: [420, 300], SCRSaveCaptions: [400, 260]};
+    if (sizes[n.type]) n.size = sizes[n.type];
+    const size = n.computeSize ? n.computeSize() : n.size;
+    n.size = [Math.max(n.size[0], size[0]), Math.max(n.size[1], size[1])];
+    widths[of(n)] = Math.max(widths[of(n)] || 0, n.size[0]);
+  }
+  const left = (d) => { let x = 40; for (let i = 0; i < d; i++) x += (widths[i] || 0) + 80; return x; };
   for (const n of [...nodes].sort((a, b) => a.id - b.id)) {
     const d = of(n);
-    const row = (rows[d] = (rows[d] || 0));
-    n.pos = [40 + d * 420, 40 + row];
-    rows[d] = row + n.size[1] + 80;
+    const row = (rows[d] = (rows[d] || 60));
+    n.pos = [left(d), row];
+    rows[d] = row + n.size[1] + 70;
   }
   window.app.graph.setDirtyCanvas(true, true);
 }

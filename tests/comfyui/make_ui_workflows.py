@@ -16,6 +16,15 @@ from .server import ROOT, ComfyServer, comfyui_dir
 TWINS = Path(__file__).parent / "workflows"
 
 
+def without_nulls(value):
+    """JavaScript's ``undefined`` arrives as None; the frontend's schema rejects such keys, so drop them."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as base:
         server = ComfyServer(comfyui_dir(), Path(base)).start()
@@ -25,10 +34,10 @@ def main() -> None:
                     page.evaluate("(api) => window.app.loadApiJson(api)", json.loads(twin.read_text()))
                     page.wait_for_timeout(500)
                     page.evaluate(ARRANGE)
-                    ui = page.evaluate("() => window.app.graph.serialize()")
+                    ui = without_nulls(page.evaluate("() => window.app.graph.serialize()"))
                     for node in ui["nodes"]:  # seeds stay fixed: greedy captions are cached, not re-run
-                        node["widgets_values"] = ["fixed" if v == "randomize" else v
-                                                  for v in node.get("widgets_values") or []] or node.get("widgets_values")
+                        if "widgets_values" in node:
+                            node["widgets_values"] = ["fixed" if v == "randomize" else v for v in node["widgets_values"]]
                     target = ROOT / "workflows" / twin.name.replace(".api.json", ".json")
                     target.write_text(json.dumps(ui, indent=1) + "\n")
                     print(f"wrote {target}")
