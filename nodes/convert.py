@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from scr_core.errors import InputError
+from scr_core import InputError
 
 
 def tensor_to_pils(image) -> list[Image.Image]:

@@ -13,9 +13,7 @@ from pathlib import Path
 
 from comfy_api.latest import ComfyExtension, io, ui
 
-from scr_core.config import parse_layer_ranges
-from scr_core.errors import SCRError
-from scr_core.prompts import CAPTION_PROMPT
+from scr_core import CAPTION_PROMPT, SCRError, parse_layer_ranges
 
 from .convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
 from .paths import caption_targets, list_images, write_captions
@@ -53,8 +51,7 @@ def model_choices() -> list[str]:
 
 def model_path(choice: str, path: str, download: bool) -> str:
     """The folder to load: the free path when given, else the combo's choice."""
-    from scr_core.defaults import default_model
-    from scr_core.errors import ModelLoadError
+    from scr_core import ModelLoadError, default_model
 
     text = (path or "").strip()
     if text:
@@ -72,7 +69,7 @@ def model_path(choice: str, path: str, download: bool) -> str:
 
 
 def _missing(text: str) -> str:
-    from scr_core.errors import ModelLoadError
+    from scr_core import ModelLoadError
 
     raise ModelLoadError(f"model folder not found: {text}. For a hub id (owner/name), turn on download_from_hub "
                          "(the model is then saved under models/LLM)")
@@ -80,7 +77,7 @@ def _missing(text: str) -> str:
 
 def _download(repo_id: str) -> str:
     """Download a hub model into models/LLM/<name> — only when the user asked, and never offline."""
-    from scr_core.errors import ModelLoadError
+    from scr_core import ModelLoadError
 
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         raise ModelLoadError(f"{repo_id}: HF_HUB_OFFLINE is set, so nothing is downloaded; put the model folder "
@@ -100,7 +97,7 @@ def _download(repo_id: str) -> str:
 # -- nodes -------------------------------------------------------------------------------------
 def _family_inputs() -> list:
     """One optional widget per option the adapters declare (0 = the family's default)."""
-    from scr_core.adapters import declared_options
+    from scr_core import declared_options
 
     widgets = []
     for name, (option, families) in declared_options().items():
@@ -138,9 +135,7 @@ class LoadVLM(io.ComfyNode):
                 **family) -> io.NodeOutput:
         import comfy.model_management as mm
 
-        from scr_core.adapters import declared_options
-        from scr_core.loading import LoadOptions
-        from scr_core.pipeline import SCRPipeline
+        from scr_core import LoadOptions, SCRPipeline, declared_options
 
         from .memory import VLMHandle
 
@@ -196,7 +191,7 @@ class Settings(io.ComfyNode):
 
 
 def _instruction(text: str) -> str:
-    from scr_core.prompts import check_prompt
+    from scr_core import check_prompt
 
     return check_prompt(text)
 
@@ -270,7 +265,7 @@ def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, tempe
     import comfy.model_management as mm
     from transformers import set_seed
 
-    from scr_core.errors import GenerationInterrupted
+    from scr_core import GenerationInterrupted
 
     total = total or len(pictures) * max_new_tokens
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sample else {}
@@ -359,8 +354,7 @@ class CaptionCompare(io.ComfyNode):
         import comfy.model_management as mm
         import comfy.utils
 
-        from scr_core import SCRConfig
-        from scr_core.errors import GenerationInterrupted
+        from scr_core import GenerationInterrupted, SCRConfig
 
         pictures = tensor_to_pils(image)
         bar = comfy.utils.ProgressBar(2 * len(pictures) * max_new_tokens)
@@ -407,7 +401,7 @@ class LoadImageFolder(io.ComfyNode):
 
     @classmethod
     def execute(cls, folder, filter, recursive, limit) -> io.NodeOutput:
-        from scr_core.images import load_image
+        from scr_core import load_image
 
         paths = list_images(folder, filter, recursive, limit)
         images = [pils_to_tensor([load_image(p)]) for p in paths]

@@ -13,8 +13,7 @@ import fnmatch
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from scr_core.errors import InputError
-from scr_core.outputs import write_atomically
+from scr_core import InputError, write_atomically
 
 IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.webp", "*.bmp", "*.gif", "*.tif", "*.tiff")
 

@@ -10,19 +10,26 @@ Public API (everything the CLI, the ComfyUI nodes and the ONNX exporter use):
 * results — ``Diagnosis``, ``GenerationResult``, ``Timings``;
 * ``render_heatmap`` — a diagnosis drawn over its images, as an RGB array;
 * adapters' declared options — ``AdapterOption``, ``declared_options``;
+* input and output helpers the shells share with the CLI — ``load_image``, ``check_prompt``,
+  ``CAPTION_PROMPT``, ``parse_layer_ranges``, ``check_new_file``, ``write_atomically``,
+  ``default_model`` (the bundled testbed);
 * the ``SCRError`` family.
 
 Everything except ``SCRPipeline``, ``PreparedBatch``, ``AdapterOption`` and ``declared_options``
 imports without torch (the onnxruntime path uses the same plan and result types).
 """
 
-from .config import SCRConfig
+from .config import SCRConfig, parse_layer_ranges
+from .defaults import default_model
 from .errors import (ConfigError, DataError, GenerationInterrupted, InputError, LayoutError, ModelLoadError,
                      ReleasedError, SCRError, UnsupportedModelError)
 from .heatmap import render_heatmap, save_heatmap
+from .images import load_image
 from .layout import VisualGrid, VisualLayout
 from .loading import LoadOptions
+from .outputs import check_new_file, write_atomically
 from .plan import GridPlan, PlanArrays, RedistributionPlan, plan_arrays
+from .prompts import CAPTION_PROMPT, check_prompt
 from .results import Diagnosis, GenerationResult, Timings
 
 __version__ = "0.1.0"
@@ -30,7 +37,8 @@ __version__ = "0.1.0"
 __all__ = [
     "SCRConfig", "SCRPipeline", "PreparedBatch", "LoadOptions", "RedistributionPlan", "GridPlan", "PlanArrays",
     "plan_arrays", "VisualLayout", "VisualGrid", "Diagnosis", "GenerationResult", "Timings", "render_heatmap",
-    "save_heatmap", "AdapterOption", "declared_options",
+    "save_heatmap", "AdapterOption", "declared_options", "load_image", "check_prompt", "CAPTION_PROMPT",
+    "parse_layer_ranges", "check_new_file", "write_atomically", "default_model",
     "SCRError", "ConfigError", "InputError", "ModelLoadError", "UnsupportedModelError", "LayoutError", "DataError",
     "GenerationInterrupted", "ReleasedError",
 ]
