@@ -13,8 +13,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.append(_HERE)
 
-from .nodes import comfy_entrypoint  # noqa: E402
-
 WEB_DIRECTORY = "./web"  # shows captions and reports on the nodes (web/scr_text.js)
 
-__all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]
+if __package__:  # ComfyUI imports the folder as a package; test runners may import this file alone
+    from .nodes import comfy_entrypoint  # noqa: E402
+
+    __all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]

@@ -9,6 +9,7 @@ with ``**kwargs``) skips ComfyUI's own min/max and combo checks.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from comfy_api.latest import ComfyExtension, io, ui
@@ -259,13 +260,24 @@ def _generate_inputs() -> list:
     ]
 
 
+@contextmanager
+def _interruptible():
+    """Yields ComfyUI's interrupt check for ``should_stop``; a stop becomes ComfyUI's own interrupt."""
+    import comfy.model_management as mm
+
+    from scr_core import GenerationInterrupted
+
+    try:
+        yield mm.processing_interrupted
+    except GenerationInterrupted:
+        mm.throw_exception_if_processing_interrupted()
+        raise
+
+
 def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, temperature, top_p, seed, bar,
                  offset=0, total=None):
     """Caption each picture (one at a time: any sizes), reporting tokens to ``bar`` and stopping on interrupt."""
-    import comfy.model_management as mm
     from transformers import set_seed
-
-    from scr_core import GenerationInterrupted
 
     total = total or len(pictures) * max_new_tokens
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sample else {}
@@ -277,14 +289,11 @@ def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, tempe
     for index, picture in enumerate(pictures):
         start = offset + index * max_new_tokens
         set_seed(seed + index)
-        try:
+        with _interruptible() as stop:
             result = pipe.caption(picture, instruction, scr=plans[index] if plans is not None else scr,
-                                  max_new_tokens=max_new_tokens, should_stop=mm.processing_interrupted,
+                                  max_new_tokens=max_new_tokens, should_stop=stop,
                                   progress=lambda step, n, start=start: bar.update_absolute(start + step, total),
                                   **sampling)[0]
-        except GenerationInterrupted:
-            mm.throw_exception_if_processing_interrupted()
-            raise
         texts.append(result.text)
     return texts
 
@@ -351,10 +360,9 @@ class CaptionCompare(io.ComfyNode):
 
     @classmethod
     def execute(cls, vlm, image, instruction, max_new_tokens, scr_config=None) -> io.NodeOutput:
-        import comfy.model_management as mm
         import comfy.utils
 
-        from scr_core import GenerationInterrupted, SCRConfig
+        from scr_core import SCRConfig
 
         pictures = tensor_to_pils(image)
         bar = comfy.utils.ProgressBar(2 * len(pictures) * max_new_tokens)
@@ -364,14 +372,10 @@ class CaptionCompare(io.ComfyNode):
             diagnoses = pipe.diagnose(batch, config=scr_config or SCRConfig())
             for phase, (texts, plans) in enumerate(((vanilla, None), (scr, [d.plan for d in diagnoses]))):
                 start = phase * len(pictures) * max_new_tokens
-                try:
-                    results = pipe.caption(batch, scr=plans, max_new_tokens=max_new_tokens,
-                                           should_stop=mm.processing_interrupted,
+                with _interruptible() as stop:
+                    results = pipe.caption(batch, scr=plans, max_new_tokens=max_new_tokens, should_stop=stop,
                                            progress=lambda s, n, start=start: bar.update_absolute(
                                                start + s * len(pictures), bar.total))
-                except GenerationInterrupted:
-                    mm.throw_exception_if_processing_interrupted()
-                    raise
                 texts.extend(r.text for r in results)
         side = "\n\n".join(f"image {i}\n  vanilla: {v}\n  SCR:     {s}" for i, (v, s) in enumerate(zip(vanilla, scr)))
         return io.NodeOutput(vanilla, scr, side, _heatmaps(batch, diagnoses), ui=ui.PreviewText(side))
