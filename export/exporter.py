@@ -76,6 +76,13 @@ class ExportOptions:
             raise UnsupportedModelError(
                 f"ONNX export does not support {model_type!r} models; it exports: {', '.join(sorted(FAMILIES))}"
             )
+        from scr_core.loading import decoder_depth
+
+        depth = decoder_depth(self.model)
+        for name, layers in (("diag_layers", self.diag_layers), ("hook_layers", self.hook_layers)):
+            if depth is not None and layers is not None and max(layers) >= depth:
+                raise ConfigError(f"{name}={list(layers)} reaches layer {max(layers)}, but the model has only {depth} "
+                                  f"decoder layers (0..{depth - 1})")
         check_output_folder(self.out, self.overwrite)
 
 

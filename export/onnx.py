@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         warnings.filterwarnings("ignore")
         logging.getLogger("torch").setLevel(logging.ERROR)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # errors stay one line; the exporter prints its own stages
     try:
         export(options, progress=lambda message: print(f"[export] {message}", flush=True))
     except SCRError as err:

@@ -1,0 +1,235 @@
+"""LLaVA exported to ONNX and run by onnxruntime, against the PyTorch pipeline.
+
+One tiny random LLaVA checkpoint (the shared ``tiny_llava_dir``) is exported once per session;
+the PyTorch side is ``scr_core`` itself: ``SCRPipeline.diagnose`` for maps and plans, and the
+model's ``generate`` under ``scr_core``'s redistribution hooks for logits and tokens. Both sides
+use the PIL image processor (onnx.md §8: the torchvision one differs by up to 0.015).
+"""
+
+from __future__ import annotations
+
+import importlib.machinery  # noqa: F401  (used by the torch-free child process's code below)
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from export.exporter import ExportOptions, export
+from export.onnx import main as export_main
+from export.run import main as run_main
+from export.runtime import OnnxVLM
+from scr_core import SCRPipeline
+from scr_core.redistribution import BatchEdit, redistribution
+
+ROOT = Path(__file__).resolve().parent.parent
+GRAPHS = ("vision", "embedding", "decoder_head", "decoder_tail", "select")
+NEW_TOKENS = 20
+
+
+@pytest.fixture(scope="session")
+def llava_onnx(tmp_path_factory, tiny_llava_dir) -> Path:
+    out = tmp_path_factory.mktemp("onnx") / "llava"
+    return export(ExportOptions(model=tiny_llava_dir, out=out))
+
+
+@pytest.fixture(scope="session")
+def llava_vlm(llava_onnx) -> OnnxVLM:
+    return OnnxVLM(llava_onnx, provider="cpu")
+
+
+@pytest.fixture(scope="session")
+def llava_pil_pipe(tiny_llava_dir) -> SCRPipeline:
+    return SCRPipeline.from_pretrained(tiny_llava_dir, processor_kwargs={"backend": "pil"})
+
+
+def torch_reference(pipe: SCRPipeline, images, prompt, plans, max_new_tokens: int = NEW_TOKENS):
+    """(new tokens [B, n], next-token logits per step) of HF ``generate`` under scr_core's hooks."""
+    batch = pipe.prepare(images, prompt)
+    edit = BatchEdit.build(plans, batch.layout) if plans else None
+    layers = plans[0].hook_layers if plans else ()
+    with redistribution(pipe.adapter.decoder_layers(), layers, edit), torch.no_grad():
+        out = pipe.model.generate(**batch.inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                  output_logits=True, return_dict_in_generate=True)
+    return out.sequences[:, batch.layout.seq_len:].numpy(), [step.float().numpy() for step in out.logits]
+
+
+def assert_parity(vlm: OnnxVLM, results, tokens, logits, atol: float = 1e-4) -> None:
+    assert [r.token_ids for r in results] == [tuple(int(t) for t in row) for row in tokens]
+    assert len(vlm.last_step_logits) == len(logits)
+    for step, (ours, theirs) in enumerate(zip(vlm.last_step_logits, logits)):
+        np.testing.assert_allclose(ours, theirs, atol=atol, rtol=0, err_msg=f"step {step}")
+
+
+def test_export_folder_holds_every_weight_once(llava_onnx, tiny_llava_dir):
+    config = json.loads((llava_onnx / "scr_config.json").read_text())
+    decoder, scr = config["model"]["decoder"], config["scr"]
+    assert decoder["head"]["layers"] == [0, max(scr["diag_layers"])] == [0, 9]
+    assert decoder["tail"]["layers"] == [10, 17] and scr["hook_layers"] == [0, 1, 2, 3, 4, 5, 6]
+    assert scr["opset_import"] == {"ai.scr": 1} and config["model"]["layout"]["grid"] == [8, 8]
+    models = {name: onnx.load(str(llava_onnx / f"{name}.onnx")) for name in GRAPHS}
+    for name, model in models.items():
+        onnx.checker.check_model(model, full_check=True)
+        assert model.ir_version <= 10, name
+    head_ops = [n for n in models["decoder_head"].graph.node if n.domain == "ai.scr"]
+    assert len(head_ops) == 7 and not [n for n in models["decoder_tail"].graph.node if n.domain == "ai.scr"]
+    assert {f.name for f in models["decoder_head"].functions} >= {"SpatialCreditRedistribution"}
+    # every weight is stored once: the four graphs hold the checkpoint's parameters, head and tail share none
+    big = {name: [numpy_helper.to_array(t) for t in m.graph.initializer if np.prod(t.dims) >= 256]
+           for name, m in models.items()}
+    head_bytes = {a.tobytes() for a in big["decoder_head"]}
+    assert not [a for a in big["decoder_tail"] if a.tobytes() in head_bytes]
+    pipe = SCRPipeline.from_pretrained(tiny_llava_dir)
+    text = pipe.adapter.language_model()
+    parameters = sum(p.numel() for p in [*text.parameters(), *pipe.model.get_output_embeddings().parameters()])
+    stored = sum(int(np.prod(t.dims)) for name in ("embedding", "decoder_head", "decoder_tail")
+                 for t in models[name].graph.initializer)
+    # ±1 %: the optimiser merges identical constants (the ones-initialised norm weights) and adds a few
+    assert 0.99 * parameters <= stored <= 1.01 * parameters
+    # batch, sequence and past length stay symbolic
+    for name in ("inputs_embeds", "past_key_values.0.key"):
+        dims = next(i for i in models["decoder_head"].graph.input if i.name == name).type.tensor_type.shape.dim
+        assert dims[0].dim_param and dims[2 if "past" in name else 1].dim_param
+
+
+def test_diagnosis_matches_pipeline(llava_vlm, llava_pil_pipe, images):
+    ours = llava_vlm.diagnose(images[:2])
+    theirs = llava_pil_pipe.diagnose(images[:2])
+    for a, b in zip(ours, theirs):
+        assert a.plan == b.plan and a.plan.grids[0].num_sources > 0
+        for map_a, map_b in zip(a.maps, b.maps):
+            np.testing.assert_allclose(map_a, map_b, atol=1e-5, rtol=0)
+        assert a.entropy == pytest.approx(b.entropy, abs=1e-5)
+
+
+@pytest.mark.parametrize("scr", [True, False], ids=["scr", "vanilla"])
+def test_logits_and_tokens_match_pytorch(llava_vlm, llava_pil_pipe, images, scr):
+    prompt = "Describe the image."
+    plans = [d.plan for d in llava_pil_pipe.diagnose(images[0], prompt)] if scr else None
+    tokens, logits = torch_reference(llava_pil_pipe, images[0], prompt, plans)
+    results = llava_vlm.caption(images[0], prompt, scr="config" if scr else None, max_new_tokens=NEW_TOKENS)
+    assert_parity(llava_vlm, results, tokens, logits)
+    assert (results[0].plan == plans[0]) if scr else results[0].plan is None
+    assert results[0].timings.new_tokens == tokens.shape[1] and results[0].timings.prefill_ms > 0
+
+
+def test_left_padded_batch_of_two(llava_vlm, llava_pil_pipe, images):
+    prompts = ["Describe the image.", "Is there a red cat on the left of the large blue square?"]
+    diagnoses = llava_pil_pipe.diagnose(images[:2], prompts)
+    tokens, logits = torch_reference(llava_pil_pipe, images[:2], prompts, [d.plan for d in diagnoses])
+    results = llava_vlm.caption(images[:2], prompts, max_new_tokens=NEW_TOKENS)
+    assert llava_vlm.prepare(images[:2], prompts).attention_mask[0, 0] == 0  # really left-padded
+    assert [r.plan for r in results] == [d.plan for d in diagnoses]
+    assert_parity(llava_vlm, results, tokens, logits)
+
+
+def test_scr_changes_the_output(llava_vlm, images):
+    """The ai.scr nodes really act: the SCR prefill logits differ from the vanilla ones."""
+    llava_vlm.caption(images[1], max_new_tokens=1)
+    with_scr = llava_vlm.last_step_logits[0]
+    llava_vlm.caption(images[1], scr=None, max_new_tokens=1)
+    assert np.abs(with_scr - llava_vlm.last_step_logits[0]).max() > 1e-3
+
+
+def test_lam_one_export_equals_vanilla_and_overwrite(tmp_path, images, capsys):
+    """The bundled testbed (the default --model) exported by the CLI with --lam 1.0: SCR = vanilla."""
+    out = tmp_path / "lam1"
+    out.mkdir()
+    (out / "stale.txt").write_text("old export")
+    assert export_main(["--out", str(out), "--lam", "1.0", "--overwrite"]) == 0
+    assert not (out / "stale.txt").exists() and "exporting decoder_head.onnx" in capsys.readouterr().out
+    vlm = OnnxVLM(out, provider="cpu")
+    scr = vlm.caption(images[2], max_new_tokens=8)
+    scr_logits = vlm.last_step_logits
+    vanilla = vlm.caption(images[2], scr=None, max_new_tokens=8)
+    assert scr[0].plan.grids[0].num_sources > 0 and scr[0].token_ids == vanilla[0].token_ids
+    for a, b in zip(scr_logits, vlm.last_step_logits):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lam1"]  # no temporary folder left
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_refusals_leave_nothing_behind(tmp_path, tiny_llava_dir, capsys):
+    other = tmp_path / "bert"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny_llava_dir / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"not a weights file")
+    cases = [
+        (["--model", str(broken), "--out", str(tmp_path / "e")], "cannot load"),  # fails inside the export
+        (["--model", str(other), "--out", str(tmp_path / "a")], "does not support 'bert'"),
+        (["--model", str(tiny_llava_dir), "--out", str(other)], "exists; pass --overwrite"),
+        (["--model", str(tiny_llava_dir), "--out", "/proc/scr-export"], "not writable"),
+        (["--model", str(tiny_llava_dir), "--out", str(tmp_path / "b"), "--hook-layers", "30-31"], "hook_layers"),
+        (["--model", str(tmp_path / "missing"), "--out", str(tmp_path / "c")], "no config.json"),
+        (["--out", str(tmp_path / "d"), "--dtype", "fp8"], None),
+    ]
+    for argv, message in cases:
+        if message is None:
+            with pytest.raises(SystemExit) as stop:
+                export_main(argv)
+            assert stop.value.code == 2
+            continue
+        assert export_main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err, err
+    assert _leftovers(tmp_path) == ["bert", "broken"] and _leftovers(other) == ["config.json"]
+
+
+def test_run_cli_json_and_errors(llava_onnx, images, tmp_path, capsys):
+    image = tmp_path / "photo.png"
+    images[0].save(image)
+    assert run_main(["--model", str(llava_onnx), str(image), "--json", "--max-new-tokens", "4", "--provider",
+                     "cpu"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["scr"] and len(shown["token_ids"]) <= 4 and shown["plan"]["grids"][0]["sources"]
+    assert set(shown["timings"]) >= {"vision_ms", "diagnostic_ms", "prefill_ms", "decode_ms_per_token"}
+    for argv, message in [(["--model", str(tmp_path), str(image)], "not an exported SCR folder"),
+                          (["--model", str(llava_onnx), str(tmp_path / "none.png")], "none.png"),
+                          (["--model", str(llava_onnx), str(image), "--prompt", " "], "prompt is empty"),
+                          (["--model", str(llava_onnx), str(image), "--prompt", "look <image>"], "image token")]:
+        assert run_main(argv + ["--provider", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err, err
+
+
+NO_TORCH = """
+import importlib.machinery, json, sys
+class NoTorch(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision"):
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, path, target)
+sys.meta_path[:] = [NoTorch if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+from export.run import main
+code = main(sys.argv[1:])
+loaded = [m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision")]
+print("TORCH_MODULES", json.dumps(loaded))
+sys.exit(code)
+"""
+
+
+def test_runtime_runs_without_torch(llava_onnx, llava_vlm, images, tmp_path):
+    image = tmp_path / "photo.png"
+    images[1].save(image)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, "--model", str(llava_onnx), str(image), "--json",
+                           "--max-new-tokens", "6", "--provider", "cpu"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text, marker = done.stdout.rsplit("TORCH_MODULES", 1)
+    assert json.loads(marker) == []
+    expected = llava_vlm.caption(images[1], max_new_tokens=6)[0]
+    assert json.loads(text)["token_ids"] == list(expected.token_ids)
