@@ -146,7 +146,7 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
     started = time.perf_counter()
     progress(f"loading {options.model}")
     pipe = SCRPipeline.from_pretrained(options.model, dtype="float16" if options.dtype == "fp16" else "float32",
-                                       device="cpu", attn_implementation="sdpa", processor_kwargs={"backend": "pil"})
+                                       device="cpu", attn_implementation="sdpa")
     family = family_for(pipe)
     cfg = pipe.resolve(SCRConfig(k=options.k or 32, lam=options.lam if options.lam is not None else 1.1,
                                  diag_layers=options.diag_layers, hook_layers=options.hook_layers))

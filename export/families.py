@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
+from torch.export import Dim
 
 from scr_core.errors import UnsupportedModelError
 
@@ -90,7 +92,91 @@ class LlavaExport(FamilyExport):
         return {"kind": "token_runs", "image_token_id": self.image_token_id(), "grid": [height, width]}
 
 
-FAMILIES: dict[str, type[FamilyExport]] = {t: cls for cls in (LlavaExport,) for t in cls.model_types}
+def _masked_vision_attention(self, hidden_states, cu_seqlens, position_embeddings=None, **kwargs):
+    """Qwen2-VL's vision attention as one SDPA call with a block-diagonal mask from ``cu_seqlens``.
+
+    The stock forward splits the sequence with ``lengths.tolist()``, a data-dependent shape the
+    dynamo exporter refuses (onnx.md §1.2); masking every image to itself computes the same thing.
+    """
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb_vision
+
+    seq = hidden_states.shape[0]
+    q, k, v = self.qkv(hidden_states).reshape(seq, 3, self.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+    cos, sin = position_embeddings
+    q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+    q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
+    index = torch.arange(seq, device=hidden_states.device)
+    segment = (index[:, None] >= cu_seqlens[None, 1:]).sum(-1)
+    mask = (segment[:, None] == segment[None, :])[None, None]
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling)
+    return self.proj(out.transpose(1, 2).reshape(seq, -1))
+
+
+class Qwen2VLVision(nn.Module):
+    """pixel_values[N, C·T·P·P] + vision_position_ids[N, 2] + cu_seqlens[n+1] → image_features[N/merge², D].
+
+    The host computes the rotary position ids and the per-image boundaries from ``image_grid_thw``
+    (``export.preprocess``), so no data-dependent shape is left in the graph.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.visual = model.model.visual
+        for block in self.visual.blocks:
+            block.attn.forward = _masked_vision_attention.__get__(block.attn)
+
+    def forward(self, pixel_values, vision_position_ids, cu_seqlens):
+        hidden = self.visual.patch_embed(pixel_values)
+        rotary = self.visual.rotary_pos_emb(hidden, vision_position_ids)
+        for block in self.visual.blocks:
+            hidden = block(hidden, cu_seqlens=cu_seqlens, position_embeddings=rotary)
+        return self.visual.merger(hidden)
+
+
+class Qwen2VLExport(FamilyExport):
+    model_types = ("qwen2_vl",)
+    position_rule = "mrope"
+
+    def vision_module(self) -> nn.Module:
+        return Qwen2VLVision(self.model)
+
+    def _vision_config(self):
+        return self.model.config.vision_config
+
+    def vision_example(self) -> tuple[dict, dict]:
+        from .preprocess import vision_rotary_ids, vision_segments
+
+        vision = self._vision_config()
+        merge = int(vision.spatial_merge_size)
+        grids = np.array([[1, 2 * merge, 2 * merge], [1, 2 * merge, 3 * merge]])
+        patches = int((grids[:, 1] * grids[:, 2]).sum())
+        width = int(vision.in_channels * vision.temporal_patch_size * vision.patch_size ** 2)
+        inputs = {"pixel_values": torch.randn(patches, width, dtype=self.model.dtype),
+                  "vision_position_ids": torch.from_numpy(vision_rotary_ids(grids, merge)),
+                  "cu_seqlens": torch.from_numpy(vision_segments(grids))}
+        patches_dim = Dim("patches")
+        shapes = {"pixel_values": {0: patches_dim}, "vision_position_ids": {0: patches_dim},
+                  "cu_seqlens": {0: Dim("segments")}}
+        return inputs, shapes
+
+    def position_example(self, batch: int, seq: int, past: int) -> torch.Tensor:
+        return (torch.arange(seq) + past).repeat(3, batch, 1)
+
+    def position_dims(self, batch, seq) -> dict:
+        return {1: batch, 2: seq}
+
+    def layout_rule(self) -> dict:
+        return {"kind": "thw_runs", "image_token_id": self.image_token_id(),
+                "merge_size": int(self._vision_config().spatial_merge_size)}
+
+    def processor_rule(self) -> dict:
+        tokenizer = self.pipe.processor.tokenizer
+        return {"kind": "qwen2_vl", "backend": "pil", "merge_size": int(self._vision_config().spatial_merge_size),
+                "image_token": tokenizer.convert_ids_to_tokens(self.image_token_id()),
+                "reserved_tokens": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]}
+
+
+FAMILIES: dict[str, type[FamilyExport]] = {t: cls for cls in (LlavaExport, Qwen2VLExport) for t in cls.model_types}
 
 
 def family_for(pipe) -> FamilyExport:

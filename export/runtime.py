@@ -79,6 +79,7 @@ def resolve_providers(provider: str, probe: Path | None = None) -> list[str]:
 class _Prepared:
     input_ids: np.ndarray
     attention_mask: np.ndarray
+    position_ids: np.ndarray  # [B, S], or [3, B, S] for M-RoPE
     features: object  # OrtValue
     layout: VisualLayout
     prompts: tuple[str, ...]
@@ -127,11 +128,10 @@ class OnnxVLM:
         self.pad = int(self.model_config["pad_token_id"])
 
     def _load_processor(self):
-        from transformers import AutoProcessor
+        from .preprocess import Preprocessor
 
-        rule = self.model_config["processor"]
         try:
-            return AutoProcessor.from_pretrained(self.folder, backend=rule.get("backend", "pil"))
+            return Preprocessor(self.folder, self.model_config["processor"])
         except Exception as err:  # noqa: BLE001  (transformers raises many kinds)
             raise ModelLoadError(f"cannot load the processor files in {self.folder}: {err}") from err
 
@@ -158,13 +158,13 @@ class OnnxVLM:
             raise InputError(f"got {len(prompts)} prompts for {len(per_prompt)} images")
         for p in prompts:
             check_prompt(p)
-            typed = sorted(t for t in self._reserved_tokens() if t in p)
+            typed = sorted(t for t in self.processor.reserved_tokens() if t in p)
             if typed:
                 raise InputError(f"the prompt contains the model's image token {typed[0]!r}; SCR inserts the image "
                                  "itself, so remove it from the prompt")
-        texts = [self._format(p, len(imgs)) for p, imgs in zip(prompts, per_prompt)]
+        texts = [self.processor.format(p, len(imgs)) for p, imgs in zip(prompts, per_prompt)]
         flat = [img for imgs in per_prompt for img in imgs]
-        inputs = self.processor(images=flat, text=texts, return_tensors="np", padding=True, padding_side="left")
+        inputs = self.processor(flat, texts)
         input_ids = np.asarray(inputs["input_ids"], dtype=np.int64)
         mask = np.asarray(inputs["attention_mask"], dtype=np.int64)
         layout = locate(self.model_config["layout"], input_ids, inputs.get("image_grid_thw"))
@@ -175,7 +175,15 @@ class OnnxVLM:
             feeds[spec.name] = value.astype(np.float16 if "float16" in spec.type else np.float32) \
                 if value.dtype.kind == "f" else value.astype(np.int64)
         features = self._run("vision", feeds, ["image_features"])["image_features"]
-        return _Prepared(input_ids, mask, features, layout, tuple(prompts), (time.perf_counter() - start) * 1000)
+        if self.model_config["decoder"]["position_ids"] == "mrope":
+            from .preprocess import mrope_positions
+
+            positions, _ = mrope_positions(input_ids, mask, inputs["image_grid_thw"], self.model_config["image_token_id"],
+                                           int(self.model_config["processor"]["merge_size"]))
+        else:  # as generate builds them: cumsum of the mask − 1, padding at 0
+            positions = np.where(mask == 0, 0, np.cumsum(mask, axis=1) - 1).astype(np.int64)
+        return _Prepared(input_ids, mask, positions, features, layout, tuple(prompts),
+                         (time.perf_counter() - start) * 1000)
 
     def generate(self, images, prompt=None, scr="config", max_new_tokens: int = 64,
                  k: int | None = None) -> list[GenerationResult]:
@@ -207,7 +215,7 @@ class OnnxVLM:
             positions = visual_positions([layout.grids_of(s) for s in range(layout.batch_size)])
             scr_map = np.full(positions.shape, -1, dtype=np.int64)
         tokens, steps = self._greedy(batch, positions, scr_map, max_new_tokens)
-        texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
+        texts = self.processor.decode(tokens)
         decode = steps[1:]
         timings = Timings(vision_ms=batch.vision_ms, diagnostic_ms=diagnostic_ms, prefill_ms=steps[0],
                           decode_ms_per_token=sum(decode) / len(decode) if decode else 0.0,
@@ -331,13 +339,13 @@ class OnnxVLM:
     def _present_names(layers) -> list[str]:
         return [f"present.{i}.{kind}" for i in layers for kind in ("key", "value")]
 
-    def _positions(self, batch: _Prepared) -> np.ndarray:
-        """Position ids of the prompt as ``generate`` builds them: cumsum of the mask − 1, padding at 0."""
-        position = np.cumsum(batch.attention_mask, axis=1) - 1
-        return np.where(batch.attention_mask == 0, 0, position).astype(np.int64)
+    @staticmethod
+    def _positions(batch: _Prepared) -> np.ndarray:
+        return batch.position_ids
 
     @staticmethod
     def _next_positions(position_ids: np.ndarray) -> np.ndarray:
+        """One past the last: the prompt ends in text, whose M-RoPE rows are equal (= text position + delta)."""
         return position_ids[..., -1:] + 1
 
     def _query_start(self, layout: VisualLayout) -> np.ndarray:
@@ -353,19 +361,6 @@ class OnnxVLM:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"k must be a positive integer (got {k!r})")
         return k
-
-    def _format(self, prompt: str, num_images: int) -> str:
-        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
-        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-
-    def _reserved_tokens(self) -> set[str]:
-        found = set()
-        for name in ("image_token", "video_token", "start_image_token", "end_image_token", "boi_token", "eoi_token",
-                     "vision_start_token", "vision_end_token"):
-            value = getattr(self.processor, name, None)
-            if isinstance(value, str) and value.strip():
-                found.add(value)
-        return found
 
 
 def _entropy(values: np.ndarray) -> float:

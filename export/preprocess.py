@@ -1,0 +1,131 @@
+"""Processor work the runtime does without torch: numpy versions of what transformers computes
+with torch for Qwen2-VL (the image placeholder expansion, the vision rotary ids, the per-image
+attention segments and the 3-D M-RoPE position ids of the decoder)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+
+def vision_rotary_ids(grid_thw: np.ndarray, merge: int) -> np.ndarray:
+    """(h, w) patch coordinates in the vision tower's merge-block order (``get_vision_position_ids``)."""
+    rows = []
+    for t, h, w in np.asarray(grid_thw).tolist():
+        hpos, wpos = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        block = (h // merge, merge, w // merge, merge)
+        hpos = hpos.reshape(block).transpose(0, 2, 1, 3).ravel()
+        wpos = wpos.reshape(block).transpose(0, 2, 1, 3).ravel()
+        rows.append(np.tile(np.stack([hpos, wpos], axis=-1), (t, 1)))
+    return np.concatenate(rows).astype(np.int64)
+
+
+def vision_segments(grid_thw: np.ndarray) -> np.ndarray:
+    """``cu_seqlens``: where each frame's patches start and end (every image attends to itself only)."""
+    grid = np.asarray(grid_thw, dtype=np.int64)
+    lengths = np.repeat(grid[:, 1] * grid[:, 2], grid[:, 0])
+    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+def expand_image_tokens(texts: list[str], grid_thw: np.ndarray, image_token: str, merge: int) -> list[str]:
+    """Each image placeholder → one per merged visual token, images in order (``Qwen2VLProcessor``)."""
+    counts = iter((int(t) * int(h) * int(w) // merge ** 2) for t, h, w in np.asarray(grid_thw).tolist())
+    marker = "\0image\0"
+    out = []
+    for text in texts:
+        pieces = text.split(image_token)
+        built = pieces[0]
+        for piece in pieces[1:]:
+            built += marker * next(counts) + piece
+        out.append(built.replace(marker, image_token))
+    return out
+
+
+def mrope_positions(input_ids: np.ndarray, attention_mask: np.ndarray, grid_thw: np.ndarray, image_token_id: int,
+                    merge: int) -> tuple[np.ndarray, np.ndarray]:
+    """(position_ids[3, B, S], rope_delta[B]) as ``Qwen2VLModel.get_rope_index`` builds them for images."""
+    batch, seq = input_ids.shape
+    positions = np.zeros((3, batch, seq), dtype=np.int64)
+    deltas = np.zeros(batch, dtype=np.int64)
+    grids = iter(np.asarray(grid_thw).tolist())
+    for b in range(batch):
+        keep = attention_mask[b].astype(bool)
+        kinds = (input_ids[b][keep] == image_token_id).astype(int)
+        parts, current = [], 0
+        for kind, group in itertools.groupby(kinds.tolist()):
+            length = len(list(group))
+            if kind == 0:
+                parts.append(np.tile(np.arange(length) + current, (3, 1)))
+                current += length
+                continue
+            used = 0
+            while used < length:  # adjacent images form one run of image tokens
+                t, h, w = next(grids)
+                gh, gw = h // merge, w // merge
+                tt, hh, ww = np.meshgrid(np.arange(t), np.arange(gh), np.arange(gw), indexing="ij")
+                parts.append(np.stack([tt.ravel() + current, hh.ravel() + current, ww.ravel() + current]))
+                current += max(gh, gw)
+                used += t * gh * gw
+        merged = np.concatenate(parts, axis=1)
+        positions[:, b, keep] = merged
+        deltas[b] = merged.max() + 1 - keep.sum()
+    return positions, deltas
+
+
+class Preprocessor:
+    """The model's processor, loaded without torch (PIL image processor, numpy tensors).
+
+    LLaVA-style folders load ``AutoProcessor`` whole; Qwen2-VL's ``AutoProcessor`` needs
+    torchvision for its video processor (onnx.md §8), so its image processor and tokenizer are
+    loaded alone and the placeholder expansion is done here.
+    """
+
+    def __init__(self, folder, rule: dict) -> None:
+        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+        self.rule = rule
+        self.kind = rule.get("kind", "auto_processor")
+        backend = rule.get("backend", "pil")
+        if self.kind == "qwen2_vl":
+            self.images = AutoImageProcessor.from_pretrained(folder, backend=backend)
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            template = folder / "chat_template.jinja"
+            self.template = template.read_text() if template.is_file() else None
+            self.processor = None
+        else:
+            self.processor = AutoProcessor.from_pretrained(folder, backend=backend)
+            self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+
+    def reserved_tokens(self) -> set[str]:
+        found = set(self.rule.get("reserved_tokens", ()))
+        for name in ("image_token", "video_token", "start_image_token", "end_image_token", "boi_token", "eoi_token",
+                     "vision_start_token", "vision_end_token"):
+            value = getattr(self.processor, name, None)
+            if isinstance(value, str) and value.strip():
+                found.add(value)
+        return found
+
+    def format(self, prompt: str, num_images: int) -> str:
+        """The chat template around ``num_images`` images followed by the prompt (as the adapters do)."""
+        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
+        messages = [{"role": "user", "content": content}]
+        if self.processor is not None:
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(messages, chat_template=self.template, tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def __call__(self, images: list, texts: list[str]) -> dict:
+        if self.processor is not None:
+            return dict(self.processor(images=images, text=texts, return_tensors="np", padding=True,
+                                       padding_side="left"))
+        pixels = dict(self.images(images=images, return_tensors="np"))
+        texts = expand_image_tokens(texts, pixels["image_grid_thw"], self.rule["image_token"],
+                                    int(self.rule["merge_size"]))
+        tokens = dict(self.tokenizer(texts, return_tensors="np", padding=True, padding_side="left"))
+        merge = int(self.rule["merge_size"])
+        return {**tokens, **pixels, "vision_position_ids": vision_rotary_ids(pixels["image_grid_thw"], merge),
+                "cu_seqlens": vision_segments(pixels["image_grid_thw"])}
+
+    def decode(self, tokens) -> list[str]:
+        return self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
