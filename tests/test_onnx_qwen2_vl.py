@@ -1,0 +1,82 @@
+"""Qwen2-VL exported to ONNX (vision-tower workaround, M-RoPE) against the PyTorch pipeline.
+
+Several images of different sizes in one prompt (one grid and one K each), and a left-padded
+batch of two. Both sides use the PIL image processor (onnx.md §8).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from transformers import AutoImageProcessor
+
+from export.exporter import ExportOptions, export
+from export.runtime import OnnxVLM
+from scr_core import ConfigError, SCRConfig, SCRPipeline
+from tests.test_onnx_llava import NEW_TOKENS, assert_parity, torch_reference
+
+K = 4  # a tiny grid (7x8) has 30 interior patches
+
+
+@pytest.fixture(scope="module")
+def qwen_dir(family_dir):
+    return family_dir("qwen2_vl")
+
+
+@pytest.fixture(scope="module")
+def qwen_vlm(qwen_dir, tmp_path_factory) -> OnnxVLM:
+    out = export(ExportOptions(model=qwen_dir, out=tmp_path_factory.mktemp("onnx") / "qwen2_vl", k=K))
+    return OnnxVLM(out, provider="cpu")
+
+
+@pytest.fixture(scope="module")
+def qwen_pipe(qwen_dir) -> SCRPipeline:
+    pipe = SCRPipeline.from_pretrained(qwen_dir)
+    # the PIL image processor, as the runtime uses (the processor's video half needs torchvision anyway)
+    pipe.processor.image_processor = AutoImageProcessor.from_pretrained(qwen_dir, backend="pil")
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    rng = np.random.default_rng(1)
+    return [Image.fromarray((rng.random(shape) * 255).astype(np.uint8)) for shape in ((112, 128, 3), (96, 80, 3),
+                                                                                       (80, 112, 3))]
+
+
+def _check(vlm, pipe, images, prompts):
+    theirs = pipe.diagnose(images, prompts, SCRConfig(k=K))
+    ours = vlm.diagnose(images, prompts)
+    for a, b in zip(ours, theirs):
+        assert a.plan == b.plan
+        for map_a, map_b in zip(a.maps, b.maps):
+            assert map_a.shape == map_b.shape
+            np.testing.assert_allclose(map_a, map_b, atol=1e-5, rtol=0)
+    tokens, logits = torch_reference(pipe, images, prompts, [d.plan for d in theirs])
+    results = vlm.caption(images, prompts, max_new_tokens=NEW_TOKENS)
+    assert [r.plan for r in results] == [d.plan for d in theirs]
+    assert_parity(vlm, results, tokens, logits)
+    vanilla_tokens, vanilla_logits = torch_reference(pipe, images, prompts, None)
+    assert_parity(vlm, vlm.caption(images, prompts, scr=None, max_new_tokens=NEW_TOKENS), vanilla_tokens,
+                  vanilla_logits)
+    return ours, tokens
+
+
+def test_two_images_of_different_sizes_in_one_prompt(qwen_vlm, qwen_pipe, pictures):
+    diagnoses, _ = _check(qwen_vlm, qwen_pipe, [pictures[:2]], ["What differs between the two images?"])
+    shapes = [m.shape for m in diagnoses[0].maps]
+    assert shapes == [(7, 8), (6, 5)]  # one grid each, at each image's own size
+    assert all(g.num_sources > 0 for g in diagnoses[0].plan.grids)
+
+
+def test_left_padded_batch_of_two(qwen_vlm, qwen_pipe, pictures):
+    prompts = ["Describe the image.", "Is there a red cat on the left of the large blue square?"]
+    _, tokens = _check(qwen_vlm, qwen_pipe, pictures[1:], prompts)
+    assert qwen_vlm.prepare(pictures[1:], prompts).attention_mask[0, 0] == 0
+    assert max((row != qwen_vlm.pad).sum() for row in tokens) >= 10  # long enough to compare decode steps
+
+
+def test_k_beyond_a_grid_is_refused(qwen_vlm, pictures):
+    with pytest.raises(ConfigError, match="exceeds the 30 candidate patches"):
+        qwen_vlm.diagnose(pictures[0], k=31)
