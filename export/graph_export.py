@@ -65,6 +65,12 @@ class GraphExporter:
                            hook_layers=self.cfg.hook_layers, lam=self.cfg.lam).eval()
         return self._decoder(part, path, first=self.split + 1, last=self.depth - 1, head=False)
 
+    def full_decoder(self, path: Path) -> dict:
+        """The whole decoder as one graph without SCR: the plain export that ``export.measure`` compares with."""
+        part = DecoderPart(self.lm, 0, self.depth - 1, lm_head=self.model.get_output_embeddings(), hook_layers=(),
+                           lam=1.0).eval()
+        return self._decoder(part, path, first=0, last=self.depth - 1, head=False)
+
     # -- helpers -----------------------------------------------------------------------
     def _decoder(self, part: DecoderPart, path: Path, first: int, last: int, head: bool) -> dict:
         from .graphs import renumbered

@@ -93,7 +93,9 @@ class OnnxVLM:
     >>> vlm.caption("photo.jpg")[0].text
     """
 
-    def __init__(self, folder: str | Path, provider: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, folder: str | Path, provider: str = "auto", threads: int | None = None,
+                 graphs: tuple[str, ...] = ("vision", "embedding", "head", "tail", "select")) -> None:
+        """``graphs``: which sessions to open (all by default; ``export.measure`` opens fewer)."""
         self.folder = Path(folder)
         config_path = self.folder / CONFIG_NAME
         if not config_path.is_file():
@@ -110,11 +112,13 @@ class OnnxVLM:
         for name, spec in (("vision", self.model_config["vision"]), ("embedding", self.model_config["embedding"]),
                            ("head", self.model_config["decoder"]["head"]),
                            ("tail", self.model_config["decoder"]["tail"]), ("select", self.model_config["select"])):
+            if name not in graphs:
+                continue
             path = self.folder / spec["filename"]
             if not path.is_file():
                 raise ModelLoadError(f"{path} is missing; export the folder again")
             self.sessions[name] = ort.InferenceSession(str(path), options, providers=providers)
-        active = self.sessions["head"].get_providers()
+        active = next(iter(self.sessions.values())).get_providers()
         self.device = "cuda" if "CUDAExecutionProvider" in active else "cpu"
         self.providers = active
         self.processor = self._load_processor()
