@@ -70,12 +70,10 @@ class ExportOptions:
             model_type = json.loads(config.read_text()).get("model_type")
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"cannot read {config}: {err}") from None
-        from .families import FAMILIES
+        from .families import FAMILIES, unsupported
 
         if model_type not in FAMILIES:
-            raise UnsupportedModelError(
-                f"ONNX export does not support {model_type!r} models; it exports: {', '.join(sorted(FAMILIES))}"
-            )
+            raise UnsupportedModelError(unsupported(model_type))
         from scr_core.loading import decoder_depth
 
         depth = decoder_depth(self.model)
