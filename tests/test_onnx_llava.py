@@ -137,12 +137,13 @@ def test_scr_changes_the_output(llava_vlm, images):
     assert np.abs(with_scr - llava_vlm.last_step_logits[0]).max() > 1e-3
 
 
-def test_lam_one_export_equals_vanilla_and_overwrite(tmp_path, images, capsys):
-    """The bundled testbed (the default --model) exported by the CLI with --lam 1.0: SCR = vanilla."""
+def test_lam_one_fp16_export_equals_vanilla_and_overwrite(tmp_path, images, capsys):
+    """The bundled testbed (the default --model) exported by the CLI in fp16 with --lam 1.0: SCR = vanilla
+    exactly, and the fp16 graphs follow PyTorch's fp32 model to fp16 precision (CPU execution provider)."""
     out = tmp_path / "lam1"
     out.mkdir()
     (out / "stale.txt").write_text("old export")
-    assert export_main(["--out", str(out), "--lam", "1.0", "--overwrite"]) == 0
+    assert export_main(["--out", str(out), "--lam", "1.0", "--dtype", "fp16", "--overwrite"]) == 0
     assert not (out / "stale.txt").exists() and "exporting decoder_head.onnx" in capsys.readouterr().out
     vlm = OnnxVLM(out, provider="cpu")
     scr = vlm.caption(images[2], max_new_tokens=8)
@@ -152,6 +153,11 @@ def test_lam_one_export_equals_vanilla_and_overwrite(tmp_path, images, capsys):
     for a, b in zip(scr_logits, vlm.last_step_logits):
         np.testing.assert_array_equal(a, b)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lam1"]  # no temporary folder left
+    testbed = SCRPipeline.from_pretrained(ROOT / "scr_core" / "testbed" / "checkpoint", processor_kwargs={"backend": "pil"})
+    tokens, logits = torch_reference(testbed, images[2], None, None, max_new_tokens=8)
+    assert vanilla[0].token_ids == tuple(int(t) for t in tokens[0])
+    scale = np.abs(logits[0]).max()
+    np.testing.assert_allclose(vlm.last_step_logits[0].astype(np.float32), logits[0], atol=2e-2 * scale, rtol=0)
 
 
 def _leftovers(folder: Path) -> list[str]:
