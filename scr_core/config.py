@@ -48,7 +48,8 @@ class SCRConfig:
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k <= 0:
             raise ConfigError(f"k must be a positive integer (got {self.k!r})")
-        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam <= 0:
+        lam = self.lam
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0:
             raise ConfigError(f"lam must be a finite number > 0 (got {self.lam!r}); the paper uses 1.10")
         for name in ("diag_layers", "hook_layers"):
             value = getattr(self, name)

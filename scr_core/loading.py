@@ -47,7 +47,8 @@ class LoadOptions:
                 raise ConfigError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
             object.__setattr__(self, "dtype", DTYPES[dtype.lower()])
         elif dtype is not None and not type(dtype).__module__.startswith("torch"):
-            raise ConfigError(f"dtype must be a name (auto, float32, float16, bfloat16) or a torch dtype, got {dtype!r}")
+            raise ConfigError(f"dtype must be a name (auto, float32, float16, bfloat16) or a torch dtype, "
+                              f"got {dtype!r}")
         device = str(self.device)
         if not DEVICE_PATTERN.match(device):
             raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")

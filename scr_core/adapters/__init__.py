@@ -94,5 +94,6 @@ def declared_options() -> dict[str, tuple[AdapterOption, tuple[str, ...]]]:
     return found
 
 
-__all__ = ["ADAPTERS", "Adapter", "AdapterOption", "adapter_class", "declared_options", "split_options", "ChameleonAdapter", "GenericAdapter", "InternVLAdapter", "LlavaAdapter",
-           "Qwen2VLAdapter", "adapter_for", "register", "unsupported_message"]
+__all__ = ["ADAPTERS", "Adapter", "AdapterOption", "ChameleonAdapter", "GenericAdapter", "InternVLAdapter",
+           "LlavaAdapter", "Qwen2VLAdapter", "adapter_class", "adapter_for", "declared_options", "register",
+           "split_options", "unsupported_message"]

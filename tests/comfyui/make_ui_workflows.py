@@ -37,7 +37,8 @@ def main() -> None:
                     ui = without_nulls(page.evaluate("() => window.app.graph.serialize()"))
                     for node in ui["nodes"]:  # seeds stay fixed: greedy captions are cached, not re-run
                         if "widgets_values" in node:
-                            node["widgets_values"] = ["fixed" if v == "randomize" else v for v in node["widgets_values"]]
+                            values = node["widgets_values"]
+                            node["widgets_values"] = ["fixed" if v == "randomize" else v for v in values]
                     target = ROOT / "workflows" / twin.name.replace(".api.json", ".json")
                     target.write_text(json.dumps(ui, indent=1) + "\n")
                     print(f"wrote {target}")
