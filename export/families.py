@@ -176,15 +176,64 @@ class Qwen2VLExport(FamilyExport):
                 "reserved_tokens": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]}
 
 
-FAMILIES: dict[str, type[FamilyExport]] = {t: cls for cls in (LlavaExport, Qwen2VLExport) for t in cls.model_types}
+class InternVLVision(nn.Module):
+    """pixel_values[N,3,H,W] (tiles) → image_features[N·h·w, D]: ``InternVLModel.get_image_features``
+    (vision tower, pixel shuffle, projector), flattened to one row per visual token."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.model
+        self.layer = model.config.vision_feature_layer
+        self.strategy = model.config.vision_feature_select_strategy
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = self.model.get_image_features(pixel_values=pixel_values, vision_feature_layer=self.layer,
+                                                 vision_feature_select_strategy=self.strategy,
+                                                 return_dict=True).pooler_output
+        return features.reshape(-1, features.shape[-1])
+
+
+class InternVLExport(FamilyExport):
+    """InternVL with one 448 px tile per image (the adapter's default ``max_tiles=1``): one grid and
+    one K per image. Dynamic tiling (several grids sharing one K) is not exported."""
+
+    model_types = ("internvl",)
+
+    def vision_module(self) -> nn.Module:
+        return InternVLVision(self.model)
+
+    def vision_example(self) -> tuple[dict, dict]:
+        vision = self.model.config.vision_config
+        size = vision.image_size if isinstance(vision.image_size, (list, tuple)) else (vision.image_size,) * 2
+        pixels = torch.randn(2, int(getattr(vision, "num_channels", 3)), int(size[0]), int(size[1]),
+                             dtype=self.model.dtype)
+        return {"pixel_values": pixels}, {"pixel_values": {0: Dim("tiles")}}
+
+    def layout_rule(self) -> dict:
+        processor = self.pipe.processor
+        height, width = self.adapter.grid_size()
+        return {"kind": "spans", "start_token_id": int(processor.start_image_token_id),
+                "end_token_id": int(processor.end_image_token_id), "image_token_id": self.image_token_id(),
+                "grid": [height, width]}
+
+    def processor_rule(self) -> dict:
+        processor = self.pipe.processor
+        return {"kind": "internvl", "backend": "pil", "image_token": processor.image_token,
+                "start_image_token": processor.start_image_token, "end_image_token": processor.end_image_token,
+                "image_seq_length": int(processor.image_seq_length),
+                "image_kwargs": {"crop_to_patches": False, "min_patches": 1, "max_patches": 1},
+                "reserved_tokens": [processor.image_token, processor.start_image_token, processor.end_image_token,
+                                    "<video>"]}
+
+
+FAMILIES: dict[str, type[FamilyExport]] = {t: cls for cls in (LlavaExport, Qwen2VLExport, InternVLExport)
+                                           for t in cls.model_types}
 
 
 #: Families the PyTorch pipeline runs but the exporter does not (yet), with the reason.
 NOT_EXPORTED = {
     "qwen2_5_vl": "Qwen2.5-VL's vision tower uses windowed attention with a data-dependent window index "
                   "that is not ported to the export yet",
-    "internvl": "InternVL's vision tower (pixel shuffle) and its per-tile source budgets are not ported to the "
-                "export yet",
     "chameleon": "Chameleon's VQ image tokenizer (codebook lookup and the code-to-token map) is not exported yet",
 }
 

@@ -74,13 +74,15 @@ class Embedding(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
         embeds = self.embed_tokens(input_ids)
-        is_image = input_ids == self.image_token_id
-        flat = is_image.reshape(-1)
+        flat = (input_ids == self.image_token_id).reshape(-1)
         index = torch.cumsum(flat.to(torch.int64), 0) - 1
+        # only placeholders that have a feature row: a decode step that *generates* the image token
+        # (no features) keeps the token's own embedding, as the PyTorch model does
+        flat = flat & (index < image_features.shape[0])
         padded = torch.cat([image_features.to(embeds.dtype), embeds.new_zeros(1, embeds.shape[-1])], 0)
         index = torch.where(flat, index, torch.full_like(index, image_features.shape[0]))
         gathered = padded[index].reshape(embeds.shape)
-        return torch.where(is_image[..., None], gathered, embeds)
+        return torch.where(flat.reshape(input_ids.shape)[..., None], gathered, embeds)
 
 
 @contextmanager

@@ -23,6 +23,9 @@ def locate(rule: dict, input_ids: np.ndarray, image_grid_thw: np.ndarray | None 
         merge = int(rule["merge_size"])
         sizes = [(int(h) // merge, int(w) // merge) for _, h, w in np.asarray(image_grid_thw).tolist()]
         return sized_runs(input_ids, int(rule["image_token_id"]), sizes)
+    if kind == "spans":
+        return spans(input_ids, int(rule["start_token_id"]), int(rule["end_token_id"]), int(rule["image_token_id"]),
+                     *(int(v) for v in rule["grid"]))
     raise LayoutError(f"unknown layout rule {kind!r} in scr_config.json; re-export with this version")
 
 
@@ -60,4 +63,23 @@ def sized_runs(input_ids: np.ndarray, token_id: int, sizes: list[tuple[int, int]
             image += 1
     if next(queue, None) is not None:
         raise LayoutError("image_grid_thw lists more images than the prompts have image tokens")
+    return VisualLayout(tuple(grids), int(input_ids.shape[0]), int(input_ids.shape[1]))
+
+
+def spans(input_ids: np.ndarray, start_id: int, end_id: int, inner_id: int, height: int, width: int) -> VisualLayout:
+    """Every image between a start and an end token, ``n`` grids of ``height*width`` inside (InternVL tiles)."""
+    per_grid = height * width
+    grids = []
+    for sample, row in enumerate(np.asarray(input_ids)):
+        starts, ends = np.flatnonzero(row == start_id).tolist(), np.flatnonzero(row == end_id).tolist()
+        if not starts or len(starts) != len(ends) or any(e <= s for s, e in zip(starts, ends)):
+            raise LayoutError(f"prompt {sample}: image start tokens (id {start_id}) and end tokens (id {end_id}) "
+                              "do not pair up")
+        for image, (start, end) in enumerate(zip(starts, ends)):
+            inner = np.arange(start + 1, end, dtype=np.int64)
+            if inner.size == 0 or inner.size % per_grid or not (row[start + 1:end] == inner_id).all():
+                raise LayoutError(f"prompt {sample}, image {image}: {inner.size} tokens between the start and end "
+                                  f"tokens; expected a multiple of {per_grid} image tokens")
+            for chunk in inner.reshape(-1, per_grid):
+                grids.append(VisualGrid(sample, height, width, chunk, image))
     return VisualLayout(tuple(grids), int(input_ids.shape[0]), int(input_ids.shape[1]))

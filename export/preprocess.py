@@ -28,16 +28,17 @@ def vision_segments(grid_thw: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
-def expand_image_tokens(texts: list[str], grid_thw: np.ndarray, image_token: str, merge: int) -> list[str]:
-    """Each image placeholder → one per merged visual token, images in order (``Qwen2VLProcessor``)."""
-    counts = iter((int(t) * int(h) * int(w) // merge ** 2) for t, h, w in np.asarray(grid_thw).tolist())
+def expand_image_tokens(texts: list[str], counts, image_token: str, prefix: str = "", suffix: str = "") -> list[str]:
+    """Each image placeholder → ``prefix`` + ``count`` placeholders + ``suffix``, images in order
+    (what ``Qwen2VLProcessor`` and ``InternVLProcessor`` do)."""
+    counts = iter(counts)
     marker = "\0image\0"
     out = []
     for text in texts:
         pieces = text.split(image_token)
         built = pieces[0]
         for piece in pieces[1:]:
-            built += marker * next(counts) + piece
+            built += prefix + marker * int(next(counts)) + suffix + piece
         out.append(built.replace(marker, image_token))
     return out
 
@@ -87,7 +88,7 @@ class Preprocessor:
         self.rule = rule
         self.kind = rule.get("kind", "auto_processor")
         backend = rule.get("backend", "pil")
-        if self.kind == "qwen2_vl":
+        if self.kind in ("qwen2_vl", "internvl"):
             self.images = AutoImageProcessor.from_pretrained(folder, backend=backend)
             self.tokenizer = AutoTokenizer.from_pretrained(folder)
             template = folder / "chat_template.jinja"
@@ -119,11 +120,17 @@ class Preprocessor:
         if self.processor is not None:
             return dict(self.processor(images=images, text=texts, return_tensors="np", padding=True,
                                        padding_side="left"))
-        pixels = dict(self.images(images=images, return_tensors="np"))
-        texts = expand_image_tokens(texts, pixels["image_grid_thw"], self.rule["image_token"],
-                                    int(self.rule["merge_size"]))
-        tokens = dict(self.tokenizer(texts, return_tensors="np", padding=True, padding_side="left"))
+        pixels = dict(self.images(images=images, return_tensors="np", **self.rule.get("image_kwargs", {})))
+        if self.kind == "internvl":
+            rule = self.rule
+            counts = [n * int(rule["image_seq_length"]) for n in np.asarray(pixels.pop("num_patches")).tolist()]
+            texts = expand_image_tokens(texts, counts, rule["image_token"], rule["start_image_token"],
+                                        rule["end_image_token"])
+            return {**dict(self.tokenizer(texts, return_tensors="np", padding=True, padding_side="left")), **pixels}
         merge = int(self.rule["merge_size"])
+        grid = np.asarray(pixels["image_grid_thw"])
+        texts = expand_image_tokens(texts, (grid.prod(axis=1) // merge ** 2).tolist(), self.rule["image_token"])
+        tokens = dict(self.tokenizer(texts, return_tensors="np", padding=True, padding_side="left"))
         return {**tokens, **pixels, "vision_position_ids": vision_rotary_ids(pixels["image_grid_thw"], merge),
                 "cu_seqlens": vision_segments(pixels["image_grid_thw"])}
 

@@ -244,7 +244,7 @@ class OnnxVLM:
                                   "visual_positions": positions, "scr_map": np.full_like(positions, -1),
                                   "query_start": query}, ["scr_scores"])
         scores_value = head["scr_scores"]
-        scores = scores_value.numpy().astype(np.float32)
+        scores = np.array(scores_value.numpy(), dtype=np.float32)
         for grids_of in grids:
             for grid in grids_of:
                 interior = (grid.height - 2) * (grid.width - 2) if self.scr["exclude_border"] else grid.height * grid.width
@@ -253,7 +253,7 @@ class OnnxVLM:
                                       f"{grid.width} grid; lower k")
         shape, budgets = grid_inputs(grids, [[k] * len(g) for g in grids])
         scr_map = self._run("select", {"scores": scores_value, "grid_shape": shape, "budgets": budgets},
-                            ["scr_map"])["scr_map"].numpy()
+                            ["scr_map"])["scr_map"].numpy().copy()
         diagnoses = []
         for sample, grids_of in enumerate(grids):
             plan = plan_from_map(scr_map[sample], scores[sample], grids_of, self.scr["lam"], self.scr["hook_layers"])
@@ -292,7 +292,7 @@ class OnnxVLM:
             if self.tail_has_scr:
                 tail_feeds.update(plan_inputs)
             tail_out = self._run("tail", tail_feeds, ["logits", *self._present_names(self.tail_layers)])
-            logits = tail_out["logits"].numpy()[:, -1, :]
+            logits = np.array(tail_out["logits"].numpy()[:, -1, :])  # a copy: the buffer is reused
             self.last_step_logits.append(logits)
             token = np.argmax(logits, axis=-1).astype(np.int64)
             token = np.where(unfinished, token, self.pad)

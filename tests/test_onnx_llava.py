@@ -243,3 +243,13 @@ def test_runtime_runs_without_torch(llava_onnx, llava_vlm, images, tmp_path):
     assert json.loads(marker) == []
     expected = llava_vlm.caption(images[1], max_new_tokens=6)[0]
     assert json.loads(text)["token_ids"] == list(expected.token_ids)
+
+
+def test_generated_image_token_keeps_its_embedding(llava_onnx, llava_vlm, llava_pil_pipe):
+    """A decode step that produces the image token itself (no image features) embeds it like the
+    PyTorch model does, instead of an empty feature row."""
+    image_id = llava_vlm.model_config["image_token_id"]
+    ids = np.array([[image_id, 5], [7, image_id]], dtype=np.int64)
+    out = llava_vlm._embed(ids, llava_vlm._empty_features()).numpy()
+    table = llava_pil_pipe.adapter.language_model().get_input_embeddings().weight.detach().numpy()
+    np.testing.assert_allclose(out, table[ids], atol=0, rtol=0)

@@ -6,6 +6,11 @@ batch of two. Both sides use the PIL image processor (onnx.md §8).
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,7 +19,7 @@ from transformers import AutoImageProcessor
 from export.exporter import ExportOptions, export
 from export.runtime import OnnxVLM
 from scr_core import ConfigError, SCRConfig, SCRPipeline
-from tests.test_onnx_llava import NEW_TOKENS, assert_parity, torch_reference
+from tests.test_onnx_llava import NEW_TOKENS, NO_TORCH, ROOT, assert_parity, torch_reference
 
 K = 4  # a tiny grid (7x8) has 30 interior patches
 
@@ -80,3 +85,20 @@ def test_left_padded_batch_of_two(qwen_vlm, qwen_pipe, pictures):
 def test_k_beyond_a_grid_is_refused(qwen_vlm, pictures):
     with pytest.raises(ConfigError, match="exceeds the 30 candidate patches"):
         qwen_vlm.diagnose(pictures[0], k=31)
+
+
+def test_preprocessing_without_torch(qwen_vlm, pictures, tmp_path):
+    """Qwen2-VL's processor path (image processor + tokenizer + placeholder expansion) without torch."""
+    paths = []
+    for i, picture in enumerate(pictures[:2]):
+        paths.append(tmp_path / f"{i}.png")
+        picture.save(paths[-1])
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, "--model", str(qwen_vlm.folder), *map(str, paths),
+                           "--json", "--max-new-tokens", "5", "--provider", "cpu"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text, marker = done.stdout.rsplit("TORCH_MODULES", 1)
+    assert json.loads(marker) == []
+    expected = qwen_vlm.caption([pictures[:2]], max_new_tokens=5)[0]
+    assert json.loads(text)["token_ids"] == list(expected.token_ids)
+    assert len(json.loads(text)["plan"]["grids"]) == 2
