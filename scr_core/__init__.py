@@ -3,7 +3,8 @@
 Public API (everything the CLI, the ComfyUI nodes and the ONNX exporter use):
 
 * ``SCRPipeline`` — load (``LoadOptions``), ``prepare`` (a ``PreparedBatch``), ``diagnose``,
-  ``caption`` / ``answer`` / ``generate`` (progress callback, stop check), ``to``, ``release``;
+  ``caption`` / ``answer`` / ``generate`` (progress callback, stop check), ``early_exit`` (the
+  two-pass floor benchmarks compare against), ``to``, ``release``;
 * ``SCRConfig`` — the method's knobs;
 * plans as data — ``RedistributionPlan`` / ``GridPlan`` (JSON round trip), ``plan_arrays`` →
   ``PlanArrays`` (the index arrays an exported graph takes), ``VisualLayout`` / ``VisualGrid``;

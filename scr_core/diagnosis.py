@@ -45,6 +45,22 @@ def _stop_after(layer: nn.Module):
     return layer.register_forward_hook(hook)
 
 
+def run_until(model: nn.Module, layers: nn.ModuleList, last: int, model_kwargs: dict) -> None:
+    """One forward of ``model`` that stops right after ``layers[last]`` has run (no cache, no output).
+
+    The diagnostic pass is this forward with attention rows captured; on its own it is the
+    floor of what the two-pass design can cost (what ``SCRPipeline.early_exit`` times).
+    """
+    handle = _stop_after(layers[last])
+    try:
+        with torch.no_grad():
+            model(**model_kwargs, use_cache=False)
+    except _DiagnosticComplete:
+        pass
+    finally:
+        handle.remove()
+
+
 def attention_maps(model: nn.Module, layers: nn.ModuleList, decoder_config, model_kwargs: dict,
                    layout: VisualLayout, cfg: SCRConfig) -> list[tuple[np.ndarray, ...]]:
     """Mean attention of text queries to each visual grid, per prompt, over ``cfg.diag_layers``.
@@ -62,14 +78,8 @@ def attention_maps(model: nn.Module, layers: nn.ModuleList, decoder_config, mode
     else:
         starts = [layout.seq_len - 1] * layout.batch_size
     capture = AttentionCapture(frozenset(cfg.diag_layers), row_start=min(starts))
-    handle = _stop_after(layers[max(cfg.diag_layers)])
-    try:
-        with torch.no_grad(), capture_attention(decoder_config, capture):
-            model(**model_kwargs, use_cache=False)
-    except _DiagnosticComplete:
-        pass
-    finally:
-        handle.remove()
+    with capture_attention(decoder_config, capture):
+        run_until(model, layers, max(cfg.diag_layers), model_kwargs)
     mean = capture.mean()  # (B, rows, keys)
     result = []
     for sample, start in enumerate(starts):

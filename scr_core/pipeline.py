@@ -24,7 +24,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .adapters import Adapter, adapter_class, adapter_for, split_options
 from .config import SCRConfig, resolve_layers
-from .diagnosis import attention_maps, entropy_nats, plan_from_maps, uniform_plan
+from .diagnosis import attention_maps, entropy_nats, plan_from_maps, run_until, uniform_plan
 from .errors import ConfigError, GenerationInterrupted, InputError, ModelLoadError, ReleasedError
 from .images import load_image
 from .layout import VisualLayout
@@ -238,6 +238,24 @@ class SCRPipeline:
         diagnoses, _ = self._diagnose(batch, self.resolve(config.with_(selection="attention")))
         return diagnoses
 
+    def early_exit(self, images, prompt: str | Sequence[str] | None = None, last_layer: int | None = None) -> float:
+        """Milliseconds of one forward through decoder layers 0..``last_layer`` with nothing captured.
+
+        The floor of the diagnostic pass (default ``last_layer``: the last default diagnostic
+        layer): benchmarks add it to a vanilla run to get the two-pass limit SCR is held to.
+        """
+        batch = self._batch(images, prompt)
+        depth = self.depth
+        if last_layer is None:
+            last_layer = max(self.resolve(SCRConfig()).diag_layers)
+        if isinstance(last_layer, bool) or not isinstance(last_layer, int) or not 0 <= last_layer < depth:
+            raise ConfigError(f"last_layer must be a decoder layer index 0..{depth - 1} (got {last_layer!r})")
+        _synchronize(self.device)
+        start = time.perf_counter()
+        run_until(self._model(), self.adapter.decoder_layers(), last_layer, batch.inputs)
+        _synchronize(self.device)
+        return (time.perf_counter() - start) * 1000
+
     def caption(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = SCRConfig(),
                 max_new_tokens: int = 64, **kwargs) -> list[GenerationResult]:
         """Greedy captions; ``scr=None`` for the vanilla model. Keywords as for ``generate``."""
@@ -392,14 +410,20 @@ class SCRPipeline:
 
     @contextmanager
     def _timed_forwards(self):
-        """Milliseconds of each top-level forward (first = prefill, then one per decode step)."""
+        """Milliseconds of each top-level forward (first = prefill, then one per decode step).
+
+        On a GPU each forward is synchronised at both ends, or the times would be launch times.
+        """
         steps: list[float] = []
         started: list[float] = []
+        device = self.model.device
 
         def before(module, args, kwargs):
+            _synchronize(device)
             started.append(time.perf_counter())
 
         def after(module, args, kwargs, output):
+            _synchronize(device)
             steps.append((time.perf_counter() - started.pop()) * 1000)
 
         handles = [self.model.register_forward_pre_hook(before, with_kwargs=True),
@@ -409,6 +433,12 @@ class SCRPipeline:
         finally:
             for handle in handles:
                 handle.remove()
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work so that wall-clock times cover it (no-op elsewhere)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _group_images(images) -> list[list[Image.Image]]:
