@@ -17,8 +17,10 @@ K = 4  # a tiny tile is a 6x6 grid (16 interior patches)
 
 
 @pytest.fixture(scope="module")
-def internvl_dir(family_dir):
-    return family_dir("internvl")
+def internvl_dir(tmp_path_factory):
+    from scr_core.testbed.tiny_families import build
+
+    return build("internvl", tmp_path_factory.mktemp("tiny") / "internvl", num_layers=8)
 
 
 def test_internvl_batch_with_two_images_in_one_prompt(internvl_dir, tmp_path_factory):

@@ -1,5 +1,7 @@
 """Qwen2-VL exported to ONNX (vision-tower workaround, M-RoPE) against the PyTorch pipeline.
 
+An 8-layer tiny checkpoint (diagnostic layers 2..3) with hook layers 0..5, so that both decoder
+parts carry ai.scr nodes.
 Several images of different sizes in one prompt (one grid and one K each), and a left-padded
 batch of two. Both sides use the PIL image processor (onnx.md §8).
 """
@@ -24,15 +26,23 @@ from tests.test_onnx_llava import NEW_TOKENS, NO_TORCH, ROOT, assert_parity, tor
 K = 4  # a tiny grid (7x8) has 30 interior patches
 
 
+HOOKS = (0, 1, 2, 3, 4, 5)  # past the last diagnostic layer (3 of 8): the tail holds ai.scr nodes too
+
+
 @pytest.fixture(scope="module")
-def qwen_dir(family_dir):
-    return family_dir("qwen2_vl")
+def qwen_dir(tmp_path_factory):
+    from scr_core.testbed.tiny_families import build
+
+    return build("qwen2_vl", tmp_path_factory.mktemp("tiny") / "qwen2_vl", num_layers=8)
 
 
 @pytest.fixture(scope="module")
 def qwen_vlm(qwen_dir, tmp_path_factory) -> OnnxVLM:
-    out = export(ExportOptions(model=qwen_dir, out=tmp_path_factory.mktemp("onnx") / "qwen2_vl", k=K))
-    return OnnxVLM(out, provider="cpu")
+    out = export(ExportOptions(model=qwen_dir, out=tmp_path_factory.mktemp("onnx") / "qwen2_vl", k=K,
+                               hook_layers=HOOKS))
+    vlm = OnnxVLM(out, provider="cpu")
+    assert vlm.tail_has_scr and vlm.model_config["decoder"]["tail"]["hook_layers"] == [4, 5]
+    return vlm
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +61,7 @@ def pictures():
 
 
 def _check(vlm, pipe, images, prompts):
-    theirs = pipe.diagnose(images, prompts, SCRConfig(k=K))
+    theirs = pipe.diagnose(images, prompts, SCRConfig(k=K, hook_layers=HOOKS))
     ours = vlm.diagnose(images, prompts)
     for a, b in zip(ours, theirs):
         assert a.plan == b.plan
