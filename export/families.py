@@ -98,8 +98,9 @@ def _masked_vision_attention(self, hidden_states, cu_seqlens, position_embedding
     The stock forward splits the sequence with ``lengths.tolist()``, a data-dependent shape the
     dynamo exporter refuses (onnx.md §1.2); masking every image to itself computes the same thing.
     """
-    from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb_vision
+    import sys
 
+    apply_rotary_pos_emb_vision = sys.modules[type(self).__module__].apply_rotary_pos_emb_vision  # the family's own
     seq = hidden_states.shape[0]
     q, k, v = self.qkv(hidden_states).reshape(seq, 3, self.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
     cos, sin = position_embeddings
@@ -226,14 +227,56 @@ class InternVLExport(FamilyExport):
                                     "<video>"]}
 
 
-FAMILIES: dict[str, type[FamilyExport]] = {t: cls for cls in (LlavaExport, Qwen2VLExport, InternVLExport)
-                                           for t in cls.model_types}
+class Qwen25VLVision(Qwen2VLVision):
+    """Qwen2.5-VL's tower: as Qwen2-VL's, plus windowed attention in most blocks. The host computes the
+    window permutation (``window_index``), its inverse and the window boundaries (``export.preprocess``)."""
+
+    def forward(self, pixel_values, vision_position_ids, cu_seqlens, window_index, cu_window_seqlens,
+                reverse_index):
+        visual = self.visual
+        hidden = visual.patch_embed(pixel_values)
+        seq = hidden.shape[0]
+        hidden = visual.permute_input_for_window_attn(hidden, window_index, seq_len=seq)
+        rotary = visual.rotary_pos_emb(hidden, vision_position_ids)
+        rotary = tuple(visual.permute_input_for_window_attn(f, window_index, seq_len=seq) for f in rotary)
+        for index, block in enumerate(visual.blocks):
+            bounds = cu_seqlens if index in visual.fullatt_block_indexes else cu_window_seqlens
+            hidden = block(hidden, cu_seqlens=bounds, position_embeddings=rotary)
+        return visual.merger(hidden)[reverse_index]
+
+
+class Qwen25VLExport(Qwen2VLExport):
+    model_types = ("qwen2_5_vl",)
+
+    def vision_module(self) -> nn.Module:
+        return Qwen25VLVision(self.model)
+
+    def vision_example(self) -> tuple[dict, dict]:
+        from .preprocess import window_inputs
+
+        inputs, shapes = super().vision_example()
+        vision = self._vision_config()
+        merge = int(vision.spatial_merge_size)
+        grids = np.array([[1, 2 * merge, 2 * merge], [1, 2 * merge, 3 * merge]])
+        for name, value in window_inputs(grids, merge, int(vision.window_size), int(vision.patch_size)).items():
+            inputs[name] = torch.from_numpy(value)
+        units = Dim("merged_tokens")
+        shapes.update(window_index={0: units}, cu_window_seqlens={0: Dim("windows")},
+                      reverse_index={0: units})
+        return inputs, shapes
+
+    def processor_rule(self) -> dict:
+        vision = self._vision_config()
+        return {**super().processor_rule(), "window_size": int(vision.window_size),
+                "patch_size": int(vision.patch_size)}
+
+
+FAMILIES: dict[str, type[FamilyExport]] = {t: cls for cls in (LlavaExport, Qwen2VLExport, Qwen25VLExport,
+                                                              InternVLExport) for t in cls.model_types}
 
 
 #: Families the PyTorch pipeline runs but the exporter does not (yet), with the reason.
 NOT_EXPORTED = {
-    "qwen2_5_vl": "Qwen2.5-VL's vision tower uses windowed attention with a data-dependent window index "
-                  "that is not ported to the export yet",
     "chameleon": "Chameleon's VQ image tokenizer (codebook lookup and the code-to-token map) is not exported yet",
 }
 

@@ -28,6 +28,31 @@ def vision_segments(grid_thw: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
+def window_inputs(grid_thw: np.ndarray, merge: int, window_size: int, patch_size: int) -> dict:
+    """Qwen2.5-VL's window attention inputs (``get_vision_window_index``): the permutation of merged
+    tokens into windows, its inverse, and the window boundaries in patches."""
+    window = window_size // merge // patch_size
+    unit = merge ** 2
+    order, bounds, offset = [], [0], 0
+    for t, h, w in np.asarray(grid_thw).tolist():
+        gh, gw = h // merge, w // merge
+        index = np.arange(t * gh * gw).reshape(t, gh, gw)
+        pad_h, pad_w = window - gh % window, window - gw % window
+        padded = np.pad(index, ((0, 0), (0, pad_h), (0, pad_w)), constant_values=-100)
+        nh, nw = (gh + pad_h) // window, (gw + pad_w) // window
+        padded = padded.reshape(t, nh, window, nw, window).transpose(0, 1, 3, 2, 4).reshape(t, nh * nw, window,
+                                                                                             window)
+        lengths = (padded != -100).sum(axis=(2, 3)).ravel()
+        flat = padded.ravel()
+        order.append(flat[flat != -100] + offset)
+        bounds.extend((np.cumsum(lengths) * unit + bounds[-1]).tolist())
+        offset += t * gh * gw
+    window_index = np.concatenate(order).astype(np.int64)
+    cu = np.asarray(bounds, dtype=np.int64)
+    cu = cu[np.concatenate([[True], cu[1:] != cu[:-1]])]  # unique_consecutive
+    return {"window_index": window_index, "cu_window_seqlens": cu, "reverse_index": np.argsort(window_index)}
+
+
 def expand_image_tokens(texts: list[str], counts, image_token: str, prefix: str = "", suffix: str = "") -> list[str]:
     """Each image placeholder → ``prefix`` + ``count`` placeholders + ``suffix``, images in order
     (what ``Qwen2VLProcessor`` and ``InternVLProcessor`` do)."""
@@ -131,8 +156,12 @@ class Preprocessor:
         grid = np.asarray(pixels["image_grid_thw"])
         texts = expand_image_tokens(texts, (grid.prod(axis=1) // merge ** 2).tolist(), self.rule["image_token"])
         tokens = dict(self.tokenizer(texts, return_tensors="np", padding=True, padding_side="left"))
-        return {**tokens, **pixels, "vision_position_ids": vision_rotary_ids(pixels["image_grid_thw"], merge),
-                "cu_seqlens": vision_segments(pixels["image_grid_thw"])}
+        out = {**tokens, **pixels, "vision_position_ids": vision_rotary_ids(pixels["image_grid_thw"], merge),
+               "cu_seqlens": vision_segments(pixels["image_grid_thw"])}
+        if "window_size" in self.rule:  # Qwen2.5-VL
+            out.update(window_inputs(pixels["image_grid_thw"], merge, int(self.rule["window_size"]),
+                                     int(self.rule["patch_size"])))
+        return out
 
     def decode(self, tokens) -> list[str]:
         return self.tokenizer.batch_decode(tokens, skip_special_tokens=True)

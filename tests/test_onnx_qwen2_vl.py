@@ -112,3 +112,23 @@ def test_preprocessing_without_torch(qwen_vlm, pictures, tmp_path):
     expected = qwen_vlm.caption([pictures[:2]], max_new_tokens=5)[0]
     assert json.loads(text)["token_ids"] == list(expected.token_ids)
     assert len(json.loads(text)["plan"]["grids"]) == 2
+
+
+def test_qwen2_5_vl_windowed_vision_tower(tmp_path_factory, pictures):
+    """Qwen2.5-VL: the host computes the window permutation; two images in one prompt, SCR parity."""
+    from scr_core.testbed.tiny_families import build
+
+    folder = build("qwen2_5_vl", tmp_path_factory.mktemp("tiny") / "qwen2_5_vl", num_layers=8)
+    vlm = OnnxVLM(export(ExportOptions(model=folder, out=tmp_path_factory.mktemp("onnx") / "qwen2_5_vl", k=K)),
+                  provider="cpu")
+    pipe = SCRPipeline.from_pretrained(folder)
+    pipe.processor.image_processor = AutoImageProcessor.from_pretrained(folder, backend="pil")
+    images, prompts = [pictures[:2], pictures[2]], ["What differs between the two images?", "Describe the image."]
+    theirs = pipe.diagnose(images, prompts, SCRConfig(k=K))
+    ours = vlm.diagnose(images, prompts)
+    for a, b in zip(ours, theirs):
+        assert a.plan == b.plan
+        for map_a, map_b in zip(a.maps, b.maps):
+            np.testing.assert_allclose(map_a, map_b, atol=1e-5, rtol=0)
+    tokens, logits = torch_reference(pipe, images, prompts, [d.plan for d in theirs])
+    assert_parity(vlm, vlm.caption(images, prompts, max_new_tokens=NEW_TOKENS), tokens, logits)
