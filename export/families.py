@@ -23,6 +23,8 @@ class FamilyExport:
     model_types: ClassVar[tuple[str, ...]] = ()
     #: "sequential": position ids = cumsum(attention_mask) - 1 (decode: +1 per token); "mrope": Qwen2-VL's 3-D ids
     position_rule: ClassVar[str] = "sequential"
+    #: "image_features" (rows merged by embedding.onnx) or "image_token_ids" (written into input_ids)
+    vision_output: ClassVar[str] = "image_features"
 
     def __init__(self, pipe) -> None:
         self.pipe = pipe
@@ -38,6 +40,10 @@ class FamilyExport:
 
     def image_token_id(self) -> int:
         return int(self.model.config.image_token_id)
+
+    def suppressed_tokens(self) -> list[int]:
+        """Token ids whose logits the model's forward sets to the dtype's minimum (none by default)."""
+        return []
 
     def position_example(self, batch: int, seq: int, past: int) -> torch.Tensor:
         """Example position ids of a step after ``past`` cached tokens."""
@@ -271,21 +277,58 @@ class Qwen25VLExport(Qwen2VLExport):
                 "patch_size": int(vision.patch_size)}
 
 
+class ChameleonVision(nn.Module):
+    """pixel_values[N,3,H,W] → image_token_ids[N·h·w]: the VQ encoder's codes mapped to the text vocabulary.
+
+    The tokens, not their embeddings: the runtime writes them into ``input_ids`` over the image
+    placeholders and ``embedding.onnx`` embeds them, so the embedding table is stored once.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        codes = self.model.vqmodel.encode(pixel_values, return_dict=True).image_tokens
+        return self.model.vocabulary_mapping.convert_img2bpe(codes).reshape(-1)
+
+
+class ChameleonExport(FamilyExport):
+    model_types = ("chameleon",)
+    vision_output = "image_token_ids"
+
+    def vision_module(self) -> nn.Module:
+        return ChameleonVision(self.model)
+
+    def vision_example(self) -> tuple[dict, dict]:
+        vq = self.model.config.vq_config
+        pixels = torch.randn(2, int(vq.in_channels), int(vq.resolution), int(vq.resolution), dtype=self.model.dtype)
+        return {"pixel_values": pixels}, {"pixel_values": {0: Dim("images")}}
+
+    def image_token_id(self) -> int:
+        return int(self.adapter.image_token_id())
+
+    def suppressed_tokens(self) -> list[int]:
+        """``ChameleonForConditionalGeneration.forward`` forbids the image codes in generated text."""
+        return [int(t) for t in self.model.model.vocabulary_mapping.image_tokens]
+
+    def layout_rule(self) -> dict:
+        height, width = self.adapter.grid_size()
+        return {"kind": "token_runs", "image_token_id": self.image_token_id(), "grid": [height, width]}
+
+    def processor_rule(self) -> dict:
+        return {"kind": "auto_processor", "backend": "pil", "chat_template": self.adapter.chat_template(),
+                "reserved_tokens": sorted(self.adapter.reserved_tokens())}
+
+
 FAMILIES: dict[str, type[FamilyExport]] = {t: cls for cls in (LlavaExport, Qwen2VLExport, Qwen25VLExport,
-                                                              InternVLExport) for t in cls.model_types}
-
-
-#: Families the PyTorch pipeline runs but the exporter does not (yet), with the reason.
-NOT_EXPORTED = {
-    "chameleon": "Chameleon's VQ image tokenizer (codebook lookup and the code-to-token map) is not exported yet",
-}
+                                                              InternVLExport, ChameleonExport)
+                                           for t in cls.model_types}
 
 
 def unsupported(model_type) -> str:
-    why = NOT_EXPORTED.get(model_type)
-    head = f"ONNX export does not support {model_type!r} models" + (f": {why}" if why else "")
-    return (f"{head}. It exports: {', '.join(sorted(FAMILIES))}; the PyTorch pipeline (python -m scr_core) "
-            "runs every supported family")
+    return (f"ONNX export does not support {model_type!r} models; it exports: {', '.join(sorted(FAMILIES))}. "
+            "Another decoder VLM runs in the PyTorch pipeline (python -m scr_core) with the generic adapter")
 
 
 def family_for(pipe) -> FamilyExport:

@@ -41,7 +41,8 @@ class GraphExporter:
     # -- graphs ------------------------------------------------------------------------
     def vision(self, path: Path) -> dict:
         inputs, shapes = self.family.vision_example()
-        return self._export(self.family.vision_module().eval(), inputs, shapes, list(inputs), ["image_features"],
+        return self._export(self.family.vision_module().eval(), inputs, shapes, list(inputs),
+                            [self.family.vision_output],
                             path, dynamic={name: list(dims) for name, dims in shapes.items()})
 
     def embedding(self, path: Path) -> dict:
@@ -62,13 +63,14 @@ class GraphExporter:
 
     def tail(self, path: Path) -> dict:
         part = DecoderPart(self.lm, self.split + 1, self.depth - 1, lm_head=self.model.get_output_embeddings(),
-                           hook_layers=self.cfg.hook_layers, lam=self.cfg.lam).eval()
+                           hook_layers=self.cfg.hook_layers, lam=self.cfg.lam,
+                           suppressed_tokens=self.family.suppressed_tokens()).eval()
         return self._decoder(part, path, first=self.split + 1, last=self.depth - 1, head=False)
 
     def full_decoder(self, path: Path) -> dict:
         """The whole decoder as one graph without SCR: the plain export that ``export.measure`` compares with."""
         part = DecoderPart(self.lm, 0, self.depth - 1, lm_head=self.model.get_output_embeddings(), hook_layers=(),
-                           lam=1.0).eval()
+                           lam=1.0, suppressed_tokens=self.family.suppressed_tokens()).eval()
         return self._decoder(part, path, first=0, last=self.depth - 1, head=False)
 
     # -- helpers -----------------------------------------------------------------------

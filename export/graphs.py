@@ -109,7 +109,8 @@ class DecoderPart(nn.Module):
     """
 
     def __init__(self, language_model: nn.Module, first: int, last: int, *, lm_head: nn.Module | None,
-                 hook_layers: Sequence[int], lam: float, diag_layers: Sequence[int] = ()) -> None:
+                 hook_layers: Sequence[int], lam: float, diag_layers: Sequence[int] = (),
+                 suppressed_tokens: Sequence[int] = ()) -> None:
         super().__init__()
         part = copy.copy(language_model)
         part._modules = dict(language_model._modules)
@@ -118,6 +119,8 @@ class DecoderPart(nn.Module):
             part.norm = nn.Identity()
         self.part = part
         self.lm_head = lm_head
+        # tokens the model's own forward forbids (Chameleon's image codes in text mode): logits at the dtype's min
+        self.register_buffer("suppressed", torch.tensor(sorted(suppressed_tokens), dtype=torch.long), persistent=False)
         self.first = first
         self.hook_layers = tuple(i - first for i in hook_layers if first <= i <= last)
         self.lam = float(lam)
@@ -143,7 +146,10 @@ class DecoderPart(nn.Module):
         presents = [t for layer in cache.layers for t in (layer.keys, layer.values)]
         hidden = out.last_hidden_state
         if self.lm_head is not None:
-            return (self.lm_head(hidden), *presents)
+            logits = self.lm_head(hidden)
+            if self.suppressed.numel():
+                logits = logits.index_fill(-1, self.suppressed, torch.finfo(logits.dtype).min)
+            return (logits, *presents)
         return (hidden, self._scores(visual_positions, query_start, inputs_embeds.shape[1]), *presents)
 
     def _edit(self, visual_positions, scr_map):

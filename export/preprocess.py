@@ -137,7 +137,9 @@ class Preprocessor:
         content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
         messages = [{"role": "user", "content": content}]
         if self.processor is not None:
-            return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+            template = self.rule.get("chat_template")
+            extra = {"chat_template": template} if template else {}
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True, **extra)
         return self.tokenizer.apply_chat_template(messages, chat_template=self.template, tokenize=False,
                                                   add_generation_prompt=True)
 

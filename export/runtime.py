@@ -182,7 +182,13 @@ class OnnxVLM:
             value = np.asarray(inputs[spec.name])
             feeds[spec.name] = value.astype(np.float16 if "float16" in spec.type else np.float32) \
                 if value.dtype.kind == "f" else value.astype(np.int64)
-        features = self._run("vision", feeds, ["image_features"])["image_features"]
+        output = vision.get_outputs()[0].name
+        features = self._run("vision", feeds, [output])[output]
+        if output == "image_token_ids":  # Chameleon: VQ codes as text tokens, written over the placeholders
+            placeholders = input_ids == self.model_config["image_token_id"]
+            input_ids = input_ids.copy()
+            input_ids[placeholders] = features.numpy().reshape(-1)
+            features = self._empty_features()
         if self.model_config["decoder"]["position_ids"] == "mrope":
             from .preprocess import mrope_positions
 

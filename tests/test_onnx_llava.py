@@ -168,9 +168,6 @@ def test_refusals_leave_nothing_behind(tmp_path, tiny_llava_dir, capsys):
     other = tmp_path / "bert"
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    chameleon = tmp_path / "chameleon"
-    chameleon.mkdir()
-    (chameleon / "config.json").write_text(json.dumps({"model_type": "chameleon"}))
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text((tiny_llava_dir / "config.json").read_text())
@@ -178,7 +175,6 @@ def test_refusals_leave_nothing_behind(tmp_path, tiny_llava_dir, capsys):
     cases = [
         (["--model", str(broken), "--out", str(tmp_path / "e")], "cannot load"),  # fails inside the export
         (["--model", str(other), "--out", str(tmp_path / "a")], "does not support 'bert'"),
-        (["--model", str(chameleon), "--out", str(tmp_path / "a")], "VQ image tokenizer"),
         (["--model", str(tiny_llava_dir), "--out", str(other)], "exists; pass --overwrite"),
         (["--model", str(tiny_llava_dir), "--out", "/proc/scr-export"], "not writable"),
         (["--model", str(tiny_llava_dir), "--out", str(tmp_path / "b"), "--hook-layers", "30-31"], "hook_layers"),
@@ -194,7 +190,7 @@ def test_refusals_leave_nothing_behind(tmp_path, tiny_llava_dir, capsys):
         assert export_main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and "Traceback" not in err, err
-    assert _leftovers(tmp_path) == ["bert", "broken", "chameleon"] and _leftovers(other) == ["config.json"]
+    assert _leftovers(tmp_path) == ["bert", "broken"] and _leftovers(other) == ["config.json"]
 
 
 def test_run_cli_json_and_errors(llava_onnx, images, tmp_path, capsys):
