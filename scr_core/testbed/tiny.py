@@ -66,6 +66,7 @@ def make_llava(
     vision_hidden_size: int | None = None,
     vision_feature_layer: int = -2,
     initializer_range: float = 0.15,
+    max_position_embeddings: int = 1024,
 ):
     """A freshly initialised ``LlavaForConditionalGeneration`` and its ``LlavaProcessor``.
 
@@ -100,7 +101,7 @@ def make_llava(
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
         num_key_value_heads=num_kv_heads,
-        max_position_embeddings=1024,
+        max_position_embeddings=max_position_embeddings,
         initializer_range=initializer_range,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,

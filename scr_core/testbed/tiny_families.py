@@ -67,7 +67,7 @@ def _tokenizer(specials: tuple[str, ...], extra_words: tuple[str, ...] = (), **n
     return PreTrainedTokenizerFast(tokenizer_object=base._tokenizer, extra_special_tokens=extra or None, **kwargs)
 
 
-def _finish(model, tokenizer, out: Path) -> None:
+def _prime(model, tokenizer) -> None:
     import torch
 
     # Random init gives tiny logits; a larger lm_head makes greedy text depend on the input.
@@ -75,14 +75,19 @@ def _finish(model, tokenizer, out: Path) -> None:
         model.get_output_embeddings().weight.normal_(0.0, 1.0)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
+
+
+def _finish(model, tokenizer, out: Path) -> None:
+    _prime(model, tokenizer)
     model.save_pretrained(out)
 
 
-def _text_kwargs(tokenizer, hidden_size: int, num_layers: int, num_heads: int, num_kv_heads: int) -> dict:
+def _text_kwargs(tokenizer, hidden_size: int, num_layers: int, num_heads: int, num_kv_heads: int,
+                 intermediate_size: int | None = None) -> dict:
     return dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
+        intermediate_size=intermediate_size or hidden_size * 2,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
         num_key_value_heads=num_kv_heads,
@@ -94,15 +99,25 @@ def _text_kwargs(tokenizer, hidden_size: int, num_layers: int, num_heads: int, n
     )
 
 
-def build_tiny_qwen2_vl(out_dir: str | Path, *, seed: int = 0, version: str = "2", num_layers: int = 18,
-                        hidden_size: int = 48, num_heads: int = 4, num_kv_heads: int = 2, patch_size: int = 8,
-                        min_pixels: int = 32 * 32, max_pixels: int = 128 * 128) -> Path:
+def build_tiny_qwen2_vl(out_dir: str | Path, **options) -> Path:
+    """Write a random Qwen2-VL / Qwen2.5-VL checkpoint (options: see :func:`make_qwen2_vl`)."""
+    out = Path(out_dir)
+    model, processor = make_qwen2_vl(**options)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def make_qwen2_vl(*, seed: int = 0, version: str = "2", num_layers: int = 18, hidden_size: int = 48,
+                  num_heads: int = 4, num_kv_heads: int = 2, patch_size: int = 8, min_pixels: int = 32 * 32,
+                  max_pixels: int = 128 * 128, intermediate_size: int | None = None,
+                  extra_words: tuple[str, ...] = ()):
     """Random ``Qwen2VLForConditionalGeneration`` (``version="2"``) or ``Qwen2_5_VLForConditionalGeneration``
-    (``version="2.5"``) with its processor.
+    (``version="2.5"``) and its processor, in memory (benchmarks build large shapes on the GPU).
 
     A merged visual token covers ``2 * patch_size`` pixels square (16 px by default), so a
     112x128 image becomes a 7x8 grid; GQA (4 query heads, 2 KV heads) and M-RoPE as in the
-    real models.
+    real models. ``extra_words`` enlarge the vocabulary (a benchmark's output layer of a real size).
     """
     import torch
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
@@ -118,13 +133,12 @@ def build_tiny_qwen2_vl(out_dir: str | Path, *, seed: int = 0, version: str = "2
     else:
         raise ValueError(f"version must be '2' or '2.5', not {version!r}")
 
-    out = Path(out_dir)
-    tokenizer = _tokenizer(QWEN_SPECIALS, eos_token="<|im_end|>")
+    tokenizer = _tokenizer(QWEN_SPECIALS, extra_words=tuple(extra_words), eos_token="<|im_end|>")
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIALS}
     head_dim = hidden_size // num_heads
     third = head_dim // 2 // 3
     mrope = [head_dim // 2 - 2 * third, third, third]  # temporal, height, width halves of the rotary dims
-    text = dict(_text_kwargs(tokenizer, hidden_size, num_layers, num_heads, num_kv_heads),
+    text = dict(_text_kwargs(tokenizer, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size),
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope})
     vision = dict(depth=2, hidden_size=hidden_size, num_heads=2, patch_size=patch_size,
                   spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
@@ -143,15 +157,14 @@ def build_tiny_qwen2_vl(out_dir: str | Path, *, seed: int = 0, version: str = "2
     )
     torch.manual_seed(seed)
     model = Model(config).eval()
-    _finish(model, tokenizer, out)
+    _prime(model, tokenizer)
     image_processor = Qwen2VLImageProcessor(patch_size=patch_size, merge_size=2, temporal_patch_size=2,
                                             min_pixels=min_pixels, max_pixels=max_pixels)
     video_processor = Qwen2VLVideoProcessor(patch_size=patch_size, merge_size=2, temporal_patch_size=2,
                                             min_pixels=min_pixels, max_pixels=max_pixels)
     processor = Processor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
                           chat_template=QWEN_CHAT_TEMPLATE)
-    processor.save_pretrained(out)
-    return out
+    return model, processor
 
 
 def build_tiny_qwen2_5_vl(out_dir: str | Path, **kwargs) -> Path:
