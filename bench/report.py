@@ -1,0 +1,160 @@
+"""The README's performance section, rendered as markdown from a benchmark JSON.
+
+Why from the JSON alone: figures in the README must be traceable to one run (its machine,
+versions, threads and load are printed above the tables) and re-renderable without
+re-measuring. Times are medians; "±" is half the interquartile range over the rounds.
+"""
+
+from __future__ import annotations
+
+from . import targets
+
+NAMES = {"vanilla": "vanilla", "scr": "SCR", "uniform": "Uniform-Smooth", "vcd": "VCD", "dola": "DoLa",
+         "early_exit": "early exit (bare)", "diagnostic": "SCR diagnostic (early exit, rows captured)",
+         "naive_eager": "naive: full depth, eager attention", "prefill": "vanilla prefill"}
+
+
+def render(doc: dict, plot_name: str | None = None) -> str:
+    parts = [_header(doc)]
+    for key, renderer in (("end_to_end", _end_to_end), ("diagnostic", _diagnostic), ("decode_hooks", _hooks),
+                          ("growth", _growth), ("onnx_runtime", _onnx)):
+        if doc.get(key) is not None:
+            parts.append(renderer(doc[key]))
+    parts.append(_targets(doc))
+    if plot_name:
+        parts.append(f"![SCR's extra time per generated token against VCD's and DoLa's, and its growth]({plot_name})")
+    return "\n\n".join(parts) + "\n"
+
+
+def _header(doc: dict) -> str:
+    m, s, model = doc["machine"], doc["settings"], doc["model"]
+    gpu = f", GPU {m['gpu']['name']} (CUDA {m['gpu']['cuda']})" if m.get("gpu") else ""
+    if model["source"] == "random":
+        shape = model["shape"]
+        what = (f"a random {shape['name']} model ({model['family']}, {model['depth']} decoder layers of width "
+                f"{shape['width']}, {model['visual_tokens']} visual tokens)")
+    else:
+        what = (f"`{model['source']}` ({model['family']}, {model['depth']} decoder layers, "
+                f"{model['visual_tokens']} visual tokens)")
+    params = f", {model['parameters'] / 1e6:.1f} M parameters" if "parameters" in model else ""
+    return (f"Measured with `python -m bench` ({s['mode']} mode) on {m['cpu']} ({m.get('usable_cores', '?')} usable of "
+            f"{m['logical_cores']} cores, {m['torch_threads']} torch threads{gpu}), {m['date']}; Python {m['python']}, "
+            f"torch {m['torch']}, transformers {m['transformers']}, commit {m.get('commit') or '?'}; load average "
+            f"{_load(m['load_average_start'])} at the start, {_load(m['load_average_end'])} at the end. "
+            f"Model: {what}{params}, {model['dtype']} on {m['device']}; "
+            f"SCR with K = {model['k']}, λ = {model['lam']}, diagnostic layers {_span(model['diag_layers'])}, "
+            f"hook layers {_span(model['hook_layers'])}. "
+            f"Medians of {s['repeats']} interleaved rounds after {s['warmup']} warm-up round(s); ± is half the "
+            f"interquartile range; forced lengths (min_new_tokens = max_new_tokens). Run time {doc['duration_s']} s.")
+
+
+def _end_to_end(cells: list[dict]) -> str:
+    rows = ["**End to end** (images in, text out; two-pass limit = vanilla + one early-exit forward through the last "
+            "diagnostic layer, from the same rounds)", "",
+            "| batch | new tokens | vanilla | SCR | SCR / vanilla | two-pass limit | SCR / limit "
+            "| Uniform-Smooth / vanilla | VCD / vanilla | DoLa / vanilla |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        ms, r = c["ms"], c["ratios"]
+        rows.append(f"| {c['batch']} | {c['new_tokens']} | {_ms(ms['vanilla'])} | {_ms(ms['scr'])} | "
+                    f"{_x(r['scr/vanilla'])} | {_ms(ms['two_pass_limit'])} | {_x(r['scr/two_pass_limit'])} | "
+                    f"{_x(r['uniform/vanilla'])} | {_x(r['vcd/vanilla'])} | {_x(r['dola/vanilla'])} |")
+    rows += ["", "**Where the time goes** (SCR's run, with vanilla's decode for comparison; the pipeline's own "
+             "timings)", "",
+             "| batch | new tokens | vision | diagnostic | prefill | decode / token (SCR) | decode / token (vanilla) "
+             "| diagnostic / prefill |", "|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        p, v = c["parts"]["scr"], c["parts"]["vanilla"]
+        rows.append(f"| {c['batch']} | {c['new_tokens']} | {_ms(p['vision_ms'])} | {_ms(p['diagnostic_ms'])} | "
+                    f"{_ms(p['prefill_ms'])} | {_ms(p['decode_ms_per_token'])} | {_ms(v['decode_ms_per_token'])} | "
+                    f"{_x(c['ratios']['diagnostic/prefill'])} |")
+    rows += ["", "**Extra time over vanilla per generated token** (the whole response's extra time / new tokens; "
+             "SCR's is a fixed cost per response, the contrastive peers pay on every token)", "",
+             "| batch | new tokens | SCR per response | SCR | Uniform-Smooth | VCD | DoLa |",
+             "|---|---|---|---|---|---|---|"]
+    for c in cells:
+        o = c["overhead_ms_per_token"]
+        rows.append(f"| {c['batch']} | {c['new_tokens']} | {_ms(c['overhead_ms']['scr'])} | "
+                    + " | ".join(_ms(o[m]) for m in ("scr", "uniform", "vcd", "dola")) + " |")
+    return "\n".join(rows)
+
+
+def _diagnostic(cells: list[dict]) -> str:
+    method = next((c["memory_method"] for c in cells if c["memory_method"]), "not measurable on this platform")
+    rows = [f"**Diagnostic pass** (one prepared batch, vision features shared; peak memory: {method})", "",
+            "| batch | call | time | × prefill | peak memory | × prefill |", "|---|---|---|---|---|---|"]
+    for c in cells:
+        for call in ("diagnostic", "early_exit", "naive_eager", "prefill"):
+            ratio = c["ratios"].get(f"{call}/prefill")
+            mem_ratio = c["memory_ratios"].get(f"{call}/prefill")
+            rows.append(f"| {c['batch']} | {NAMES[call]} | {_ms(c['ms'][call])} | {_x(ratio) if ratio else '1'} | "
+                        f"{_mib(c['peak_bytes'][call])} | {_plain_x(mem_ratio) if call != 'prefill' else '1'} |")
+    worst = max(c["naive_max_abs_diff"] for c in cells)
+    rows += ["", f"The naive diagnostic's maps differ from the shipped one's by at most {worst:.2e} "
+                 "(same maps, different cost)."]
+    return "\n".join(rows)
+
+
+def _hooks(cells: list[dict]) -> str:
+    rows = ["**Decode steps with the SCR hooks installed vs none** (model forward per new token)", "",
+            "| batch | new tokens | hooked layers | with hooks | without | ratio |", "|---|---|---|---|---|---|"]
+    for c in cells:
+        rows.append(f"| {c['batch']} | {c['new_tokens']} | {_span(c['hook_layers'])} | "
+                    f"{_ms(c['ms_per_token']['hooks'], 3)} | {_ms(c['ms_per_token']['none'], 3)} | "
+                    f"{_x(c['ratio'], 4)} |")
+    return "\n".join(rows)
+
+
+def _growth(points: list[dict]) -> str:
+    rows = ["**How the cost grows** (random models, batch 1; one thing changed at a time)", "",
+            "| axis | point | visual tokens | layers | new tokens | vanilla | SCR | SCR / vanilla | SCR / limit "
+            "| diagnostic / prefill | SCR extra per response |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in points:
+        r = p["ratios"]
+        rows.append(f"| {p['axis'].replace('_', ' ')} | {p['label']} | {p['visual_tokens']} | {p['depth']} | "
+                    f"{p['new_tokens']} | {_ms(p['ms']['vanilla'])} | {_ms(p['ms']['scr'])} | {_x(r['scr/vanilla'])} | "
+                    f"{_x(r['scr/two_pass_limit'])} | {_x(r['diagnostic/prefill'])} | {_ms(p['overhead_ms'])} |")
+    return "\n".join(rows)
+
+
+def _onnx(section: dict) -> str:
+    if section.get("status") != "measured":
+        return f"**ONNX Runtime vs PyTorch**: {section.get('status')} — {section.get('reason', '')}"
+    return (f"**ONNX Runtime vs PyTorch** ({section.get('provider')}): "
+            f"x{section['ratio']['median']:.2f} PyTorch's tokens/s")
+
+
+def _targets(doc: dict) -> str:
+    rows = ["**Targets** (issue 17)", "", "| target | measured | met |", "|---|---|---|"]
+    for t in targets.evaluate(doc):
+        met = {True: "yes", False: "**no**", None: "—"}[t["met"]]
+        rows.append(f"| {t['target']} | {t['measured']} | {met} |")
+    return "\n".join(rows)
+
+
+def _ms(s: dict, digits: int = 1) -> str:
+    spread = (s["p75"] - s["p25"]) / 2
+    return f"{s['median']:.{digits}f} ± {spread:.{digits}f} ms"
+
+
+def _x(s: dict, digits: int = 3) -> str:
+    return f"{s['median']:.{digits}f} ± {(s['p75'] - s['p25']) / 2:.{digits}f}"
+
+
+def _plain_x(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _mib(value: int | None) -> str:
+    return "—" if value is None else f"{value / 2**20:.1f} MiB"
+
+
+def _load(values) -> str:
+    return "/".join(f"{v:.2f}" for v in values) if values else "?"
+
+
+def _span(layers) -> str:
+    layers = list(layers)
+    if layers and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}–{layers[-1]}" if len(layers) > 1 else str(layers[0])
+    return ",".join(map(str, layers))
