@@ -1,6 +1,6 @@
 """LLaVA exported to ONNX and run by onnxruntime, against the PyTorch pipeline.
 
-One tiny random LLaVA checkpoint (the shared ``tiny_llava_dir``) is exported once per session;
+One tiny random LLaVA checkpoint (the shared ``llava_dir``) is exported once per session;
 the PyTorch side is ``scr_core`` itself: ``SCRPipeline.diagnose`` for maps and plans, and the
 model's ``generate`` under ``scr_core``'s redistribution hooks for logits and tokens. Both sides
 use the PIL image processor (onnx.md §8: the torchvision one differs by up to 0.015).
@@ -34,9 +34,17 @@ NEW_TOKENS = 20
 
 
 @pytest.fixture(scope="session")
-def llava_onnx(tmp_path_factory, tiny_llava_dir) -> Path:
+def llava_dir(tmp_path_factory) -> Path:
+    """A tiny random LLaVA with 10 decoder layers (diagnostic layers 2..4, hooks 0..3 by the scaled rule)."""
+    from scr_core.testbed.tiny import build_tiny_llava
+
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny") / "llava", seed=0, num_layers=10)
+
+
+@pytest.fixture(scope="session")
+def llava_onnx(tmp_path_factory, llava_dir) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "llava"
-    return export(ExportOptions(model=tiny_llava_dir, out=out))
+    return export(ExportOptions(model=llava_dir, out=out))
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +53,8 @@ def llava_vlm(llava_onnx) -> OnnxVLM:
 
 
 @pytest.fixture(scope="session")
-def llava_pil_pipe(tiny_llava_dir) -> SCRPipeline:
-    return SCRPipeline.from_pretrained(tiny_llava_dir, processor_kwargs={"backend": "pil"})
+def llava_pil_pipe(llava_dir) -> SCRPipeline:
+    return SCRPipeline.from_pretrained(llava_dir, processor_kwargs={"backend": "pil"})
 
 
 def torch_reference(pipe: SCRPipeline, images, prompt, plans, max_new_tokens: int = NEW_TOKENS):
@@ -67,25 +75,25 @@ def assert_parity(vlm: OnnxVLM, results, tokens, logits, atol: float = 1e-4) -> 
         np.testing.assert_allclose(ours, theirs, atol=atol, rtol=0, err_msg=f"step {step}")
 
 
-def test_export_folder_holds_every_weight_once(llava_onnx, tiny_llava_dir):
+def test_export_folder_holds_every_weight_once(llava_onnx, llava_pil_pipe):
     config = json.loads((llava_onnx / "scr_config.json").read_text())
     decoder, scr = config["model"]["decoder"], config["scr"]
-    assert decoder["head"]["layers"] == [0, max(scr["diag_layers"])] == [0, 9]
-    assert decoder["tail"]["layers"] == [10, 17] and scr["hook_layers"] == [0, 1, 2, 3, 4, 5, 6]
+    assert decoder["head"]["layers"] == [0, max(scr["diag_layers"])] == [0, 4]
+    assert decoder["tail"]["layers"] == [5, 9] and scr["hook_layers"] == [0, 1, 2, 3]
     assert scr["opset_import"] == {"ai.scr": 1} and config["model"]["layout"]["grid"] == [8, 8]
     models = {name: onnx.load(str(llava_onnx / f"{name}.onnx")) for name in GRAPHS}
     for name, model in models.items():
         onnx.checker.check_model(model, full_check=True)
         assert model.ir_version <= 10, name
     head_ops = [n for n in models["decoder_head"].graph.node if n.domain == "ai.scr"]
-    assert len(head_ops) == 7 and not [n for n in models["decoder_tail"].graph.node if n.domain == "ai.scr"]
+    assert len(head_ops) == 4 and not [n for n in models["decoder_tail"].graph.node if n.domain == "ai.scr"]
     assert {f.name for f in models["decoder_head"].functions} >= {"SpatialCreditRedistribution"}
     # every weight is stored once: the four graphs hold the checkpoint's parameters, head and tail share none
     big = {name: [numpy_helper.to_array(t) for t in m.graph.initializer if np.prod(t.dims) >= 256]
            for name, m in models.items()}
     head_bytes = {a.tobytes() for a in big["decoder_head"]}
     assert not [a for a in big["decoder_tail"] if a.tobytes() in head_bytes]
-    pipe = SCRPipeline.from_pretrained(tiny_llava_dir)
+    pipe = llava_pil_pipe
     text = pipe.adapter.language_model()
     parameters = sum(p.numel() for p in [*text.parameters(), *pipe.model.get_output_embeddings().parameters()])
     stored = sum(int(np.prod(t.dims)) for name in ("embedding", "decoder_head", "decoder_tail")
@@ -164,20 +172,20 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_refusals_leave_nothing_behind(tmp_path, tiny_llava_dir, capsys):
+def test_refusals_leave_nothing_behind(tmp_path, llava_dir, capsys):
     other = tmp_path / "bert"
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "config.json").write_text((tiny_llava_dir / "config.json").read_text())
+    (broken / "config.json").write_text((llava_dir / "config.json").read_text())
     (broken / "model.safetensors").write_bytes(b"not a weights file")
     cases = [
         (["--model", str(broken), "--out", str(tmp_path / "e")], "cannot load"),  # fails inside the export
         (["--model", str(other), "--out", str(tmp_path / "a")], "does not support 'bert'"),
-        (["--model", str(tiny_llava_dir), "--out", str(other)], "exists; pass --overwrite"),
-        (["--model", str(tiny_llava_dir), "--out", "/proc/scr-export"], "not writable"),
-        (["--model", str(tiny_llava_dir), "--out", str(tmp_path / "b"), "--hook-layers", "30-31"], "hook_layers"),
+        (["--model", str(llava_dir), "--out", str(other)], "exists; pass --overwrite"),
+        (["--model", str(llava_dir), "--out", "/proc/scr-export"], "not writable"),
+        (["--model", str(llava_dir), "--out", str(tmp_path / "b"), "--hook-layers", "30-31"], "hook_layers"),
         (["--model", str(tmp_path / "missing"), "--out", str(tmp_path / "c")], "no config.json"),
         (["--out", str(tmp_path / "d"), "--dtype", "fp8"], None),
     ]

@@ -72,9 +72,6 @@ def _check(vlm, pipe, images, prompts):
     results = vlm.caption(images, prompts, max_new_tokens=NEW_TOKENS)
     assert [r.plan for r in results] == [d.plan for d in theirs]
     assert_parity(vlm, results, tokens, logits)
-    vanilla_tokens, vanilla_logits = torch_reference(pipe, images, prompts, None)
-    assert_parity(vlm, vlm.caption(images, prompts, scr=None, max_new_tokens=NEW_TOKENS), vanilla_tokens,
-                  vanilla_logits)
     return ours, tokens
 
 
