@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from scr_core.config import SCRConfig
 from scr_core.errors import ConfigError, InputError, ModelLoadError
 from scr_core.images import load_image
 from scr_core.layout import VisualLayout
@@ -146,8 +147,9 @@ class OnnxVLM:
     # -- public ------------------------------------------------------------------------
     def caption(self, images, prompt: str | Sequence[str] | None = None, scr="config", max_new_tokens: int = 64,
                 k: int | None = None) -> list[GenerationResult]:
-        """Greedy captions; ``scr``: ``"config"`` (diagnose, then SCR with the exported λ and layers),
-        a ``RedistributionPlan`` or one per prompt, or ``None`` (vanilla). ``k``: sources per grid."""
+        """Greedy captions; ``scr``: ``"config"`` (diagnose, then SCR with the exported λ and layers), an
+        ``SCRConfig`` (its K; the rest must match the export), a ``RedistributionPlan`` or one per prompt,
+        or ``None`` (vanilla). ``k``: sources per grid."""
         return self.generate(images, prompt, scr=scr, max_new_tokens=max_new_tokens, k=k)
 
     def diagnose(self, images, prompt: str | Sequence[str] | None = None, k: int | None = None) -> list[Diagnosis]:
@@ -211,6 +213,9 @@ class OnnxVLM:
                              f"new tokens are asked for, but the model's context is {context} positions")
         diagnoses: list[Diagnosis | None] = [None] * layout.batch_size
         diagnostic_ms = 0.0
+        if isinstance(scr, SCRConfig):
+            k = self._check_config(scr) if k is None else k
+            scr = "config"
         if scr == "config" or scr is True:
             diagnoses, diagnostic_ms = self._diagnose(batch, self._k(k))
             plans = [d.plan for d in diagnoses]
@@ -320,13 +325,16 @@ class OnnxVLM:
         """One session run with IO binding: inputs and outputs stay on the session's device."""
         session = self.sessions[name]
         binding = session.io_binding()
+        alive = []  # a CPU OrtValue made from numpy borrows the array's memory: keep both until the run is done
         for key, value in feeds.items():
             if isinstance(value, np.ndarray):
                 value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), self.device, 0)
+                alive.append(value)
             binding.bind_ortvalue_input(key, value)
         for key in outputs:
             binding.bind_output(key, self.device)
         session.run_with_iobinding(binding)
+        del alive
         return dict(zip(outputs, binding.get_outputs()))
 
     def _embed(self, input_ids: np.ndarray, features):
@@ -369,6 +377,20 @@ class OnnxVLM:
         if (starts >= layout.seq_len).any():
             raise InputError("a prompt has no text after its image; SCR reads the attention of post-image text tokens")
         return starts
+
+    def _check_config(self, cfg: SCRConfig) -> int:
+        """An ``SCRConfig`` must ask for what the export baked in (λ, layers, query, border); returns its K."""
+        baked = {"lam": float(self.scr["lam"]), "diag_layers": tuple(self.scr["diag_layers"]),
+                 "hook_layers": tuple(self.scr["hook_layers"]), "query": self.scr["query"],
+                 "exclude_border": bool(self.scr["exclude_border"]), "selection": "attention"}
+        asked = {"lam": float(cfg.lam), "diag_layers": cfg.diag_layers or baked["diag_layers"],
+                 "hook_layers": cfg.hook_layers or baked["hook_layers"], "query": cfg.query,
+                 "exclude_border": cfg.exclude_border, "selection": cfg.selection}
+        differs = sorted(name for name in baked if asked[name] != baked[name])
+        if differs:
+            raise ConfigError(f"this export has {', '.join(f'{n}={baked[n]!r}' for n in differs)} built in (asked: "
+                              f"{', '.join(f'{n}={asked[n]!r}' for n in differs)}); export again with other settings")
+        return cfg.k
 
     def _k(self, k: int | None) -> int:
         k = self.scr["k"] if k is None else k

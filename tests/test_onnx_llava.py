@@ -257,3 +257,15 @@ def test_generated_image_token_keeps_its_embedding(llava_onnx, llava_vlm, llava_
     out = llava_vlm._embed(ids, llava_vlm._empty_features()).numpy()
     table = llava_pil_pipe.adapter.language_model().get_input_embeddings().weight.detach().numpy()
     np.testing.assert_allclose(out, table[ids], atol=0, rtol=0)
+
+
+def test_scr_config_argument(llava_vlm, images):
+    """An SCRConfig picks K; settings baked into the export must match or are refused by name."""
+    from scr_core import ConfigError, SCRConfig
+
+    small = llava_vlm.caption(images[0], scr=SCRConfig(k=2), max_new_tokens=2)[0]
+    assert [g.num_sources for g in small.plan.grids] == [2]
+    with pytest.raises(ConfigError, match="lam=1.1"):
+        llava_vlm.caption(images[0], scr=SCRConfig(lam=1.2), max_new_tokens=2)
+    with pytest.raises(ConfigError, match="hook_layers"):
+        llava_vlm.caption(images[0], scr=SCRConfig(hook_layers=(0,)), max_new_tokens=2)
