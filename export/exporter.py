@@ -57,7 +57,8 @@ class ExportOptions:
     def check(self) -> None:
         from scr_core import SCRConfig
 
-        SCRConfig(k=self.k or 32, lam=self.lam if self.lam is not None else 1.1, diag_layers=self.diag_layers,
+        SCRConfig(k=self.k if self.k is not None else 32, lam=self.lam if self.lam is not None else 1.1,
+                  diag_layers=self.diag_layers,
                   hook_layers=self.hook_layers)  # raises ConfigError naming the field
         if self.dtype not in ("fp32", "fp16"):
             raise ConfigError(f"--dtype must be fp32 or fp16 (got {self.dtype!r})")
@@ -146,7 +147,8 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
     pipe = SCRPipeline.from_pretrained(options.model, dtype="float16" if options.dtype == "fp16" else "float32",
                                        device="cpu", attn_implementation="sdpa")
     family = family_for(pipe)
-    cfg = pipe.resolve(SCRConfig(k=options.k or 32, lam=options.lam if options.lam is not None else 1.1,
+    cfg = pipe.resolve(SCRConfig(k=options.k if options.k is not None else 32,
+                                 lam=options.lam if options.lam is not None else 1.1,
                                  diag_layers=options.diag_layers, hook_layers=options.hook_layers))
     graphs = GraphExporter(pipe, family, cfg, options.opset)
     files = {}

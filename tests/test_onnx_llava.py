@@ -187,6 +187,8 @@ def test_refusals_leave_nothing_behind(tmp_path, llava_dir, capsys):
         (["--model", str(llava_dir), "--out", "/proc/scr-export"], "not writable"),
         (["--model", str(llava_dir), "--out", str(tmp_path / "b"), "--hook-layers", "30-31"], "hook_layers"),
         (["--model", str(tmp_path / "missing"), "--out", str(tmp_path / "c")], "no config.json"),
+        (["--model", str(llava_dir), "--out", str(tmp_path / "f"), "--k", "0"], "k must be a positive integer"),
+        (["--model", str(llava_dir), "--out", str(tmp_path / "g"), "--lam", "nan"], "lam must be a finite"),
         (["--out", str(tmp_path / "d"), "--dtype", "fp8"], None),
     ]
     for argv, message in cases:
