@@ -142,7 +142,7 @@ class GraphExporter:
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         head_dim = getattr(self.text, "head_dim", None) or self.text.hidden_size // self.text.num_attention_heads
         return {
-            "format_version": 1,
+            "format_version": 1,  # export.runtime.FORMAT_VERSION
             "model": {
                 "type": self.model.config.model_type,
                 "image_token_id": self.family.image_token_id(),

@@ -40,6 +40,7 @@ from .plans import grid_inputs, plan_from_map, visual_positions
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "scr_config.json"
+FORMAT_VERSION = 1
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
@@ -77,7 +78,10 @@ def resolve_providers(provider: str, probe: Path | None = None) -> list[str]:
 
 
 @dataclass
-class _Prepared:
+class OnnxBatch:
+    """What ``OnnxVLM.prepare`` returns: token ids, mask, position ids, the encoded images (on the
+    session's device) and the layout; pass it to ``diagnose``/``generate`` in place of the images."""
+
     input_ids: np.ndarray
     attention_mask: np.ndarray
     position_ids: np.ndarray  # [B, S], or [3, B, S] for M-RoPE
@@ -102,9 +106,15 @@ class OnnxVLM:
         if not config_path.is_file():
             raise ModelLoadError(f"{self.folder} is not an exported SCR folder (no {CONFIG_NAME}); "
                                  "make one with python -m export.onnx --out FOLDER")
-        self.config = json.loads(config_path.read_text())
-        self.model_config = self.config["model"]
-        self.scr = self.config["scr"]
+        try:
+            self.config = json.loads(config_path.read_text())
+            self.model_config = self.config["model"]
+            self.scr = self.config["scr"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ModelLoadError(f"{config_path} is unreadable or incomplete ({err}); export the folder again") from None
+        if self.config.get("format_version") != FORMAT_VERSION:
+            raise ModelLoadError(f"{config_path} has format version {self.config.get('format_version')!r}; this "
+                                 f"runtime reads version {FORMAT_VERSION}: export the folder again with this version")
         providers = resolve_providers(provider, self.folder / self.model_config["select"]["filename"])
         options = ort.SessionOptions()
         # Sessions run one after another (vision, embedding, head, tail): an idle session's spinning
@@ -122,7 +132,10 @@ class OnnxVLM:
             path = self.folder / spec["filename"]
             if not path.is_file():
                 raise ModelLoadError(f"{path} is missing; export the folder again")
-            self.sessions[name] = ort.InferenceSession(str(path), options, providers=providers)
+            try:
+                self.sessions[name] = ort.InferenceSession(str(path), options, providers=providers)
+            except Exception as err:  # noqa: BLE001  (onnxruntime's own exception types)
+                raise ModelLoadError(f"onnxruntime cannot load {path}: {err}") from None
         active = next(iter(self.sessions.values())).get_providers()
         self.device = "cuda" if "CUDAExecutionProvider" in active else "cpu"
         self.providers = active
@@ -154,11 +167,11 @@ class OnnxVLM:
 
     def diagnose(self, images, prompt: str | Sequence[str] | None = None, k: int | None = None) -> list[Diagnosis]:
         """The diagnostic pass alone: maps per grid, entropy and the plan, one ``Diagnosis`` per prompt."""
-        batch = self.prepare(images, prompt)
+        batch = images if isinstance(images, OnnxBatch) else self.prepare(images, prompt)
         diagnoses, _ = self._diagnose(batch, self._k(k))
         return diagnoses
 
-    def prepare(self, images, prompt: str | Sequence[str] | None = None) -> _Prepared:
+    def prepare(self, images, prompt: str | Sequence[str] | None = None) -> OnnxBatch:
         """Processor and vision graph once; the result feeds ``diagnose`` and ``generate``."""
         start = time.perf_counter()
         per_prompt = _group_images(images)
@@ -198,14 +211,14 @@ class OnnxVLM:
                                            int(self.model_config["processor"]["merge_size"]))
         else:  # as generate builds them: cumsum of the mask − 1, padding at 0
             positions = np.where(mask == 0, 0, np.cumsum(mask, axis=1) - 1).astype(np.int64)
-        return _Prepared(input_ids, mask, positions, features, layout, tuple(prompts),
+        return OnnxBatch(input_ids, mask, positions, features, layout, tuple(prompts),
                          (time.perf_counter() - start) * 1000)
 
     def generate(self, images, prompt=None, scr="config", max_new_tokens: int = 64,
                  k: int | None = None) -> list[GenerationResult]:
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be an integer >= 1 (got {max_new_tokens!r})")
-        batch = images if isinstance(images, _Prepared) else self.prepare(images, prompt)
+        batch = images if isinstance(images, OnnxBatch) else self.prepare(images, prompt)
         layout = batch.layout
         context = self.model_config.get("context_length")
         if context and layout.seq_len + max_new_tokens > context:
@@ -243,7 +256,7 @@ class OnnxVLM:
                                  diagnoses[i], timings) for i in range(layout.batch_size)]
 
     # -- the passes ----------------------------------------------------------------------
-    def _diagnose(self, batch: _Prepared, k: int) -> tuple[list[Diagnosis], float]:
+    def _diagnose(self, batch: OnnxBatch, k: int) -> tuple[list[Diagnosis], float]:
         start = time.perf_counter()
         layout = batch.layout
         grids = [layout.grids_of(s) for s in range(layout.batch_size)]
@@ -280,7 +293,7 @@ class OnnxVLM:
                                        grids_of))
         return diagnoses, (time.perf_counter() - start) * 1000
 
-    def _greedy(self, batch: _Prepared, positions: np.ndarray, scr_map: np.ndarray, max_new_tokens: int):
+    def _greedy(self, batch: OnnxBatch, positions: np.ndarray, scr_map: np.ndarray, max_new_tokens: int):
         """Prefill with the plan, then greedy decode; returns (new tokens [B, n], milliseconds per forward)."""
         steps = []
         start = time.perf_counter()
@@ -362,7 +375,7 @@ class OnnxVLM:
         return [f"present.{i}.{kind}" for i in layers for kind in ("key", "value")]
 
     @staticmethod
-    def _positions(batch: _Prepared) -> np.ndarray:
+    def _positions(batch: OnnxBatch) -> np.ndarray:
         return batch.position_ids
 
     @staticmethod

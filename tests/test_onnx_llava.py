@@ -211,7 +211,17 @@ def test_run_cli_json_and_errors(llava_onnx, images, tmp_path, capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown["scr"] and len(shown["token_ids"]) <= 4 and shown["plan"]["grids"][0]["sources"]
     assert set(shown["timings"]) >= {"vision_ms", "diagnostic_ms", "prefill_ms", "decode_ms_per_token"}
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for item in llava_onnx.iterdir():
+        (corrupt / item.name).write_bytes(item.read_bytes())
+    (corrupt / "decoder_tail.onnx").write_bytes(b"garbage")
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    (newer / "scr_config.json").write_text(json.dumps({"format_version": 99, "model": {}, "scr": {}}))
     for argv, message in [(["--model", str(tmp_path), str(image)], "not an exported SCR folder"),
+                          (["--model", str(corrupt), str(image)], "cannot load"),
+                          (["--model", str(newer), str(image)], "format version 99"),
                           (["--model", str(llava_onnx), str(tmp_path / "none.png")], "none.png"),
                           (["--model", str(llava_onnx), str(image), "--prompt", " "], "prompt is empty"),
                           (["--model", str(llava_onnx), str(image), "--prompt", "look <image>"], "image token")]:
