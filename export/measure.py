@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", choices=("scr", "plain"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
+        from .notorch import hide_torch
+
+        hide_torch()  # as python -m export.run does: the deployable, torch-free process
         print(json.dumps(_child(args.child, args.onnx, args.image, args.tokens, args.provider)))
         return 0
     image = args.image

@@ -32,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from .notorch import hide_torch
+
+    hide_torch()  # this process needs no torch; transformers would import it anyway (~700 MiB)
     if not args.debug:
         warnings.filterwarnings("ignore")
     try:
