@@ -28,7 +28,7 @@ from pathlib import Path
 
 import onnx
 
-from scr_core.errors import ConfigError, InputError, ModelLoadError, UnsupportedModelError
+from scr_core import ConfigError, InputError, ModelLoadError, UnsupportedModelError
 
 from . import ops
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from scr_core.errors import UnsupportedModelError
+from scr_core import UnsupportedModelError
 
 
 class FamilyExport:

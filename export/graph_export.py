@@ -15,7 +15,7 @@ import onnx
 import torch
 from torch.export import Dim
 
-from scr_core.errors import SCRError
+from scr_core import SCRError
 
 from . import ops
 from .graphs import DecoderPart, Embedding, use_export_attention

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scr_core.errors import LayoutError
-from scr_core.layout import VisualGrid, VisualLayout
+from scr_core import LayoutError, VisualGrid, VisualLayout
 
 
 def locate(rule: dict, input_ids: np.ndarray, image_grid_thw: np.ndarray | None = None) -> VisualLayout:

@@ -70,7 +70,7 @@ def _child(kind: str, folder: Path, image: Path, tokens: int, provider: str) -> 
 
 def _plain_caption(vlm, image: Path, tokens: int):
     """The vanilla greedy loop on the single decoder graph (what an export without SCR runs)."""
-    from scr_core.results import GenerationResult, Timings
+    from scr_core import GenerationResult, Timings
 
     batch = vlm.prepare(image, None)
     mask, positions = batch.attention_mask, batch.position_ids

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scr_core.grid import neighbours8
-from scr_core.layout import VisualGrid
-from scr_core.plan import GridPlan, RedistributionPlan
+from scr_core import GridPlan, RedistributionPlan, VisualGrid
+from scr_core.grid import neighbours8  # the method's 8-neighbourhood, in scr_core's order
 
 
 def grid_inputs(grids_per_prompt: Sequence[Sequence[VisualGrid]], budgets: Sequence[Sequence[int]]):

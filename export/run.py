@@ -12,7 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from scr_core.errors import SCRError
+from scr_core import SCRError
 
 
 def parser() -> argparse.ArgumentParser:

@@ -26,13 +26,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from scr_core.config import SCRConfig
-from scr_core.errors import ConfigError, InputError, ModelLoadError
-from scr_core.images import load_image
-from scr_core.layout import VisualLayout
-from scr_core.plan import RedistributionPlan, plan_arrays
-from scr_core.prompts import CAPTION_PROMPT, check_prompt
-from scr_core.results import Diagnosis, GenerationResult, Timings
+from scr_core import (CAPTION_PROMPT, ConfigError, Diagnosis, GenerationResult, InputError, ModelLoadError,
+                      RedistributionPlan, SCRConfig, Timings, VisualLayout, check_prompt, load_image, plan_arrays)
 
 from .layout import locate
 from .plans import grid_inputs, plan_from_map, visual_positions
