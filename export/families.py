@@ -102,7 +102,7 @@ def _masked_vision_attention(self, hidden_states, cu_seqlens, position_embedding
     """Qwen2-VL's vision attention as one SDPA call with a block-diagonal mask from ``cu_seqlens``.
 
     The stock forward splits the sequence with ``lengths.tolist()``, a data-dependent shape the
-    dynamo exporter refuses (onnx.md §1.2); masking every image to itself computes the same thing.
+    dynamo exporter refuses; masking every image to itself computes the same thing.
     """
     import sys
 

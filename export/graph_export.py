@@ -1,8 +1,8 @@
 """Trace each graph with the dynamo exporter (opset 18 by default) and save it onnxruntime-ready.
 
 Per graph: ``torch.onnx.export(dynamo=True)`` on example inputs of batch 2 and past length 3 (a
-batch or past of 1 would be specialised to a constant, onnx.md §1.1), the ``ai.scr``
-FunctionProtos attached, the IR version lowered to what onnxruntime-gpu 1.31 reads (onnx.md §8),
+batch or past of 1 would be specialised to a constant), the ``ai.scr``
+FunctionProtos attached, the IR version lowered to what onnxruntime-gpu 1.31 reads,
 and a check that every dimension meant to be dynamic came out symbolic.
 """
 

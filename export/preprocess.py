@@ -103,7 +103,7 @@ class Preprocessor:
     """The model's processor, loaded without torch (PIL image processor, numpy tensors).
 
     LLaVA-style folders load ``AutoProcessor`` whole; Qwen2-VL's ``AutoProcessor`` needs
-    torchvision for its video processor (onnx.md §8), so its image processor and tokenizer are
+    torchvision for its video processor, so its image processor and tokenizer are
     loaded alone and the placeholder expansion is done here.
     """
 

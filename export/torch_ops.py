@@ -1,5 +1,5 @@
 """The torch side of ``ai.scr::SpatialCreditRedistribution``: a ``torch.library`` op that the
-dynamo exporter turns into one custom-domain node (onnx.md §3.4).
+dynamo exporter turns into one custom-domain node.
 
 Why a custom op rather than tracing the edit as plain torch: the exported graph then carries one
 named ``ai.scr`` node per hook layer (documented, replaceable by a fused kernel), and its body
