@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from scr_core import (CAPTION_PROMPT, ConfigError, Diagnosis, GenerationResult, InputError, ModelLoadError,
-                      RedistributionPlan, SCRConfig, Timings, VisualLayout, check_prompt, load_image, plan_arrays)
+from scr_core import (CAPTION_PROMPT, ConfigError, Diagnosis, GenerationInterrupted, GenerationResult, InputError,
+                      ModelLoadError, RedistributionPlan, SCRConfig, Timings, VisualLayout, check_prompt, load_image,
+                      plan_arrays)
 
 from .layout import locate
 from .plans import grid_inputs, plan_from_map, visual_positions
@@ -84,6 +85,11 @@ class OnnxBatch:
     layout: VisualLayout
     prompts: tuple[str, ...]
     vision_ms: float
+    images: tuple[tuple, ...] = ()  # the RGB images of each prompt (for heatmaps)
+
+    @property
+    def batch_size(self) -> int:
+        return self.layout.batch_size
 
 
 class OnnxVLM:
@@ -154,15 +160,19 @@ class OnnxVLM:
 
     # -- public ------------------------------------------------------------------------
     def caption(self, images, prompt: str | Sequence[str] | None = None, scr="config", max_new_tokens: int = 64,
-                k: int | None = None) -> list[GenerationResult]:
+                k: int | None = None, **kwargs) -> list[GenerationResult]:
         """Greedy captions; ``scr``: ``"config"`` (diagnose, then SCR with the exported λ and layers), an
         ``SCRConfig`` (its K; the rest must match the export), a ``RedistributionPlan`` or one per prompt,
         or ``None`` (vanilla). ``k``: sources per grid."""
-        return self.generate(images, prompt, scr=scr, max_new_tokens=max_new_tokens, k=k)
+        return self.generate(images, prompt, scr=scr, max_new_tokens=max_new_tokens, k=k, **kwargs)
 
-    def diagnose(self, images, prompt: str | Sequence[str] | None = None, k: int | None = None) -> list[Diagnosis]:
-        """The diagnostic pass alone: maps per grid, entropy and the plan, one ``Diagnosis`` per prompt."""
+    def diagnose(self, images, prompt: str | Sequence[str] | None = None, k: int | None = None,
+                 config: SCRConfig | None = None) -> list[Diagnosis]:
+        """The diagnostic pass alone: maps per grid, entropy and the plan, one ``Diagnosis`` per prompt.
+        ``config``: an ``SCRConfig`` (its K; the rest must match the export), as ``SCRPipeline.diagnose``."""
         batch = images if isinstance(images, OnnxBatch) else self.prepare(images, prompt)
+        if config is not None and k is None:
+            k = self._check_config(config.with_(selection="attention"))
         diagnoses, _ = self._diagnose(batch, self._k(k))
         return diagnoses
 
@@ -207,10 +217,16 @@ class OnnxVLM:
         else:  # as generate builds them: cumsum of the mask − 1, padding at 0
             positions = np.where(mask == 0, 0, np.cumsum(mask, axis=1) - 1).astype(np.int64)
         return OnnxBatch(input_ids, mask, positions, features, layout, tuple(prompts),
-                         (time.perf_counter() - start) * 1000)
+                         (time.perf_counter() - start) * 1000, tuple(map(tuple, per_prompt)))
 
-    def generate(self, images, prompt=None, scr="config", max_new_tokens: int = 64,
-                 k: int | None = None) -> list[GenerationResult]:
+    def generate(self, images, prompt=None, scr="config", max_new_tokens: int = 64, k: int | None = None, *,
+                 progress=None, should_stop=None, do_sample: bool = False, **unsupported) -> list[GenerationResult]:
+        """As ``SCRPipeline.generate``: ``progress(step, max_new_tokens)`` after every token (and once at
+        the end), ``should_stop()`` checked after every token (``GenerationInterrupted`` with the partial
+        results). Greedy only: sampling and other generation options are refused."""
+        if do_sample or unsupported:
+            raise ConfigError("the ONNX runtime decodes greedily; sampling and other generation options "
+                              f"({', '.join(['do_sample'] * bool(do_sample) + sorted(unsupported))}) are not supported")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be an integer >= 1 (got {max_new_tokens!r})")
         batch = images if isinstance(images, OnnxBatch) else self.prepare(images, prompt)
@@ -241,14 +257,22 @@ class OnnxVLM:
         else:
             positions = visual_positions([layout.grids_of(s) for s in range(layout.batch_size)])
             scr_map = np.full(positions.shape, -1, dtype=np.int64)
-        tokens, steps = self._greedy(batch, positions, scr_map, max_new_tokens)
+        if should_stop is not None and should_stop():
+            raise GenerationInterrupted("stopped before generation started", [])
+        watch = _Watch(max_new_tokens, progress, should_stop)
+        tokens, steps = self._greedy(batch, positions, scr_map, max_new_tokens, watch)
         texts = self.processor.decode(tokens)
         decode = steps[1:]
         timings = Timings(vision_ms=batch.vision_ms, diagnostic_ms=diagnostic_ms, prefill_ms=steps[0],
                           decode_ms_per_token=sum(decode) / len(decode) if decode else 0.0,
                           new_tokens=int(tokens.shape[1]))
-        return [GenerationResult(texts[i].strip(), tuple(int(t) for t in tokens[i]), plans[i] if plans else None,
-                                 diagnoses[i], timings) for i in range(layout.batch_size)]
+        results = [GenerationResult(texts[i].strip(), tuple(int(t) for t in tokens[i]), plans[i] if plans else None,
+                                    diagnoses[i], timings) for i in range(layout.batch_size)]
+        if watch.stopped:
+            raise GenerationInterrupted(f"stopped after {watch.step} of {max_new_tokens} new tokens", results)
+        if progress is not None:
+            progress(max_new_tokens, max_new_tokens)
+        return results
 
     # -- the passes ----------------------------------------------------------------------
     def _diagnose(self, batch: OnnxBatch, k: int) -> tuple[list[Diagnosis], float]:
@@ -288,7 +312,8 @@ class OnnxVLM:
                                        grids_of))
         return diagnoses, (time.perf_counter() - start) * 1000
 
-    def _greedy(self, batch: OnnxBatch, positions: np.ndarray, scr_map: np.ndarray, max_new_tokens: int):
+    def _greedy(self, batch: OnnxBatch, positions: np.ndarray, scr_map: np.ndarray, max_new_tokens: int,
+                watch: "_Watch | None" = None):
         """Prefill with the plan, then greedy decode; returns (new tokens [B, n], milliseconds per forward)."""
         steps = []
         start = time.perf_counter()
@@ -318,6 +343,8 @@ class OnnxVLM:
             generated.append(token)
             unfinished &= ~np.isin(token, list(self.eos))
             steps.append((time.perf_counter() - start) * 1000)
+            if watch is not None and watch.stop_after(step + 1):
+                break
             if not unfinished.any() or step == max_new_tokens - 1:
                 break
             start = time.perf_counter()
@@ -405,6 +432,21 @@ class OnnxVLM:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"k must be a positive integer (got {k!r})")
         return k
+
+
+class _Watch:
+    """Per-token progress and the caller's stop check (what ``SCRPipeline`` does with a StoppingCriteria)."""
+
+    def __init__(self, total: int, progress, should_stop) -> None:
+        self.total, self.progress, self.should_stop = total, progress, should_stop
+        self.step, self.stopped = 0, False
+
+    def stop_after(self, step: int) -> bool:
+        self.step = step
+        if self.progress is not None:
+            self.progress(step, self.total)
+        self.stopped = self.should_stop is not None and bool(self.should_stop())
+        return self.stopped
 
 
 def _entropy(values: np.ndarray) -> float:

@@ -50,6 +50,17 @@ def model_choices() -> list[str]:
     return [BUNDLED, *dict.fromkeys(names)]
 
 
+def onnx_choices() -> list[str]:
+    """Exported folders (with scr_config.json) under the LLM folders, one or two levels deep."""
+    names = []
+    for root in llm_folders():
+        base = Path(root)
+        if base.is_dir():
+            for config in sorted(list(base.glob("*/scr_config.json")) + list(base.glob("*/*/scr_config.json"))):
+                names.append(config.parent.relative_to(base).as_posix())
+    return list(dict.fromkeys(names)) or ["(no exported folder in models/LLM)"]
+
+
 def model_path(choice: str, path: str, download: bool) -> str:
     """The folder to load: the free path when given, else the combo's choice."""
     from scr_core import ModelLoadError, default_model
@@ -150,6 +161,39 @@ class LoadVLM(io.ComfyNode):
             local_files_only=not download_from_hub, adapter_options=options))
         offload = mm.unet_offload_device()
         return io.NodeOutput(VLMHandle(pipe, (path or model).strip(), pipe.device, offload, keep_loaded))
+
+
+class LoadOnnxVLM(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRLoadOnnxVLM", display_name="Load ONNX VLM (SCR)", category=CATEGORY,
+            description="Load a folder made by python -m export.onnx: the same VLM_MODEL, run by onnxruntime "
+                        "(SCR baked into the graphs; greedy decoding).",
+            inputs=[
+                io.Combo.Input("model", options=onnx_choices(), tooltip="an exported folder under models/LLM"),
+                io.String.Input("path", default="", optional=True, tooltip="optional: an exported folder anywhere"),
+                io.Combo.Input("provider", options=["auto", "cuda", "cpu"], default="auto",
+                               tooltip="auto: CUDA when it really loads, else CPU"),
+            ],
+            outputs=[VLMModel.Output(display_name="vlm")],
+        )
+
+    @classmethod
+    def execute(cls, model, provider, path="") -> io.NodeOutput:
+        from export.runtime import OnnxVLM
+
+        from scr_core import ModelLoadError
+
+        from .onnx_handle import OnnxHandle
+
+        folder = Path(path.strip()).expanduser() if (path or "").strip() else None
+        if folder is None:
+            folder = next((Path(root) / model for root in llm_folders() if (Path(root) / model).is_dir()), None)
+        if folder is None or not folder.is_dir():
+            raise ModelLoadError(f"exported folder not found: {path or model}; make one with "
+                                 "python -m export.onnx --out models/LLM/<name>")
+        return io.NodeOutput(OnnxHandle(OnnxVLM(folder, provider=provider), (path or model).strip()))
 
 
 class Settings(io.ComfyNode):
@@ -436,7 +480,7 @@ class SaveCaptions(io.ComfyNode):
         return io.NodeOutput(written, ui={"text": written})
 
 
-NODES = [LoadVLM, Settings, Diagnose, Caption, CaptionCompare, LoadImageFolder, SaveCaptions]
+NODES = [LoadVLM, LoadOnnxVLM, Settings, Diagnose, Caption, CaptionCompare, LoadImageFolder, SaveCaptions]
 
 
 class SCRExtension(ComfyExtension):

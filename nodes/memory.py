@@ -14,7 +14,7 @@ import weakref
 import torch
 
 # Every live handle, for the pack's status route (GET /scr/models).
-_HANDLES: "weakref.WeakSet[VLMHandle]" = weakref.WeakSet()
+_HANDLES: weakref.WeakSet = weakref.WeakSet()
 
 
 class _Managed(torch.nn.Module):
@@ -35,7 +35,7 @@ class VLMHandle:
         self.pipe, self.name, self.keep_loaded = pipe, name, keep_loaded
         self.patcher = comfy.model_patcher.ModelPatcher(_Managed(pipe.model, pipe.device), load_device,
                                                         offload_device)
-        _HANDLES.add(self)
+        register_handle(self)
 
     def __repr__(self) -> str:
         return f"VLMHandle({self.name!r}, {self.pipe.adapter.__class__.__name__})"
@@ -80,6 +80,11 @@ class _InUse:
     def __exit__(self, *exc) -> None:
         if not self.handle.keep_loaded:
             self.handle.unload()
+
+
+def register_handle(handle) -> None:
+    """Track a live handle (any object with ``status()``) for ``GET /scr/models``."""
+    _HANDLES.add(handle)
 
 
 def handle_statuses() -> list[dict]:

@@ -20,6 +20,12 @@ def comfy_base(tmp_path_factory, tiny_llava_dir):
     from scr_core.demo import demo_scene
 
     demo_scene()[0].save(base / "input" / "example.png")  # a held-out testbed scene: captions mean something
+    from export.exporter import ExportOptions, export
+
+    from scr_core import default_model
+
+    # the bundled testbed exported, for the ONNX loader
+    export(ExportOptions(model=str(default_model()[0]), out=base / "models" / "LLM" / "testbed-onnx", k=8))
     return base
 
 

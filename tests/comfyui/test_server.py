@@ -16,7 +16,7 @@ from PIL import Image
 from .server import PACK_NAME, ROOT
 
 TWINS = Path(__file__).parent / "workflows"
-NODE_IDS = ["SCRLoadVLM", "SCRSettings", "SCRDiagnose", "SCRCaption", "SCRCaptionCompare", "SCRLoadImageFolder",
+NODE_IDS = ["SCRLoadVLM", "SCRLoadOnnxVLM", "SCRSettings", "SCRDiagnose", "SCRCaption", "SCRCaptionCompare", "SCRLoadImageFolder",
             "SCRSaveCaptions"]
 
 
@@ -118,6 +118,22 @@ def test_a_batch_of_three_gives_three_captions(comfy):
     assert entry["status"]["status_str"] == "success", failure(entry)
     assert len(entry["outputs"]["5"]["text"]) == 3
     assert entry["outputs"]["4"]["text"][0].count("image ") == 3  # three diagnoses, three plans
+
+
+def test_the_onnx_loader_runs_the_same_workflow_on_onnxruntime(comfy):
+    torch_entry = comfy.run(twin("scr_caption"))
+    prompt = twin("scr_caption")
+    prompt["2"] = {"class_type": "SCRLoadOnnxVLM", "inputs": {"model": "testbed-onnx", "path": "", "provider": "cpu"}}
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    assert entry["outputs"]["4"]["text"][0].startswith("image 0: entropy")
+    assert entry["outputs"]["5"]["text"] == torch_entry["outputs"]["5"]["text"]  # same caption as PyTorch
+    assert any(m["family"] == "onnx" for m in comfy.get("/scr/models"))
+    sampling = copy.deepcopy(prompt)
+    sampling["5"]["inputs"]["sample"] = True
+    refused = comfy.run(sampling)
+    assert refused["status"]["status_str"] == "error"
+    assert "decodes greedily" in failure(refused)["exception_message"]
 
 
 # -- bad input --------------------------------------------------------------------------------------
