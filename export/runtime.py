@@ -27,8 +27,8 @@ import numpy as np
 import onnxruntime as ort
 
 from scr_core import (CAPTION_PROMPT, ConfigError, Diagnosis, GenerationInterrupted, GenerationResult, InputError,
-                      ModelLoadError, RedistributionPlan, SCRConfig, Timings, VisualLayout, check_prompt, load_image,
-                      plan_arrays)
+                      ModelLoadError, RedistributionPlan, SCRConfig, Timings, VisualLayout, check_prompt, entropy_nats,
+                      group_images, plan_arrays)
 
 from .layout import locate
 from .plans import grid_inputs, plan_from_map, visual_positions
@@ -179,7 +179,7 @@ class OnnxVLM:
     def prepare(self, images, prompt: str | Sequence[str] | None = None) -> OnnxBatch:
         """Processor and vision graph once; the result feeds ``diagnose`` and ``generate``."""
         start = time.perf_counter()
-        per_prompt = _group_images(images)
+        per_prompt = group_images(images)
         prompt = CAPTION_PROMPT if prompt is None else prompt
         prompts = [prompt] * len(per_prompt) if isinstance(prompt, str) else list(prompt)
         if len(prompts) != len(per_prompt):
@@ -308,7 +308,7 @@ class OnnxVLM:
                 if grid_plan.num_sources < k:
                     warnings.warn(f"only {grid_plan.num_sources} of k={k} sources fit on the {grid_plan.height}x"
                                   f"{grid_plan.width} grid (neighbour claims exhausted the candidates)", stacklevel=3)
-            diagnoses.append(Diagnosis(tuple(maps), _entropy(np.concatenate([m.ravel() for m in maps])), plan,
+            diagnoses.append(Diagnosis(tuple(maps), entropy_nats(np.concatenate([m.ravel() for m in maps])), plan,
                                        grids_of))
         return diagnoses, (time.perf_counter() - start) * 1000
 
@@ -448,25 +448,3 @@ class _Watch:
         self.stopped = self.should_stop is not None and bool(self.should_stop())
         return self.stopped
 
-
-def _entropy(values: np.ndarray) -> float:
-    """Shannon entropy (nats) of the map renormalised to sum 1 (as ``scr_core.diagnosis.entropy_nats``)."""
-    p = np.asarray(values, dtype=np.float64).ravel()
-    total = p.sum()
-    if total <= 0:
-        return float("nan")
-    p = p[p > 0] / total
-    return float(-(p * np.log(p)).sum())
-
-
-def _group_images(images) -> list[list]:
-    if images is None:
-        raise InputError("no image given")
-    if not isinstance(images, (list, tuple)):
-        images = [images]
-    if not images:
-        raise InputError("no image given")
-    grouped = [list(item) if isinstance(item, (list, tuple)) else [item] for item in images]
-    if any(not group for group in grouped):
-        raise InputError("every prompt needs at least one image")
-    return [[load_image(img) for img in group] for group in grouped]

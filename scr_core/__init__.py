@@ -25,20 +25,20 @@ from .defaults import default_model
 from .errors import (ConfigError, DataError, GenerationInterrupted, InputError, LayoutError, ModelLoadError,
                      ReleasedError, SCRError, UnsupportedModelError)
 from .heatmap import render_heatmap, save_heatmap
-from .images import load_image
+from .images import group_images, load_image
 from .layout import VisualGrid, VisualLayout
 from .loading import LoadOptions
 from .outputs import check_new_file, write_atomically
 from .plan import GridPlan, PlanArrays, RedistributionPlan, plan_arrays
 from .prompts import CAPTION_PROMPT, check_prompt
-from .results import Diagnosis, GenerationResult, Timings
+from .results import Diagnosis, GenerationResult, Timings, entropy_nats
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCRConfig", "SCRPipeline", "PreparedBatch", "LoadOptions", "RedistributionPlan", "GridPlan", "PlanArrays",
     "plan_arrays", "VisualLayout", "VisualGrid", "Diagnosis", "GenerationResult", "Timings", "render_heatmap",
-    "save_heatmap", "AdapterOption", "declared_options", "load_image", "check_prompt", "CAPTION_PROMPT",
+    "save_heatmap", "AdapterOption", "declared_options", "load_image", "group_images", "entropy_nats", "check_prompt", "CAPTION_PROMPT",
     "parse_layer_ranges", "check_new_file", "write_atomically", "default_model",
     "SCRError", "ConfigError", "InputError", "ModelLoadError", "UnsupportedModelError", "LayoutError", "DataError",
     "GenerationInterrupted", "ReleasedError",

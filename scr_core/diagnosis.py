@@ -20,22 +20,12 @@ from .attention_capture import AttentionCapture, capture_attention
 from .config import SCRConfig
 from .errors import InputError
 from .layout import VisualLayout
-from .results import Diagnosis  # noqa: F401  (re-exported: its old home)
+from .results import Diagnosis, entropy_nats  # noqa: F401  (re-exported: their old home)
 from .selection import GridPlan, RedistributionPlan, select_sources, select_uniform
 
 
 class _DiagnosticComplete(Exception):
     """Raised by the hook on the last diagnostic layer to skip the rest of the model."""
-
-
-def entropy_nats(values: np.ndarray) -> float:
-    """Shannon entropy (nats) of a non-negative array renormalised to sum to 1."""
-    p = np.asarray(values, dtype=np.float64).ravel()
-    total = p.sum()
-    if total <= 0:
-        return float("nan")
-    p = p[p > 0] / total
-    return float(-(p * np.log(p)).sum())
 
 
 def _stop_after(layer: nn.Module):

@@ -132,3 +132,17 @@ def _from_array(array: np.ndarray) -> Image.Image:
     if array.dtype != np.uint8:
         array = (np.clip(np.asarray(array, dtype=np.float64), 0.0, 1.0) * 255).round().astype(np.uint8)
     return Image.fromarray(array)
+
+
+def group_images(images) -> list[list[Image.Image]]:
+    """One list of RGB images per prompt, from an image, a list of images or a list of lists."""
+    if images is None:
+        raise InputError("no image given")
+    if not isinstance(images, (list, tuple)):
+        images = [images]
+    if not images:
+        raise InputError("no image given")
+    grouped = [list(item) if isinstance(item, (list, tuple)) else [item] for item in images]
+    if any(not group for group in grouped):
+        raise InputError("every prompt needs at least one image")
+    return [[load_image(img) for img in group] for group in grouped]

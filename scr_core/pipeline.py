@@ -26,7 +26,7 @@ from .adapters import Adapter, adapter_class, adapter_for, split_options
 from .config import SCRConfig, resolve_layers
 from .diagnosis import attention_maps, entropy_nats, plan_from_maps, run_until, uniform_plan
 from .errors import ConfigError, GenerationInterrupted, InputError, ModelLoadError, ReleasedError
-from .images import load_image
+from .images import group_images
 from .layout import VisualLayout
 from .loading import LoadOptions, checkpoint_source
 from .plan import RedistributionPlan, plan_arrays
@@ -212,7 +212,7 @@ class SCRPipeline:
         """
         model = self._model()
         start = time.perf_counter()
-        per_prompt = _group_images(images)
+        per_prompt = group_images(images)
         prompt = CAPTION_PROMPT if prompt is None else prompt
         prompts = [prompt] * len(per_prompt) if isinstance(prompt, str) else list(prompt)
         if len(prompts) != len(per_prompt):
@@ -440,16 +440,3 @@ def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
-
-def _group_images(images) -> list[list[Image.Image]]:
-    """One list of RGB images per prompt, from an image, a list of images or a list of lists."""
-    if images is None:
-        raise InputError("no image given")
-    if not isinstance(images, (list, tuple)):
-        images = [images]
-    if not images:
-        raise InputError("no image given")
-    grouped = [list(item) if isinstance(item, (list, tuple)) else [item] for item in images]
-    if any(not group for group in grouped):
-        raise InputError("every prompt needs at least one image")
-    return [[load_image(img) for img in group] for group in grouped]

@@ -14,6 +14,16 @@ from .layout import VisualGrid
 from .plan import RedistributionPlan
 
 
+def entropy_nats(values: np.ndarray) -> float:
+    """Shannon entropy (nats) of a non-negative array renormalised to sum to 1."""
+    p = np.asarray(values, dtype=np.float64).ravel()
+    total = p.sum()
+    if total <= 0:
+        return float("nan")
+    p = p[p > 0] / total
+    return float(-(p * np.log(p)).sum())
+
+
 @dataclass(frozen=True)
 class Timings:
     """Wall-clock milliseconds of one batch (shared by its results)."""
