@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from scr_core import (CAPTION_PROMPT, ConfigError, Diagnosis, GenerationInterrupted, GenerationResult, InputError,
-                      ModelLoadError, RedistributionPlan, SCRConfig, Timings, VisualLayout, check_prompt, entropy_nats,
-                      group_images, plan_arrays)
+from scr_core import (ConfigError, Diagnosis, GenerationInterrupted, GenerationResult, InputError,
+                      ModelLoadError, RedistributionPlan, SCRConfig, Timings, VisualLayout, entropy_nats, group_images,
+                      plan_arrays)
+from scr_core.prompts import pair_prompts
 
 from .layout import locate
 from .plans import grid_inputs, plan_from_map, visual_positions
@@ -180,16 +181,7 @@ class OnnxVLM:
         """Processor and vision graph once; the result feeds ``diagnose`` and ``generate``."""
         start = time.perf_counter()
         per_prompt = group_images(images)
-        prompt = CAPTION_PROMPT if prompt is None else prompt
-        prompts = [prompt] * len(per_prompt) if isinstance(prompt, str) else list(prompt)
-        if len(prompts) != len(per_prompt):
-            raise InputError(f"got {len(prompts)} prompts for {len(per_prompt)} images")
-        for p in prompts:
-            check_prompt(p)
-            typed = sorted(t for t in self.processor.reserved_tokens() if t in p)
-            if typed:
-                raise InputError(f"the prompt contains the model's image token {typed[0]!r}; SCR inserts the image "
-                                 "itself, so remove it from the prompt")
+        prompts = pair_prompts(prompt, len(per_prompt), self.processor.reserved_tokens())
         texts = [self.processor.format(p, len(imgs)) for p, imgs in zip(prompts, per_prompt)]
         flat = [img for imgs in per_prompt for img in imgs]
         inputs = self.processor(flat, texts)

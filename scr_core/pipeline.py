@@ -30,7 +30,7 @@ from .images import group_images
 from .layout import VisualLayout
 from .loading import LoadOptions, checkpoint_source
 from .plan import RedistributionPlan, plan_arrays
-from .prompts import CAPTION_PROMPT, check_prompt
+from .prompts import pair_prompts
 from .redistribution import BatchEdit, redistribution
 from .results import Diagnosis, GenerationResult, Timings
 
@@ -213,11 +213,7 @@ class SCRPipeline:
         model = self._model()
         start = time.perf_counter()
         per_prompt = group_images(images)
-        prompt = CAPTION_PROMPT if prompt is None else prompt
-        prompts = [prompt] * len(per_prompt) if isinstance(prompt, str) else list(prompt)
-        if len(prompts) != len(per_prompt):
-            raise InputError(f"got {len(prompts)} prompts for {len(per_prompt)} images")
-        self._check_prompts(prompts)
+        prompts = pair_prompts(prompt, len(per_prompt), self.adapter.reserved_tokens())
         inputs = self.adapter.prepare(per_prompt, prompts)
         layout = self.adapter.locate(inputs, per_prompt)
         self._check_length(layout.seq_len, 0)
@@ -368,15 +364,6 @@ class SCRPipeline:
             raise InputError(f"this batch was prepared on {ids.device} but the model is on {self.model.device}; "
                              "prepare it again")
         return images
-
-    def _check_prompts(self, prompts: Sequence[str]) -> None:
-        reserved = self.adapter.reserved_tokens()
-        for p in prompts:
-            check_prompt(p)
-            typed = sorted(t for t in reserved if t in p)
-            if typed:
-                raise InputError(f"the prompt contains the model's image token {typed[0]!r}; SCR inserts the image "
-                                 "itself, so remove it from the prompt")
 
     def _check_length(self, seq_len: int, max_new_tokens: int) -> None:
         """Refuse a prompt that does not fit the context (it would silently give an empty caption)."""

@@ -16,3 +16,21 @@ def check_prompt(prompt) -> str:
     except UnicodeEncodeError:
         raise InputError("the prompt is not valid UTF-8 text (undecodable bytes); pass it as UTF-8") from None
     return prompt
+
+
+def pair_prompts(prompt, count: int, reserved=()) -> list[str]:
+    """One checked prompt per image group: ``prompt`` for all (None: the caption instruction) or a
+    list of ``count``. ``reserved``: the model's image tokens, which a typed prompt may not contain."""
+    from .errors import InputError
+
+    prompt = CAPTION_PROMPT if prompt is None else prompt
+    prompts = [prompt] * count if isinstance(prompt, str) else list(prompt)
+    if len(prompts) != count:
+        raise InputError(f"got {len(prompts)} prompts for {count} images")
+    for p in prompts:
+        check_prompt(p)
+        typed = sorted(t for t in reserved if t in p)
+        if typed:
+            raise InputError(f"the prompt contains the model's image token {typed[0]!r}; SCR inserts the image "
+                             "itself, so remove it from the prompt")
+    return prompts
