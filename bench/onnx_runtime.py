@@ -1,21 +1,115 @@
-"""Issue item 6 (later): ONNX Runtime vs PyTorch, the hook the ORT measurement plugs into.
+"""Issue item 6: the exported ONNX graphs under onnxruntime against the PyTorch pipeline.
 
-Not measured yet: the exporter (``export/``) is being built in parallel and this benchmark
-does not import it until it has landed. When it has, ``run`` should export the benchmark's
-model once, run the exported graphs with the same plan (CPU execution provider; CUDA when a
-GPU is lent), interleaved with the PyTorch pipeline, and return the fields the report
-already renders: ``{"status": "measured", "provider": ..., "tokens_per_s": {"onnxruntime":
-stats, "pytorch": stats}, "ratio": stats, "session_memory_bytes": int}``.
+The benchmark's model is saved as a checkpoint (or ``--model`` is used as it is), exported
+once with ``python -m export.onnx``'s settings equal to the measured SCR settings, and loaded
+into ``export.runtime.OnnxVLM`` (CPU execution provider; CUDA on a GPU) in this process, with
+as many intra-op threads as torch has. Both sides then generate from their own prepared batch
+with **the same plans** (PyTorch's diagnosis), forced to the same length, interleaved: the
+comparison is prefill with SCR plus greedy decode, which is what a deployment runs per caption.
+Memory comes from ``python -m export.measure`` (fresh torch-free processes): resident memory
+of the SCR sessions (head + tail + select, every weight once) against a plain one-graph export.
 """
 
 from __future__ import annotations
 
-from .context import Context
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
-PENDING = {"status": "pending",
-           "reason": "the ONNX exporter (export/) has not landed; ORT vs PyTorch tokens/s is measured after it"}
+from .context import Context, check_length
+from .timing import column, interleave, paired, stats
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPORT_DTYPES = {"float32": "fp32", "float16": "fp16"}
 
 
 def run(ctx: Context) -> dict:
-    ctx.log("onnx runtime: pending (" + PENDING["reason"] + ")")
-    return dict(PENDING)
+    s = ctx.settings
+    if s.dtype not in EXPORT_DTYPES:
+        return {"status": "skipped", "reason": f"the exporter writes fp32 or fp16 graphs, not {s.dtype}"}
+    with tempfile.TemporaryDirectory(prefix="scr-bench-onnx-") as tmp:
+        checkpoint, folder = _export(ctx, Path(tmp))
+        return _measure(ctx, checkpoint, folder)
+
+
+def _export(ctx: Context, tmp: Path) -> tuple[Path, Path]:
+    """(checkpoint folder, exported folder) for the benchmark's model and SCR settings."""
+    import time
+
+    from export.exporter import ExportOptions, export
+
+    pipe, cfg = ctx.pipe, ctx.config()
+    checkpoint = Path(ctx.settings.model) if ctx.settings.model else tmp / "checkpoint"
+    if not ctx.settings.model:
+        pipe.model.save_pretrained(checkpoint)
+        pipe.processor.save_pretrained(checkpoint)
+    start = time.perf_counter()
+    folder = export(ExportOptions(model=checkpoint, out=tmp / "onnx", k=cfg.k, lam=cfg.lam,
+                                  diag_layers=tuple(cfg.diag_layers), hook_layers=tuple(cfg.hook_layers),
+                                  dtype=EXPORT_DTYPES[ctx.settings.dtype]))
+    ctx.log(f"onnx runtime: exported in {time.perf_counter() - start:.1f} s")
+    return checkpoint, Path(folder)
+
+
+def _measure(ctx: Context, checkpoint: Path, folder: Path) -> dict:
+    import torch
+
+    from export.runtime import OnnxVLM
+
+    s, pipe = ctx.settings, ctx.pipe
+    provider = "cuda" if ctx.device.startswith("cuda") else "cpu"
+    threads = torch.get_num_threads()
+    vlm = OnnxVLM(folder, provider=provider, threads=threads)
+    n = s.hook_tokens
+    cells = []
+    for batch in s.batches:
+        images = ctx.images(batch)
+        prepared, onnx_batch = pipe.prepare(images), vlm.prepare(images)
+        plans = [d.plan for d in pipe.diagnose(prepared, config=ctx.config())]
+
+        def generate(call, name):
+            def run():
+                results = call(scr=plans, max_new_tokens=n, min_new_tokens=n)
+                check_length(results, n, name)
+                t = results[0].timings
+                return {"prefill_ms": t.prefill_ms, "decode_ms_per_token": t.decode_ms_per_token}
+
+            return run
+
+        rounds = interleave({"pytorch": generate(lambda **kw: pipe.generate(prepared, **kw), "PyTorch"),
+                             "onnxruntime": generate(lambda **kw: vlm.generate(onnx_batch, **kw), "onnxruntime")},
+                            s.repeats, s.warmup, ctx.device)
+        decode = {name: column(r, "decode_ms_per_token") for name, r in rounds.items()}
+        cell = {"batch": batch, "new_tokens": n,
+                "ms": {name: stats(column(r)) for name, r in rounds.items()},
+                "prefill_ms": {name: stats(column(r, "prefill_ms")) for name, r in rounds.items()},
+                "decode_tokens_per_s": {name: stats(batch * 1000 / v for v in values)
+                                        for name, values in decode.items()},
+                # tokens/s of ORT over PyTorch's = PyTorch's ms per token over ORT's, per round
+                "ratio": paired(decode["pytorch"], decode["onnxruntime"], lambda a, b: a / b)}
+        cells.append(cell)
+        ctx.log(f"onnx runtime, batch {batch}: {cell['decode_tokens_per_s']['onnxruntime']['median']:.1f} tokens/s "
+                f"vs PyTorch {cell['decode_tokens_per_s']['pytorch']['median']:.1f} (x{cell['ratio']['median']:.3f})")
+    providers = vlm.providers
+    del vlm
+    return {"status": "measured", "provider": providers[0], "threads": threads, "cells": cells,
+            "ratio": stats(c["ratio"]["median"] for c in cells), "memory": _memory(ctx, checkpoint, folder, provider)}
+
+
+def _memory(ctx: Context, checkpoint: Path, folder: Path, provider: str) -> dict:
+    """``python -m export.measure``: resident memory of the SCR sessions and of a plain export, in MiB."""
+    done = subprocess.run([sys.executable, "-m", "export.measure", "--model", str(checkpoint), "--onnx", str(folder),
+                           "--tokens", str(min(ctx.settings.hook_tokens, 16)), "--provider", provider],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError("python -m export.measure failed: " + done.stderr.strip().splitlines()[-1])
+    report = json.loads(done.stdout)
+    weights = sum(p.numel() * p.element_size() for p in ctx.pipe.model.parameters())
+    return {"method": "VmRSS after loading minus after importing, in a torch-free process (export.measure)",
+            "torch_weights_mib": round(weights / 2**20, 1),
+            "disk_mib": report["disk_mib"],
+            **{f"{kind}_sessions_mib": round(report[kind]["rss_loaded_mib"] - report[kind]["rss_import_mib"], 1)
+               for kind in ("scr", "plain")},
+            **{f"{kind}_peak_rss_mib": report[kind]["peak_rss_mib"] for kind in ("scr", "plain")}}

@@ -58,6 +58,16 @@ SECTIONS = {
     "onnx_runtime": ("onnx_runtime.status",),
 }
 
+# The ONNX Runtime section's fields once it has measured (a skipped run holds status and reason).
+ONNX_MEASURED = (
+    "onnx_runtime.provider", "onnx_runtime.threads", "onnx_runtime.ratio#",
+    "onnx_runtime.cells[].batch", "onnx_runtime.cells[].new_tokens", "onnx_runtime.cells[].ratio#",
+    *(f"onnx_runtime.cells[].{what}.{side}#" for what in ("ms", "prefill_ms", "decode_tokens_per_s")
+      for side in ("pytorch", "onnxruntime")),
+    "onnx_runtime.memory.method", "onnx_runtime.memory.torch_weights_mib", "onnx_runtime.memory.disk_mib",
+    *(f"onnx_runtime.memory.{kind}_{what}" for kind in ("scr", "plain") for what in ("sessions_mib", "peak_rss_mib")),
+)
+
 # Fields that may hold null (memory where the platform cannot measure it).
 NULLABLE = ("diagnostic[].peak_bytes.", "diagnostic[].memory_ratios.", "diagnostic[].memory_method")
 
@@ -77,6 +87,8 @@ def problems(doc) -> list[str]:
             found.append(f"{section}: missing (the settings say it ran)")
             continue
         found += [p for path in SECTIONS[section] for p in _check(doc, path)]
+        if section == "onnx_runtime" and doc[section].get("status") == "measured":
+            found += [p for path in ONNX_MEASURED for p in _check(doc, path)]
     return found
 
 

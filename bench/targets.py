@@ -78,5 +78,6 @@ def _onnx(doc):
     section = doc.get("onnx_runtime")
     if not section or section.get("status") != "measured":
         return _row(target, "pending" if section else "not measured", None)
-    ratio = section["ratio"]["median"]
-    return _row(target, f"x{ratio:.2f} ({section.get('provider', '?')})", ratio >= 1.0)
+    worst = min(section["cells"], key=lambda c: c["ratio"]["median"])
+    ratio = worst["ratio"]["median"]
+    return _row(target, f"worst x{ratio:.2f} (batch {worst['batch']}, {section['provider']})", ratio >= 1.0)

@@ -212,15 +212,22 @@ class OnnxVLM:
                          (time.perf_counter() - start) * 1000, tuple(map(tuple, per_prompt)))
 
     def generate(self, images, prompt=None, scr="config", max_new_tokens: int = 64, k: int | None = None, *,
-                 progress=None, should_stop=None, do_sample: bool = False, **unsupported) -> list[GenerationResult]:
+                 min_new_tokens: int = 0, progress=None, should_stop=None, do_sample: bool = False,
+                 **unsupported) -> list[GenerationResult]:
         """As ``SCRPipeline.generate``: ``progress(step, max_new_tokens)`` after every token (and once at
         the end), ``should_stop()`` checked after every token (``GenerationInterrupted`` with the partial
-        results). Greedy only: sampling and other generation options are refused."""
+        results). ``min_new_tokens``: end-of-sequence is masked before that many tokens, as transformers'
+        ``MinNewTokensLengthLogitsProcessor`` does (forced lengths for benchmarks). Greedy only: sampling
+        and other generation options are refused."""
         if do_sample or unsupported:
             raise ConfigError("the ONNX runtime decodes greedily; sampling and other generation options "
                               f"({', '.join(['do_sample'] * bool(do_sample) + sorted(unsupported))}) are not supported")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be an integer >= 1 (got {max_new_tokens!r})")
+        if isinstance(min_new_tokens, bool) or not isinstance(min_new_tokens, int) \
+                or not 0 <= min_new_tokens <= max_new_tokens:
+            raise ConfigError(f"min_new_tokens must be an integer from 0 to max_new_tokens={max_new_tokens} "
+                              f"(got {min_new_tokens!r})")
         batch = images if isinstance(images, OnnxBatch) else self.prepare(images, prompt)
         layout = batch.layout
         context = self.model_config.get("context_length")
@@ -252,7 +259,7 @@ class OnnxVLM:
         if should_stop is not None and should_stop():
             raise GenerationInterrupted("stopped before generation started", [])
         watch = _Watch(max_new_tokens, progress, should_stop)
-        tokens, steps = self._greedy(batch, positions, scr_map, max_new_tokens, watch)
+        tokens, steps = self._greedy(batch, positions, scr_map, max_new_tokens, watch, min_new_tokens)
         texts = self.processor.decode(tokens)
         decode = steps[1:]
         timings = Timings(vision_ms=batch.vision_ms, diagnostic_ms=diagnostic_ms, prefill_ms=steps[0],
@@ -305,7 +312,7 @@ class OnnxVLM:
         return diagnoses, (time.perf_counter() - start) * 1000
 
     def _greedy(self, batch: OnnxBatch, positions: np.ndarray, scr_map: np.ndarray, max_new_tokens: int,
-                watch: "_Watch | None" = None):
+                watch: "_Watch | None" = None, min_new_tokens: int = 0):
         """Prefill with the plan, then greedy decode; returns (new tokens [B, n], milliseconds per forward)."""
         steps = []
         start = time.perf_counter()
@@ -330,6 +337,9 @@ class OnnxVLM:
             tail_out = self._run("tail", tail_feeds, ["logits", *self._present_names(self.tail_layers)])
             logits = np.array(tail_out["logits"].numpy()[:, -1, :])  # a copy: the buffer is reused
             self.last_step_logits.append(logits)
+            if step < min_new_tokens and self.eos:
+                logits = logits.copy()
+                logits[:, sorted(self.eos)] = -np.inf
             token = np.argmax(logits, axis=-1).astype(np.int64)
             token = np.where(unfinished, token, self.pad)
             generated.append(token)

@@ -41,7 +41,10 @@ def test_quick_json_has_every_field_the_report_needs(quick_json):
     assert all(stat["n"] == s["repeats"] >= 5 for c in doc["end_to_end"] for stat in c["ms"].values())
     assert {p["axis"] for p in doc["growth"]} == {"visual_tokens", "depth"}
     assert {p["family"] for p in doc["growth"]} == {"llava", "qwen2_vl"}
-    assert doc["onnx_runtime"]["status"] == "pending"
+    onnx = doc["onnx_runtime"]
+    assert onnx["status"] == "measured" and onnx["provider"] == "CPUExecutionProvider"
+    assert [c["batch"] for c in onnx["cells"]] == list(s["batches"])
+    assert onnx["memory"]["scr_sessions_mib"] > 0 and onnx["memory"]["plain_sessions_mib"] > 0
     assert doc["machine"]["torch_threads"] == 1 and doc["machine"]["load_average_end"] is not None
 
 
@@ -59,7 +62,7 @@ def test_report_renders_the_tables_and_a_png(quick_json, tmp_path):
     doc = json.loads(quick_json.read_text())
     for heading in ("**End to end**", "**Where the time goes**", "**Extra time over vanilla per generated token**",
                     "**Diagnostic pass**", "**Decode steps with the SCR hooks", "**How the cost grows**",
-                    "**ONNX Runtime vs PyTorch**: pending", "**Targets**"):
+                    "**ONNX Runtime vs PyTorch** (`python -m export.onnx`", "**Targets**"):
         assert heading in text
     table_rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| batch")]
     assert len(table_rows) >= 3 * len(doc["end_to_end"]) + 4 * len(doc["diagnostic"]) + len(doc["growth"]) + 6

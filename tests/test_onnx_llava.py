@@ -25,7 +25,7 @@ from export.exporter import ExportOptions, export
 from export.onnx import main as export_main
 from export.run import main as run_main
 from export.runtime import OnnxVLM
-from scr_core import SCRPipeline
+from scr_core import ConfigError, SCRPipeline
 from scr_core.redistribution import BatchEdit, redistribution
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,14 +57,14 @@ def llava_pil_pipe(llava_dir) -> SCRPipeline:
     return SCRPipeline.from_pretrained(llava_dir, processor_kwargs={"backend": "pil"})
 
 
-def torch_reference(pipe: SCRPipeline, images, prompt, plans, max_new_tokens: int = NEW_TOKENS):
+def torch_reference(pipe: SCRPipeline, images, prompt, plans, max_new_tokens: int = NEW_TOKENS, **generate_kwargs):
     """(new tokens [B, n], next-token logits per step) of HF ``generate`` under scr_core's hooks."""
     batch = pipe.prepare(images, prompt)
     edit = BatchEdit.build(plans, batch.layout) if plans else None
     layers = plans[0].hook_layers if plans else ()
     with redistribution(pipe.adapter.decoder_layers(), layers, edit), torch.no_grad():
         out = pipe.model.generate(**batch.inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                  output_logits=True, return_dict_in_generate=True)
+                                  output_logits=True, return_dict_in_generate=True, **generate_kwargs)
     return out.sequences[:, batch.layout.seq_len:].numpy(), [step.float().numpy() for step in out.logits]
 
 
@@ -73,6 +73,26 @@ def assert_parity(vlm: OnnxVLM, results, tokens, logits, atol: float = 1e-4) -> 
     assert len(vlm.last_step_logits) == len(logits)
     for step, (ours, theirs) in enumerate(zip(vlm.last_step_logits, logits)):
         np.testing.assert_allclose(ours, theirs, atol=atol, rtol=0, err_msg=f"step {step}")
+
+
+def test_min_new_tokens_masks_end_of_sequence_as_transformers_does(llava_vlm, llava_pil_pipe, images):
+    """Forced lengths (the benchmark's): the token greedy decoding picks at step 3 is declared the end of
+    sequence; plain decoding stops there, ``min_new_tokens`` masks it and matches HF ``generate``."""
+    free = llava_vlm.caption(images[0], scr=None, max_new_tokens=12)[0].token_ids
+    stop = free[2]
+    saved = llava_vlm.eos
+    try:
+        llava_vlm.eos = {stop}
+        assert llava_vlm.caption(images[0], scr=None, max_new_tokens=12)[0].token_ids == free[:free.index(stop) + 1]
+        forced = llava_vlm.caption(images[0], scr=None, max_new_tokens=12, min_new_tokens=12)[0]
+    finally:
+        llava_vlm.eos = saved
+    tokens, _ = torch_reference(llava_pil_pipe, images[0], None, None, max_new_tokens=12, min_new_tokens=12,
+                                eos_token_id=stop)
+    assert forced.token_ids == tuple(int(t) for t in tokens[0]) and len(forced.token_ids) == 12
+    assert stop not in forced.token_ids
+    with pytest.raises(ConfigError, match="min_new_tokens"):
+        llava_vlm.caption(images[0], max_new_tokens=4, min_new_tokens=5)
 
 
 def test_export_folder_holds_every_weight_once(llava_onnx, llava_pil_pipe):
