@@ -328,7 +328,9 @@ class SCRPipeline:
         self._check_length(layout.seq_len, max_new_tokens)
         if should_stop is not None and should_stop():
             raise GenerationInterrupted("stopped before generation started", [])
-        with self._timed_forwards() as steps, redistribution(self.adapter.decoder_layers(), hook_layers, edit):
+        cached = kwargs.get("use_cache", getattr(self.model.generation_config, "use_cache", True)) is not False
+        with self._timed_forwards() as steps, \
+                redistribution(self.adapter.decoder_layers(), hook_layers, edit, prefill_only=cached):
             with torch.no_grad():
                 output = self.model.generate(**batch.inputs, **kwargs, stopping_criteria=stopping)
         new_tokens = output[:, layout.seq_len:]

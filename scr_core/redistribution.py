@@ -88,25 +88,35 @@ class BatchEdit:
         return edited.view_as(hidden)
 
 
-def _edit_output(edit: BatchEdit):
+def _edit_output(edit: BatchEdit, handles: list | None = None):
+    """The hook; with ``handles`` it removes itself once it has edited the prompt (see ``redistribution``)."""
     def hook(module: nn.Module, args, output):
-        if isinstance(output, tuple):
-            return (edit.apply(output[0]), *output[1:])
-        return edit.apply(output)
+        hidden = output[0] if isinstance(output, tuple) else output
+        edited = edit.apply(hidden)
+        if handles is not None and edited is not hidden:
+            handles[0].remove()
+        return (edited, *output[1:]) if isinstance(output, tuple) else edited
 
     return hook
 
 
 @contextmanager
-def redistribution(layers: Sequence[nn.Module], hook_layers: Sequence[int], edit: BatchEdit) -> Iterator[None]:
+def redistribution(layers: Sequence[nn.Module], hook_layers: Sequence[int], edit: BatchEdit,
+                   prefill_only: bool = False) -> Iterator[None]:
     """Hook ``layers[i]`` for each ``i`` in ``hook_layers`` for the duration of the block.
 
+    ``prefill_only``: each hook removes itself right after it has edited the prompt, so decode
+    steps run with no hook at all (not even one that returns at once). Only for generation with
+    a KV cache: without one every step re-runs the prompt and must be edited again.
     The hooks are removed on exit, also when the block raises.
     """
     handles = []
     try:
         for i in hook_layers:
-            handles.append(layers[i].register_forward_hook(_edit_output(edit)))
+            own = [] if prefill_only else None
+            handles.append(layers[i].register_forward_hook(_edit_output(edit, own)))
+            if own is not None:
+                own.append(handles[-1])
         yield
     finally:
         for handle in handles:

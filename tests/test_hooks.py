@@ -53,6 +53,34 @@ def test_hook_edits_only_planned_visual_positions_in_prefill_and_nothing_on_deco
     assert no_hooks_left(pipe)
 
 
+def test_prefill_only_hooks_leave_before_the_first_decode_step_and_edit_the_same(pipe, images):
+    """The pipeline's hooks remove themselves after editing the prompt: decode steps run hook-free,
+    and the KV-cached generation equals the one with hooks that stay (and return at once)."""
+    layers = pipe.adapter.decoder_layers()
+    cfg = SCRConfig(k=4, hook_layers=(1, 2))
+    batch = pipe.prepare(images[:2], "describe the image .")
+    edit = BatchEdit.build([d.plan for d in pipe.diagnose(batch, config=cfg)], batch.layout)
+    hooks_seen = []
+    probe = pipe.model.register_forward_pre_hook(
+        lambda m, a, kw: hooks_seen.append(sum(len(layers[i]._forward_hooks) for i in (1, 2))), with_kwargs=True)
+    try:
+        outputs = {}
+        for prefill_only in (False, True):
+            hooks_seen.clear()
+            with redistribution(layers, (1, 2), edit, prefill_only=prefill_only), torch.no_grad():
+                outputs[prefill_only] = pipe.model.generate(**batch.inputs, max_new_tokens=5, do_sample=False,
+                                                            output_logits=True, return_dict_in_generate=True)
+            assert hooks_seen == ([2] + [0] * 4 if prefill_only else [2] * 5)
+    finally:
+        probe.remove()
+    assert torch.equal(outputs[True].sequences, outputs[False].sequences)
+    for a, b in zip(outputs[True].logits, outputs[False].logits):
+        assert torch.equal(a, b)
+    assert no_hooks_left(pipe)
+    without_cache = pipe.generate(batch, scr=cfg, max_new_tokens=3, use_cache=False)  # re-runs the prompt: hooks stay
+    assert [r.token_ids for r in without_cache] == [r.token_ids for r in pipe.generate(batch, scr=cfg, max_new_tokens=3)]
+
+
 def test_weights_are_bit_identical_after_scr(pipe, images):
     before = checksum(pipe.model)
     pipe.caption(images[:2], "describe the image .", scr=SCRConfig(lam=2.0), max_new_tokens=4)
