@@ -8,8 +8,10 @@ from pathlib import Path
 
 from ..errors import DataError
 from .files import load_json
+from .parsing import available_rules
 from .runner import METHODS
 from .suites import SUITES
+from .text import LEMMATIZERS
 
 
 def add_parsers(sub, add_model_args, add_scr_args) -> None:
@@ -20,6 +22,12 @@ def add_parsers(sub, add_model_args, add_scr_args) -> None:
     ev.add_argument("--out", type=Path, required=True, help="run folder (resumed if it exists)")
     ev.add_argument("--limit", type=int, help="seeded subset size (per POPE split)")
     ev.add_argument("--batch-size", type=int, default=8)
+    ev.add_argument("--parser", choices=available_rules(),
+                    help="yes/no answer parser (pope, amber, mme); default: the benchmark's official rule "
+                         "(pope, amber_exact, mme); the summary names the one used")
+    ev.add_argument("--lemmatizer", choices=LEMMATIZERS,
+                    help="noun lemmatiser (chair, amber); default auto: NLTK WordNet 3.0 as the official "
+                         "scripts, lemminflect when WordNet is not installed; the summary names it")
     add_model_args(ev)
     add_scr_args(ev)
 
@@ -37,8 +45,10 @@ def cmd_eval(args, make_pipeline, make_config) -> None:
     check_sizes(args.limit, args.batch_size)  # before minutes of model loading
     config = make_config(args)
     pipe = make_pipeline(args)
+    options = {"rule": args.parser, "lemmatizer": args.lemmatizer}
     summary = run(args.bench, args.data, pipe, args.method, args.out, config, limit=args.limit,
-                  seed=args.seed, batch_size=args.batch_size, model_name=str(args.model or "embedded default"))
+                  seed=args.seed, batch_size=args.batch_size, model_name=str(args.model or "embedded default"),
+                  options={k: v for k, v in options.items() if v is not None})
     print(json.dumps({"n": summary["n"], "scores": summary["scores"],
                       "latency_ms_mean": summary["latency_ms_mean"]}, indent=2))
     print(f"summary: {args.out / 'summary.json'}")

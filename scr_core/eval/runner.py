@@ -213,13 +213,14 @@ def entropy_analysis(suite, answers: dict[str, str], entropies: dict[str, float]
 
 def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig = SCRConfig(),
         limit: int | None = None, seed: int = 0, batch_size: int = 8, model_name: str = "",
-        progress: bool = True) -> dict:
+        progress: bool = True, options: dict | None = None) -> dict:
     """Run ``method`` on benchmark ``bench`` into ``out`` (see the module docstring); the settings
-    are checked before the data is read or ``out`` is created."""
+    are checked before the data is read or ``out`` is created. ``options``: the suite's scoring
+    options (``suites.OPTIONS``), recorded when given."""
     check_sizes(limit, batch_size)
-    suite = load_suite(bench, data, limit, seed)
+    suite = load_suite(bench, data, limit, seed, **(options or {}))
     meta = {"benchmark": bench, "data": str(Path(data).resolve()), "method": method, "model": model_name,
-            **model_numerics(pipe), "limit": limit, "seed": seed,
+            **model_numerics(pipe), "limit": limit, "seed": seed, **({"options": options} if options else {}),
             "config": {k: v for k, v in config.__dict__.items() if not k.startswith("_")}}
     generate = method_generator(pipe, method, config, seed, entropy=(method == "vanilla" and hasattr(suite, "labels")))
     return run_benchmark(suite, generate, out, json.loads(json.dumps(meta)), batch_size, progress)

@@ -21,7 +21,9 @@ from .chair import ChairEvaluator, ChairVocabulary
 from .coco import sample_coco_images
 from .hallusionbench import read_hallusionbench, score_hallusionbench
 from .mme import read_mme, score_mme
+from .parsing import get_rule
 from .pope import read_pope_splits, score_pope
+from .text import get_lemmatizer
 
 SHORT_ANSWER = " " + SHORT_ANSWER_PROMPT
 
@@ -57,6 +59,7 @@ class Pope:
     name = "pope"
 
     def __init__(self, data: Path, limit: int | None = None, seed: int = 0, rule: str = "pope") -> None:
+        get_rule(rule)  # an unknown parser name fails before any answer is generated
         root = Path(data)
         questions = root / "questions" if (root / "questions").is_dir() else root
         images = _first_existing(root, "val2014", "images")
@@ -82,7 +85,7 @@ class Chair:
 
     name = "chair"
 
-    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0, lemmatizer: str = "auto") -> None:
         root = Path(data)
         annotations = root / "annotations"
         instances, captions = annotations / "instances_val2014.json", annotations / "captions_val2014.json"
@@ -90,7 +93,7 @@ class Chair:
         synonyms = root / "synonyms.txt"
         vocabulary = ChairVocabulary.from_synonyms_file(synonyms) if synonyms.is_file() else None
         self.evaluator = ChairEvaluator.from_coco(instances, captions, vocabulary,
-                                                  [im.image_id for im in self.images])
+                                                  [im.image_id for im in self.images], lemmatizer=lemmatizer)
 
     def tasks(self) -> list[Task]:
         return [Task(str(im.image_id), im.image_path, CAPTION_PROMPT, 64, free_form=True) for im in self.images]
@@ -107,7 +110,10 @@ class Amber:
 
     name = "amber"
 
-    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0, rule: str = "amber_exact",
+                 lemmatizer: str = "auto") -> None:
+        get_rule(rule)
+        self.rule, self.lemmatizer = rule, get_lemmatizer(lemmatizer)
         root = Path(data)
         data_dir = root / "data" if (root / "data").is_dir() else root
         self.resources = AmberResources.from_dir(data_dir)
@@ -128,9 +134,10 @@ class Amber:
         dis = {s.id: answers[str(s.id)] for s in self.samples if s.task != "generative"}
         out = {}
         if gen:
-            out["generative"] = score_amber_generative(gen, self.resources).to_dict()
+            out["generative"] = score_amber_generative(gen, self.resources, lemmatizer=self.lemmatizer).to_dict()
         if dis:
-            out["discriminative"] = score_amber_discriminative(dis, self.resources, ids=list(dis)).to_dict()
+            out["discriminative"] = score_amber_discriminative(dis, self.resources, ids=list(dis),
+                                                               rule=self.rule).to_dict()
         return out
 
 
@@ -139,14 +146,17 @@ class Mme:
 
     name = "mme"
 
-    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0, rule: str = "mme") -> None:
+        get_rule(rule)
+        self.rule = rule
         self.samples = _subset(read_mme(data), limit, seed)
 
     def tasks(self) -> list[Task]:
         return [Task(s.question_id, s.image_path, s.question, 10) for s in self.samples]
 
     def score(self, answers: Mapping[str, str]) -> dict:
-        return score_mme(self.samples, {s.question_id: answers[s.question_id] for s in self.samples}).to_dict()
+        result = score_mme(self.samples, {s.question_id: answers[s.question_id] for s in self.samples}, self.rule)
+        return {"rule": self.rule, **result.to_dict()}
 
 
 class HallusionBench:
@@ -171,10 +181,25 @@ class HallusionBench:
 SUITES = {cls.name: cls for cls in (Pope, Chair, Amber, Mme, HallusionBench)}
 
 
-def load_suite(name: str, data: Path, limit: int | None = None, seed: int = 0):
+# Scoring options each suite takes (``eval --parser/--lemmatizer/--scope``); the defaults reproduce
+# the official scripts, and every score names the option it used.
+OPTIONS = {"pope": ("rule",), "chair": ("lemmatizer",), "amber": ("rule", "lemmatizer"), "mme": ("rule",),
+           "hallusionbench": ()}
+
+
+def load_suite(name: str, data: Path, limit: int | None = None, seed: int = 0, **options):
+    """The suite ``name`` on ``data``; ``options`` left as ``None`` keep the suite's official default,
+    and one the suite does not take is an error."""
     try:
         cls = SUITES[name]
     except KeyError:
         raise DataError(f"unknown benchmark {name!r}; choose from {', '.join(SUITES)}") from None
-    return cls(Path(data), limit=limit, seed=seed)
+    given = {k: v for k, v in options.items() if v is not None}
+    extra = sorted(set(given) - set(OPTIONS[name]))
+    if extra:
+        raise DataError(f"{name} takes no {', '.join(extra)} option (it takes: {', '.join(OPTIONS[name])})")
+    try:
+        return cls(Path(data), limit=limit, seed=seed, **given)
+    except ValueError as err:  # an unknown parser or lemmatizer name
+        raise DataError(str(err)) from None
 
