@@ -65,7 +65,7 @@ from .answers import align_answers
 from .binary import BinaryMetrics, binary_metrics
 from .files import check_image, field as get_field, load_json, load_json_records, read_text, require_dir
 from .parsing import NO, normalize_label, parse_many
-from .text import Lemmatizer, get_lemmatizer, tokenize
+from .text import Lemmatizer, get_lemmatizer, nltk_tokens, tokenize
 
 GENERATIVE = "generative"
 EXISTENCE_TYPES = ("discriminative-hallucination",)
@@ -263,6 +263,7 @@ class AmberGenerativeResult:
     n_hallucinated_nouns: int
     details: tuple[AmberResponseDetail, ...] = field(repr=False, default=())
     lemmatizer: str = ""
+    similarity: str = "exact words only"
 
     def to_dict(self) -> dict[str, float | str]:
         """The four metrics in percent as ``inference.py`` prints them (``reference_rate``), the
@@ -271,6 +272,7 @@ class AmberGenerativeResult:
         n_hal_resp = sum(bool(x.hallucinated) for x in d)
         return {
             "lemmatizer": self.lemmatizer,
+            "similarity": self.similarity,
             "chair": reference_rate(self.n_hallucinated_nouns, self.n_nouns),
             "cover": reference_rate(sum(x.covered_truth for x in d), sum(x.n_truth for x in d)),
             "hal": round(100 - (self.n_responses - n_hal_resp) / (self.n_responses + 0.001) * 100, 1),
@@ -289,17 +291,41 @@ def _mark(words: list[str], owners: list[int], flags: list[int], n_direct: int, 
     flags[owners[j] if j < n_assoc else j - n_assoc] = 1
 
 
+def spacy_similarity(model: str | Path) -> Callable[[str, str], float]:
+    """``inference.py``'s near-synonym check: ``nlp(a).similarity(nlp(b))`` with a spaCy model given
+    by name or folder (the reference uses ``en_core_web_lg``, which no package registry here ships)."""
+    try:
+        import spacy
+    except ImportError:
+        raise DataError("the AMBER similarity check needs spaCy (pip install spacy) and a model such as "
+                        "en_core_web_lg, given by name or folder") from None
+    try:
+        nlp = spacy.load(str(model))
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot load the spaCy model {model}: {err}") from None
+    docs: dict[str, object] = {}
+
+    def similarity(a: str, b: str) -> float:
+        for w in (a, b):
+            if w not in docs:
+                docs[w] = nlp(w)
+        return float(docs[a].similarity(docs[b]))
+
+    return similarity
+
+
 def score_amber_generative(
     responses: Mapping[int, str],
     resources: AmberResources,
     similarity: Callable[[str, str], float] | None = None,
     threshold: float = 0.8,
     lemmatizer: str | Lemmatizer = "auto",
+    similarity_name: str = "",
 ) -> AmberGenerativeResult:
     """AMBER's generative metrics for ``{id: response}`` of generative queries (ids 1-1004).
 
-    ``similarity`` optionally restores the reference's spaCy near-synonym step; ``lemmatizer``
-    is a ``text.get_lemmatizer`` name or a ``Lemmatizer``.
+    ``similarity`` optionally restores the reference's spaCy near-synonym step (``spacy_similarity``;
+    ``similarity_name`` is recorded); ``lemmatizer`` is a ``text.get_lemmatizer`` name or a ``Lemmatizer``.
     """
     if not responses:
         raise ValueError("no AMBER responses to score")
@@ -313,7 +339,12 @@ def score_amber_generative(
             raise DataError(f"AMBER response id {rid} has no annotation")
         if not ann.is_generative:
             raise ValueError(f"AMBER id {rid} is a {ann.type} question, not a generative one")
-        nouns = [w for w in (lem.normalize(t, vocab) for t in tokenize(response, lower=False)) if w in vocab]
+        if lem.tagger is not None:  # as inference.py: NLTK tokens, keep NN* tags, lemmatise as nouns
+            tokens = nltk_tokens(response)
+            found = [lem.pos_lemma(t, "n") for t, tag in zip(tokens, lem.tagger(tokens)) if tag.startswith("NN")]
+        else:
+            found = [lem.normalize(t, vocab) for t in tokenize(response, lower=False)]
+        nouns = [w for w in found if w in vocab]
         safe_words, safe_owner = [], []
         for idx, obj in enumerate(ann.truth):
             assoc = resources.relation.get(obj, ())
@@ -368,6 +399,7 @@ def score_amber_generative(
         n_hallucinated_nouns=n_hal,
         details=tuple(details),
         lemmatizer=lem.name,
+        similarity="exact words only" if similarity is None else f"> {threshold} ({similarity_name or 'custom'})",
     )
 
 

@@ -44,7 +44,7 @@ from scr_core.errors import DataError
 from .cider import cider_score
 from .coco import coco_captions, coco_image_categories
 from .files import field as get_field, load_json_records, read_text
-from .text import Lemmatizer, get_lemmatizer, merge_phrases, nltk_tokens, tokenize
+from .text import Lemmatizer, get_lemmatizer, merge_phrases, nltk_tokens, tokenize, wordnet_pos
 
 DATA_DIR = Path(__file__).parent / "data"
 COCO_SYNONYMS_FILE = DATA_DIR / "coco_synonyms.txt"
@@ -215,7 +215,11 @@ class ChairVocabulary:
         """Lemmatised, phrase-merged words of a caption (before vocabulary filtering);
         ``lemmatizer`` defaults to ``get_lemmatizer()`` (WordNet when installed)."""
         lem = lemmatizer or get_lemmatizer()
-        words = [lem.normalize(t, self.words) for t in tokenize(caption)]
+        if lem.tagger is not None:  # as Maxlinn's chair.py: NLTK tokens, each lemmatised as its POS
+            tokens = nltk_tokens(caption.lower())
+            words = [lem.pos_lemma(t, wordnet_pos(tag)) for t, tag in zip(tokens, lem.tagger(tokens))]
+        else:
+            words = [lem.normalize(t, self.words) for t in tokenize(caption)]
         words = merge_phrases(words, self.phrases(lem))
         present = set(words)
         for word, trigger in self.drop_rules:
@@ -235,7 +239,11 @@ class ChairVocabulary:
         """Maxlinn's per-caption "Len": NLTK Treebank tokens of the lower-cased caption,
         punctuation included, after merging two-word phrases pairwise as his script does."""
         lem = lemmatizer or get_lemmatizer()
-        tokens = [lem.normalize(t, self.words) for t in nltk_tokens(caption.lower())]
+        tokens = nltk_tokens(caption.lower())
+        if lem.tagger is not None:
+            tokens = [lem.pos_lemma(t, wordnet_pos(tag)) for t, tag in zip(tokens, lem.tagger(tokens))]
+        else:
+            tokens = [lem.normalize(t, self.words) for t in tokens]
         pairs = {k: v for k, v in self.phrases(lem).items() if len(k) == 2}
         n = i = 0
         while i < len(tokens):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..prompts import CAPTION_PROMPT, SHORT_ANSWER_PROMPT
-from .amber import AmberResources, read_amber, score_amber_discriminative, score_amber_generative
+from .amber import AmberResources, read_amber, score_amber_discriminative, score_amber_generative, spacy_similarity
 from .chair import ChairEvaluator, ChairVocabulary
 from .coco import sample_coco_images
 from .hallusionbench import read_hallusionbench, score_hallusionbench
@@ -111,9 +111,11 @@ class Amber:
     name = "amber"
 
     def __init__(self, data: Path, limit: int | None = None, seed: int = 0, rule: str = "amber_exact",
-                 lemmatizer: str = "auto") -> None:
+                 lemmatizer: str = "auto", similarity_model: str | None = None) -> None:
         get_rule(rule)
         self.rule, self.lemmatizer = rule, get_lemmatizer(lemmatizer)
+        self.similarity_model = similarity_model
+        self.similarity = spacy_similarity(similarity_model) if similarity_model else None
         root = Path(data)
         data_dir = root / "data" if (root / "data").is_dir() else root
         self.resources = AmberResources.from_dir(data_dir)
@@ -134,7 +136,8 @@ class Amber:
         dis = {s.id: answers[str(s.id)] for s in self.samples if s.task != "generative"}
         out = {}
         if gen:
-            out["generative"] = score_amber_generative(gen, self.resources, lemmatizer=self.lemmatizer).to_dict()
+            out["generative"] = score_amber_generative(gen, self.resources, self.similarity, lemmatizer=self.lemmatizer,
+                                                       similarity_name=str(self.similarity_model)).to_dict()
         if dis:
             out["discriminative"] = score_amber_discriminative(dis, self.resources, ids=list(dis),
                                                                rule=self.rule).to_dict()
@@ -183,8 +186,8 @@ SUITES = {cls.name: cls for cls in (Pope, Chair, Amber, Mme, HallusionBench)}
 
 # Scoring options each suite takes (``eval --parser/--lemmatizer/--scope``); the defaults reproduce
 # the official scripts, and every score names the option it used.
-OPTIONS = {"pope": ("rule",), "chair": ("lemmatizer",), "amber": ("rule", "lemmatizer"), "mme": ("rule",),
-           "hallusionbench": ()}
+OPTIONS = {"pope": ("rule",), "chair": ("lemmatizer",), "amber": ("rule", "lemmatizer", "similarity_model"),
+           "mme": ("rule",), "hallusionbench": ()}
 
 
 def load_suite(name: str, data: Path, limit: int | None = None, seed: int = 0, **options):

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import AbstractSet, Callable, Iterable
 
@@ -50,13 +50,48 @@ LEMMATIZERS = ("auto", WORDNET, LEMMINFLECT)
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 
 
+def _nltk_has(resource: str) -> bool:
+    try:
+        import nltk
+
+        nltk.data.find(resource)
+        return True
+    except (ImportError, LookupError, OSError, ValueError):
+        return False
+
+
+@lru_cache(maxsize=1)
+def punkt_available() -> bool:
+    """Whether NLTK's punkt sentence model is installed (``nltk_data``/``NLTK_DATA``); no registry ships it."""
+    return _nltk_has("tokenizers/punkt_tab/english/")
+
+
 def nltk_tokens(text: str) -> list[str]:
-    """NLTK's ``word_tokenize`` tokens (punctuation included), sentences split at ``. ``/``! ``/``? ``
-    instead of with the punkt model (not installable offline)."""
+    """NLTK's ``word_tokenize`` tokens (punctuation included). Without the punkt model, sentences
+    are split at ``. ``/``! ``/``? `` before NLTK's Treebank tokenizer instead."""
+    import nltk
     from nltk.tokenize import NLTKWordTokenizer
 
+    if punkt_available():
+        return nltk.word_tokenize(text)
     tokenizer = NLTKWordTokenizer()
     return [t for sentence in _SENTENCE_BREAK.split(text) for t in tokenizer.tokenize(sentence)]
+
+
+@lru_cache(maxsize=1)
+def nltk_tagger() -> Callable[[list[str]], list[str]] | None:
+    """NLTK's ``pos_tag`` (the reference scripts' tagger) when its perceptron data is installed
+    (``NLTK_DATA``; no registry ships it), else None."""
+    if not _nltk_has("taggers/averaged_perceptron_tagger_eng/"):
+        return None
+    import nltk
+
+    return lambda tokens: [tag for _, tag in nltk.pos_tag(tokens)]
+
+
+def wordnet_pos(tag: str) -> str:
+    """WordNet part of speech for a Penn tag, noun when none fits (OPERA's ``get_wordnet_pos``)."""
+    return {"J": "a", "V": "v", "N": "n", "R": "r"}.get(tag[:1], "n")
 
 
 def tokenize(text: str, lower: bool = True) -> list[str]:
@@ -133,17 +168,28 @@ class Lemmatizer:
     name: str
     normalize: Callable[[str, AbstractSet[str]], str]
     reference: bool = False  # True: WordNet, matched the way the reference scripts match (raw phrase keys)
+    # With a POS tagger (NLTK's, when its data is installed), as the references: tokens are NLTK's,
+    # CHAIR lemmatises each word as its part of speech and AMBER keeps only nouns.
+    tagger: Callable[[list[str]], list[str]] | None = None
+    pos_lemma: Callable[[str, str], str] | None = None  # (word, WordNet POS "n"/"v"/"a"/"r") -> lemma
+
+    def with_tagger(self, tagger: Callable[[list[str]], list[str]], tagger_name: str) -> "Lemmatizer":
+        """This lemmatiser plus a POS tagger (WordNet only: it needs ``pos_lemma``)."""
+        if self.pos_lemma is None:
+            raise ValueError(f"the {self.name} lemmatiser takes no POS tagger")
+        return replace(self, name=f"{self.name}+{tagger_name}", tagger=tagger)
 
 
 def _wordnet_lemmatizer(reader) -> Lemmatizer:
     @lru_cache(maxsize=65536)
-    def lemma(word: str) -> str:
-        # nltk.stem.WordNetLemmatizer.lemmatize(word, "n"): the shortest WordNet lemma, else the word.
+    def lemma(word: str, pos: str = "n") -> str:
+        # nltk.stem.WordNetLemmatizer.lemmatize(word, pos): the shortest WordNet lemma, else the word.
         # WordNet's index is lower-case, so a word with capitals is left as it is (as in the reference).
-        lemmas = reader._morphy(word, "n")
+        lemmas = reader._morphy(word, pos)
         return min(lemmas, key=len) if lemmas else word
 
-    return Lemmatizer(f"wordnet-{reader.get_version()}", lambda word, vocabulary=frozenset(): lemma(word), True)
+    return Lemmatizer(f"wordnet-{reader.get_version()}", lambda word, vocabulary=frozenset(): lemma(word), True,
+                      pos_lemma=lemma)
 
 
 def _lemminflect_normalize(word: str, vocabulary: AbstractSet[str] = frozenset()) -> str:
@@ -156,7 +202,8 @@ LEMMINFLECT_LEMMATIZER = Lemmatizer(LEMMINFLECT, _lemminflect_normalize)
 
 def get_lemmatizer(name: str = "auto") -> Lemmatizer:
     """``"wordnet"`` (error if its data is missing), ``"lemminflect"``, or ``"auto"``: WordNet when
-    its data is found (``scr_core.eval.wordnet``), else lemminflect with a logged warning."""
+    its data is found (``scr_core.eval.wordnet``), else lemminflect with a logged warning. WordNet
+    comes with NLTK's POS tagger (name ``"wordnet-3.0+nltk-pos"``) when that tagger's data is installed."""
     if name not in LEMMATIZERS:
         raise ValueError(f"unknown lemmatizer {name!r}; choose one of {', '.join(LEMMATIZERS)}")
     if name == LEMMINFLECT:
@@ -165,7 +212,9 @@ def get_lemmatizer(name: str = "auto") -> Lemmatizer:
 
     reader = load_wordnet()
     if reader is not None:
-        return _wordnet_lemmatizer_cached(reader)
+        lem = _wordnet_lemmatizer_cached(reader)
+        tagger = nltk_tagger()
+        return lem if tagger is None else lem.with_tagger(tagger, "nltk-pos")
     if name == WORDNET:
         from scr_core.errors import DataError
 

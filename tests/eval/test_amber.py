@@ -186,3 +186,16 @@ def test_missing_image_names_it(amber_dir):
     with pytest.raises(DataError, match="AMBER_2.jpg"):
         read_amber(amber_dir / "data" / "query" / "query_all.json", amber_dir / "data" / "annotations.json",
                    amber_dir / "image")
+
+
+def test_spacy_model_by_path_needs_spacy(tmp_path):
+    from scr_core.eval.amber import spacy_similarity
+
+    try:
+        import spacy  # noqa: F401
+    except ImportError:
+        with pytest.raises(DataError, match="needs spaCy"):
+            spacy_similarity(tmp_path / "en_core_web_lg")
+    else:
+        with pytest.raises(DataError, match="cannot load the spaCy model"):
+            spacy_similarity(tmp_path / "missing")

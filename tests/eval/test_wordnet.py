@@ -59,3 +59,42 @@ def test_missing_wordnet_falls_back_to_lemminflect(monkeypatch, caplog):
         text.get_lemmatizer("wordnet")
     with pytest.raises(ValueError, match="unknown lemmatizer"):
         text.get_lemmatizer("porter")
+
+
+@pytest.fixture(scope="module")
+def tiny_tagger():
+    """A real NLTK perceptron tagger trained on a few sentences (NLTK's pretrained data is not installable)."""
+    from nltk.tag.perceptron import PerceptronTagger
+
+    sentences = [
+        [("a", "DT"), ("dog", "NN"), ("watches", "VBZ"), ("the", "DT"), ("orange", "JJ"), ("cats", "NNS"), (".", ".")],
+        [("the", "DT"), ("men", "NNS"), ("are", "VBP"), ("sitting", "VBG"), ("on", "IN"), ("benches", "NNS")],
+        [("an", "DT"), ("orange", "JJ"), ("bus", "NN"), ("passes", "VBZ"), ("two", "CD"), ("dogs", "NNS")],
+    ] * 5
+    tagger = PerceptronTagger(load=False)
+    tagger.train(sentences, nr_iter=5)
+    return lambda tokens: [tag for _, tag in tagger.tag(tokens)]
+
+
+def test_with_a_tagger_amber_keeps_nouns_and_chair_lemmatises_by_pos(tiny_tagger):
+    from scr_core.eval.amber import AmberAnnotation, AmberResources, score_amber_generative
+    from scr_core.eval.chair import ChairVocabulary
+
+    lem = text.get_lemmatizer("wordnet").with_tagger(tiny_tagger, "tiny-pos")
+    assert lem.name == "wordnet-3.0+tiny-pos"
+    resources = AmberResources({1: AmberAnnotation(1, "generative", truth=("dog",), hallu=("cat",))},
+                               {"dog": (), "cat": (), "orange": ()}, frozenset())
+    res = score_amber_generative({1: "a dog watches the orange cats ."}, resources, lemmatizer=lem)
+    assert res.details[0].nouns == ("dog", "cat")  # "orange" tagged JJ is not a noun, as in inference.py
+    untagged = score_amber_generative({1: "a dog watches the orange cats ."}, resources, lemmatizer="wordnet")
+    assert untagged.details[0].nouns == ("dog", "orange", "cat")
+    words = ChairVocabulary.coco().words_of("The men are sitting on benches.", lem)
+    assert words[:4] == ["the", "men", "be", "sit"] and "bench" in words and words[-1] == "."
+    with pytest.raises(ValueError, match="takes no POS tagger"):
+        text.get_lemmatizer("lemminflect").with_tagger(tiny_tagger, "x")
+
+
+def test_tagger_and_punkt_absent_here():
+    # no package registry ships NLTK's tagger or punkt data: the documented approximations are used
+    assert text.nltk_tagger() is None and text.punkt_available() is False
+    assert text.nltk_tokens("A dog's bowl. Two cats!") == ["A", "dog", "'s", "bowl", ".", "Two", "cats", "!"]
