@@ -178,7 +178,7 @@ class HallusionBench:
 
     def score(self, answers: Mapping[str, str]) -> dict:
         result = score_hallusionbench(self.samples, {s.question_id: answers[s.question_id] for s in self.samples})
-        return result.to_dict()
+        return {"rule": result.rule, **result.to_dict()}
 
 
 SUITES = {cls.name: cls for cls in (Pope, Chair, Amber, Mme, HallusionBench)}
