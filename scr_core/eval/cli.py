@@ -37,7 +37,8 @@ def add_parsers(sub, add_model_args, add_scr_args) -> None:
                                          "labelled by the method and the settings that differ)")
     cmp.add_argument("runs", nargs="+", type=Path, help="run folders (each with summary.json)")
     cmp.add_argument("--baseline", default="vanilla",
-                     help="method the deltas are taken against (its run with the most settings in common)")
+                     help="method the deltas are taken against (its run with the most settings in common); "
+                          "the first run when none used it")
     cmp.add_argument("--all", action="store_true", help="every number of every summary (default: the headline "
                                                        "metrics, latency and the paired McNemar p)")
     cmp.add_argument("--out", type=Path, help="also write the table here")
@@ -93,7 +94,8 @@ def headline_metrics(runs: list[dict]) -> list[str]:
 
 def cmd_compare(args) -> None:
     """One row per run folder (the same folder given twice counts once), deltas against the
-    ``--baseline`` method's run with the most settings in common; by default only the headline
+    ``--baseline`` method's run with the most settings in common (the first run if no run used that
+    method); by default only the headline
     metrics, latency and the exact McNemar p against that baseline run (``--all``: everything)."""
     from .report import comparison_table
 
@@ -101,7 +103,7 @@ def cmd_compare(args) -> None:
     runs = [_read_run(folder) for folder in folders.values()]
     labels = run_labels(runs)
     by_label = dict(zip(labels, runs))
-    baselines = [label for label, run in zip(labels, runs) if run["method"] == args.baseline]
+    baselines = [label for label, run in zip(labels, runs) if run["method"] == args.baseline] or labels[:1]
     against = None
     notes = []
     if baselines:

@@ -87,3 +87,13 @@ def test_no_p_when_the_data_is_gone(pope_dir, tmp_path):
     assert "no p for scr" in table and "cannot read the benchmark data again" in table
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["scores"]["rule"] == "pope"
+
+
+def test_first_run_is_the_baseline_without_a_vanilla_run(pope_dir, tmp_path):
+    suite = make_run(pope_dir, tmp_path / "a", "scr", lambda i: "Yes", k=32)
+    make_run(pope_dir, tmp_path / "b", "scr", lambda i: "No", k=8)
+    compare(tmp_path / "a", tmp_path / "b", out=tmp_path / "t.md")
+    rows = [line for line in (tmp_path / "t.md").read_text().splitlines() if line.startswith("| scr")]
+    assert rows[0].startswith("| scr (k=32) |") and "(+" not in rows[0] and "(-" not in rows[0]
+    assert "(-" in rows[1]  # "No" everywhere: accuracy down against the first run
+    assert len(suite.labels()) > 0
