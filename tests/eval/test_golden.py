@@ -14,6 +14,7 @@ import pytest
 
 from scr_core.eval.amber import AmberResources, read_amber_responses, score_amber_discriminative, score_amber_generative
 from scr_core.eval.chair import ChairEvaluator, read_caption_file
+from scr_core.eval.hallusionbench import read_hallusionbench, score_hallusionbench
 from scr_core.eval.mme import MME_SUBTASKS, read_mme, score_mme
 from scr_core.eval.parsing import parse_yes_no
 from scr_core.eval.pope import read_pope, score_pope
@@ -155,3 +156,16 @@ def test_chair_lemminflect_fallback_differs_where_documented(fixtures_dir):
     words = [m.word for c in result.captions for m in c.mentions]
     assert {"man", "vase", "stove top oven"} <= set(words) and "stove" not in words
     assert result.to_dict()["lemmatizer"] == "lemminflect"
+
+
+# ---------------------------------------------------------------- HallusionBench (evaluation.py + utils.py)
+
+def test_hallusionbench_equals_evaluation_py_given_the_same_verdicts():
+    # evaluation.py with the GPT judge's verdicts pre-filled from the vlmevalkit rule (GOLDEN.md):
+    # qAcc 4.3478, fAcc 11.7647, aAcc 27.2727 (printed to 4 decimals) over all 55 questions
+    samples = read_hallusionbench(GOLDEN / "hallusionbench" / "HallusionBench.json", GOLDEN, check_images=False)
+    assert len(samples) == 55 and sum(s.visual_input == "0" for s in samples) == 13
+    res = score_hallusionbench(samples, [ANSWERS[i % len(ANSWERS)] for i in range(len(samples))])
+    out = res.to_dict()["overall"]
+    assert [round(out[k], 4) for k in ("qAcc", "fAcc", "aAcc")] == [4.3478, 11.7647, 27.2727]
+    assert (out["n_figures"], out["n_question_groups"]) == (17, 23)  # "Total Figures: 17"
