@@ -28,10 +28,11 @@ earlier object.
 
 Differences from ``inference.py`` (commit 534babf; README "Benchmarks" lists them all):
 
-* tokens are runs of letters/digits (NLTK's ``word_tokenize`` needs punkt data, which no package
-  registry ships) and every token is lemmatised as a noun and counted when it is an AMBER word
-  (the reference keeps only tokens NLTK's perceptron tagger, also not installable, tags NN*, so
-  e.g. "orange" as a colour or "watch" as a verb counts here but not there);
+* without NLTK's punkt and perceptron-tagger data (no package registry ships them), tokens are
+  runs of letters/digits and every token is lemmatised as a noun and counted when it is an AMBER
+  word (the reference keeps only tokens tagged NN*, so e.g. "orange" as a colour or "watch" as a
+  verb counts here but not there); with that data installed, NLTK tokens and NN* tags are used as
+  in the reference (the lemmatiser is then named ``wordnet-3.0+nltk-pos``);
 * lemmatising is NLTK's ``WordNetLemmatizer`` on WordNet 3.0 as in the reference (``text.py``;
   lemminflect only when the WordNet data is missing, named in the result); matching is
   case-sensitive as in the reference, so "TV" is found and a capitalised "Cars" is not;
