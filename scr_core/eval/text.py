@@ -202,8 +202,9 @@ LEMMINFLECT_LEMMATIZER = Lemmatizer(LEMMINFLECT, _lemminflect_normalize)
 
 def get_lemmatizer(name: str = "auto") -> Lemmatizer:
     """``"wordnet"`` (error if its data is missing), ``"lemminflect"``, or ``"auto"``: WordNet when
-    its data is found (``scr_core.eval.wordnet``), else lemminflect with a logged warning. WordNet
-    comes with NLTK's POS tagger (name ``"wordnet-3.0+nltk-pos"``) when that tagger's data is installed."""
+    its data is found (``scr_core.eval.wordnet``), else lemminflect with a logged warning. With
+    ``"auto"``, WordNet comes with NLTK's POS tagger (name ``"wordnet-3.0+nltk-pos"``) when that
+    tagger's data is installed; ``"wordnet"`` is WordNet alone, every token a noun."""
     if name not in LEMMATIZERS:
         raise ValueError(f"unknown lemmatizer {name!r}; choose one of {', '.join(LEMMATIZERS)}")
     if name == LEMMINFLECT:
@@ -213,7 +214,7 @@ def get_lemmatizer(name: str = "auto") -> Lemmatizer:
     reader = load_wordnet()
     if reader is not None:
         lem = _wordnet_lemmatizer_cached(reader)
-        tagger = nltk_tagger()
+        tagger = nltk_tagger() if name == "auto" else None
         return lem if tagger is None else lem.with_tagger(tagger, "nltk-pos")
     if name == WORDNET:
         from scr_core.errors import DataError

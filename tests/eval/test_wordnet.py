@@ -94,7 +94,9 @@ def test_with_a_tagger_amber_keeps_nouns_and_chair_lemmatises_by_pos(tiny_tagger
         text.get_lemmatizer("lemminflect").with_tagger(tiny_tagger, "x")
 
 
-def test_tagger_and_punkt_absent_here():
-    # no package registry ships NLTK's tagger or punkt data: the documented approximations are used
-    assert text.nltk_tagger() is None and text.punkt_available() is False
+def test_without_tagger_and_punkt_data():
+    # no package registry ships NLTK's tagger or punkt data (CI has neither): the documented approximations
+    if text.nltk_tagger() is not None or text.punkt_available():
+        pytest.skip("NLTK's tagger or punkt data is installed here")
+    assert text.get_lemmatizer("auto").name == text.get_lemmatizer("wordnet").name == "wordnet-3.0"
     assert text.nltk_tokens("A dog's bowl. Two cats!") == ["A", "dog", "'s", "bowl", ".", "Two", "cats", "!"]
