@@ -28,6 +28,9 @@ def add_parsers(sub, add_model_args, add_scr_args) -> None:
     ev.add_argument("--lemmatizer", choices=LEMMATIZERS,
                     help="noun lemmatiser (chair, amber); default auto: NLTK WordNet 3.0 as the official "
                          "scripts, lemminflect when WordNet is not installed; the summary names it")
+    ev.add_argument("--scope", choices=("all", "visual"),
+                    help="hallusionbench: all questions (default, the official set; those without a figure are "
+                         "asked without an image) or only those with an image")
     ev.add_argument("--spacy-model", help="amber: spaCy model name or folder (the reference uses en_core_web_lg) "
                                           "for its near-synonym check; default: exact words only")
     add_model_args(ev)
@@ -50,7 +53,8 @@ def cmd_eval(args, make_pipeline, make_config) -> None:
     check_sizes(args.limit, args.batch_size)  # before minutes of model loading
     config = make_config(args)
     pipe = make_pipeline(args)
-    options = {"rule": args.parser, "lemmatizer": args.lemmatizer, "similarity_model": args.spacy_model}
+    options = {"rule": args.parser, "lemmatizer": args.lemmatizer, "similarity_model": args.spacy_model,
+               "scope": args.scope}
     summary = run(args.bench, args.data, pipe, args.method, args.out, config, limit=args.limit,
                   seed=args.seed, batch_size=args.batch_size, model_name=str(args.model or "embedded default"),
                   options={k: v for k, v in options.items() if v is not None})

@@ -31,7 +31,7 @@ SHORT_ANSWER = " " + SHORT_ANSWER_PROMPT
 @dataclass(frozen=True)
 class Task:
     id: str
-    image: Path
+    image: Path | None  # None: asked without an image (HallusionBench), answered by greedy decoding
     prompt: str
     max_new_tokens: int
     free_form: bool = False  # captions and descriptions (DoLa's repetition penalty applies)
@@ -163,14 +163,20 @@ class Mme:
 
 
 class HallusionBench:
-    """HallusionBench: ``HallusionBench.json`` + its image folder (visual questions only: SCR needs an image)."""
+    """HallusionBench: ``HallusionBench.json`` + its image folder. ``scope="all"`` (default, the
+    official set) asks the 178 visual-supplement questions that have no figure without an image
+    (``textonly.py``: every method answers them alike); ``scope="visual"`` keeps only the questions
+    with an image, whose aAcc/qAcc are then not comparable with the leaderboard's."""
 
     name = "hallusionbench"
 
-    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0, scope: str = "all") -> None:
+        if scope not in ("all", "visual"):
+            raise ValueError(f"unknown HallusionBench scope {scope!r}; choose all or visual")
+        self.scope = scope
         root = Path(data)
-        self.samples = _subset(read_hallusionbench(root / "HallusionBench.json", root, include_text_only=False),
-                               limit, seed)
+        self.samples = _subset(read_hallusionbench(root / "HallusionBench.json", root,
+                                                   include_text_only=scope == "all"), limit, seed)
 
     def tasks(self) -> list[Task]:
         return [Task(s.question_id, s.image_path, s.question.strip() + " Please answer yes or no.", 10)
@@ -178,7 +184,7 @@ class HallusionBench:
 
     def score(self, answers: Mapping[str, str]) -> dict:
         result = score_hallusionbench(self.samples, {s.question_id: answers[s.question_id] for s in self.samples})
-        return {"rule": result.rule, **result.to_dict()}
+        return {"rule": result.rule, "scope": self.scope, **result.to_dict()}
 
 
 SUITES = {cls.name: cls for cls in (Pope, Chair, Amber, Mme, HallusionBench)}
@@ -187,7 +193,7 @@ SUITES = {cls.name: cls for cls in (Pope, Chair, Amber, Mme, HallusionBench)}
 # Scoring options each suite takes (``eval --parser/--lemmatizer/--scope``); the defaults reproduce
 # the official scripts, and every score names the option it used.
 OPTIONS = {"pope": ("rule",), "chair": ("lemmatizer",), "amber": ("rule", "lemmatizer", "similarity_model"),
-           "mme": ("rule",), "hallusionbench": ()}
+           "mme": ("rule",), "hallusionbench": ("scope",)}
 
 
 def load_suite(name: str, data: Path, limit: int | None = None, seed: int = 0, **options):
