@@ -64,13 +64,13 @@ def cmd_eval(args, make_pipeline, make_config) -> None:
 
 
 def flat_scores(scores: dict, prefix: str = "") -> dict[str, float]:
-    """{"overall": {"hr": 1}} -> {"overall.hr": 1}; non-numbers dropped."""
+    """{"overall": {"hr": 1}} -> {"overall.hr": 1}; ``None`` (an undefined rate) kept, other non-numbers dropped."""
     out = {}
     for key, value in scores.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(flat_scores(value, name + "."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
             out[name] = value
     return out
 
