@@ -50,11 +50,14 @@ def add_parsers(sub, add_model_args, add_scr_args) -> None:
 def cmd_eval(args, make_pipeline, make_config) -> None:
     from .runner import check_sizes, run
 
+    from .suites import check_options
+
     check_sizes(args.limit, args.batch_size)  # before minutes of model loading
-    config = make_config(args)
-    pipe = make_pipeline(args)
     options = {"rule": args.parser, "lemmatizer": args.lemmatizer, "similarity_model": args.spacy_model,
                "scope": args.scope}
+    check_options(args.bench, options)
+    config = make_config(args)
+    pipe = make_pipeline(args)
     summary = run(args.bench, args.data, pipe, args.method, args.out, config, limit=args.limit,
                   seed=args.seed, batch_size=args.batch_size, model_name=str(args.model or "embedded default"),
                   options={k: v for k, v in options.items() if v is not None})

@@ -199,16 +199,27 @@ OPTIONS = {"pope": ("rule",), "chair": ("lemmatizer",), "amber": ("rule", "lemma
 def load_suite(name: str, data: Path, limit: int | None = None, seed: int = 0, **options):
     """The suite ``name`` on ``data``; ``options`` left as ``None`` keep the suite's official default,
     and one the suite does not take is an error."""
+    given = check_options(name, options)
     try:
-        cls = SUITES[name]
-    except KeyError:
-        raise DataError(f"unknown benchmark {name!r}; choose from {', '.join(SUITES)}") from None
+        return SUITES[name](Path(data), limit=limit, seed=seed, **given)
+    except ValueError as err:  # an unknown parser, lemmatizer or scope
+        raise DataError(str(err)) from None
+
+
+def check_options(name: str, options: Mapping) -> dict:
+    """The options that are set (not ``None``), after checking that benchmark ``name`` takes them
+    and that parser names are known: cheap, so ``eval`` runs it before loading a model."""
+    if name not in SUITES:
+        raise DataError(f"unknown benchmark {name!r}; choose from {', '.join(SUITES)}")
     given = {k: v for k, v in options.items() if v is not None}
     extra = sorted(set(given) - set(OPTIONS[name]))
     if extra:
-        raise DataError(f"{name} takes no {', '.join(extra)} option (it takes: {', '.join(OPTIONS[name])})")
-    try:
-        return cls(Path(data), limit=limit, seed=seed, **given)
-    except ValueError as err:  # an unknown parser or lemmatizer name
-        raise DataError(str(err)) from None
+        taken = ", ".join(OPTIONS[name]) or "none"
+        raise DataError(f"{name} takes no {', '.join(extra)} option (it takes: {taken})")
+    if "rule" in given:
+        try:
+            get_rule(given["rule"])
+        except ValueError as err:
+            raise DataError(str(err)) from None
+    return given
 

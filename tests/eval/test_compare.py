@@ -97,3 +97,30 @@ def test_first_run_is_the_baseline_without_a_vanilla_run(pope_dir, tmp_path):
     assert rows[0].startswith("| scr (k=32) |") and "(+" not in rows[0] and "(-" not in rows[0]
     assert "(-" in rows[1]  # "No" everywhere: accuracy down against the first run
     assert len(suite.labels()) > 0
+
+
+def test_eval_parser_option_reaches_the_summary(pope_dir, tmp_path, monkeypatch, capsys):
+    import scr_core.cli
+    from scr_core.cli import main
+
+    from tests.test_bad_inputs_data import FakePipe
+
+    monkeypatch.setattr(scr_core.cli, "_pipeline", lambda args: FakePipe("NO"))
+    argv = ["eval", "pope", "--data", str(pope_dir), "--limit", "2"]
+    assert main([*argv, "--out", str(tmp_path / "official")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "lenient"), "--parser", "pope_casefold"]) == 0
+    official = json.loads((tmp_path / "official" / "summary.json").read_text())
+    lenient = json.loads((tmp_path / "lenient" / "summary.json").read_text())
+    assert "options" not in official and lenient["options"] == {"rule": "pope_casefold"}
+    assert official["scores"]["rule"] == "pope" and lenient["scores"]["rule"] == "pope_casefold"
+    # evaluate.py reads "NO" as yes (it matches "No"/"no"/"not" exactly); the lenient rule as no
+    assert official["scores"]["overall"]["yes_ratio"] == 100.0 and lenient["scores"]["overall"]["yes_ratio"] == 0.0
+    capsys.readouterr()
+
+    def no_model(args):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(scr_core.cli, "_pipeline", no_model)
+    assert main(["eval", "chair", "--data", str(pope_dir), "--out", str(tmp_path / "c"), "--parser", "pope"]) == 2
+    assert "chair takes no rule option" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
