@@ -8,6 +8,8 @@ imports torch or needs a network; missing or corrupt data files raise
 
 Modules: ``parsing`` (yes/no rules), ``binary`` (confusion metrics), ``pope``, ``coco`` +
 ``chair`` + ``cider``, ``amber``, ``mme``, ``hallusionbench``, ``analysis`` (entropy vs HR),
-``report`` (markdown tables), ``text`` (offline tokeniser/singulariser), ``files``, ``answers``.
+``report`` (markdown tables), ``text`` (tokeniser and noun lemmatisers), ``wordnet`` (WordNet 3.0
+for NLTK, offline), ``files``, ``answers``. Every default reproduces the benchmark's official
+script (``tests/eval/fixtures/golden/GOLDEN.md``); lenient options are named in the scores.
 Import the submodule you need; this package imports none of them eagerly.
 """

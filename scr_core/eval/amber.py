@@ -26,24 +26,32 @@ list entry it matches, so a repeated ground-truth object (``"ship", "ship"``) is
 and a ground-truth noun that is also an association of an earlier ground-truth object marks that
 earlier object.
 
-Offline differences (exact reproduction is impossible without NLTK data and spaCy's
-``en_core_web_lg``; peers.md §2.3):
+Differences from ``inference.py`` (commit 534babf; README "Benchmarks" lists them all):
 
-* no POS tagger: every token in the vocabulary counts as a noun (the reference keeps only NN*
-  tags, so e.g. "orange" as a colour or "watch" as a verb counts here but not there);
-* tokens are lower-cased before matching (the reference matches case-sensitively) and
-  singularised with lemminflect instead of WordNet (``text.py``);
+* without NLTK's punkt and perceptron-tagger data (no package registry ships them), tokens are
+  runs of letters/digits and every token is lemmatised as a noun and counted when it is an AMBER
+  word (the reference keeps only tokens tagged NN*, so e.g. "orange" as a colour or "watch" as a
+  verb counts here but not there); with that data installed, NLTK tokens and NN* tags are used as
+  in the reference (the lemmatiser is then named ``wordnet-3.0+nltk-pos``);
+* lemmatising is NLTK's ``WordNetLemmatizer`` on WordNet 3.0 as in the reference (``text.py``;
+  lemminflect only when the WordNet data is missing, named in the result); matching is
+  case-sensitive as in the reference, so "TV" is found and a capitalised "Cars" is not;
 * the spaCy similarity step (a noun "near" an object with similarity > 0.8 counts as that object)
-  is skipped unless a ``similarity(word_a, word_b) -> float`` function is passed; identical words
-  always match, so without it only exact synonyms from ``relation.json`` count.
+  is skipped unless a ``similarity(word_a, word_b) -> float`` function is passed (e.g. built from
+  ``en_core_web_lg`` when you have it); identical words always match, so without it only exact
+  synonyms from ``relation.json`` count.
 
 Discriminative scoring: accuracy, and precision/recall/F1 with **"no" as the positive class**,
 overall and per dimension (existence = ``discriminative-hallucination``; attribute = state +
-number + action; relation = ``discriminative-relation`` and ``relation``). The reference compares
-the raw response with "Yes"/"No"; here responses go through a parsing rule first (default
-``first_word``; ``amber_exact`` is the reference's string comparison). F1 is computed from
-unrounded precision/recall (the reference rounds first and adds 1e-4 to the denominator;
-they differ by at most 0.1 point).
+number + action; relation = ``discriminative-relation`` and ``relation``). By default a response
+counts only if it is exactly "Yes" or "No", the reference's string comparison (rule
+``amber_exact``); ``rule="first_word"`` is the lenient option and the result names its rule.
+
+Reported numbers (``to_dict``) use the reference's arithmetic, so they equal its printout: every
+denominator starts at 0.001 (``data/metrics.txt``; an empty one gives 0, never an error), rates
+are rounded to 0.1 point, and F1 comes from the rounded precision and recall with 1e-4 (1e-3 for
+existence) added to its denominator. The exact fractions stay on the result objects (``chair``,
+``cover``, ...; ``BinaryMetrics`` for the yes/no questions, with ``None`` for an undefined rate).
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ from .answers import align_answers
 from .binary import BinaryMetrics, binary_metrics
 from .files import check_image, field as get_field, load_json, load_json_records, read_text, require_dir
 from .parsing import NO, normalize_label, parse_many
-from .text import normalize_token, tokenize
+from .text import Lemmatizer, get_lemmatizer, nltk_tokens, tokenize
 
 GENERATIVE = "generative"
 EXISTENCE_TYPES = ("discriminative-hallucination",)
@@ -130,6 +138,24 @@ class AmberResources:
         for assoc in self.relation.values():
             words.update(assoc)
         return frozenset(words)
+
+
+def reference_rate(score: float, num: float) -> float:
+    """A rate in percent as AMBER's ``inference.py`` prints it: denominators start at 0.001."""
+    return round(score / (num + 0.001) * 100, 1)
+
+
+def reference_f1(precision: float, recall: float, eps: float = 0.0001) -> float:
+    """F1 as ``inference.py`` prints it, from the printed precision/recall (percent)."""
+    return round(2 * (precision / 100) * (recall / 100) / ((precision / 100) + (recall / 100) + eps) * 100, 1)
+
+
+def reference_binary(m: BinaryMetrics, f1_eps: float = 0.0001) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 ("no" positive) exactly as ``inference.py`` prints them."""
+    precision = reference_rate(m.tp, m.tp + m.fp)
+    recall = reference_rate(m.tp, m.n_pos)
+    return {"accuracy": reference_rate(m.tp + m.tn, m.n), "precision": precision, "recall": recall,
+            "f1": reference_f1(precision, recall, f1_eps)}
 
 
 def _int_id(value, path, index: int) -> int:
@@ -237,14 +263,21 @@ class AmberGenerativeResult:
     n_nouns: int
     n_hallucinated_nouns: int
     details: tuple[AmberResponseDetail, ...] = field(repr=False, default=())
+    lemmatizer: str = ""
+    similarity: str = "exact words only"
 
-    def to_dict(self, percent: bool = True) -> dict[str, float]:
-        s = 100.0 if percent else 1.0
+    def to_dict(self) -> dict[str, float | str]:
+        """The four metrics in percent as ``inference.py`` prints them (``reference_rate``), the
+        counts, and the lemmatiser that found the nouns."""
+        d = self.details
+        n_hal_resp = sum(bool(x.hallucinated) for x in d)
         return {
-            "chair": self.chair * s,
-            "cover": self.cover * s,
-            "hal": self.hal * s,
-            "cog": self.cog * s,
+            "lemmatizer": self.lemmatizer,
+            "similarity": self.similarity,
+            "chair": reference_rate(self.n_hallucinated_nouns, self.n_nouns),
+            "cover": reference_rate(sum(x.covered_truth for x in d), sum(x.n_truth for x in d)),
+            "hal": round(100 - (self.n_responses - n_hal_resp) / (self.n_responses + 0.001) * 100, 1),
+            "cog": reference_rate(sum(x.covered_hallu for x in d), sum(x.n_hallu for x in d)),
             "n_responses": self.n_responses,
             "n_nouns": self.n_nouns,
             "n_hallucinated_nouns": self.n_hallucinated_nouns,
@@ -259,18 +292,45 @@ def _mark(words: list[str], owners: list[int], flags: list[int], n_direct: int, 
     flags[owners[j] if j < n_assoc else j - n_assoc] = 1
 
 
+def spacy_similarity(model: str | Path) -> Callable[[str, str], float]:
+    """``inference.py``'s near-synonym check: ``nlp(a).similarity(nlp(b))`` with a spaCy model given
+    by name or folder (the reference uses ``en_core_web_lg``, which no package registry here ships)."""
+    try:
+        import spacy
+    except ImportError:
+        raise DataError("the AMBER similarity check needs spaCy (pip install spacy) and a model such as "
+                        "en_core_web_lg, given by name or folder") from None
+    try:
+        nlp = spacy.load(str(model))
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot load the spaCy model {model}: {err}") from None
+    docs: dict[str, object] = {}
+
+    def similarity(a: str, b: str) -> float:
+        for w in (a, b):
+            if w not in docs:
+                docs[w] = nlp(w)
+        return float(docs[a].similarity(docs[b]))
+
+    return similarity
+
+
 def score_amber_generative(
     responses: Mapping[int, str],
     resources: AmberResources,
     similarity: Callable[[str, str], float] | None = None,
     threshold: float = 0.8,
+    lemmatizer: str | Lemmatizer = "auto",
+    similarity_name: str = "",
 ) -> AmberGenerativeResult:
     """AMBER's generative metrics for ``{id: response}`` of generative queries (ids 1-1004).
 
-    ``similarity`` optionally restores the reference's spaCy near-synonym step.
+    ``similarity`` optionally restores the reference's spaCy near-synonym step (``spacy_similarity``;
+    ``similarity_name`` is recorded); ``lemmatizer`` is a ``text.get_lemmatizer`` name or a ``Lemmatizer``.
     """
     if not responses:
         raise ValueError("no AMBER responses to score")
+    lem = get_lemmatizer(lemmatizer) if isinstance(lemmatizer, str) else lemmatizer
     vocab = resources.vocabulary
     n_nouns = n_hal = covered_truth = n_truth = covered_hallu = n_hallu = n_hal_resp = 0
     details = []
@@ -280,7 +340,12 @@ def score_amber_generative(
             raise DataError(f"AMBER response id {rid} has no annotation")
         if not ann.is_generative:
             raise ValueError(f"AMBER id {rid} is a {ann.type} question, not a generative one")
-        nouns = [w for w in (normalize_token(t, vocab) for t in tokenize(response)) if w in vocab]
+        if lem.tagger is not None:  # as inference.py: NLTK tokens, keep NN* tags, lemmatise as nouns
+            tokens = nltk_tokens(response)
+            found = [lem.pos_lemma(t, "n") for t, tag in zip(tokens, lem.tagger(tokens)) if tag.startswith("NN")]
+        else:
+            found = [lem.normalize(t, vocab) for t in tokenize(response, lower=False)]
+        nouns = [w for w in found if w in vocab]
         safe_words, safe_owner = [], []
         for idx, obj in enumerate(ann.truth):
             assoc = resources.relation.get(obj, ())
@@ -334,6 +399,8 @@ def score_amber_generative(
         n_nouns=n_nouns,
         n_hallucinated_nouns=n_hal,
         details=tuple(details),
+        lemmatizer=lem.name,
+        similarity="exact words only" if similarity is None else f"> {threshold} ({similarity_name or 'custom'})",
     )
 
 
@@ -346,9 +413,16 @@ class AmberDiscriminativeResult:
     predictions: dict[int, str]
     rule: str
 
-    def to_dict(self, percent: bool = True) -> dict[str, dict[str, float]]:
-        out = {"overall": self.overall.to_dict(percent)}
-        out.update({k: v.to_dict(percent) for k, v in self.by_dimension.items()})
+    def to_dict(self) -> dict:
+        """Per dimension: accuracy/precision/recall/F1 as ``inference.py`` prints them
+        (``reference_binary``), then the counts; plus the parsing ``rule``."""
+        def one(name: str, m: BinaryMetrics) -> dict:
+            counts = {k: v for k, v in m.to_dict().items()
+                      if k not in ("accuracy", "precision", "recall", "f1", "note")}
+            return {**reference_binary(m, 0.001 if name == "existence" else 0.0001), **counts}
+
+        out: dict = {"rule": self.rule, "overall": one("overall", self.overall)}
+        out.update({k: one(k, v) for k, v in self.by_dimension.items()})
         return out
 
 
@@ -356,9 +430,10 @@ def score_amber_discriminative(
     responses: Mapping[int, str] | Sequence[str],
     resources: AmberResources | Mapping[int, AmberAnnotation],
     ids: Sequence[int] | None = None,
-    rule: str = "first_word",
+    rule: str = "amber_exact",
 ) -> AmberDiscriminativeResult:
-    """AMBER's discriminative metrics with "no" as the positive class.
+    """AMBER's discriminative metrics with "no" as the positive class; the default ``rule`` is
+    the reference's exact "Yes"/"No" comparison (``first_word`` is the lenient option).
 
     ``responses``: ``{id: response}``, or a list aligned with ``ids``. Every id must be a
     discriminative annotation.

@@ -7,8 +7,11 @@ Unknown answers (``"unknown"`` from a non-official parser) are wrong for accurac
 positive nor negative predictions for precision, count as misses for recall, and stay in the
 denominator of the false-positive rate: FPR = FP / (all ground-truth negatives). With a parser
 that never returns unknown (POPE's official rule) these are the textbook formulas, and
-FPR = FP / (FP + TN). A rate whose denominator is zero is reported as 0.0, as the reference
-scripts do.
+FPR = FP / (FP + TN). A rate whose denominator is zero is undefined and reported as ``None``
+(JSON ``null``) with a note saying why: POPE's ``evaluate.py`` and AMBER's ``inference.py`` stop
+with ZeroDivisionError there (e.g. precision when every answer is "no"), and 0 would read as a
+real score. F1 is 2TP / (2TP + FP + FN): ``None`` only when precision or recall is, and 0 when
+both are 0 (where POPE's script divides by zero too).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import Sequence
 from .parsing import NO, UNKNOWN, YES
 
 
-def _rate(num: int, den: int) -> float:
-    return num / den if den else 0.0
+def _rate(num: int, den: int) -> float | None:
+    return num / den if den else None
 
 
 @dataclass(frozen=True)
@@ -52,42 +55,58 @@ class BinaryMetrics:
         return self.unknown_pos + self.unknown_neg
 
     @property
-    def accuracy(self) -> float:
+    def accuracy(self) -> float | None:
         return _rate(self.tp + self.tn, self.n)
 
     @property
-    def precision(self) -> float:
+    def precision(self) -> float | None:
+        """None when nothing was predicted positive."""
         return _rate(self.tp, self.tp + self.fp)
 
     @property
-    def recall(self) -> float:
+    def recall(self) -> float | None:
+        """None when there is no ground-truth positive."""
         return _rate(self.tp, self.n_pos)
 
     @property
-    def f1(self) -> float:
+    def f1(self) -> float | None:
         p, r = self.precision, self.recall
+        if p is None or r is None:
+            return None
         return 2 * p * r / (p + r) if p + r else 0.0
 
     @property
-    def yes_ratio(self) -> float:
+    def yes_ratio(self) -> float | None:
         """Share of all answers parsed as "yes" (POPE's Yes%)."""
         return _rate(self.n_pred_yes, self.n)
 
     @property
-    def false_positive_rate(self) -> float:
+    def false_positive_rate(self) -> float | None:
         """FP / ground-truth negatives; for POPE this is SCR's hallucination rate HR."""
         return _rate(self.fp, self.n_neg)
 
     @property
-    def unknown_ratio(self) -> float:
+    def unknown_ratio(self) -> float | None:
         return _rate(self.unknown, self.n)
+
+    def notes(self) -> list[str]:
+        """Why each ``None`` rate is undefined."""
+        out = []
+        if self.precision is None:
+            out.append(f"precision and f1 undefined: no answer parsed as {self.positive!r} (0/0)")
+        if self.recall is None:
+            out.append(f"recall and f1 undefined: no ground-truth {self.positive!r} question (0/0)")
+        if self.false_positive_rate is None:
+            out.append("false-positive rate undefined: no ground-truth negative question (0/0)")
+        return out
 
     def counts(self) -> dict[str, int]:
         """The raw counts as a plain dict."""
         return asdict(self)
 
-    def to_dict(self, percent: bool = True) -> dict[str, float]:
-        """Rates (in percent by default) plus the counts, ready for a report or JSON."""
+    def to_dict(self, percent: bool = True) -> dict[str, float | None | str]:
+        """Rates (in percent by default; ``None`` if undefined) plus the counts, ready for a report
+        or JSON; ``note`` says why a rate is undefined (only when one is)."""
         scale = 100.0 if percent else 1.0
         rates = {
             "accuracy": self.accuracy,
@@ -98,8 +117,10 @@ class BinaryMetrics:
             "fpr": self.false_positive_rate,
             "unknown_ratio": self.unknown_ratio,
         }
-        out: dict[str, float] = {k: v * scale for k, v in rates.items()}
+        out: dict = {k: None if v is None else v * scale for k, v in rates.items()}
         out.update({k: v for k, v in self.counts().items() if k != "positive"})
+        if self.notes():
+            out["note"] = "; ".join(self.notes())
         return out
 
 

@@ -4,7 +4,7 @@ Why: SCR's second headline result is CHAIR-s / CHAIR-i on COCO captions (docs/me
 This follows the reference ``chair.py`` (LisaAnne/Hallucination, and Maxlinn's standalone
 version used by OPERA, PAI, SID, CRoPS and lmms-eval, which adds Recall and Len):
 
-1. lower-case, tokenise, singularise every word (``text.py``);
+1. lower-case, tokenise, lemmatise every word (``text.py``: NLTK's WordNet lemmatiser by default);
 2. merge two-word objects and apply the hard-coded COCO rules: "hot dog", "teddy bear",
    "motor bike", "traffic light", ... stay one object; "baby/adult <animal>" counts as the
    animal (not a person); "passenger jet/train" as jet/train; "bow tie" as tie; "toilet seat" as
@@ -14,18 +14,21 @@ version used by OPERA, PAI, SID, CRoPS and lmms-eval, which adds Recall and Len)
 4. ground truth per image = COCO instance classes + classes named in its reference captions;
 5. CHAIR-s = captions with >= 1 hallucinated object / captions; CHAIR-i = hallucinated mentions /
    all mentions (repeats counted); Recall = distinct ground-truth classes mentioned / ground-truth
-   classes, summed over captions; mean length in words.
+   classes, summed over captions; ``len`` = Maxlinn's "Len" (NLTK tokens per caption,
+   punctuation included, after the two-word merge; his script prints it as 0.01 * that * 100);
+   ``mean_words`` = words per caption (punctuation excluded).
 
-Deliberate differences from the reference (all small; documented so numbers can be compared):
+Remaining differences from the reference (each small; the README lists them with reasons):
 
-* singularising uses ``lemminflect`` instead of NLTK WordNet + POS tags or ``pattern`` (see
-  ``text.py`` for exactly how they differ);
-* tokens are words only, so the mean length excludes punctuation (Maxlinn's "Len" counts
-  punctuation tokens too) and is reported in words, not words/100;
-* synonym entries are stripped and lower-cased when read: the reference splits on ", " and so
-  silently never matches " motor bike" and " cheesecake" (double spaces in its list) or "iPhone";
-* phrases of any length are merged, so "stove top oven" counts once (the reference only merges
-  pairs and counts "stove" and "oven" separately);
+* every token is lemmatised as a noun (Maxlinn POS-tags first with NLTK's perceptron tagger,
+  whose data no package registry ships; LisaAnne singularises with ``pattern``, not installable
+  on current Python); with ``lemmatizer="lemminflect"`` see ``text.py`` for how that differs;
+* ``len`` splits sentences at ". ", "! ", "? " before NLTK's Treebank tokeniser (NLTK's punkt
+  model is not installable either);
+* with the lemminflect fallback, phrases of any length and every multi-word synonym are merged,
+  so "stove top oven" counts once (the reference, and the WordNet default here, only merge the
+  listed pairs); ``ChairVocabulary.coco(reference=False)`` also matches " motor bike",
+  " cheesecake" and "iPhone", which the reference's ", " split never matches;
 * an image id without ground truth is an error (the reference treats it as having no objects).
 """
 
@@ -41,7 +44,7 @@ from scr_core.errors import DataError
 from .cider import cider_score
 from .coco import coco_captions, coco_image_categories
 from .files import field as get_field, load_json_records, read_text
-from .text import merge_phrases, normalize_token, tokenize
+from .text import Lemmatizer, get_lemmatizer, merge_phrases, nltk_tokens, tokenize, wordnet_pos
 
 DATA_DIR = Path(__file__).parent / "data"
 COCO_SYNONYMS_FILE = DATA_DIR / "coco_synonyms.txt"
@@ -100,24 +103,41 @@ class ChairVocabulary:
         drop_rules: Iterable[tuple[str, str]] = (),
         categories: Sequence[str] | None = None,
         source: str = "<in memory>",
+        reference: bool = False,
     ):
         self.source = source
+        self.reference = reference  # read as the reference reads synonyms.txt (see phrases())
         self.synonyms = {self._clean(k): self._clean(v) for k, v in synonyms.items()}
         if not self.synonyms:
             raise DataError(f"object vocabulary from {source} is empty")
         self.categories = tuple(categories) if categories is not None else tuple(dict.fromkeys(self.synonyms.values()))
         self.words = frozenset(w for w in self.synonyms if " " not in w)
-        raw_phrases = {k: k for k in self.synonyms if " " in k}
-        raw_phrases.update({self._clean(k): self._clean(v) for k, v in (phrases or {}).items()})
-        self.phrases = {self._key(k): v for k, v in raw_phrases.items()}
+        self.explicit_phrases = {self._clean(k): self._clean(v) for k, v in (phrases or {}).items()}
+        self.raw_phrases = {k: k for k in self.synonyms if " " in k}
+        self.raw_phrases.update(self.explicit_phrases)
         self.drop_rules = tuple((self._clean(a), self._clean(b)) for a, b in drop_rules)
+        self._phrases: dict[str, dict[tuple[str, ...], str]] = {}
 
     @staticmethod
     def _clean(s: str) -> str:
         return " ".join(str(s).lower().split())
 
-    def _key(self, phrase: str) -> tuple[str, ...]:
-        return tuple(normalize_token(t, self.words) for t in tokenize(phrase))
+    def phrases(self, lemmatizer: Lemmatizer) -> dict[tuple[str, ...], str]:
+        """Phrase table as matched against ``lemmatizer``'s output. With WordNet, phrases as written
+        (the reference compares them with lemmatised caption words), and for a vocabulary read
+        as the reference reads it (``coco()``) only the given two-word phrases, as its pairwise
+        merge does; with lemminflect, the given phrases and every multi-word synonym, of any
+        length, lemmatised the same way as captions."""
+        if lemmatizer.name not in self._phrases:
+            if lemmatizer.reference and self.reference:
+                table = {tuple(k.split()): v for k, v in self.explicit_phrases.items() if len(k.split()) == 2}
+            elif lemmatizer.reference:
+                table = {tuple(k.split()): v for k, v in self.raw_phrases.items()}
+            else:
+                table = {tuple(lemmatizer.normalize(t, self.words) for t in tokenize(k)): v
+                         for k, v in self.raw_phrases.items()}
+            self._phrases[lemmatizer.name] = table
+        return self._phrases[lemmatizer.name]
 
     @classmethod
     def from_synonym_lines(
@@ -126,18 +146,24 @@ class ChairVocabulary:
         source: str = "<lines>",
         phrases: Mapping[str, str] | None = None,
         drop_rules: Iterable[tuple[str, str]] = (),
+        reference: bool = False,
     ) -> "ChairVocabulary":
         """Vocabulary from lines in CHAIR's ``synonyms.txt`` format (first entry = class name).
 
         Blank lines and lines starting with ``#`` are skipped. A word listed under two classes is
-        an error.
+        an error. ``reference=True`` splits on ", " as the reference does and drops the entries
+        that it can then never match (" motor bike" after a double space, "iPhone" against
+        lower-cased captions); otherwise entries are stripped and lower-cased.
         """
         synonyms: dict[str, str] = {}
         categories: list[str] = []
         for lineno, line in enumerate(lines, start=1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
-            entries = [cls._clean(e) for e in line.split(",")]
+            if reference:
+                entries = [e for e in line.strip("\r\n").split(", ") if e and e == cls._clean(e)]
+            else:
+                entries = [cls._clean(e) for e in line.split(",")]
             entries = [e for e in entries if e]
             if not entries:
                 raise DataError(f"synonyms file {source} line {lineno} has no class name")
@@ -153,7 +179,7 @@ class ChairVocabulary:
                 synonyms[e] = node
         if not synonyms:
             raise DataError(f"synonyms file {source} lists no classes")
-        return cls(synonyms, phrases, drop_rules, categories, source)
+        return cls(synonyms, phrases, drop_rules, categories, source, reference)
 
     @classmethod
     def from_synonyms_file(
@@ -162,43 +188,68 @@ class ChairVocabulary:
         phrases: Mapping[str, str] | None = None,
         drop_rules: Iterable[tuple[str, str]] = (),
         coco_rules: bool = False,
+        reference: bool = False,
     ) -> "ChairVocabulary":
         """Vocabulary from a ``synonyms.txt``-style file, for COCO or any custom object set.
 
-        ``coco_rules`` adds the reference's COCO phrase and drop rules (see module docstring).
+        ``coco_rules`` adds the reference's COCO phrase and drop rules (see module docstring);
+        ``reference`` reads the file as the reference does (``from_synonym_lines``).
         """
         text = read_text(path, "synonyms file")
         all_phrases = dict(coco_phrase_rules()) if coco_rules else {}
         all_phrases.update(phrases or {})
         rules = list(COCO_DROP_RULES if coco_rules else ()) + list(drop_rules)
-        return cls.from_synonym_lines(text.splitlines(), str(path), all_phrases, rules)
+        return cls.from_synonym_lines(text.splitlines(), str(path), all_phrases, rules, reference)
 
     @classmethod
-    def coco(cls) -> "ChairVocabulary":
-        """The reference CHAIR vocabulary: 80 COCO classes, original synonyms and COCO rules."""
-        return cls.from_synonyms_file(COCO_SYNONYMS_FILE, coco_rules=True)
+    def coco(cls, reference: bool = True) -> "ChairVocabulary":
+        """The reference CHAIR vocabulary: 80 COCO classes, original synonyms and COCO rules, read
+        as the reference reads them (``reference=False``: also " motor bike", " cheesecake", "iPhone")."""
+        return cls.from_synonyms_file(COCO_SYNONYMS_FILE, coco_rules=True, reference=reference)
 
     def node(self, word: str) -> str | None:
         """Class of a surface form (``"puppy"`` -> ``"dog"``), or ``None`` if it names no object."""
         return self.synonyms.get(self._clean(word))
 
-    def words_of(self, caption: str) -> list[str]:
-        """Normalised, phrase-merged words of a caption (before vocabulary filtering)."""
-        words = [normalize_token(t, self.words) for t in tokenize(caption)]
-        words = merge_phrases(words, self.phrases)
+    def words_of(self, caption: str, lemmatizer: Lemmatizer | None = None) -> list[str]:
+        """Lemmatised, phrase-merged words of a caption (before vocabulary filtering);
+        ``lemmatizer`` defaults to ``get_lemmatizer()`` (WordNet when installed)."""
+        lem = lemmatizer or get_lemmatizer()
+        if lem.tagger is not None:  # as Maxlinn's chair.py: NLTK tokens, each lemmatised as its POS
+            tokens = nltk_tokens(caption.lower())
+            words = [lem.pos_lemma(t, wordnet_pos(tag)) for t, tag in zip(tokens, lem.tagger(tokens))]
+        else:
+            words = [lem.normalize(t, self.words) for t in tokenize(caption)]
+        words = merge_phrases(words, self.phrases(lem))
         present = set(words)
         for word, trigger in self.drop_rules:
             if word in present and trigger in present:
                 words = [w for w in words if w != word]
         return words
 
-    def mentions(self, caption: str) -> list[Mention]:
+    def mentions(self, caption: str, lemmatizer: Lemmatizer | None = None) -> list[Mention]:
         """Every object mention in a caption, in order, repeats included."""
-        return [Mention(w, self.synonyms[w]) for w in self.words_of(caption) if w in self.synonyms]
+        return [Mention(w, self.synonyms[w]) for w in self.words_of(caption, lemmatizer) if w in self.synonyms]
 
-    def nodes(self, caption: str) -> set[str]:
+    def nodes(self, caption: str, lemmatizer: Lemmatizer | None = None) -> set[str]:
         """The set of classes a caption mentions."""
-        return {m.node for m in self.mentions(caption)}
+        return {m.node for m in self.mentions(caption, lemmatizer)}
+
+    def reference_length(self, caption: str, lemmatizer: Lemmatizer | None = None) -> int:
+        """Maxlinn's per-caption "Len": NLTK Treebank tokens of the lower-cased caption,
+        punctuation included, after merging two-word phrases pairwise as his script does."""
+        lem = lemmatizer or get_lemmatizer()
+        tokens = nltk_tokens(caption.lower())
+        if lem.tagger is not None:
+            tokens = [lem.pos_lemma(t, wordnet_pos(tag)) for t, tag in zip(tokens, lem.tagger(tokens))]
+        else:
+            tokens = [lem.normalize(t, self.words) for t in tokens]
+        pairs = {k: v for k, v in self.phrases(lem).items() if len(k) == 2}
+        n = i = 0
+        while i < len(tokens):
+            i += 2 if tuple(tokens[i:i + 2]) in pairs else 1
+            n += 1
+        return n
 
     def __len__(self) -> int:
         return len(self.categories)
@@ -217,6 +268,7 @@ class CaptionChair:
     hallucinated: tuple[Mention, ...]
     gt_objects: frozenset[str]
     n_words: int
+    n_tokens: int = 0  # Maxlinn's per-caption Len (ChairVocabulary.reference_length)
 
     @property
     def is_hallucinated(self) -> bool:
@@ -235,22 +287,27 @@ class ChairResult:
     chair_s: float
     chair_i: float
     recall: float
-    mean_length: float
+    mean_words: float
     n_captions: int
     n_hallucinated_captions: int
     n_mentions: int
     n_hallucinated_mentions: int
     captions: tuple[CaptionChair, ...] = field(repr=False)
     cider: float | None = None
+    len: float = 0.0  # Maxlinn's "Len": mean NLTK tokens per caption (see the module docstring)
+    lemmatizer: str = ""
 
-    def to_dict(self, percent: bool = True) -> dict[str, float | None]:
-        """``chair_s``, ``chair_i``, ``recall`` (percent by default), ``mean_length``, counts, ``cider``."""
+    def to_dict(self, percent: bool = True) -> dict[str, float | str | None]:
+        """``chair_s``, ``chair_i``, ``recall`` (percent by default), ``len`` (Maxlinn's Len),
+        ``mean_words``, counts, ``cider`` and the ``lemmatizer`` that scored them."""
         s = 100.0 if percent else 1.0
         return {
+            "lemmatizer": self.lemmatizer,
             "chair_s": self.chair_s * s,
             "chair_i": self.chair_i * s,
             "recall": self.recall * s,
-            "mean_length": self.mean_length,
+            "len": self.len,
+            "mean_words": self.mean_words,
             "cider": None if self.cider is None else self.cider * s,
             "n_captions": self.n_captions,
             "n_hallucinated_captions": self.n_hallucinated_captions,
@@ -276,21 +333,23 @@ def score_chair(
     captions,
     ground_truth: Mapping[int, Iterable[str]],
     vocabulary: ChairVocabulary | None = None,
+    lemmatizer: str | Lemmatizer = "auto",
 ) -> ChairResult:
     """CHAIR of generated captions against ground-truth object sets.
 
     ``captions``: ``{image_id: caption}``, or a list of ``(image_id, caption)`` pairs or of
     ``{"image_id", "caption"}`` dicts (several captions per image allowed). ``ground_truth``:
     ``{image_id: objects}``, objects given as class names or any synonym. ``vocabulary``
-    defaults to COCO's.
+    defaults to COCO's; ``lemmatizer`` is a ``text.get_lemmatizer`` name or a ``Lemmatizer``.
     """
     vocab = vocabulary or ChairVocabulary.coco()
+    lem = get_lemmatizer(lemmatizer) if isinstance(lemmatizer, str) else lemmatizer
     pairs = _caption_pairs(captions)
     if not pairs:
         raise ValueError("no captions to score")
     gt_nodes: dict[int, frozenset[str]] = {}
     per_caption = []
-    n_hal_caps = n_mentions = n_hal = n_covered = n_gt = n_words = 0
+    n_hal_caps = n_mentions = n_hal = n_covered = n_gt = n_words = n_tokens = 0
     for image_id, caption in pairs:
         if image_id not in gt_nodes:
             if image_id not in ground_truth:
@@ -303,10 +362,11 @@ def score_chair(
                 nodes.add(node)
             gt_nodes[image_id] = frozenset(nodes)
         gt = gt_nodes[image_id]
-        mentions = tuple(vocab.mentions(caption))
+        mentions = tuple(vocab.mentions(caption, lem))
         hallucinated = tuple(m for m in mentions if m.node not in gt)
         words = len(tokenize(caption))
-        result = CaptionChair(image_id, caption, mentions, hallucinated, gt, words)
+        tokens = vocab.reference_length(caption, lem)
+        result = CaptionChair(image_id, caption, mentions, hallucinated, gt, words, tokens)
         per_caption.append(result)
         n_hal_caps += result.is_hallucinated
         n_mentions += len(mentions)
@@ -314,17 +374,20 @@ def score_chair(
         n_covered += len(result.covered)
         n_gt += len(gt)
         n_words += words
+        n_tokens += tokens
     n = len(pairs)
     return ChairResult(
         chair_s=n_hal_caps / n,
         chair_i=n_hal / n_mentions if n_mentions else 0.0,
         recall=n_covered / n_gt if n_gt else 0.0,
-        mean_length=n_words / n,
+        mean_words=n_words / n,
         n_captions=n,
         n_hallucinated_captions=n_hal_caps,
         n_mentions=n_mentions,
         n_hallucinated_mentions=n_hal,
         captions=tuple(per_caption),
+        len=n_tokens / n,
+        lemmatizer=lem.name,
     )
 
 
@@ -336,8 +399,10 @@ class ChairEvaluator:
         ground_truth: Mapping[int, Iterable[str]],
         vocabulary: ChairVocabulary | None = None,
         references: Mapping[int, Sequence[str]] | None = None,
+        lemmatizer: str | Lemmatizer = "auto",
     ):
         self.vocabulary = vocabulary or ChairVocabulary.coco()
+        self.lemmatizer = get_lemmatizer(lemmatizer) if isinstance(lemmatizer, str) else lemmatizer
         self.ground_truth = {k: frozenset(v) for k, v in ground_truth.items()}
         self.references = dict(references) if references is not None else None
 
@@ -348,13 +413,16 @@ class ChairEvaluator:
         captions_files: str | Path | Iterable[str | Path],
         vocabulary: ChairVocabulary | None = None,
         image_ids: Iterable[int] | None = None,
+        lemmatizer: str | Lemmatizer = "auto",
     ) -> "ChairEvaluator":
         """Ground truth = instance classes + classes named in the reference captions, per image.
 
         Pass val2014 files (plus train2014 if you caption train images); ``image_ids`` limits the
-        work to the images you will score.
+        work to the images you will score. The reference captions are read with ``lemmatizer``
+        too, as the reference does.
         """
         vocab = vocabulary or ChairVocabulary.coco()
+        lem = get_lemmatizer(lemmatizer) if isinstance(lemmatizer, str) else lemmatizer
         ids = None if image_ids is None else set(image_ids)
         categories = coco_image_categories(instances_files, ids)
         refs = coco_captions(captions_files, ids)
@@ -373,21 +441,21 @@ class ChairEvaluator:
         for img_id, caps in refs.items():
             nodes = gt.setdefault(img_id, set())
             for cap in caps:
-                nodes.update(vocab.nodes(cap))
+                nodes.update(vocab.nodes(cap, lem))
         if ids is not None:
             missing = sorted(ids - set(gt))
             if missing:
                 raise DataError(
                     f"image ids {missing[:5]} are in neither {_names(instances_files)} nor {_names(captions_files)}"
                 )
-        return cls(gt, vocab, refs)
+        return cls(gt, vocab, refs, lem)
 
     def score(self, captions, cider: bool = False) -> ChairResult:
         """``score_chair`` against this ground truth; ``cider=True`` adds CIDEr when available.
 
         CIDEr needs one caption per image and the reference captions (``from_coco`` keeps them).
         """
-        result = score_chair(captions, self.ground_truth, self.vocabulary)
+        result = score_chair(captions, self.ground_truth, self.vocabulary, self.lemmatizer)
         if not cider:
             return result
         if self.references is None:

@@ -28,7 +28,8 @@ On disk (tianyi-lab/HallusionBench plus ``hallusion_bench.zip``)::
 
 ``filename`` is resolved against the image folder; a leading ``./`` and a leading
 ``hallusion_bench/`` are tolerated (the README and the JSON disagree on it). ``visual_input ==
-"0"`` questions have no image (``image_path`` is ``None``).
+"0"`` questions have no image (``image_path`` is ``None``); the suite asks them as text only
+(``textonly.py``), so aAcc/qAcc cover the official set.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Why: SCR v2 reports MME; this follows MME's ``eval_tool/calculation.py`` (peers.
 image has two yes/no questions (one "yes", one "no"); a subtask's score is
 100 * acc + 100 * acc+ (acc over questions, acc+ over images with all their questions right;
 at most 200); Perception sums the 10 perception subtasks (max 2000), Cognition the 4 cognition
-subtasks (max 800). Answers are parsed with the ``mme`` rule by default; an unreadable answer is
+subtasks (max 800). Answers are parsed with the ``mme`` rule by default (``calculation.py``'s
+own; ``mme_lenient`` is lmms-eval's); an unreadable answer is
 wrong. acc+ groups questions by image (as VLMEvalKit does) rather than by consecutive line pairs.
 
 On disk, either the official release folder::

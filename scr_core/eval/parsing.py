@@ -7,21 +7,25 @@ as a wrong answer.
 
 What each rule returns on the usual edge cases:
 
-============================  =====  ==============  ==========  =======  ==========  =======  ===========
-answer                        pope   pope_casefold   first_word  strict   vlmevalkit  mme      amber_exact
-============================  =====  ==============  ==========  =======  ==========  =======  ===========
-``"Yes"``                     yes    yes             yes         yes      yes         yes      yes
-``"Yes."``                    yes    yes             yes         unknown  yes         yes      unknown
-``"yes"``                     yes    yes             yes         yes      yes         yes      unknown
-``"No"``                      no     no              no          no       no          no       no
-``"No, there is not."``       no     no              no          unknown  no          no       unknown
-``"NO"``                      yes    no              no          no       no          no       unknown
-``"Not sure"``                yes    no              unknown     unknown  unknown     no       unknown
-``"There is no dog."``        no     no              unknown     unknown  no          unknown  unknown
-``""`` (empty)                yes    yes             unknown     unknown  unknown     unknown  unknown
-``"asdf qwerty"`` (garbage)   yes    yes             unknown     unknown  unknown     unknown  unknown
-``"Yes and no"``              no     no              yes         unknown  unknown     yes      unknown
-============================  =====  ==============  ==========  =======  ==========  =======  ===========
+=============================  =======  =============  ==========  =======  ==========  =======  ===========  ===========
+answer                         pope     pope_casefold  first_word  strict   vlmevalkit  mme      mme_lenient  amber_exact
+=============================  =======  =============  ==========  =======  ==========  =======  ===========  ===========
+``"Yes"``                      yes      yes            yes         yes      yes         yes      yes          yes
+``"Yes."``                     yes      yes            yes         unknown  yes         yes      yes          unknown
+``"yes"``                      yes      yes            yes         yes      yes         yes      yes          unknown
+``"No"``                       no       no             no          no       no          no       no           no
+``"No, there is not."``        no       no             no          unknown  no          no       no           unknown
+``"NO"``                       yes      no             no          no       no          no       no           unknown
+``"Not sure"``                 yes      no             unknown     unknown  unknown     no       no           unknown
+``"There is no dog."``         no       no             unknown     unknown  no          unknown  unknown      unknown
+``""`` (empty)                 yes      yes            unknown     unknown  unknown     unknown  unknown      unknown
+``"asdf qwerty"`` (garbage)    yes      yes            unknown     unknown  unknown     unknown  unknown      unknown
+``"Yes and no"``               no       no             yes         unknown  unknown     yes      yes          unknown
+``"Y"``                        yes      yes            unknown     unknown  unknown     unknown  yes          unknown
+``"n."``                       yes      yes            unknown     unknown  unknown     unknown  no           unknown
+``"  yes"``                    yes      yes            yes         yes      yes         unknown  yes          unknown
+``"...yes"``                   yes      yes            yes         unknown  yes         unknown  yes          unknown
+=============================  =======  =============  ==========  =======  ==========  =======  ===========  ===========
 
 Rules:
 
@@ -38,12 +42,15 @@ Rules:
   yes without no means yes, no without yes means no, anything else unknown. (Punctuation
   handling approximates VLMEvalKit's ``process_punctuation``; they differ only on words with
   inner apostrophes, which are never yes/no.)
-* ``mme`` - the MME rule used by lmms-eval ("from Otter eval"), a superset of MME's
-  ``calculation.py``: lower-case, strip, delete "."; exact yes/no, single letter y/n, else "yes"
-  within the first 4 characters, else "no" within the first 4 characters, else unknown (MME's
-  "other"). Note ``"not ..."`` and ``"nope"`` are no.
+* ``mme`` - MME's own ``eval_tool/calculation.py`` (``parse_pred_ans``), the default for MME:
+  lower-case (nothing stripped); exactly yes/no, else "yes" within the first 4 characters, else
+  "no" within the first 4 characters, else unknown (MME's "other", scored wrong). So ``"Y"``,
+  ``"n."``, ``"  yes"`` and ``"...yes"`` are unknown, while ``"nope"`` and ``"not ..."`` are no.
+* ``mme_lenient`` - the MME rule used by lmms-eval ("from Otter eval"), a superset of ``mme``:
+  the same after stripping whitespace and deleting ".", plus single letters y/n.
 * ``amber_exact`` - AMBER's ``inference.py`` compares the raw response with ``"Yes"``/``"No"`` by
-  string equality; this rule is that comparison.
+  string equality (the answers its instruction asks for); this rule is that comparison and the
+  default for AMBER. ``first_word`` is the lenient alternative.
 """
 
 from __future__ import annotations
@@ -101,17 +108,29 @@ def _vlmevalkit(text: str) -> str:
 
 
 def _mme(text: str) -> str:
-    s = text.lower().strip().replace(".", "")
+    # MME calculation.py parse_pred_ans on the lower-cased answer, nothing stripped.
+    s = text.lower()
     if s in (YES, NO):
         return s
-    if len(s) == 1:
-        return {"y": YES, "n": NO}.get(s, UNKNOWN)
+    return _mme_prefix(s)
+
+
+def _mme_prefix(s: str) -> str:
     prefix = s[:4]
     if YES in prefix:
         return YES
     if NO in prefix:
         return NO
     return UNKNOWN
+
+
+def _mme_lenient(text: str) -> str:
+    s = text.lower().strip().replace(".", "")
+    if s in (YES, NO):
+        return s
+    if len(s) == 1:
+        return {"y": YES, "n": NO}.get(s, UNKNOWN)
+    return _mme_prefix(s)
 
 
 def _amber_exact(text: str) -> str:
@@ -125,6 +144,7 @@ RULES: dict[str, Callable[[str], str]] = {
     "strict": _strict,
     "vlmevalkit": _vlmevalkit,
     "mme": _mme,
+    "mme_lenient": _mme_lenient,
     "amber_exact": _amber_exact,
 }
 

@@ -34,6 +34,7 @@ def comparison_table(
     digits: int = 1,
     labels: Mapping[str, str] | None = None,
     against: Mapping[str, str] | None = None,
+    formats: Mapping[str, str] | None = None,
 ) -> str:
     """A GitHub-markdown table of ``results[method][metric]``.
 
@@ -43,9 +44,11 @@ def comparison_table(
     metrics in ``HIGHER_IS_BETTER``/``LOWER_IS_BETTER``; ``labels`` renames metric columns.
     ``baseline=None`` gives a table without deltas. Several baseline rows (e.g. one vanilla run
     per model) may be given as a list: they all come first, without deltas, and ``against`` maps
-    each other row to the baseline row its deltas use (default: the first). Raises
-    ``ValueError`` if a baseline is not among the methods.
+    each other row to the baseline row its deltas use (default: the first). ``formats`` gives a
+    metric its own format spec (e.g. ``{"p_mcnemar": ".3g"}``) and no delta (a p-value is not a
+    score to subtract). Raises ``ValueError`` if a baseline is not among the methods.
     """
+    formats = formats or {}
     if not results:
         raise ValueError("no results to tabulate")
     bases = [] if baseline is None else [baseline] if isinstance(baseline, str) else list(baseline)
@@ -59,7 +62,8 @@ def comparison_table(
     labels = labels or {}
 
     def header(m: str) -> str:
-        arrow = " ↓" if m in LOWER_IS_BETTER else " ↑" if m in HIGHER_IS_BETTER else ""
+        last = m.rsplit(".", 1)[-1]  # "adversarial.hr" -> "hr"
+        arrow = " ↓" if last in LOWER_IS_BETTER else " ↑" if last in HIGHER_IS_BETTER else ""
         return labels.get(m, m) + arrow
 
     lines = [
@@ -71,6 +75,9 @@ def comparison_table(
         cells = []
         for m in metrics:
             v = results[method].get(m)
+            if m in formats:
+                cells.append("–" if _is_missing(v) else format(v, formats[m]))
+                continue
             cell = _fmt(v, digits)
             b = base.get(m)
             if base and not _is_missing(v) and not _is_missing(b):

@@ -53,6 +53,12 @@ def method_generator(pipe, method: str, config: SCRConfig, seed: int = 0, entrop
         prompts = [t.prompt for t in tasks]
         kwargs = {"max_new_tokens": tasks[0].max_new_tokens}
         start = time.perf_counter()
+        if tasks[0].image is None:  # asked without an image: every method answers as greedy decoding
+            from .textonly import generate_text_only
+
+            texts = generate_text_only(pipe, prompts, tasks[0].max_new_tokens)
+            per_task = (time.perf_counter() - start) * 1000 / len(tasks)
+            return [Answer(text, None, per_task) for text in texts]
         if method == "vanilla":
             results = pipe.generate(images, prompts, scr=None, diagnose=entropy, **kwargs)
         elif method in ("scr", "uniform"):
@@ -162,9 +168,9 @@ def run_benchmark(suite, generate: Generate, out: Path, meta: dict, batch_size: 
     predictions_file = out / "predictions.jsonl"
     done = read_predictions(predictions_file)
     todo = [t for t in suite.tasks() if t.id not in done]
-    groups: dict[int, list[Task]] = {}
-    for task in todo:
-        groups.setdefault(task.max_new_tokens, []).append(task)
+    groups: dict[tuple[int, bool], list[Task]] = {}
+    for task in todo:  # one batch never mixes lengths, nor questions with and without an image
+        groups.setdefault((task.max_new_tokens, task.image is None), []).append(task)
     with open(predictions_file, "a") as sink, tqdm(total=len(todo), disable=not progress,
                                                    desc=f"{meta['benchmark']}/{meta['method']}") as bar:
         for tasks in groups.values():
@@ -213,13 +219,14 @@ def entropy_analysis(suite, answers: dict[str, str], entropies: dict[str, float]
 
 def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig = SCRConfig(),
         limit: int | None = None, seed: int = 0, batch_size: int = 8, model_name: str = "",
-        progress: bool = True) -> dict:
+        progress: bool = True, options: dict | None = None) -> dict:
     """Run ``method`` on benchmark ``bench`` into ``out`` (see the module docstring); the settings
-    are checked before the data is read or ``out`` is created."""
+    are checked before the data is read or ``out`` is created. ``options``: the suite's scoring
+    options (``suites.OPTIONS``), recorded when given."""
     check_sizes(limit, batch_size)
-    suite = load_suite(bench, data, limit, seed)
+    suite = load_suite(bench, data, limit, seed, **(options or {}))
     meta = {"benchmark": bench, "data": str(Path(data).resolve()), "method": method, "model": model_name,
-            **model_numerics(pipe), "limit": limit, "seed": seed,
+            **model_numerics(pipe), "limit": limit, "seed": seed, **({"options": options} if options else {}),
             "config": {k: v for k, v in config.__dict__.items() if not k.startswith("_")}}
     generate = method_generator(pipe, method, config, seed, entropy=(method == "vanilla" and hasattr(suite, "labels")))
     return run_benchmark(suite, generate, out, json.loads(json.dumps(meta)), batch_size, progress)

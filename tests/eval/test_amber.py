@@ -8,6 +8,7 @@ import pytest
 
 from scr_core.errors import DataError
 from scr_core.eval.amber import (
+    AmberAnnotation,
     AmberResources,
     amber_score,
     read_amber,
@@ -50,27 +51,42 @@ def test_resources(resources):
 def test_generative_hand_computed(resources, responses):
     gen = {i: responses[i] for i in (1, 2, 3)}
     res = score_amber_generative(gen, resources)
+    # Matching is case-sensitive as in inference.py (WordNet's index is lower-case, so a capitalised
+    # word is not lemmatised and never equals a vocabulary word).
     # id 1 "A man walks his dog on the grass under a blue sky. A bird flies near a tree. The light is bright."
     #   vocabulary nouns: man, dog, grass, sky, bird, tree, light (7)
     #   man -> association of person (covers person); dog, grass, sky -> truth; light -> safe word (skipped)
     #   bird -> a "hallu" object (Cog) and not ground truth -> hallucinated; tree -> hallucinated
     #   truth covered 4/4, hallu covered 1/3 (bird), hallucinated 2
-    # id 2 "Two boats sail on the water. Cars are parked nearby."  nouns: boat, water, car (3)
+    # id 2 "Two boats sail on the water. Cars are parked nearby."  nouns: boat, water (2; "Cars" is capitalised)
     #   boat -> association of the first "ship" only (reference's first-match rule); water -> association of sea
-    #   car -> hallu (Cog) and hallucinated; truth covered 2/3 (ship, sea; the second ship never), hallu 1/2
-    # id 3 "Clouds in the sky."  nouns: cloud, sky (2) -> both truth; 0 hallucinated; hallu covered 0/1
+    #   truth covered 2/3 (ship, sea; the second ship never), hallu 0/2, hallucinated 0
+    # id 3 "Clouds in the sky."  nouns: sky (1; "Clouds" is capitalised) -> truth; hallu covered 0/1
     d1, d2, d3 = res.details
     assert d1.nouns == ("man", "dog", "grass", "sky", "bird", "tree", "light")
     assert d1.hallucinated == ("bird", "tree")
     assert (d1.covered_truth, d1.n_truth, d1.covered_hallu, d1.n_hallu) == (4, 4, 1, 3)
-    assert d2.nouns == ("boat", "water", "car") and d2.hallucinated == ("car",)
-    assert (d2.covered_truth, d2.n_truth, d2.covered_hallu, d2.n_hallu) == (2, 3, 1, 2)
-    assert d3.hallucinated == () and (d3.covered_truth, d3.covered_hallu) == (2, 0)
-    assert res.chair == pytest.approx(3 / 12)      # (2 + 1 + 0) hallucinated / (7 + 3 + 2) nouns
-    assert res.cover == pytest.approx(8 / 9)       # (4 + 2 + 2) / (4 + 3 + 2)
-    assert res.hal == pytest.approx(2 / 3)         # responses 1 and 2 hallucinate
-    assert res.cog == pytest.approx(2 / 6)         # (1 + 1 + 0) / (3 + 2 + 1)
-    assert res.to_dict()["chair"] == pytest.approx(25.0)
+    assert d2.nouns == ("boat", "water") and d2.hallucinated == ()
+    assert (d2.covered_truth, d2.n_truth, d2.covered_hallu, d2.n_hallu) == (2, 3, 0, 2)
+    assert d3.nouns == ("sky",) and d3.hallucinated == () and (d3.covered_truth, d3.covered_hallu) == (1, 0)
+    assert res.chair == pytest.approx(2 / 10)      # (2 + 0 + 0) hallucinated / (7 + 2 + 1) nouns
+    assert res.cover == pytest.approx(7 / 9)       # (4 + 2 + 1) / (4 + 3 + 2)
+    assert res.hal == pytest.approx(1 / 3)         # only response 1 hallucinates
+    assert res.cog == pytest.approx(1 / 6)         # (1 + 0 + 0) / (3 + 2 + 1)
+    assert res.to_dict()["chair"] == pytest.approx(20.0)
+    assert res.to_dict()["lemmatizer"] == "wordnet-3.0"
+
+
+def test_generative_upper_case_vocabulary_word_is_found(resources):
+    # relation.json lists "TV" (the only upper-case AMBER word); lower-casing responses lost it
+    relation = dict(resources.relation, television=("TV",))
+    annotations = dict(resources.annotations)
+    annotations[4] = AmberAnnotation(4, "generative", truth=("television",), hallu=("dog",))
+    res_with_tv = AmberResources(annotations, relation, resources.safe_words)
+    for lemmatizer in ("wordnet", "lemminflect"):
+        res = score_amber_generative({4: "A TV on the wall."}, res_with_tv, lemmatizer=lemmatizer)
+        assert res.details[0].nouns == ("TV",) and res.details[0].covered_truth == 1
+        assert res.hal == 0.0
 
 
 def test_generative_optional_similarity(resources):
@@ -90,8 +106,9 @@ def test_generative_optional_similarity(resources):
 
 def test_discriminative_hand_computed(resources, responses):
     disc = {i: r for i, r in responses.items() if i >= 1005}
-    res = score_amber_discriminative(disc, resources)
-    # positive class "no" (first_word parse):
+    res = score_amber_discriminative(disc, resources, rule="first_word")
+    assert res.to_dict()["rule"] == "first_word"
+    # positive class "no" (first_word parse, the lenient option):
     # 1005 gt no  "No, there is no cat." -> no  TP      1006 gt yes "Yes."  -> yes TN
     # 1007 gt no  "Yes"                  -> yes FN      1008 gt yes "yes"   -> yes TN
     # 1009 gt no  "no"                   -> no  TP      1010 gt yes "No."   -> no  FP
@@ -111,16 +128,20 @@ def test_discriminative_hand_computed(resources, responses):
     assert dims["attribute"].precision == pytest.approx(1 / 2)
     assert dims["attribute"].recall == pytest.approx(1 / 3)
     assert dims["attribute"].f1 == pytest.approx(0.4)
-    assert dims["state"].f1 == 0.0                  # no "no" predicted: precision and recall 0
+    # state (1007 FN, 1008 TN): nothing predicted "no" -> precision and F1 undefined; inference.py's
+    # denominators start at 0.001, so it prints 0 for both, and so does the summary
+    assert dims["state"].precision is None and dims["state"].f1 is None and dims["state"].recall == 0.0
+    assert (res.to_dict()["state"]["precision"], res.to_dict()["state"]["f1"]) == (0.0, 0.0)
     assert dims["number"].f1 == pytest.approx(2 / 3)  # p = 1/2, r = 1
     assert dims["action"].accuracy == 0.0
     assert dims["relation"].accuracy == 1.0         # both relation types are pooled
     assert res.predictions[1011] == "unknown"
 
 
-def test_discriminative_reference_string_match(resources, responses):
+def test_discriminative_default_is_the_reference_string_match(resources, responses):
     disc = {i: r for i, r in responses.items() if i >= 1005}
-    res = score_amber_discriminative(disc, resources, rule="amber_exact")
+    res = score_amber_discriminative(disc, resources)
+    assert res.rule == "amber_exact"
     # only the exact strings "Yes"/"No" count: 1007 "Yes" (gt no, FN); everything else is unknown
     assert (res.overall.tp, res.overall.fn, res.overall.unknown) == (0, 1, 8)
     assert res.overall.accuracy == 0.0
@@ -165,3 +186,16 @@ def test_missing_image_names_it(amber_dir):
     with pytest.raises(DataError, match="AMBER_2.jpg"):
         read_amber(amber_dir / "data" / "query" / "query_all.json", amber_dir / "data" / "annotations.json",
                    amber_dir / "image")
+
+
+def test_spacy_model_by_path_needs_spacy(tmp_path):
+    from scr_core.eval.amber import spacy_similarity
+
+    try:
+        import spacy  # noqa: F401
+    except ImportError:
+        with pytest.raises(DataError, match="needs spaCy"):
+            spacy_similarity(tmp_path / "en_core_web_lg")
+    else:
+        with pytest.raises(DataError, match="cannot load the spaCy model"):
+            spacy_similarity(tmp_path / "missing")

@@ -54,7 +54,7 @@ ANSWERS = {
     "existence/0002/1": "Yes",             # gt no:  wrong    -> image 0002 not both right
     "artwork/10002/0": "Yes.",             # right
     "artwork/10002/1": "No",               # right
-    "artwork/10003/0": "Y",                # right (single letter y)
+    "artwork/10003/0": "Y",                # wrong: "other" in calculation.py (right with mme_lenient)
     "artwork/10003/1": "Not really",       # right ("no" in "not ")
     "code_reasoning/0001/0": "The answer is yes",  # unknown ("other") -> wrong
     "code_reasoning/0001/1": "no",                 # right
@@ -75,16 +75,23 @@ def test_read_both_layouts(mme_root):
 
 def test_scores_hand_computed(mme_root):
     res = score_mme(read_mme(mme_root), ANSWERS)
+    assert res.rule == "mme"  # calculation.py's parser by default
     ex, art, code = res.by_subtask["existence"], res.by_subtask["artwork"], res.by_subtask["code_reasoning"]
     assert (ex.acc, ex.acc_plus, ex.score) == (pytest.approx(3 / 4), pytest.approx(1 / 2), pytest.approx(125.0))
-    assert (art.acc, art.acc_plus, art.score) == (1.0, 1.0, pytest.approx(200.0))
+    assert (art.acc, art.acc_plus, art.score) == (pytest.approx(3 / 4), pytest.approx(1 / 2), pytest.approx(125.0))
     assert (code.acc, code.acc_plus, code.score) == (0.5, 0.0, pytest.approx(50.0))
     assert (ex.n_questions, ex.n_images) == (4, 2)
-    assert res.perception == pytest.approx(125.0 + 200.0)  # existence + artwork
+    assert res.perception == pytest.approx(125.0 + 125.0)  # existence + artwork
     assert res.cognition == pytest.approx(50.0)            # code_reasoning
     assert len(res.missing_subtasks) == len(MME_PERCEPTION) + len(MME_COGNITION) - 3
-    assert res.to_dict()["perception"] == pytest.approx(325.0)
-    assert res.predictions[8] == "unknown"
+    assert res.to_dict()["perception"] == pytest.approx(250.0)
+    assert res.predictions[6] == "unknown" and res.predictions[8] == "unknown"
+
+
+def test_lenient_parser_differs_only_on_the_single_letter(mme_root):
+    res = score_mme(read_mme(mme_root), ANSWERS, rule="mme_lenient")
+    assert res.by_subtask["artwork"].score == pytest.approx(200.0)  # "Y" is yes there
+    assert res.perception == pytest.approx(325.0) and res.cognition == pytest.approx(50.0)
 
 
 def test_answers_as_list_and_subset(mme_root):

@@ -11,22 +11,26 @@ from scr_core.eval.parsing import (
     parse_yes_no,
 )
 
-RULES = ("pope", "pope_casefold", "first_word", "strict", "vlmevalkit", "mme", "amber_exact")
+RULES = ("pope", "pope_casefold", "first_word", "strict", "vlmevalkit", "mme", "mme_lenient", "amber_exact")
 Y, N, U = "yes", "no", "unknown"
 
 # answer -> expected result per rule, in the order of RULES (same table as the module docstring)
 TABLE = {
-    "Yes": (Y, Y, Y, Y, Y, Y, Y),
-    "Yes.": (Y, Y, Y, U, Y, Y, U),
-    "yes": (Y, Y, Y, Y, Y, Y, U),
-    "No": (N, N, N, N, N, N, N),
-    "No, there is not.": (N, N, N, U, N, N, U),
-    "NO": (Y, N, N, N, N, N, U),
-    "Not sure": (Y, N, U, U, U, N, U),
-    "There is no dog.": (N, N, U, U, N, U, U),
-    "": (Y, Y, U, U, U, U, U),
-    "asdf qwerty": (Y, Y, U, U, U, U, U),
-    "Yes and no": (N, N, Y, U, U, Y, U),
+    'Yes': (Y, Y, Y, Y, Y, Y, Y, Y),
+    'Yes.': (Y, Y, Y, U, Y, Y, Y, U),
+    'yes': (Y, Y, Y, Y, Y, Y, Y, U),
+    'No': (N, N, N, N, N, N, N, N),
+    'No, there is not.': (N, N, N, U, N, N, N, U),
+    'NO': (Y, N, N, N, N, N, N, U),
+    'Not sure': (Y, N, U, U, U, N, N, U),
+    'There is no dog.': (N, N, U, U, N, U, U, U),
+    '': (Y, Y, U, U, U, U, U, U),
+    'asdf qwerty': (Y, Y, U, U, U, U, U, U),
+    'Yes and no': (N, N, Y, U, U, Y, Y, U),
+    'Y': (Y, Y, U, U, U, U, Y, U),
+    'n.': (Y, Y, U, U, U, U, N, U),
+    '  yes': (Y, Y, Y, Y, Y, U, Y, U),
+    '...yes': (Y, Y, Y, U, Y, U, Y, U),
 }
 
 
@@ -58,12 +62,22 @@ def test_none_is_treated_as_empty():
     assert parse_yes_no(None, "first_word") == U
 
 
-def test_mme_rule_prefix_and_single_letters():
-    assert parse_yes_no("y", "mme") == Y
-    assert parse_yes_no("N", "mme") == N
-    assert parse_yes_no("x", "mme") == U
+def test_mme_rule_is_calculation_py():
+    # MME's parse_pred_ans: lower-case, exact yes/no, else yes/no within the first 4 characters.
+    assert parse_yes_no("y", "mme") == U  # no single letters
+    assert parse_yes_no("n.", "mme") == U
+    assert parse_yes_no("  yes", "mme") == U  # nothing is stripped: "  ye" holds no "yes"
+    assert parse_yes_no(" yes", "mme") == Y
     assert parse_yes_no("nope", "mme") == N  # "no" within the first 4 characters
     assert parse_yes_no("The answer is yes", "mme") == U  # only the first 4 characters are looked at
+
+
+def test_mme_lenient_rule_prefix_and_single_letters():
+    assert parse_yes_no("y", "mme_lenient") == Y
+    assert parse_yes_no("N", "mme_lenient") == N
+    assert parse_yes_no("x", "mme_lenient") == U
+    assert parse_yes_no("...yes", "mme_lenient") == Y  # "." deleted
+    assert parse_yes_no("nope", "mme_lenient") == N
 
 
 def test_first_word_ignores_leading_space_and_punctuation():

@@ -185,3 +185,17 @@ def test_bad_label_and_missing_field(tmp_path, pope_images):
     bad.write_text("")
     with pytest.raises(DataError, match="empty"):
         read_pope(bad, pope_images)
+
+
+def test_all_no_answers_leave_precision_undefined(fixtures_dir, pope_images):
+    # POPE's evaluate.py raises ZeroDivisionError here (TP + FP = 0); 0 would read as a real precision
+    samples = read_pope(fixtures_dir / "pope" / "coco_pope_adversarial.json", pope_images)
+    report = score_pope(samples, ["No"] * len(samples))
+    m = report.overall
+    assert (m.tp, m.fp, m.tn, m.fn) == (0, 0, 4, 4)
+    assert m.precision is None and m.f1 is None
+    assert m.recall == 0.0 and m.accuracy == 0.5 and m.false_positive_rate == 0.0
+    d = report.to_dict()["overall"]
+    assert d["precision"] is None and d["f1"] is None and d["hr"] == 0.0 and d["yes_ratio"] == 0.0
+    assert d["note"] == "precision and f1 undefined: no answer parsed as 'yes' (0/0)"
+    assert "note" not in score_pope(samples, ["Yes", "No"] * 4).to_dict()["overall"]

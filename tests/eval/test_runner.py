@@ -147,3 +147,23 @@ def test_compare_table(pipe, bench_dir, tmp_path, capsys):
 def test_missing_data_names_the_file(pipe, tmp_path):
     with pytest.raises(SCRError, match="coco_pope_random.json|images|val2014"):
         run("pope", tmp_path, pipe, "scr", tmp_path / "o", CFG, progress=False)
+
+
+def test_hallusionbench_asks_questions_without_a_figure_without_an_image(pipe, hallusion_dir, tmp_path):
+    from scr_core.eval.runner import read_predictions
+    from scr_core.eval.textonly import generate_text_only
+
+    texts = {}
+    for method in ("vanilla", "scr"):
+        summary = run("hallusionbench", hallusion_dir, pipe, method, tmp_path / method, CFG, batch_size=4,
+                      progress=False)
+        assert summary["n"] == 6 and summary["scores"]["scope"] == "all"  # the official set
+        texts[method] = {k: v["text"] for k, v in read_predictions(tmp_path / method / "predictions.jsonl").items()}
+    text_only = "VS_chart_0_0_0"  # visual_input "0": no image
+    question = next(s for s in load_suite("hallusionbench", hallusion_dir).tasks() if s.id == text_only)
+    assert question.image is None
+    expected = generate_text_only(pipe, [question.prompt], 10)[0]
+    assert texts["vanilla"][text_only] == texts["scr"][text_only] == expected  # nothing to redistribute
+    visual = run("hallusionbench", hallusion_dir, pipe, "scr", tmp_path / "visual", CFG, progress=False,
+                 options={"scope": "visual"})
+    assert visual["n"] == 5 and visual["scores"]["scope"] == "visual" and visual["options"] == {"scope": "visual"}

@@ -41,10 +41,13 @@ def test_mme_suite(pipe, mme_dir, tmp_path):
 
 def test_hallusionbench_suite(pipe, hallusion_dir, tmp_path):
     suite = load_suite("hallusionbench", hallusion_dir)
-    assert all(t.image is not None and t.image.is_file() for t in suite.tasks())
+    # every question with a figure has its image; the one asked without its figure has none
+    assert [t.id for t in suite.tasks() if t.image is None] == ["VS_chart_0_0_0"]
+    assert all(t.image.is_file() for t in suite.tasks() if t.image is not None)
     summary = run("hallusionbench", hallusion_dir, pipe, "uniform", tmp_path / "out", SCRConfig(k=4),
                   progress=False)
     assert {"aAcc", "fAcc", "qAcc"} <= set(summary["scores"]["overall"])
+    assert summary["n"] == 6 and summary["scores"]["overall"]["n_questions"] == 6
 
 
 def test_unknown_benchmark_and_empty_folder(tmp_path):
@@ -57,3 +60,22 @@ def test_unknown_benchmark_and_empty_folder(tmp_path):
         (tmp_path / "data" / "safe_words.txt").write_text("")
         (tmp_path / "image").mkdir()
         load_suite("amber", tmp_path)
+
+
+def test_scoring_options_are_checked_before_any_work(tmp_path):
+    with pytest.raises(DataError, match="chair takes no rule option"):
+        load_suite("chair", tmp_path, rule="pope")
+    with pytest.raises(DataError, match="unknown yes/no parsing rule 'lenient'; choose one of pope, "):
+        load_suite("pope", tmp_path, rule="lenient")
+    with pytest.raises(DataError, match="unknown lemmatizer 'porter'"):
+        load_suite("amber", tmp_path, lemmatizer="porter")
+    with pytest.raises(DataError, match="unknown HallusionBench scope 'text'"):
+        load_suite("hallusionbench", tmp_path, scope="text")
+
+
+def test_summaries_name_the_parser_and_lemmatizer(amber_dir):
+    suite = load_suite("amber", amber_dir, rule="first_word", lemmatizer="lemminflect")
+    scores = suite.score({t.id: "Yes" for t in suite.tasks()})
+    assert scores["discriminative"]["rule"] == "first_word"
+    assert scores["generative"]["lemmatizer"] == "lemminflect"
+    assert scores["generative"]["similarity"] == "exact words only"
