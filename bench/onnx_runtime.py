@@ -35,21 +35,25 @@ def run(ctx: Context) -> dict:
 
 
 def _export(ctx: Context, tmp: Path) -> tuple[Path, Path]:
-    """(checkpoint folder, exported folder) for the benchmark's model and SCR settings."""
+    return export_checkpoint(ctx.pipe, ctx.config(), ctx.settings.model, EXPORT_DTYPES[ctx.settings.dtype], tmp,
+                             ctx.log)
+
+
+def export_checkpoint(pipe, cfg, model: str | None, dtype: str, tmp: Path, log) -> tuple[Path, Path]:
+    """(checkpoint folder, exported folder): ``model`` as it is, or ``pipe``'s model saved under ``tmp``,
+    exported with the SCR settings ``cfg`` (K, λ, diagnostic and hook layers) in ``dtype`` (fp32/fp16)."""
     import time
 
     from export.exporter import ExportOptions, export
 
-    pipe, cfg = ctx.pipe, ctx.config()
-    checkpoint = Path(ctx.settings.model) if ctx.settings.model else tmp / "checkpoint"
-    if not ctx.settings.model:
+    checkpoint = Path(model) if model else tmp / "checkpoint"
+    if not model:
         pipe.model.save_pretrained(checkpoint)
         pipe.processor.save_pretrained(checkpoint)
     start = time.perf_counter()
     folder = export(ExportOptions(model=checkpoint, out=tmp / "onnx", k=cfg.k, lam=cfg.lam,
-                                  diag_layers=tuple(cfg.diag_layers), hook_layers=tuple(cfg.hook_layers),
-                                  dtype=EXPORT_DTYPES[ctx.settings.dtype]))
-    ctx.log(f"onnx runtime: exported in {time.perf_counter() - start:.1f} s")
+                                  diag_layers=tuple(cfg.diag_layers), hook_layers=tuple(cfg.hook_layers), dtype=dtype))
+    log(f"onnx runtime: exported in {time.perf_counter() - start:.1f} s")
     return checkpoint, Path(folder)
 
 
