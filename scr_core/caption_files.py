@@ -1,4 +1,5 @@
-"""Where the pack may read images from and write captions to (pure; no ComfyUI import).
+"""Where images are read from and captions written to (pure): ComfyUI's Save Captions and
+``python -m scr_core caption-folder --txt`` share these rules.
 
 A ComfyUI server can be reachable by others, and a posted workflow must not write files where it
 likes. Captions are written only (a) under ComfyUI's output folder, into a relative subfolder that
@@ -13,7 +14,8 @@ import fnmatch
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from scr_core import InputError, write_atomically
+from .errors import InputError
+from .outputs import write_atomically
 
 IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.webp", "*.bmp", "*.gif", "*.tif", "*.tiff")
 
@@ -40,6 +42,11 @@ def list_images(folder: str | Path, patterns: str = "", recursive: bool = False,
         raise InputError(f"no images in {root} match {';'.join(wanted)}")
     _LOADED_IMAGES.update(p.resolve() for p in found)
     return found
+
+
+def remember_loaded(paths: Iterable[str | Path]) -> None:
+    """Mark images as listed by this process (captions may then be written beside them)."""
+    _LOADED_IMAGES.update(Path(p).resolve() for p in paths)
 
 
 def _is_image_name(name: str) -> bool:

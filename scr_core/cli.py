@@ -153,7 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub, _add_model_args, _add_scr_args)
     _add_calibrate_parser(sub)
+    _add_caption_folder_parser(sub)
     return parser
+
+
+def _add_caption_folder_parser(sub) -> None:
+    cf = sub.add_parser("caption-folder", help="caption a folder tree (or a list file) into resumable JSON lines "
+                                               "(data-parallel under accelerate launch / torchrun)")
+    cf.add_argument("source", type=Path, help="image folder (searched recursively) or a text file of image paths")
+    cf.add_argument("--out", type=Path, required=True, help="captions file (.jsonl; resumed if it exists)")
+    cf.add_argument("--txt", action="store_true", help="also write <image stem>.txt beside each image")
+    cf.add_argument("--overwrite-txt", action="store_true", help="replace existing .txt files beside the images")
+    scr = cf.add_mutually_exclusive_group()
+    scr.add_argument("--scr", dest="scr", action="store_true", default=True, help="caption with SCR (default)")
+    scr.add_argument("--no-scr", dest="scr", action="store_false", help="vanilla captions")
+    cf.add_argument("--prompt", default=None, help="instruction (default: one-sentence caption)")
+    cf.add_argument("--max-new-tokens", type=int, default=64)
+    cf.add_argument("--batch-size", type=int, default=8)
+    _add_model_args(cf)
+    _add_scr_args(cf)
 
 
 def _add_calibrate_parser(sub) -> None:
@@ -268,6 +286,30 @@ def cmd_calibrate(args) -> None:
     print(f"report: {paths['report.md']}")
 
 
+def cmd_caption_folder(args) -> None:
+    from .caption_folder import caption_folder, check_caption_run
+    from .eval.runner import check_sizes
+    from .shards import launched_shard
+
+    _check_prompt_arg(args)
+    check_sizes(None, args.batch_size)
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
+    scr = _config(args) if args.scr else None
+    shard, args.device = launched_shard(args.device)
+    check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard)  # before the model loads
+    pipe = _pipeline(args)
+    summary = caption_folder(pipe, args.source, args.out, scr=scr, prompt=args.prompt,
+                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, txt=args.txt,
+                             overwrite_txt=args.overwrite_txt, model_name=str(args.model or "embedded default"),
+                             shard=shard)
+    if not shard.main:
+        return
+    print(f"{summary['captioned']} of {summary['images']} images captioned: {args.out}")
+    for entry in summary["unreadable"]:
+        print(f"unreadable: {entry['image']}: {entry['error']}", file=sys.stderr)
+
+
 def cmd_compare(args) -> None:
     from .eval.cli import cmd_compare as run_compare
 
@@ -275,7 +317,8 @@ def cmd_compare(args) -> None:
 
 
 COMMANDS = {"caption": cmd_caption, "diagnose": cmd_diagnose, "demo": cmd_demo, "eval": cmd_eval,
-            "compare": cmd_compare, "calibrate": cmd_calibrate}
+            "compare": cmd_compare, "calibrate": cmd_calibrate,
+            "caption-folder": cmd_caption_folder}
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

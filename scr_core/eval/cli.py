@@ -32,13 +32,18 @@ def add_parsers(sub, add_model_args, add_scr_args) -> None:
 
 
 def cmd_eval(args, make_pipeline, make_config) -> None:
+    from ..shards import launched_shard
     from .runner import check_sizes, run
 
     check_sizes(args.limit, args.batch_size)  # before minutes of model loading
     config = make_config(args)
+    shard, args.device = launched_shard(args.device)  # under accelerate launch / torchrun: this rank's share
     pipe = make_pipeline(args)
     summary = run(args.bench, args.data, pipe, args.method, args.out, config, limit=args.limit,
-                  seed=args.seed, batch_size=args.batch_size, model_name=str(args.model or "embedded default"))
+                  seed=args.seed, batch_size=args.batch_size, model_name=str(args.model or "embedded default"),
+                  shard=shard)
+    if not shard.main:
+        return
     print(json.dumps({"n": summary["n"], "scores": summary["scores"],
                       "latency_ms_mean": summary["latency_ms_mean"]}, indent=2))
     print(f"summary: {args.out / 'summary.json'}")
