@@ -1,4 +1,4 @@
-"""Command line: ``python -m scr_core caption|diagnose|demo|eval|compare|calibrate``."""
+"""Command line: ``python -m scr_core caption|diagnose|demo|eval|compare|calibrate|caption-folder``."""
 
 from __future__ import annotations
 

@@ -171,3 +171,20 @@ def test_calibrate_command_on_the_testbed(tmp_path):
     bad = run("--out", tmp_path / "b", "--holdout", "1.5")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--holdout" in bad.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_amber_and_pope_folders_give_their_yes_no_questions(tmp_path):
+    import shutil
+
+    fixtures = ROOT / "tests" / "eval" / "fixtures"
+    amber = tmp_path / "AMBER"
+    shutil.copytree(fixtures / "amber", amber / "data")
+    for i in (1, 2, 3):
+        (amber / "image").mkdir(exist_ok=True)
+        Image.new("RGB", (4, 4)).save(amber / "image" / f"AMBER_{i}.jpg")
+    qs = load_questions(amber)
+    assert qs and all(int(q.id) >= 1000 and q.label in ("yes", "no") for q in qs)  # discriminative only
+    assert next(q for q in qs if q.id == "1005").label == "no"
+    assert qs[0].prompt.startswith("Is there a cat in this image? ")
+    with pytest.raises(DataError, match="neither a POPE folder"):
+        load_questions(tmp_path)
