@@ -279,7 +279,7 @@ def cmd_calibrate(args) -> None:
     pipe = _pipeline(args)
     result = calibrate(pipe, questions, lams=lams, ks=ks, hook_layers=hooks, base=base, holdout=args.holdout,
                        seed=args.seed, alpha=args.alpha, batch_size=args.batch_size, n_resamples=args.bootstrap,
-                       progress=True)
+                       progress=True, work_dir=args.out)
     result.meta.update(model=str(args.model or "embedded default"), data=str(args.data))
     paths = write_outputs(result, args.out)
     print(result.verdict)

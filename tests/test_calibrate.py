@@ -142,6 +142,24 @@ def test_calibrate_on_a_tiny_random_llava(pipe, question_file):
         assert first.verdict.startswith("SCR does not measurably help")
 
 
+def test_calibrate_resumes_from_its_work_folder(pipe, question_file, tmp_path):
+    questions = load_questions(question_file)
+    kwargs = dict(lams=(3.0,), ks=(4,), hook_layers=[(0, 1, 2, 3)], seed=1, batch_size=4, n_resamples=200)
+    full = calibrate(pipe, questions, work_dir=tmp_path / "w", **kwargs)
+    cache = tmp_path / "w" / "answers.partial.jsonl"
+    first, second, third = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert [first["start"], second["start"], third["start"]] == [0, 4, 8]
+    # a crash: the last batch lost, the one before cut mid-line; a marker shows the first batch is reused
+    first["texts"]["vanilla"][0] = "marker"
+    cache.write_text(json.dumps(first) + "\n" + json.dumps(second)[:20])
+    resumed = calibrate(pipe, questions, work_dir=tmp_path / "w", **kwargs)
+    assert resumed.answers["vanilla"][0] == "marker"  # not recomputed
+    assert resumed.answers["vanilla"][1:] == full.answers["vanilla"][1:]
+    assert resumed.answers["λ=3 K=4 hooks 0-3"] == full.answers["λ=3 K=4 hooks 0-3"]
+    with pytest.raises(ConfigError, match="other settings"):
+        calibrate(pipe, questions, work_dir=tmp_path / "w", **{**kwargs, "lams": (2.0,)})
+
+
 def test_calibrate_command_on_the_testbed(tmp_path):
     """The CLI on the embedded default (the testbed) and a small testbed POPE set: files, no overwrite
     unless asked, one error line for bad input (determinism: the tiny-LLaVA test above)."""

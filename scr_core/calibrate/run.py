@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import hashlib
+import json
+import os
 import warnings
+from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -25,6 +30,7 @@ from ..diagnosis import plan_from_maps
 from ..errors import ConfigError
 from ..eval.parsing import NO, YES, parse_many
 from ..eval.pope import mcnemar_exact, pope_metrics
+from ..shards import read_records
 from .grid import Setting, build_grid, default_hook_grid, DEFAULT_KS, DEFAULT_LAMS
 from .questions import Question, split_holdout
 from .stats import bootstrap_mean_ci, holm
@@ -94,12 +100,16 @@ class Calibration:
 
 
 def answer_grid(pipe, questions: Sequence[Question], settings: Sequence[Setting], base: SCRConfig,
-                batch_size: int = 8, progress: bool = False) -> dict[str, list[str]]:
-    """Raw answers of vanilla (key "vanilla") and of each setting (key ``setting.label``), in question order."""
+                batch_size: int = 8, progress: bool = False, cache: Path | None = None) -> dict[str, list[str]]:
+    """Raw answers of vanilla (key "vanilla") and of each setting (key ``setting.label``), in question order.
+
+    cache: a JSON-lines file that gains every finished batch (fsynced); batches already in it are
+    not run again (a crash costs at most one batch). The caller makes sure it belongs to this run.
+    """
     texts: dict[str, list[str]] = {"vanilla": [], **{s.label: [] for s in settings}}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _answer(pipe, questions, settings, base, batch_size, progress, texts)
+        _answer(pipe, questions, settings, base, batch_size, progress, texts, cache)
     clamped = [w for w in caught if "sources fit" in str(w.message)]
     for w in caught:
         if w not in clamped:
@@ -110,21 +120,51 @@ def answer_grid(pipe, questions: Sequence[Question], settings: Sequence[Setting]
     return texts
 
 
-def _answer(pipe, questions, settings, base, batch_size, progress, texts) -> None:
+def _answer(pipe, questions, settings, base, batch_size, progress, texts, cache) -> None:
     configs = [(s.label, pipe.resolve(s.config(base))) for s in settings]
     diag_config = base.with_(selection="attention")
-    with tqdm(total=len(questions) * (1 + len(settings)), disable=not progress, desc="calibrate") as bar:
+    done = read_records(cache, "start", ("start", "texts"), _START_OVER) if cache else {}
+    width = len(texts)
+    with (open(cache, "a") if cache else nullcontext()) as sink, \
+            tqdm(total=len(questions) * width, disable=not progress, desc="calibrate") as bar:
         for start in range(0, len(questions), batch_size):
             chunk = questions[start:start + batch_size]
-            batch = pipe.prepare([[q.image] for q in chunk], [q.prompt for q in chunk])
-            texts["vanilla"] += [r.text for r in pipe.generate(batch, scr=None, max_new_tokens=MAX_NEW_TOKENS)]
-            bar.update(len(chunk))
-            diagnoses = pipe.diagnose(batch, config=diag_config)  # once for the whole grid
-            for label, cfg in configs:
-                plans = [plan_from_maps(d.maps, cfg, pipe.adapter.source_budgets(d.grids, d.maps, cfg))
-                         for d in diagnoses]
-                texts[label] += [r.text for r in pipe.generate(batch, scr=plans, max_new_tokens=MAX_NEW_TOKENS)]
-                bar.update(len(chunk))
+            found = done.get(start, {}).get("texts")
+            if not (isinstance(found, dict) and set(found) == set(texts)
+                    and all(isinstance(v, list) and len(v) == len(chunk) for v in found.values())):
+                found = _answer_batch(pipe, chunk, configs, diag_config, bar)
+                if sink is not None:
+                    sink.write(json.dumps({"start": start, "texts": found}) + "\n")
+                    sink.flush()
+                    os.fsync(sink.fileno())
+            else:
+                bar.update(len(chunk) * width)
+            for key, value in found.items():
+                texts[key] += value
+
+
+def _answer_batch(pipe, chunk, configs, diag_config, bar) -> dict[str, list[str]]:
+    """Vanilla and every setting on one batch: one vision pass, one diagnosis."""
+    batch = pipe.prepare([[q.image] for q in chunk], [q.prompt for q in chunk])
+    out = {"vanilla": [r.text for r in pipe.generate(batch, scr=None, max_new_tokens=MAX_NEW_TOKENS)]}
+    bar.update(len(chunk))
+    diagnoses = pipe.diagnose(batch, config=diag_config)  # once for the whole grid
+    for label, cfg in configs:
+        plans = [plan_from_maps(d.maps, cfg, pipe.adapter.source_budgets(d.grids, d.maps, cfg)) for d in diagnoses]
+        out[label] = [r.text for r in pipe.generate(batch, scr=plans, max_new_tokens=MAX_NEW_TOKENS)]
+        bar.update(len(chunk))
+    return out
+
+
+_START_OVER = "delete that line (its batch is answered again) or the file (to start over)"
+
+
+def question_fingerprint(questions: Sequence[Question]) -> str:
+    """A short hash of the questions (ids, images, prompts, labels): a cache belongs to one question set."""
+    digest = hashlib.blake2b(digest_size=12)
+    for q in questions:
+        digest.update(json.dumps([q.id, str(q.image), q.prompt, q.label]).encode())
+    return digest.hexdigest()
 
 
 def _metrics(labels: list[str], preds: list[str]) -> dict:
@@ -179,13 +219,15 @@ def calibrate(pipe, questions: Sequence[Question], *, lams: Sequence[float] = DE
               ks: Sequence[int] = DEFAULT_KS, hook_layers: Sequence[Sequence[int]] | None = None,
               base: SCRConfig = SCRConfig(), holdout: float = 0.5, seed: int = 0, alpha: float = 0.05,
               batch_size: int = 8, n_resamples: int = 2000, rule: str = "pope",
-              progress: bool = False) -> Calibration:
+              progress: bool = False, work_dir: str | Path | None = None) -> Calibration:
     """Run vanilla and the λ × K × hook-layer grid on ``questions`` and judge it (module docstring).
 
     hook_layers: the hook ranges to try (None: the paper's 0-7, 0-11, 0-15, scaled to shallow
     decoders). base: the shared settings (diagnostic layers, query, border). holdout: the share
-    of images held out. seed: fixes the split and the bootstrap. A ComfyUI node calls this with
-    its loaded pipeline; ``python -m scr_core calibrate`` is a thin wrapper.
+    of images held out. seed: fixes the split and the bootstrap. work_dir: makes the run resumable
+    (``answers.partial.jsonl`` gains each finished batch; ``run.json`` records what the answers
+    depend on, and a resume with anything else is refused). A ComfyUI node calls this with its
+    loaded pipeline; ``python -m scr_core calibrate`` is a thin wrapper.
     """
     from .report import verdict
 
@@ -197,7 +239,18 @@ def calibrate(pipe, questions: Sequence[Question], *, lams: Sequence[float] = DE
     settings = build_grid(lams, ks, hook_layers if hook_layers is not None else default_hook_grid(depth), depth)
     base = pipe.resolve(base.with_(selection="attention"))  # fills and checks the diagnostic layers
     tune, heldout = split_holdout(questions, holdout, seed)
-    texts = answer_grid(pipe, questions, settings, base, batch_size=batch_size, progress=progress)
+    cache = None
+    if work_dir is not None:
+        from ..eval.runner import _check_run, model_numerics
+
+        record = {"questions": question_fingerprint(questions),
+                  "model": str(getattr(getattr(pipe.model, "config", None), "_name_or_path", "")),
+                  **model_numerics(pipe), "batch_size": batch_size,
+                  "base": {k: v for k, v in base.__dict__.items() if not k.startswith("_")},
+                  "settings": [s.label for s in settings]}
+        _check_run(Path(work_dir), json.loads(json.dumps(record)))
+        cache = Path(work_dir) / "answers.partial.jsonl"
+    texts = answer_grid(pipe, questions, settings, base, batch_size=batch_size, progress=progress, cache=cache)
     vanilla, results, picked, recommended = evaluate(questions, texts, settings, tune, heldout, alpha=alpha,
                                                      seed=seed, n_resamples=n_resamples, rule=rule)
     meta = {"questions": len(questions), "tune_questions": len(tune), "heldout_questions": len(heldout),
