@@ -91,13 +91,16 @@ def plot(cal, path: Path, split: str = "heldout") -> Path:
     fig, ax = plt.subplots(figsize=(7, 5))
     ax.axhline(0, color="grey", lw=0.8)
     ax.axvline(0, color="grey", lw=0.8)
+    points: dict[tuple[float, float], list[str]] = {}  # settings on the same point share one label
     for r in cal.results:
         s = r.scores[split]
         chosen = r.setting == cal.picked
         ax.scatter(s.accuracy_change, s.hr_change, s=60 if chosen else 25,
-                   color="tab:red" if chosen else "tab:blue", zorder=3)
-        ax.annotate(r.setting.label, (s.accuracy_change, s.hr_change), fontsize=6, xytext=(3, 3),
-                    textcoords="offset points")
+                   color="tab:red" if chosen else "tab:blue", zorder=4 if chosen else 3)
+        points.setdefault((round(s.accuracy_change, 9), round(s.hr_change, 9)), []).append(r.setting.label)
+    for (x, y), labels in points.items():
+        ax.annotate("\n".join(labels), (x, y), fontsize=5, xytext=(3, 3), textcoords="offset points",
+                    va="bottom")
     ax.scatter([0], [0], marker="x", color="black", label="vanilla")
     ax.set_xlabel("accuracy change vs vanilla (points)")
     ax.set_ylabel("HR change vs vanilla (points, lower is better)")
