@@ -162,7 +162,7 @@ def test_calibrate_resumes_from_its_work_folder(pipe, question_file, tmp_path):
 
 def test_calibrate_command_on_the_testbed(tmp_path):
     """The CLI on the embedded default (the testbed) and a small testbed POPE set: files, no overwrite
-    unless asked, one error line for bad input (determinism: the tiny-LLaVA test above)."""
+    unless asked, one error line for bad input, and the same result from the library in this process."""
     from scr_core.testbed.report import write_test_set
 
     data = write_test_set(tmp_path / "tb", 3001, 6) / "pope"
@@ -182,6 +182,16 @@ def test_calibrate_command_on_the_testbed(tmp_path):
     assert report["meta"]["questions"] == 36 and report["meta"]["diag_layers"] == [2, 3]
     assert [s["label"] for s in report["settings"]] == ["λ=1.1 K=8 hooks 0-2", "λ=3 K=8 hooks 0-2"]
     assert report["verdict"] in (tmp_path / "a" / "report.md").read_text()
+
+    # the same numbers from the library in this process (deterministic for a seed across processes)
+    from scr_core.defaults import default_model
+    from scr_core.pipeline import SCRPipeline
+
+    testbed = SCRPipeline.from_pretrained(default_model()[0])
+    direct = calibrate(testbed, load_questions(data), lams=(1.1, 3.0), ks=(8,), hook_layers=[(0, 1, 2)],
+                       batch_size=12, n_resamples=200).to_dict()
+    for key in ("settings", "vanilla", "picked", "recommended", "verdict"):
+        assert json.loads(json.dumps(direct[key])) == report[key]
 
     again = run("--out", tmp_path / "a")
     assert again.returncode == 2 and again.stderr.startswith("error:") and "--overwrite" in again.stderr
