@@ -160,7 +160,7 @@ def test_calibrate_resumes_from_its_work_folder(pipe, question_file, tmp_path):
         calibrate(pipe, questions, work_dir=tmp_path / "w", **{**kwargs, "lams": (2.0,)})
 
 
-def test_calibrate_command_on_the_testbed(tmp_path):
+def test_calibrate_command_on_the_testbed(tmp_path, capsys):
     """The CLI on the embedded default (the testbed) and a small testbed POPE set: files, no overwrite
     unless asked, one error line for bad input, and the same result from the library in this process."""
     from scr_core.testbed.report import write_test_set
@@ -193,11 +193,17 @@ def test_calibrate_command_on_the_testbed(tmp_path):
     for key in ("settings", "vanilla", "picked", "recommended", "verdict"):
         assert json.loads(json.dumps(direct[key])) == report[key]
 
-    again = run("--out", tmp_path / "a")
-    assert again.returncode == 2 and again.stderr.startswith("error:") and "--overwrite" in again.stderr
+    from scr_core.cli import main
 
-    bad = run("--out", tmp_path / "b", "--holdout", "1.5")
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--holdout" in bad.stderr
+    def refused(*extra) -> str:  # checks that fail before the model loads, in this process
+        capsys.readouterr()
+        assert main(["calibrate", *map(str, args), *map(str, extra)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and err.strip().count("\n") == 0
+        return err
+
+    assert "--overwrite" in refused("--out", tmp_path / "a")
+    assert "--holdout" in refused("--out", tmp_path / "b", "--holdout", "1.5")
     assert not (tmp_path / "b").exists()
 
 
