@@ -1,4 +1,4 @@
-"""Command line: ``python -m scr_core caption|diagnose|demo``."""
+"""Command line: ``python -m scr_core caption|diagnose|demo|eval|compare|calibrate|caption-folder``."""
 
 from __future__ import annotations
 
@@ -152,7 +152,52 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.cli import add_parsers
 
     add_parsers(sub, _add_model_args, _add_scr_args)
+    _add_calibrate_parser(sub)
+    _add_caption_folder_parser(sub)
     return parser
+
+
+def _add_caption_folder_parser(sub) -> None:
+    cf = sub.add_parser("caption-folder", help="caption a folder tree (or a list file) into resumable JSON lines "
+                                               "(data-parallel under accelerate launch / torchrun)")
+    cf.add_argument("source", type=Path, help="image folder (searched recursively) or a text file of image paths")
+    cf.add_argument("--out", type=Path, required=True, help="captions file (.jsonl; resumed if it exists)")
+    cf.add_argument("--txt", action="store_true", help="also write <image stem>.txt beside each image")
+    cf.add_argument("--overwrite-txt", action="store_true", help="replace existing .txt files beside the images")
+    scr = cf.add_mutually_exclusive_group()
+    scr.add_argument("--scr", dest="scr", action="store_true", default=True, help="caption with SCR (default)")
+    scr.add_argument("--no-scr", dest="scr", action="store_false", help="vanilla captions")
+    cf.add_argument("--prompt", default=None, help="instruction (default: one-sentence caption)")
+    cf.add_argument("--max-new-tokens", type=int, default=64)
+    cf.add_argument("--batch-size", type=int, default=8)
+    _add_model_args(cf)
+    _add_scr_args(cf)
+
+
+def _add_calibrate_parser(sub) -> None:
+    from .calibrate.grid import DEFAULT_KS, DEFAULT_LAMS
+
+    cal = sub.add_parser("calibrate", help="does SCR help this model on these yes/no questions? (grid, held-out "
+                                           "split, McNemar + Holm, bootstrap CI, report and plot)")
+    cal.add_argument("--data", type=Path, required=True,
+                     help="POPE folder, AMBER folder (discriminative queries) or a .jsonl question file")
+    cal.add_argument("--format", choices=("auto", "pope", "amber", "jsonl"), default="auto")
+    cal.add_argument("--out", type=Path, required=True, help="folder for report.md, calibration.json/.png, answers.json")
+    cal.add_argument("--overwrite", action="store_true", help="replace the files of an earlier calibration in --out")
+    cal.add_argument("--lam", default=",".join(f"{x:g}" for x in DEFAULT_LAMS), help="λ values (default %(default)s)")
+    cal.add_argument("--k", default=",".join(map(str, DEFAULT_KS)), help="K values (default %(default)s)")
+    cal.add_argument("--hook-layers", default=None,
+                     help="hook ranges, e.g. 0-7,0-11,0-15 (default: those, scaled on decoders under 28 layers)")
+    cal.add_argument("--diag-layers", type=parse_layers, help="shared by the grid (default: the paper's)")
+    cal.add_argument("--query", choices=("post_image", "last"), default="post_image")
+    cal.add_argument("--keep-border", action="store_true", help="allow sources on the grid border")
+    cal.add_argument("--holdout", type=float, default=0.5, help="share of the images held out (default 0.5)")
+    cal.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)")
+    cal.add_argument("--limit", type=int, help="seeded subset of questions (per POPE split)")
+    cal.add_argument("--seed", type=int, default=0, help="fixes the subset, the split and the bootstrap")
+    cal.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    cal.add_argument("--batch-size", type=int, default=8)
+    _add_model_args(cal)
 
 
 def _check_prompt_arg(args) -> None:
@@ -209,6 +254,62 @@ def cmd_eval(args) -> None:
     run_eval(args, _pipeline, _config)
 
 
+def cmd_calibrate(args) -> None:
+    from .calibrate import calibrate, load_questions, split_holdout, write_outputs
+    from .calibrate.grid import parse_hook_grid, parse_numbers
+    from .calibrate.report import OUTPUT_FILES
+    from .eval.runner import check_sizes
+
+    check_sizes(args.limit, args.batch_size)
+    lams, ks = parse_numbers(args.lam, float, "--lam"), parse_numbers(args.k, int, "--k")
+    hooks = parse_hook_grid(args.hook_layers) if args.hook_layers else None
+    if args.bootstrap < 100:
+        raise ConfigError(f"--bootstrap must be at least 100 resamples (got {args.bootstrap})")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a file; give a folder")
+    in_the_way = [args.out / name for name in OUTPUT_FILES if (args.out / name).exists()]
+    if in_the_way and not args.overwrite:
+        raise ConfigError(f"{in_the_way[0]} exists (an earlier calibration); pass --overwrite or another --out")
+    base = SCRConfig(diag_layers=args.diag_layers, query=args.query, exclude_border=not args.keep_border)
+    _check_layers(args, base)
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha must be between 0 and 1 (got {args.alpha})")
+    questions = load_questions(args.data, args.format, args.limit, args.seed)
+    split_holdout(questions, args.holdout, args.seed)  # a bad --holdout fails before the model loads
+    pipe = _pipeline(args)
+    result = calibrate(pipe, questions, lams=lams, ks=ks, hook_layers=hooks, base=base, holdout=args.holdout,
+                       seed=args.seed, alpha=args.alpha, batch_size=args.batch_size, n_resamples=args.bootstrap,
+                       progress=True, work_dir=args.out)
+    result.meta.update(model=str(args.model or "embedded default"), data=str(args.data))
+    paths = write_outputs(result, args.out)
+    print(result.verdict)
+    print(f"report: {paths['report.md']}")
+
+
+def cmd_caption_folder(args) -> None:
+    from .caption_folder import caption_folder, check_caption_run
+    from .eval.runner import check_sizes
+    from .shards import launched_shard
+
+    _check_prompt_arg(args)
+    check_sizes(None, args.batch_size)
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
+    scr = _config(args) if args.scr else None
+    shard, args.device = launched_shard(args.device)
+    check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard)  # before the model loads
+    pipe = _pipeline(args)
+    summary = caption_folder(pipe, args.source, args.out, scr=scr, prompt=args.prompt,
+                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, txt=args.txt,
+                             overwrite_txt=args.overwrite_txt, model_name=str(args.model or "embedded default"),
+                             shard=shard)
+    if not shard.main:
+        return
+    print(f"{summary['captioned']} of {summary['images']} images captioned: {args.out}")
+    for entry in summary["unreadable"]:
+        print(f"unreadable: {entry['image']}: {entry['error']}", file=sys.stderr)
+
+
 def cmd_compare(args) -> None:
     from .eval.cli import cmd_compare as run_compare
 
@@ -216,7 +317,8 @@ def cmd_compare(args) -> None:
 
 
 COMMANDS = {"caption": cmd_caption, "diagnose": cmd_diagnose, "demo": cmd_demo, "eval": cmd_eval,
-            "compare": cmd_compare}
+            "compare": cmd_compare, "calibrate": cmd_calibrate,
+            "caption-folder": cmd_caption_folder}
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -48,6 +47,7 @@ def add_parsers(sub, add_model_args, add_scr_args) -> None:
 
 
 def cmd_eval(args, make_pipeline, make_config) -> None:
+    from ..shards import launched_shard
     from .runner import check_sizes, run
 
     from .suites import check_options
@@ -57,10 +57,14 @@ def cmd_eval(args, make_pipeline, make_config) -> None:
                "scope": args.scope}
     check_options(args.bench, options)
     config = make_config(args)
+    shard, args.device = launched_shard(args.device)  # under accelerate launch / torchrun: this rank's share
     pipe = make_pipeline(args)
     summary = run(args.bench, args.data, pipe, args.method, args.out, config, limit=args.limit,
                   seed=args.seed, batch_size=args.batch_size, model_name=str(args.model or "embedded default"),
-                  options={k: v for k, v in options.items() if v is not None})
+                  options={k: v for k, v in options.items() if v is not None},
+                  shard=shard)
+    if not shard.main:
+        return
     print(json.dumps({"n": summary["n"], "scores": summary["scores"],
                       "latency_ms_mean": summary["latency_ms_mean"]}, indent=2))
     print(f"summary: {args.out / 'summary.json'}")

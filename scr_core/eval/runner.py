@@ -7,23 +7,25 @@ resuming in the same folder with other settings is refused, naming them.
 interruption the next run skips the ids already there, drops a half-written last line, and
 produces the same summary as an uninterrupted run.
 ``out/summary.json`` holds the scores and mean latency.
+Under ``accelerate launch`` / ``torchrun`` the fixed batches are shared out across the processes,
+each with its own resumable file, and rank 0 merges them (``scr_core.shards``): the merged
+predictions and summary equal a one-process run at the same batch size (latencies aside).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..config import SCRConfig
 from ..errors import ConfigError, DataError, SCRError
-from .files import json_object, load_json, read_text
+from ..outputs import write_atomically
+from ..shards import Shard, batches_of, read_records, run_shards
+from .files import load_json
 from .suites import Task, load_suite
 
 log = logging.getLogger(__name__)
@@ -82,21 +84,7 @@ def read_predictions(path: Path) -> dict[str, dict]:
     Every other line must be a JSON object with the ``id`` and ``text`` the runner writes, else
     ``DataError`` naming the file and the line (summarizing would fail later with a bare KeyError).
     """
-    if not path.is_file():
-        return {}
-    done, lines = {}, read_text(path, "predictions file").splitlines()
-    for number, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                log.warning("dropping a half-written last line of %s", path)
-                path.write_text("".join(ln + "\n" for ln in lines[:-1]))
-                break
-            raise DataError(f"{path}: line {number} is not JSON; {_START_OVER}") from None
-        record = json_object(record, ("id", "text"), path, number, _START_OVER)
-        done[record["id"]] = record
-    return done
+    return read_records(Path(path), "id", ("id", "text"), _START_OVER)
 
 
 _START_OVER = "delete that line (its task is answered again) or the file (to start over)"
@@ -113,10 +101,10 @@ def _flat(settings: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_run(out: Path, meta: dict) -> None:
-    """Record ``meta`` in a new run folder, or refuse to resume one recorded with other settings
-    (its predictions would mix two settings into one score)."""
-    run_file = out / "run.json"
+def _check_run(out: Path, meta: dict, run_file: Path | None = None) -> None:
+    """Record ``meta`` in a new run folder (``run_file``, default ``out/run.json``), or refuse to
+    resume one recorded with other settings (its predictions would mix two settings into one score)."""
+    run_file = run_file or out / "run.json"
     if run_file.is_file():
         previous = load_json(run_file, "run record")
         if not isinstance(previous, dict):
@@ -129,8 +117,8 @@ def _check_run(out: Path, meta: dict) -> None:
             raise ConfigError(f"{out} holds a run with other settings ({details}); use another --out, "
                               f"or the settings recorded in {run_file}")
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(json.dumps(meta, indent=2) + "\n")
+        out.mkdir(parents=True, exist_ok=True)  # every rank may get here first: same content, atomic
+        write_atomically(run_file, lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
 
 
 def model_numerics(pipe) -> dict:
@@ -159,32 +147,29 @@ def _positive(value) -> bool:
 
 
 def run_benchmark(suite, generate: Generate, out: Path, meta: dict, batch_size: int = 8,
-                  progress: bool = True) -> dict:
-    """Answer every task of ``suite`` not yet in ``out/predictions.jsonl``, then score all of them."""
+                  progress: bool = True, shard: Shard | None = None) -> dict:
+    """Answer every task of ``suite`` not yet in ``out/predictions.jsonl``, then score all of them.
+
+    shard: this process's share of a data-parallel run (default: from the launcher's environment).
+    """
     check_sizes(None, batch_size)
+    shard = shard or Shard.current()
     out = Path(out)
     meta = {**meta, "batch_size": batch_size}  # recorded: left padding changes a batch's numerics
     _check_run(out, meta)
-    predictions_file = out / "predictions.jsonl"
-    done = read_predictions(predictions_file)
-    todo = [t for t in suite.tasks() if t.id not in done]
-    groups: dict[tuple[int, bool], list[Task]] = {}
-    for task in todo:  # one batch never mixes lengths, nor questions with and without an image
-        groups.setdefault((task.max_new_tokens, task.image is None), []).append(task)
-    with open(predictions_file, "a") as sink, tqdm(total=len(todo), disable=not progress,
-                                                   desc=f"{meta['benchmark']}/{meta['method']}") as bar:
-        for tasks in groups.values():
-            for i in range(0, len(tasks), batch_size):
-                batch = tasks[i:i + batch_size]
-                for task, answer in zip(batch, generate(batch)):
-                    record = {"id": task.id, "text": answer.text, "entropy": answer.entropy,
-                              "latency_ms": answer.latency_ms}
-                    sink.write(json.dumps(record) + "\n")
-                    done[task.id] = record
-                sink.flush()
-                os.fsync(sink.fileno())
-                bar.update(len(batch))
-    return summarize(suite, done, out, meta)
+    batches = batches_of(suite.tasks(), batch_size, group=lambda t: (t.max_new_tokens, t.image is None))
+    # one batch never mixes lengths, nor questions with and without an image
+
+    def work(batch: list[Task]) -> list[dict]:
+        return [{"id": task.id, "text": answer.text, "entropy": answer.entropy, "latency_ms": answer.latency_ms}
+                for task, answer in zip(batch, generate(batch))]
+
+    done = run_shards(batches, lambda t: t.id, work, out / "predictions.jsonl", shard, "id", ("id", "text"),
+                      _START_OVER, progress, desc=f"{meta['benchmark']}/{meta['method']}")
+    if shard.main:
+        summarize(suite, done, out, meta)
+    shard.barrier()
+    return load_json(out / "summary.json", "run summary")
 
 
 def summarize(suite, predictions: dict[str, dict], out: Path, meta: dict) -> dict:
@@ -195,7 +180,7 @@ def summarize(suite, predictions: dict[str, dict], out: Path, meta: dict) -> dic
     entropies = {k: v["entropy"] for k, v in predictions.items() if v.get("entropy") is not None}
     if entropies and hasattr(suite, "labels"):
         summary["entropy_analysis"] = entropy_analysis(suite, answers, entropies, out)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomically(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     return summary
 
 
@@ -219,7 +204,7 @@ def entropy_analysis(suite, answers: dict[str, str], entropies: dict[str, float]
 
 def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig = SCRConfig(),
         limit: int | None = None, seed: int = 0, batch_size: int = 8, model_name: str = "",
-        progress: bool = True, options: dict | None = None) -> dict:
+        progress: bool = True, options: dict | None = None, shard: Shard | None = None) -> dict:
     """Run ``method`` on benchmark ``bench`` into ``out`` (see the module docstring); the settings
     are checked before the data is read or ``out`` is created. ``options``: the suite's scoring
     options (``suites.OPTIONS``), recorded when given."""
@@ -229,4 +214,5 @@ def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig 
             **model_numerics(pipe), "limit": limit, "seed": seed, **({"options": options} if options else {}),
             "config": {k: v for k, v in config.__dict__.items() if not k.startswith("_")}}
     generate = method_generator(pipe, method, config, seed, entropy=(method == "vanilla" and hasattr(suite, "labels")))
-    return run_benchmark(suite, generate, out, json.loads(json.dumps(meta)), batch_size, progress)
+    shard = shard or Shard.current(cpu=model_numerics(pipe)["device"] in (None, "cpu"))
+    return run_benchmark(suite, generate, out, json.loads(json.dumps(meta)), batch_size, progress, shard)

@@ -1,0 +1,98 @@
+"""The grid of SCR settings ``calibrate`` tries (λ × K × hook layers).
+
+Defaults: λ 1.05, 1.10, 1.15 (the paper's optimum and the ends of the range its peak-preserving
+proposition covers, docs/method.md §3), K 16 and 32 (the paper's 32 and half of it), hook layers
+0-7, 0-11, 0-15 (LLaVA's 0-11 and the 0-15 of the other families, plus a shallower range): the
+paper's ablation grids themselves were not published (docs/method.md, sources).
+Hook ranges left as defaults are the paper's indices, scaled like every default range on
+decoders shallower than 28 layers (``config.paper_range``); ranges a user gives are used as given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..config import SCRConfig, paper_range, parse_layer_ranges
+from ..errors import ConfigError
+
+DEFAULT_LAMS = (1.05, 1.10, 1.15)
+DEFAULT_KS = (16, 32)
+PAPER_HOOK_RANGES = ((0, 7), (0, 11), (0, 15))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the grid; the diagnostic layers are shared by the whole grid."""
+
+    lam: float
+    k: int
+    hook_layers: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        return f"λ={self.lam:g} K={self.k} hooks {format_layers(self.hook_layers)}"
+
+    def config(self, base: SCRConfig) -> SCRConfig:
+        return base.with_(lam=self.lam, k=self.k, hook_layers=self.hook_layers, selection="attention")
+
+    def to_dict(self) -> dict:
+        return {"lam": self.lam, "k": self.k, "hook_layers": list(self.hook_layers)}
+
+
+def format_layers(layers: Sequence[int]) -> str:
+    """(0, 1, 2, 5) -> "0-2,5"."""
+    parts, run = [], []
+    for layer in sorted(layers):
+        if run and layer != run[-1] + 1:
+            parts.append(run)
+            run = []
+        run.append(layer)
+    parts.append(run)
+    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in parts if r)
+
+
+def default_hook_grid(depth: int) -> list[tuple[int, ...]]:
+    """The paper's hook ranges on a decoder of ``depth`` layers (duplicates after scaling dropped)."""
+    return list(dict.fromkeys(paper_range(lo, hi, depth) for lo, hi in PAPER_HOOK_RANGES))
+
+
+def parse_numbers(text: str, kind: type, flag: str) -> tuple:
+    """"1.05,1.1" -> (1.05, 1.1); ConfigError naming ``flag`` for anything else."""
+    try:
+        values = tuple(kind(part) for part in str(text).split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{flag}: bad list {text!r}; use comma-separated numbers, e.g. 1.05,1.1") from None
+    if not values:
+        raise ConfigError(f"{flag}: empty list")
+    return values
+
+
+def parse_hook_grid(text: str) -> tuple[tuple[int, ...], ...]:
+    """"0-7,0-11,0-15" -> three hook-layer ranges (each item a range ``a-b`` or one layer;
+    ``;`` separates the items instead when one of them needs commas, e.g. "0,2,4;0-11")."""
+    items = str(text).split(";") if ";" in str(text) else str(text).split(",")
+    ranges = tuple(parse_layer_ranges(item) for item in items if item.strip())
+    if not ranges:
+        raise ConfigError("--hook-layers: empty list")
+    return ranges
+
+
+def build_grid(lams: Sequence[float], ks: Sequence[int], hook_sets: Sequence[Sequence[int]],
+               depth: int) -> list[Setting]:
+    """Every combination, in a fixed order (hook layers, then K, then λ), each validated."""
+    settings = []
+    for hooks in hook_sets:
+        hooks = tuple(sorted(set(hooks)))
+        if max(hooks) >= depth:
+            raise ConfigError(f"hook layers {format_layers(hooks)} reach layer {max(hooks)}, but the model has only "
+                              f"{depth} decoder layers (0..{depth - 1})")
+        for k in ks:
+            for lam in lams:
+                SCRConfig(k=k, lam=lam, hook_layers=hooks)  # validates k and λ
+                if lam <= 1:
+                    raise ConfigError(f"λ={lam:g} does not redistribute (λ must be > 1 for SCR)")
+                settings.append(Setting(float(lam), int(k), hooks))
+    if len(set(settings)) != len(settings):
+        raise ConfigError("the grid repeats a setting; give each λ, K and hook range once")
+    return settings
