@@ -12,6 +12,7 @@ from .chameleon import ChameleonAdapter
 from .generic import GenericAdapter
 from .internvl import InternVLAdapter
 from .llava import LlavaAdapter
+from .llava_next import LlavaNextAdapter, LlavaOnevisionAdapter
 from .qwen2_vl import Qwen2VLAdapter
 
 ADAPTERS: dict[str, type[Adapter]] = {}
@@ -30,7 +31,8 @@ def register(adapter: type[Adapter]) -> type[Adapter]:
     return adapter
 
 
-for _adapter in (LlavaAdapter, Qwen2VLAdapter, InternVLAdapter, ChameleonAdapter):
+for _adapter in (LlavaAdapter, Qwen2VLAdapter, InternVLAdapter, ChameleonAdapter, LlavaNextAdapter,
+                 LlavaOnevisionAdapter):
     register(_adapter)
 
 
@@ -94,6 +96,7 @@ def declared_options() -> dict[str, tuple[AdapterOption, tuple[str, ...]]]:
     return found
 
 
-__all__ = ["ADAPTERS", "Adapter", "AdapterOption", "ChameleonAdapter", "GenericAdapter", "InternVLAdapter",
-           "LlavaAdapter", "Qwen2VLAdapter", "adapter_class", "adapter_for", "declared_options", "register",
-           "split_options", "unsupported_message"]
+__all__ = ["ADAPTERS", "Adapter", "AdapterOption", "ChameleonAdapter", "GenericAdapter",
+           "InternVLAdapter", "LlavaAdapter", "LlavaNextAdapter", "LlavaOnevisionAdapter", "Qwen2VLAdapter",
+           "adapter_class", "adapter_for", "declared_options", "register", "split_options",
+           "unsupported_message"]

@@ -1,0 +1,317 @@
+"""The newer caption families (issue 18) through the same pipeline and CLI, on tiny random
+checkpoints built from the real transformers classes and saved/reloaded like a user's folder
+(``scr_core.testbed.tiny_modern``). Layouts are checked against hand-computed positions and
+against where the model itself puts its features."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scr_core.adapters import ADAPTERS, LlavaAdapter, LlavaNextAdapter, LlavaOnevisionAdapter
+from scr_core.adapters.shared import LLAVA_FRACTION, QWEN_FRACTION, fraction_range
+from scr_core.config import SCRConfig
+from scr_core.errors import LayoutError, UnsupportedModelError
+
+from .conftest import family_pipe as _pipe
+from .test_families import _record_hooked
+
+K = 2
+PROMPTS = ["describe the image .", "is there a red circle next to a blue square in the image ?"]  # 4 and 14 words
+
+
+def _image(height: int, width: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray((rng.random((height, width, 3)) * 255).astype(np.uint8))
+
+
+WIDE = _image(40, 100, 0)   # 100 px wide, 40 px high
+SQUARE = _image(64, 64, 1)
+BIG = _image(200, 200, 2)
+
+FAMILIES = ("llava_siglip", "llava_next", "llava_onevision")
+ADAPTER_OF = {"llava_siglip": LlavaAdapter, "llava_next": LlavaNextAdapter, "llava_onevision": LlavaOnevisionAdapter}
+
+# Per image of the batch [WIDE + PROMPTS[0], SQUARE + PROMPTS[1]]: (grids, tokens in the image's run).
+# LLaVA + SigLIP: 112 px / 14 px = 8x8, no CLS, "full" strategy: 64 tokens, whatever the picture.
+# LLaVA-NeXT / OneVision, 64 px tiles of 8 px patches (8x8 base), canvases 64x128, 128x64, 128x128 (h x w):
+#   WIDE (40x100) -> best canvas 64x128 (1x2 tiles, 8x16 features); unpad: 40/100 scaled to 16 wide is
+#     6.4 -> 6 rows, padding (8-6)//2 = 1 row top and bottom -> 6x16, + 6 newlines: 64 + 6*17 = 166 tokens.
+#   SQUARE (64x64) -> best canvas 64x128 (least waste); 64 wide scaled to 8 rows is 8, padding (16-8)//2 = 4
+#     columns each side -> 8x8, + 8 newlines: 64 + 8*9 = 136 tokens.
+LAYOUTS = {
+    "llava_siglip": [([(8, 8)], 64), ([(8, 8)], 64)],
+    "llava_next": [([(8, 8), (6, 16)], 166), ([(8, 8), (8, 8)], 136)],
+    "llava_onevision": [([(8, 8), (6, 16)], 166), ([(8, 8), (8, 8)], 136)],
+}
+BEFORE, AFTER = 2, 2  # "USER :" before the image run; "ASSISTANT :" after the prompt (the template's newline is dropped)
+
+
+@functools.cache
+def _built(family: str, root: str, **options) -> Path:
+    from scr_core.testbed.tiny_modern import build
+
+    name = family + "".join(f"-{k}-{v}" for k, v in sorted(options.items()))
+    return build(family, Path(root) / name, **options)
+
+
+@pytest.fixture(scope="session")
+def modern_root(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("tiny-modern"))
+
+
+@pytest.fixture(scope="session")
+def modern_dir(modern_root):
+    """``modern_dir("llava_next")``: a tiny random checkpoint of that family, built once per session."""
+    return lambda family, **options: _built(family, modern_root, **options)
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request):
+    return request.param
+
+
+@pytest.fixture
+def fpipe(family, modern_dir):
+    return _pipe(modern_dir(family))
+
+
+@functools.cache
+def _eager(path: Path):
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText.from_pretrained(path, attn_implementation="eager").eval()
+
+
+def image_runs(inputs: dict, token_id: int) -> list[np.ndarray]:
+    return [torch.nonzero(row == token_id).flatten().numpy() for row in inputs["input_ids"]]
+
+
+def grid_positions(layout, sample: int) -> set[int]:
+    return {int(p) for g in layout.grids_of(sample) for p in g.positions}
+
+
+# -- registry and layer rules ------------------------------------------------------------------
+def test_registry_and_layer_rules(fpipe, family):
+    assert isinstance(fpipe.adapter, ADAPTER_OF[family])
+    assert set(ADAPTERS) >= {"llava", "llava_next", "llava_onevision"}
+    assert fraction_range(LLAVA_FRACTION, 32) == tuple(range(12))  # LLaVA-1.5-7B: 0-11
+    assert fraction_range(QWEN_FRACTION, 28) == tuple(range(16))   # Qwen2-VL-7B: 0-15
+    assert fraction_range(LLAVA_FRACTION, 60) == tuple(range(22))  # e.g. LLaVA-NeXT-34B
+    hooks = fpipe.adapter.default_hook_layers(18)
+    assert hooks == tuple(range(7))  # 12/32 of 18 layers (LlavaAdapter: the paper's 0-11 scaled, the same)
+
+
+# -- layout ----------------------------------------------------------------------------------
+def test_layout_equals_hand_computed_positions(fpipe, family):
+    batch = fpipe.prepare([WIDE, SQUARE], PROMPTS)
+    layout, inputs = batch.layout, fpipe.adapter.prepare([[WIDE], [SQUARE]], PROMPTS)
+    lengths = [BEFORE + run + words + AFTER for (_, run), words in zip(LAYOUTS[family], (4, 14))]
+    seq = max(lengths)
+    assert layout.seq_len == seq
+    for sample, ((shapes, run), length) in enumerate(zip(LAYOUTS[family], lengths)):
+        start = seq - length + BEFORE
+        grids = layout.grids_of(sample)
+        assert [(g.height, g.width) for g in grids] == shapes and {g.image for g in grids} == {0}
+        base = list(range(start, start + 64))
+        assert grids[0].positions.tolist() == base
+        if len(shapes) == 2:  # high-res rows of width w, each followed by one newline token
+            rows, cols = shapes[1]
+            expected = [start + 64 + r * (cols + 1) + c for r in range(rows) for c in range(cols)]
+            assert grids[1].positions.tolist() == expected
+            newlines = [start + 64 + r * (cols + 1) + cols for r in range(rows)]
+            assert fpipe.adapter.newline_positions(layout, inputs, sample).tolist() == newlines
+        assert image_runs(inputs, fpipe.model.config.image_token_id)[sample].tolist() == list(range(start, start + run))
+
+
+def _features(pipe, inputs: dict) -> torch.Tensor:
+    """The visual features the model scatters into the image tokens, in sequence order."""
+    encoder_kwargs = {k: v for k, v in inputs.items() if k in ("pixel_values", "image_sizes", "batch_num_images")}
+    with torch.no_grad():
+        out = pipe.model.model.get_image_features(**encoder_kwargs, return_dict=True).pooler_output
+    return torch.cat(list(out), dim=0) if isinstance(out, (list, tuple)) else out.reshape(-1, out.shape[-1])
+
+
+@pytest.mark.parametrize("family", ["llava_next", "llava_onevision"])
+def test_newline_positions_are_where_the_model_puts_image_newline(family, modern_dir):
+    """The tokens the layout leaves out are exactly those that receive the model's image_newline."""
+    pipe = _pipe(modern_dir(family))
+    for images, prompts in (([[WIDE], [SQUARE]], PROMPTS), ([[BIG]], PROMPTS[:1]), ([[WIDE, SQUARE]], PROMPTS[:1])):
+        inputs = pipe.adapter.prepare(images, prompts)
+        layout = pipe.adapter.layout(inputs)
+        features = _features(pipe, inputs)
+        newline = pipe.model.model.image_newline.detach()
+        runs = image_runs(inputs, pipe.model.config.image_token_id)
+        offset = 0
+        for sample, run in enumerate(runs):
+            rows = features[offset:offset + run.size]
+            is_newline = (rows == newline).all(dim=-1).numpy()
+            in_grid = np.isin(run, sorted(grid_positions(layout, sample)))
+            assert np.array_equal(is_newline, ~in_grid)
+            offset += run.size
+        assert offset == features.shape[0]
+
+
+def test_onevision_large_image_grid_is_shrunk_and_multi_image_gets_base_grids(modern_dir):
+    pipe = _pipe(modern_dir("llava_onevision"))
+    # BIG (200x200) -> 2x2 tiles, 16x16 unpadded; anyres_max_2: ratio sqrt(256 / (2*64)) = 1.41 > 1.1 -> 11x11
+    (only,) = [pipe.prepare([BIG], PROMPTS[0]).layout]
+    assert [(g.height, g.width) for g in only.grids] == [(8, 8), (11, 11)]
+    # two images in one prompt: each only its 8x8 base grid followed by one newline token
+    layout = pipe.prepare([[WIDE, SQUARE]], PROMPTS[0]).layout
+    grids = layout.grids_of(0)
+    assert [(g.height, g.width, g.image) for g in grids] == [(8, 8, 0), (8, 8, 1)]
+    assert grids[0].positions.tolist() == list(range(2, 66)) and grids[1].positions.tolist() == list(range(67, 131))
+
+
+def test_llava_next_two_images_in_one_prompt(modern_dir):
+    pipe = _pipe(modern_dir("llava_next"))
+    grids = pipe.prepare([[WIDE, SQUARE]], PROMPTS[0]).layout.grids_of(0)
+    assert [(g.height, g.width, g.image) for g in grids] == [(8, 8, 0), (6, 16, 0), (8, 8, 1), (8, 8, 1)]
+    assert grids[2].positions[0] == 2 + 166  # the second image's run follows the first directly
+
+
+def test_llava_grid_rule_follows_tower_and_strategy(modern_dir):
+    """SigLIP + "full": 8x8 from 112/14 (not 24x24); CLIP + "full": the CLS is skipped; SigLIP + "default"
+    would drop a real patch: refused."""
+    siglip = _pipe(modern_dir("llava_siglip"))
+    assert siglip.adapter.grid_size() == (8, 8) and siglip.adapter.leading_tokens() == 0
+    clip = _pipe(modern_dir("llava_siglip", tower="clip"))
+    assert clip.adapter.leading_tokens() == 1
+    batch = clip.prepare([WIDE, SQUARE], PROMPTS)
+    inputs = clip.adapter.prepare([[WIDE], [SQUARE]], PROMPTS)
+    for sample, run in enumerate(image_runs(inputs, clip.model.config.image_token_id)):
+        assert run.size == 65 and batch.layout.grids_of(sample)[0].positions.tolist() == run[1:].tolist()
+    broken = _pipe(modern_dir("llava_siglip", strategy="default"))
+    with pytest.raises(LayoutError, match="not a 8x8 grid.*'full' strategy"):
+        broken.diagnose(WIDE, PROMPTS[0])
+
+
+# -- diagnostic pass against eager attention ---------------------------------------------------
+def test_diagnostic_map_equals_eager_attention(fpipe, family, modern_dir):
+    layers = (4, 5, 6, 7, 8, 9)
+    diagnoses = fpipe.diagnose([WIDE, SQUARE], PROMPTS, config=SCRConfig(k=K, diag_layers=layers))
+    eager = _eager(modern_dir(family))
+    inputs = fpipe.adapter.prepare([[WIDE], [SQUARE]], PROMPTS)
+    layout = fpipe.adapter.layout(inputs)
+    with torch.no_grad():
+        out = eager(**inputs, output_attentions=True)
+    for sample, diag in enumerate(diagnoses):
+        att = torch.stack([out.attentions[i][sample] for i in layers]).double()
+        per_key = att[:, :, layout.text_query_start(sample):, :].mean(dim=(0, 1, 2)).numpy()
+        grids = layout.grids_of(sample)
+        assert len(diag.maps) == len(grids)
+        for amap, grid in zip(diag.maps, grids):
+            ref = per_key[grid.positions].reshape(grid.height, grid.width)
+            assert np.abs(amap - ref).max() <= 1e-5 and amap.std() > 0
+
+
+# -- plan and hooks --------------------------------------------------------------------------
+def test_one_k_per_image_split_over_its_grids(fpipe, family):
+    diagnoses = fpipe.diagnose([WIDE, SQUARE], PROMPTS, config=SCRConfig(k=5))
+    for diag in diagnoses:
+        assert sum(g.num_sources for g in diag.plan.grids) == 5
+
+
+def test_hooks_change_exactly_the_planned_positions_and_no_decode_step(fpipe):
+    """Batch of 2, left-padded: at the hooked layer only sources and neighbours change (never a newline
+    token), and decode steps pass through."""
+    diagnoses = fpipe.diagnose([WIDE, SQUARE], PROMPTS, config=SCRConfig(k=K, hook_layers=(2,)))
+    batch = fpipe.prepare([WIDE, SQUARE], PROMPTS)
+    raw, edited = _record_hooked(fpipe, batch, [d.plan for d in diagnoses], (2,), 3)
+    raw, edited = raw[2], edited[2]
+    assert [t.shape[1] for t in raw] == [batch.layout.seq_len, 1, 1]
+    assert all(torch.equal(raw[s], edited[s]) for s in (1, 2))
+    changed = (raw[0] != edited[0]).any(dim=-1)
+    for sample, diag in enumerate(diagnoses):
+        planned = set()
+        for grid, gp in zip(batch.layout.grids_of(sample), diag.plan.grids):
+            planned |= set(grid.positions[list(gp.sources) + list(gp.neighbours)].tolist())
+        assert set(torch.nonzero(changed[sample]).flatten().tolist()) == planned
+        assert planned <= grid_positions(batch.layout, sample)
+
+
+def test_neighbours_never_wrap_across_a_row_end(modern_dir):
+    """On the high-res grid, with the border allowed as sources, every neighbour of a source sits in an
+    adjacent sequence row of the grid: no neighbour is a newline token or wraps to the next row."""
+    pipe = _pipe(modern_dir("llava_next"))
+    batch = pipe.prepare([WIDE], PROMPTS[0])
+    (diag,) = pipe.diagnose(batch, config=SCRConfig(k=6, exclude_border=False))
+    grid = batch.layout.grids_of(0)[1]
+    gp = diag.plan.grids[1]
+    by_position = {int(p): divmod(i, grid.width) for i, p in enumerate(grid.positions)}
+    for neighbour, owner in zip(gp.neighbours, gp.owners):
+        (r1, c1), (r2, c2) = divmod(int(neighbour), grid.width), divmod(int(owner), grid.width)
+        assert max(abs(r1 - r2), abs(c1 - c2)) == 1
+        assert by_position[int(grid.positions[neighbour])] == (r1, c1)
+    newline_cols = {int(grid.positions[0]) + r * (grid.width + 1) + grid.width for r in range(grid.height)}
+    assert not newline_cols & {int(grid.positions[i]) for i in (*gp.sources, *gp.neighbours)}
+
+
+# -- generation ------------------------------------------------------------------------------
+def test_generation_batch_of_two_two_images_and_plain_generate(fpipe, family):
+    batch = fpipe.caption([WIDE, SQUARE], PROMPTS, scr=SCRConfig(k=K), max_new_tokens=3)
+    assert len(batch) == 2 and all(r.plan is not None and len(r.token_ids) == 3 for r in batch)
+    two = fpipe.caption([[WIDE, SQUARE]], PROMPTS[0], scr=SCRConfig(k=K), max_new_tokens=3)[0]
+    assert {g.image for g in fpipe.prepare([[WIDE, SQUARE]], PROMPTS[0]).layout.grids} == {0, 1}
+    assert two.plan is not None
+    identity = fpipe.caption([WIDE, SQUARE], PROMPTS, scr=SCRConfig(k=K, lam=1.0), max_new_tokens=4)
+    vanilla = fpipe.caption([WIDE, SQUARE], PROMPTS, scr=None, max_new_tokens=4)
+    assert [r.token_ids for r in identity] == [r.token_ids for r in vanilla]
+    inputs = fpipe.adapter.prepare([[WIDE], [SQUARE]], PROMPTS)
+    with torch.no_grad():
+        plain = fpipe.model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert [r.token_ids for r in vanilla] == [tuple(row) for row in plain[:, inputs["input_ids"].shape[1]:].tolist()]
+
+
+# -- command line and export -----------------------------------------------------------------
+def test_cli_caption_and_diagnose_heatmap(family, modern_dir, tmp_path, capsys):
+    from scr_core.cli import main
+
+    image = tmp_path / "scene.png"
+    WIDE.save(image)
+    model = str(modern_dir(family))
+    assert main(["caption", str(image), "--model", model, "--k", str(K), "--json", "--max-new-tokens", "3"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["scr"] and result["timings"]["new_tokens"] == 3
+    grids = result["plan"]["grids"]
+    assert [(g["height"], g["width"]) for g in grids] == LAYOUTS[family][0][0]
+    assert sum(len(g["sources"]) for g in grids) == K  # one K per image, split over its grids
+    heatmap = tmp_path / "heat.png"
+    assert main(["diagnose", str(image), "--model", model, "--k", str(K), "--heatmap", str(heatmap)]) == 0
+    panels = len(LAYOUTS[family][0][0])  # one panel per whole-image grid
+    from scr_core.heatmap import FOOTER_HEIGHT, PANEL_GAP
+
+    assert Image.open(heatmap).size == (panels * 512 + (panels - 1) * PANEL_GAP, round(512 * 40 / 100) + FOOTER_HEIGHT)
+
+
+@pytest.mark.parametrize("family,message", [
+    ("llava_next", "does not support 'llava_next'"),
+    ("llava_onevision", "does not support 'llava_onevision'"),
+])
+def test_onnx_exporter_refuses_with_one_clear_error(family, message, modern_dir, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    from export.exporter import ExportOptions
+    from export.families import family_for
+
+    options = ExportOptions(model=str(modern_dir(family)), out=tmp_path / "out")
+    with pytest.raises(UnsupportedModelError, match=message + ".*it exports: .*llava"):
+        options.check()
+    with pytest.raises(UnsupportedModelError, match=message):
+        family_for(_pipe(modern_dir(family)))
+    assert not (tmp_path / "out").exists()
+
+
+def test_onnx_exporter_refuses_a_llava_that_keeps_cls(modern_dir):
+    pytest.importorskip("onnx")
+    from export.families import family_for
+
+    with pytest.raises(UnsupportedModelError, match="keep the CLS token"):
+        family_for(_pipe(modern_dir("llava_siglip", tower="clip")))
+    assert family_for(_pipe(modern_dir("llava_siglip"))).layout_rule()["grid"] == [8, 8]
