@@ -14,10 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from scr_core.adapters import ADAPTERS, LlavaAdapter, LlavaNextAdapter, LlavaOnevisionAdapter
+from scr_core.adapters import (ADAPTERS, Gemma3Adapter, Idefics3Adapter, LlavaAdapter, LlavaNextAdapter,
+                               LlavaOnevisionAdapter, Qwen3VLAdapter)
 from scr_core.adapters.shared import LLAVA_FRACTION, QWEN_FRACTION, fraction_range
 from scr_core.config import SCRConfig
-from scr_core.errors import LayoutError, UnsupportedModelError
+from scr_core.errors import ConfigError, LayoutError, UnsupportedModelError
+from scr_core.redistribution import BatchEdit, redistribution
 
 from .conftest import family_pipe as _pipe
 from .test_families import _record_hooked
@@ -35,8 +37,11 @@ WIDE = _image(40, 100, 0)   # 100 px wide, 40 px high
 SQUARE = _image(64, 64, 1)
 BIG = _image(200, 200, 2)
 
-FAMILIES = ("llava_siglip", "llava_next", "llava_onevision")
-ADAPTER_OF = {"llava_siglip": LlavaAdapter, "llava_next": LlavaNextAdapter, "llava_onevision": LlavaOnevisionAdapter}
+LLAVAS = ("llava_siglip", "llava_next", "llava_onevision")
+FAMILIES = (*LLAVAS, "gemma3", "qwen3_vl", "idefics3")
+ADAPTER_OF = {"llava_siglip": LlavaAdapter, "llava_next": LlavaNextAdapter, "llava_onevision": LlavaOnevisionAdapter,
+              "gemma3": Gemma3Adapter, "qwen3_vl": Qwen3VLAdapter, "idefics3": Idefics3Adapter}
+HOOKS_18 = {"llava_siglip": 7, "llava_next": 7, "llava_onevision": 7, "gemma3": 10, "qwen3_vl": 10, "idefics3": 10}
 
 # Per image of the batch [WIDE + PROMPTS[0], SQUARE + PROMPTS[1]]: (grids, tokens in the image's run).
 # LLaVA + SigLIP: 112 px / 14 px = 8x8, no CLS, "full" strategy: 64 tokens, whatever the picture.
@@ -51,6 +56,45 @@ LAYOUTS = {
     "llava_onevision": [([(8, 8), (6, 16)], 166), ([(8, 8), (8, 8)], 136)],
 }
 BEFORE, AFTER = 2, 2  # "USER :" before the image run; "ASSISTANT :" after the prompt (the template's newline is dropped)
+
+
+def expected_grids(family: str) -> list[list[tuple[int, int, list[int]]]]:
+    """(height, width, positions) of every grid of the batch [WIDE + PROMPTS[0], SQUARE + PROMPTS[1]], by hand.
+
+    Each family's template puts ``before`` tokens ahead of the first image run and ``after``
+    tokens behind the prompt's words; runs are laid out as the processor writes them.
+    """
+    words = (4, 14)
+    if family in LLAVAS:
+        runs = [[(h, w, 0) for h, w in shapes] for shapes, _ in LAYOUTS[family]]
+        before, after, close = BEFORE, AFTER, 0
+    elif family == "gemma3":  # <s> <start_of_turn> user <start_of_image> | 64 soft tokens | <end_of_image> words
+        runs = [[(8, 8, 0)], [(8, 8, 0)]]  # <end_of_turn> <start_of_turn> model; every image 128 px -> 8x8
+        before, after, close = 4, 3, 1
+    elif family == "qwen3_vl":  # 8 px per merged token: WIDE resized to 40x96 px (5x12), SQUARE 64x64 (8x8)
+        runs = [[(5, 12, 0)], [(8, 8, 0)]]
+        before, after, close = 3, 3, 1
+    else:  # idefics3: WIDE -> 128x64 px: 1x2 tiles of 64 px; SQUARE -> 128x128 px: 2x2 tiles; + global image
+        # "User :" then per tile <fake> <row_i_col_j> + 64 tokens, then <fake> <global-img> + 64 + <fake>
+        runs = [[(8, 8, 2)] * 3, [(8, 8, 2)] * 5]
+        before, after, close = 2, 3, 1
+    anyres = family in ("llava_next", "llava_onevision")  # the second grid of an image: h rows of w + newline
+    lengths = [before + sum(gap + h * (w + (anyres and j > 0)) for j, (h, w, gap) in enumerate(r)) + close + n + after
+               for r, n in zip(runs, words)]
+    seq = max(lengths)
+    out = []
+    for r, length in zip(runs, lengths):
+        at, grids = seq - length + before, []
+        for h, w, gap in r:
+            at += gap
+            if anyres and grids:  # high-res rows end in a newline token
+                grids.append((h, w, [at + row * (w + 1) + col for row in range(h) for col in range(w)]))
+                at += h * (w + 1)
+            else:
+                grids.append((h, w, list(range(at, at + h * w))))
+                at += h * w
+        out.append(grids)
+    return out
 
 
 @functools.cache
@@ -100,34 +144,33 @@ def grid_positions(layout, sample: int) -> set[int]:
 # -- registry and layer rules ------------------------------------------------------------------
 def test_registry_and_layer_rules(fpipe, family):
     assert isinstance(fpipe.adapter, ADAPTER_OF[family])
-    assert set(ADAPTERS) >= {"llava", "llava_next", "llava_onevision"}
+    assert set(ADAPTERS) >= {"llava", "llava_next", "llava_onevision", "gemma3", "qwen3_vl", "idefics3"}
     assert fraction_range(LLAVA_FRACTION, 32) == tuple(range(12))  # LLaVA-1.5-7B: 0-11
     assert fraction_range(QWEN_FRACTION, 28) == tuple(range(16))   # Qwen2-VL-7B: 0-15
     assert fraction_range(LLAVA_FRACTION, 60) == tuple(range(22))  # e.g. LLaVA-NeXT-34B
-    hooks = fpipe.adapter.default_hook_layers(18)
-    assert hooks == tuple(range(7))  # 12/32 of 18 layers (LlavaAdapter: the paper's 0-11 scaled, the same)
+    # LLaVA rule: 12/32 of 18 layers = 7 (LlavaAdapter: the paper's 0-11 scaled, the same); Qwen rule: 16/28 -> 10
+    assert fpipe.adapter.default_hook_layers(18) == tuple(range(HOOKS_18[family]))
 
 
 # -- layout ----------------------------------------------------------------------------------
 def test_layout_equals_hand_computed_positions(fpipe, family):
-    batch = fpipe.prepare([WIDE, SQUARE], PROMPTS)
-    layout, inputs = batch.layout, fpipe.adapter.prepare([[WIDE], [SQUARE]], PROMPTS)
-    lengths = [BEFORE + run + words + AFTER for (_, run), words in zip(LAYOUTS[family], (4, 14))]
-    seq = max(lengths)
-    assert layout.seq_len == seq
-    for sample, ((shapes, run), length) in enumerate(zip(LAYOUTS[family], lengths)):
-        start = seq - length + BEFORE
+    layout = fpipe.prepare([WIDE, SQUARE], PROMPTS).layout
+    for sample, expected in enumerate(expected_grids(family)):
         grids = layout.grids_of(sample)
-        assert [(g.height, g.width) for g in grids] == shapes and {g.image for g in grids} == {0}
-        base = list(range(start, start + 64))
-        assert grids[0].positions.tolist() == base
-        if len(shapes) == 2:  # high-res rows of width w, each followed by one newline token
-            rows, cols = shapes[1]
-            expected = [start + 64 + r * (cols + 1) + c for r in range(rows) for c in range(cols)]
-            assert grids[1].positions.tolist() == expected
-            newlines = [start + 64 + r * (cols + 1) + cols for r in range(rows)]
-            assert fpipe.adapter.newline_positions(layout, inputs, sample).tolist() == newlines
-        assert image_runs(inputs, fpipe.model.config.image_token_id)[sample].tolist() == list(range(start, start + run))
+        assert [(g.height, g.width, g.positions.tolist()) for g in grids] == expected
+        assert {g.image for g in grids} == {0}
+
+
+@pytest.mark.parametrize("family", ["llava_next", "llava_onevision"])
+def test_llava_next_newline_positions_by_hand(family, modern_dir):
+    pipe = _pipe(modern_dir(family))
+    inputs = pipe.adapter.prepare([[WIDE], [SQUARE]], PROMPTS)
+    layout = pipe.adapter.layout(inputs)
+    for sample, (_, (h, w, high)) in enumerate(expected_grids(family)):
+        newlines = [high[0] + row * (w + 1) + w for row in range(h)]
+        assert pipe.adapter.newline_positions(layout, inputs, sample).tolist() == newlines
+        run = image_runs(inputs, pipe.model.config.image_token_id)[sample]
+        assert run.tolist() == list(range(high[0] - 64, high[0] + h * (w + 1)))
 
 
 def _features(pipe, inputs: dict) -> torch.Tensor:
@@ -213,6 +256,7 @@ def test_diagnostic_map_equals_eager_attention(fpipe, family, modern_dir):
 
 
 # -- plan and hooks --------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["llava_next", "llava_onevision", "idefics3"])  # Gemma 3: the pan-and-scan test
 def test_one_k_per_image_split_over_its_grids(fpipe, family):
     diagnoses = fpipe.diagnose([WIDE, SQUARE], PROMPTS, config=SCRConfig(k=5))
     for diag in diagnoses:
@@ -281,11 +325,12 @@ def test_cli_caption_and_diagnose_heatmap(family, modern_dir, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["scr"] and result["timings"]["new_tokens"] == 3
     grids = result["plan"]["grids"]
-    assert [(g["height"], g["width"]) for g in grids] == LAYOUTS[family][0][0]
+    assert [(g["height"], g["width"]) for g in grids] == [(h, w) for h, w, _ in expected_grids(family)[0]]
     assert sum(len(g["sources"]) for g in grids) == K  # one K per image, split over its grids
     heatmap = tmp_path / "heat.png"
     assert main(["diagnose", str(image), "--model", model, "--k", str(K), "--heatmap", str(heatmap)]) == 0
-    panels = len(LAYOUTS[family][0][0])  # one panel per whole-image grid
+    # one panel per whole-image grid (LLaVA-NeXT: base and high-res; Idefics3: the tiles' mosaic and the global image)
+    panels = 2 if family in ("llava_next", "llava_onevision", "idefics3") else 1
     from scr_core.heatmap import FOOTER_HEIGHT, PANEL_GAP
 
     assert Image.open(heatmap).size == (panels * 512 + (panels - 1) * PANEL_GAP, round(512 * 40 / 100) + FOOTER_HEIGHT)
@@ -294,6 +339,9 @@ def test_cli_caption_and_diagnose_heatmap(family, modern_dir, tmp_path, capsys):
 @pytest.mark.parametrize("family,message", [
     ("llava_next", "does not support 'llava_next'"),
     ("llava_onevision", "does not support 'llava_onevision'"),
+    ("gemma3", "does not support 'gemma3'"),
+    ("qwen3_vl", "does not support 'qwen3_vl'"),
+    ("idefics3", "does not support 'idefics3'"),
 ])
 def test_onnx_exporter_refuses_with_one_clear_error(family, message, modern_dir, tmp_path, capsys):
     pytest.importorskip("onnx")
@@ -315,3 +363,97 @@ def test_onnx_exporter_refuses_a_llava_that_keeps_cls(modern_dir):
     with pytest.raises(UnsupportedModelError, match="keep the CLS token"):
         family_for(_pipe(modern_dir("llava_siglip", tower="clip")))
     assert family_for(_pipe(modern_dir("llava_siglip"))).layout_rule()["grid"] == [8, 8]
+
+
+# -- Gemma 3 ---------------------------------------------------------------------------------
+def test_gemma3_pan_and_scan_crops_are_grids_of_one_image_sharing_k(modern_dir):
+    """WIDE (100x40) with at most 4 crops: round(100/40) = 3 crops of 34x40 px (>= the 32 px minimum),
+    written after the original image; SQUARE gets none. One K per image, split by attention mass."""
+    pipe = _pipe(modern_dir("gemma3"), pan_and_scan=4)
+    batch = pipe.prepare([[WIDE, SQUARE]], PROMPTS[0])
+    grids = batch.layout.grids_of(0)
+    assert [(g.height, g.width, g.image) for g in grids] == [(8, 8, 0)] * 4 + [(8, 8, 1)]
+    token_id = pipe.model.config.image_token_id
+    runs = image_runs(pipe.adapter.prepare([[WIDE, SQUARE]], PROMPTS[:1]), token_id)[0]
+    assert sorted(grid_positions(batch.layout, 0)) == runs.tolist()
+    (diag,) = pipe.diagnose(batch, config=SCRConfig(k=5))
+    budgets = [g.num_sources for g in diag.plan.grids]
+    assert sum(budgets[:4]) == 5 and budgets[4] == 5
+    assert "num_crops" not in batch.inputs  # read by the layout, never passed to the model
+    with pytest.raises(ConfigError, match="pan_and_scan must be >= 0"):
+        _pipe(modern_dir("gemma3"), pan_and_scan=-1)
+
+
+def test_gemma3_image_attention_is_bidirectional_and_text_rows_are_read(modern_dir):
+    """The mask the model builds lets image tokens see later image tokens of the same image; the
+    diagnostic still reads only the text rows after the image (checked against eager above)."""
+    pipe = _pipe(modern_dir("gemma3"))
+    inputs = pipe.adapter.prepare([[WIDE]], PROMPTS[:1])
+    eager = _eager(modern_dir("gemma3"))
+    with torch.no_grad():
+        att = eager(**inputs, output_attentions=True).attentions[0][0]  # (heads, S, S)
+    (grid,) = pipe.adapter.layout(inputs).grids_of(0)
+    first, last = int(grid.positions[0]), int(grid.positions[-1])
+    assert float(att[:, first, last].min()) > 0  # an image token attends to a later one
+    assert float(att[:, last + 2, last + 3:].abs().sum()) == 0  # text stays causal
+
+
+# -- Qwen3-VL ----------------------------------------------------------------------------------
+def test_qwen3_vl_scr_edit_comes_before_deepstack_exactly_once_per_layer(modern_dir):
+    """At hooked layers 0 and 1 (DeepStack layers) and 2 (none), the state the next layer receives is
+    edit(layer output) + the DeepStack feature at the visual positions: the edit runs once, before
+    the injection; decode steps are untouched."""
+    pipe = _pipe(modern_dir("qwen3_vl"))
+    assert pipe.adapter.deepstack_layers() == (0, 1)
+    hooked = (0, 1, 2)
+    diagnoses = pipe.diagnose([WIDE, SQUARE], PROMPTS, config=SCRConfig(k=K, lam=1.5, hook_layers=hooked))
+    batch = pipe.prepare([WIDE, SQUARE], PROMPTS)
+    edit = BatchEdit.build([d.plan for d in diagnoses], batch.layout)
+    layers = pipe.adapter.decoder_layers()
+    raw, received = {i: [] for i in hooked}, {i: [] for i in hooked}
+    handles = [layers[i].register_forward_hook(lambda m, a, out, i=i: raw[i].append(out.clone())) for i in hooked]
+    handles += [layers[i + 1].register_forward_pre_hook(lambda m, a, i=i: received[i].append(a[0].clone()))
+                for i in hooked]
+    try:
+        with redistribution(layers, hooked, edit), torch.no_grad():
+            pipe.model.generate(**batch.inputs, max_new_tokens=2, do_sample=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    visual = batch.inputs["input_ids"] == pipe.model.config.image_token_id
+    deepstack = batch.inputs["mm_encoder_outputs"]["image"].deepstack_features
+    for i in hooked:
+        expected = edit.apply(raw[i][0]).clone()
+        if i < len(deepstack):
+            expected[visual] += torch.cat(list(deepstack[i])).to(expected.dtype)
+        assert torch.allclose(received[i][0], expected, atol=1e-6, rtol=0)
+        assert not torch.equal(edit.apply(raw[i][0]), raw[i][0])  # the edit did change the prefill
+        assert torch.equal(received[i][1], raw[i][1])  # decode step: no edit, no injection
+    # applied twice (or after the injection) would not match: edit(edit(x)) != edit(x) for lambda != 1
+    assert not torch.allclose(edit.apply(edit.apply(raw[2][0])), edit.apply(raw[2][0]), atol=1e-4)
+
+
+# -- Idefics3 ----------------------------------------------------------------------------------
+def test_idefics3_tiles_share_k_and_regions_come_from_the_row_col_markers(modern_dir):
+    pipe = _pipe(modern_dir("idefics3"))
+    batch = pipe.prepare([[WIDE, SQUARE]], PROMPTS[0])
+    grids = batch.layout.grids_of(0)
+    assert [g.image for g in grids] == [0, 0, 0, 1, 1, 1, 1, 1]
+    assert [g.region for g in grids[:3]] == [(0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0), (0.0, 0.0, 1.0, 1.0)]
+    assert [g.region for g in grids[3:7]] == [(0.0, 0.0, 0.5, 0.5), (0.5, 0.0, 1.0, 0.5), (0.0, 0.5, 0.5, 1.0),
+                                              (0.5, 0.5, 1.0, 1.0)]
+    (diag,) = pipe.diagnose(batch, config=SCRConfig(k=5))
+    budgets = [g.num_sources for g in diag.plan.grids]
+    assert sum(budgets[:3]) == 5 and sum(budgets[3:]) == 5
+    # markers and <fake_token_around_image> are never in a grid
+    inputs = pipe.adapter.prepare([[WIDE, SQUARE]], PROMPTS[:1])
+    assert sorted(grid_positions(batch.layout, 0)) == image_runs(inputs, pipe.model.config.image_token_id)[0].tolist()
+
+
+def test_idefics3_without_splitting_one_grid_per_image(modern_dir):
+    pipe = _pipe(modern_dir("idefics3"), do_image_splitting=0)
+    grids = pipe.prepare([[WIDE, SQUARE]], PROMPTS[0]).layout.grids_of(0)
+    assert [(g.height, g.width, g.image) for g in grids] == [(8, 8, 0), (8, 8, 1)]
+    assert grids[0].positions[0] == 2 + 2  # "User :" <fake> <global-img>
+    with pytest.raises(ConfigError, match="do_image_splitting must be 0 or 1"):
+        _pipe(modern_dir("idefics3"), do_image_splitting=2)

@@ -176,13 +176,13 @@ def build_tiny_gemma3(out_dir: str | Path, *, seed: int = 0, image_size: int = 1
     return out
 
 
-def build_tiny_qwen3_vl(out_dir: str | Path, *, seed: int = 0, patch_size: int = 8, min_pixels: int = 32 * 32,
+def build_tiny_qwen3_vl(out_dir: str | Path, *, seed: int = 0, patch_size: int = 4, min_pixels: int = 32 * 32,
                         max_pixels: int = 128 * 128) -> Path:
     """Random ``Qwen3VLForConditionalGeneration`` with DeepStack (features of vision blocks 0 and 1 added
     after decoder layers 0 and 1).
 
-    A merged token covers 2·patch_size = 16 px here (32 px for the real 16 px patches), so a
-    112x128 image is a 7x8 grid, as for the tiny Qwen2-VL.
+    A merged token covers 2·patch_size = 8 px here (32 px for the real 16 px patches), so a
+    64x64 image is an 8x8 grid.
     """
     import torch
     from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration,
