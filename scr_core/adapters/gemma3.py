@@ -18,7 +18,7 @@ Attention among the image tokens of one image is bidirectional (``token_type_ids
 that mask; the adapter keeps them next to the shared vision features). The diagnostic reads
 the post-image text rows, which are causal as for every family, through the same capture.
 Hooked layers: the paper's Qwen rule as a fraction, the first 16/28 of the decoder
-(``shared.QWEN_FRACTION``: 0..19 of Gemma 3 4B's 34 layers, 0..26 of 12B's 48).
+(``shared.QWEN_FRACTION``: 0..18 of Gemma 3 4B's 34 layers, 0..26 of 12B's 48).
 """
 
 from __future__ import annotations
