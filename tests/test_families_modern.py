@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from scr_core.adapters import (ADAPTERS, Gemma3Adapter, Idefics3Adapter, LlavaAdapter, LlavaNextAdapter,
-                               LlavaOnevisionAdapter, Qwen3VLAdapter)
+                               LlavaOnevisionAdapter, Qwen3VLAdapter, SmolVLMAdapter)
 from scr_core.adapters.shared import LLAVA_FRACTION, QWEN_FRACTION, fraction_range
 from scr_core.config import SCRConfig
 from scr_core.errors import ConfigError, LayoutError, UnsupportedModelError
@@ -38,10 +38,12 @@ SQUARE = _image(64, 64, 1)
 BIG = _image(200, 200, 2)
 
 LLAVAS = ("llava_siglip", "llava_next", "llava_onevision")
-FAMILIES = (*LLAVAS, "gemma3", "qwen3_vl", "idefics3")
+FAMILIES = (*LLAVAS, "gemma3", "qwen3_vl", "idefics3", "smolvlm")
 ADAPTER_OF = {"llava_siglip": LlavaAdapter, "llava_next": LlavaNextAdapter, "llava_onevision": LlavaOnevisionAdapter,
-              "gemma3": Gemma3Adapter, "qwen3_vl": Qwen3VLAdapter, "idefics3": Idefics3Adapter}
-HOOKS_18 = {"llava_siglip": 7, "llava_next": 7, "llava_onevision": 7, "gemma3": 10, "qwen3_vl": 10, "idefics3": 10}
+              "gemma3": Gemma3Adapter, "qwen3_vl": Qwen3VLAdapter, "idefics3": Idefics3Adapter,
+              "smolvlm": SmolVLMAdapter}
+HOOKS_18 = {"llava_siglip": 7, "llava_next": 7, "llava_onevision": 7, "gemma3": 10, "qwen3_vl": 10, "idefics3": 10,
+            "smolvlm": 10}
 
 # Per image of the batch [WIDE + PROMPTS[0], SQUARE + PROMPTS[1]]: (grids, tokens in the image's run).
 # LLaVA + SigLIP: 112 px / 14 px = 8x8, no CLS, "full" strategy: 64 tokens, whatever the picture.
@@ -74,7 +76,7 @@ def expected_grids(family: str) -> list[list[tuple[int, int, list[int]]]]:
     elif family == "qwen3_vl":  # 8 px per merged token: WIDE resized to 40x96 px (5x12), SQUARE 64x64 (8x8)
         runs = [[(5, 12, 0)], [(8, 8, 0)]]
         before, after, close = 3, 3, 1
-    else:  # idefics3: WIDE -> 128x64 px: 1x2 tiles of 64 px; SQUARE -> 128x128 px: 2x2 tiles; + global image
+    else:  # idefics3 and smolvlm: WIDE -> 128x64 px: 1x2 tiles of 64 px; SQUARE -> 128x128 px: 2x2 tiles; + global image
         # "User :" then per tile <fake> <row_i_col_j> + 64 tokens, then <fake> <global-img> + 64 + <fake>
         runs = [[(8, 8, 2)] * 3, [(8, 8, 2)] * 5]
         before, after, close = 2, 3, 1
@@ -144,7 +146,7 @@ def grid_positions(layout, sample: int) -> set[int]:
 # -- registry and layer rules ------------------------------------------------------------------
 def test_registry_and_layer_rules(fpipe, family):
     assert isinstance(fpipe.adapter, ADAPTER_OF[family])
-    assert set(ADAPTERS) >= {"llava", "llava_next", "llava_onevision", "gemma3", "qwen3_vl", "idefics3"}
+    assert set(ADAPTERS) >= {"llava", "llava_next", "llava_onevision", "gemma3", "qwen3_vl", "idefics3", "smolvlm"}
     assert fraction_range(LLAVA_FRACTION, 32) == tuple(range(12))  # LLaVA-1.5-7B: 0-11
     assert fraction_range(QWEN_FRACTION, 28) == tuple(range(16))   # Qwen2-VL-7B: 0-15
     assert fraction_range(LLAVA_FRACTION, 60) == tuple(range(22))  # e.g. LLaVA-NeXT-34B
@@ -256,7 +258,7 @@ def test_diagnostic_map_equals_eager_attention(fpipe, family, modern_dir):
 
 
 # -- plan and hooks --------------------------------------------------------------------------
-@pytest.mark.parametrize("family", ["llava_next", "llava_onevision", "idefics3"])  # Gemma 3: the pan-and-scan test
+@pytest.mark.parametrize("family", ["llava_next", "llava_onevision", "idefics3", "smolvlm"])  # Gemma 3: pan-and-scan
 def test_one_k_per_image_split_over_its_grids(fpipe, family):
     diagnoses = fpipe.diagnose([WIDE, SQUARE], PROMPTS, config=SCRConfig(k=5))
     for diag in diagnoses:
@@ -330,7 +332,7 @@ def test_cli_caption_and_diagnose_heatmap(family, modern_dir, tmp_path, capsys):
     heatmap = tmp_path / "heat.png"
     assert main(["diagnose", str(image), "--model", model, "--k", str(K), "--heatmap", str(heatmap)]) == 0
     # one panel per whole-image grid (LLaVA-NeXT: base and high-res; Idefics3: the tiles' mosaic and the global image)
-    panels = 2 if family in ("llava_next", "llava_onevision", "idefics3") else 1
+    panels = 2 if family in ("llava_next", "llava_onevision", "idefics3", "smolvlm") else 1
     from scr_core.heatmap import FOOTER_HEIGHT, PANEL_GAP
 
     assert Image.open(heatmap).size == (panels * 512 + (panels - 1) * PANEL_GAP, round(512 * 40 / 100) + FOOTER_HEIGHT)
@@ -342,6 +344,7 @@ def test_cli_caption_and_diagnose_heatmap(family, modern_dir, tmp_path, capsys):
     ("gemma3", "does not support 'gemma3'"),
     ("qwen3_vl", "does not support 'qwen3_vl'"),
     ("idefics3", "does not support 'idefics3'"),
+    ("smolvlm", "does not support 'smolvlm'"),
 ])
 def test_onnx_exporter_refuses_with_one_clear_error(family, message, modern_dir, tmp_path, capsys):
     pytest.importorskip("onnx")
@@ -434,8 +437,9 @@ def test_qwen3_vl_scr_edit_comes_before_deepstack_exactly_once_per_layer(modern_
 
 
 # -- Idefics3 ----------------------------------------------------------------------------------
-def test_idefics3_tiles_share_k_and_regions_come_from_the_row_col_markers(modern_dir):
-    pipe = _pipe(modern_dir("idefics3"))
+@pytest.mark.parametrize("family", ["idefics3", "smolvlm"])
+def test_idefics3_tiles_share_k_and_regions_come_from_the_row_col_markers(family, modern_dir):
+    pipe = _pipe(modern_dir(family))
     batch = pipe.prepare([[WIDE, SQUARE]], PROMPTS[0])
     grids = batch.layout.grids_of(0)
     assert [g.image for g in grids] == [0, 0, 0, 1, 1, 1, 1, 1]

@@ -11,7 +11,7 @@ from .base import Adapter, AdapterOption
 from .chameleon import ChameleonAdapter
 from .gemma3 import Gemma3Adapter
 from .generic import GenericAdapter
-from .idefics3 import Idefics3Adapter
+from .idefics3 import Idefics3Adapter, SmolVLMAdapter
 from .internvl import InternVLAdapter
 from .llava import LlavaAdapter
 from .llava_next import LlavaNextAdapter, LlavaOnevisionAdapter
@@ -35,7 +35,8 @@ def register(adapter: type[Adapter]) -> type[Adapter]:
 
 
 for _adapter in (LlavaAdapter, Qwen2VLAdapter, InternVLAdapter, ChameleonAdapter, LlavaNextAdapter,
-                 LlavaOnevisionAdapter, Gemma3Adapter, Qwen3VLAdapter, Idefics3Adapter):
+                 LlavaOnevisionAdapter, Gemma3Adapter, Qwen3VLAdapter, Idefics3Adapter,
+                 SmolVLMAdapter):
     register(_adapter)
 
 
@@ -101,5 +102,5 @@ def declared_options() -> dict[str, tuple[AdapterOption, tuple[str, ...]]]:
 
 __all__ = ["ADAPTERS", "Adapter", "AdapterOption", "ChameleonAdapter", "Gemma3Adapter", "GenericAdapter",
            "Idefics3Adapter", "InternVLAdapter", "LlavaAdapter", "LlavaNextAdapter", "LlavaOnevisionAdapter", "Qwen2VLAdapter",
-           "Qwen3VLAdapter", "adapter_class", "adapter_for", "declared_options", "register", "split_options",
+           "Qwen3VLAdapter", "SmolVLMAdapter", "adapter_class", "adapter_for", "declared_options", "register", "split_options",
            "unsupported_message"]

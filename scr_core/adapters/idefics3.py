@@ -1,5 +1,5 @@
-"""Idefics3 (``Idefics3ForConditionalGeneration``; SmolVLM's ``SmolVLMForConditionalGeneration`` shares
-its layout): SigLIP tiles -> pixel shuffle -> MLP -> Llama-style decoder.
+"""Idefics3 (``Idefics3ForConditionalGeneration``) and SmolVLM
+(``SmolVLMForConditionalGeneration``, same layout; its processor needs the ``num2words`` package): SigLIP tiles -> pixel shuffle -> MLP -> Llama-style decoder.
 
 What the model does (transformers 5.24): the image processor resizes the image (longest edge
 ``size["longest_edge"]``) and, with ``do_image_splitting``, cuts it into rows x cols tiles of
@@ -32,16 +32,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..config import SCRConfig
 from ..errors import ConfigError, LayoutError
 from ..layout import FULL_REGION, VisualGrid, VisualLayout
 from .base import Adapter, AdapterOption
-from .shared import QWEN_FRACTION, fraction_range, shared_budgets
+from .shared import QWEN_FRACTION, fraction_range, prepare_grouped, shared_budgets
 
 class Idefics3Adapter(Adapter):
-    model_types = ("idefics3", "smolvlm")
+    model_types = ("idefics3",)
     options = (AdapterOption("do_image_splitting", int, 1, "1: tiles plus a global image per image (the processor's "
                              "default); 0: the global image only", minimum=0),)
 
@@ -124,3 +125,12 @@ class Idefics3Adapter(Adapter):
 
     def source_budgets(self, grids: Sequence[VisualGrid], maps: Sequence[np.ndarray], cfg: SCRConfig) -> list[int]:
         return shared_budgets(grids, maps, cfg)
+
+
+class SmolVLMAdapter(Idefics3Adapter):
+    """SmolVLM: Idefics3's layout; its processor counts images per prompt, so they go in grouped."""
+
+    model_types = ("smolvlm",)
+
+    def prepare(self, images: Sequence[Sequence[Image.Image]], prompts: Sequence[str]) -> dict:
+        return prepare_grouped(self, images, prompts)

@@ -228,31 +228,45 @@ IDEFICS3_CHAT_TEMPLATE = (
 
 
 def build_tiny_idefics3(out_dir: str | Path, *, seed: int = 0, tile: int = 64, patch_size: int = 4,
-                        longest_edge: int = 128) -> Path:
+                        longest_edge: int = 128, smolvlm: bool = False) -> Path:
     """Random ``Idefics3ForConditionalGeneration`` (SigLIP-style tower, pixel shuffle by 2, Llama decoder).
 
     A 64 px tile of 4 px patches is 16x16 patches, shuffled to an 8x8 grid (Idefics3-8B: 364 px,
     14 px patches: 26x26 -> 13x13); images are resized to at most 128 px and cut into 64 px tiles.
     """
     import torch
-    from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor,
-                              Idefics3Processor)
+
+    if smolvlm:  # same layout; SmolVLMProcessor needs the num2words package
+        from transformers import SmolVLMConfig as Config
+        from transformers import SmolVLMForConditionalGeneration as Model
+        from transformers import SmolVLMImageProcessor as ImageProcessor
+        from transformers import SmolVLMProcessor as Processor
+    else:
+        from transformers import Idefics3Config as Config
+        from transformers import Idefics3ForConditionalGeneration as Model
+        from transformers import Idefics3ImageProcessor as ImageProcessor
+        from transformers import Idefics3Processor as Processor
 
     out = Path(out_dir)
     tokenizer = _tokenizer(IDEFICS3_SPECIALS, extra_words=("User", "Assistant"), eos_token="<end_of_utterance>")
     text = dict(_text_kwargs(tokenizer, 32, 18, 4, 2), model_type="llama")
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                   image_size=tile, patch_size=patch_size)
-    config = Idefics3Config(text_config=text, vision_config=vision, scale_factor=2,
+    config = Config(text_config=text, vision_config=vision, scale_factor=2,
                             image_token_id=tokenizer.convert_tokens_to_ids("<image>"), tie_word_embeddings=False)
     torch.manual_seed(seed)
-    model = Idefics3ForConditionalGeneration(config).eval()
+    model = Model(config).eval()
     _finish(model, tokenizer, out)
-    image_processor = Idefics3ImageProcessor(size={"longest_edge": longest_edge}, max_image_size={"longest_edge": tile},
+    image_processor = ImageProcessor(size={"longest_edge": longest_edge}, max_image_size={"longest_edge": tile},
                                              do_image_splitting=True)
     side = tile // patch_size // 2
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=side * side,
-                                  chat_template=IDEFICS3_CHAT_TEMPLATE)
+    kwargs = dict(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=side * side,
+                  chat_template=IDEFICS3_CHAT_TEMPLATE)
+    if smolvlm:
+        from transformers import SmolVLMVideoProcessor
+
+        kwargs["video_processor"] = SmolVLMVideoProcessor()
+    processor = Processor(**kwargs)
     processor.save_pretrained(out)
     return out
 
@@ -264,6 +278,7 @@ BUILDERS = {
     "gemma3": build_tiny_gemma3,
     "qwen3_vl": build_tiny_qwen3_vl,
     "idefics3": build_tiny_idefics3,
+    "smolvlm": lambda out_dir, **kwargs: build_tiny_idefics3(out_dir, smolvlm=True, **kwargs),
 }
 
 
