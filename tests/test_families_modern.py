@@ -455,9 +455,13 @@ def test_idefics3_tiles_share_k_and_regions_come_from_the_row_col_markers(family
 
 
 def test_idefics3_without_splitting_one_grid_per_image(modern_dir):
-    pipe = _pipe(modern_dir("idefics3"), do_image_splitting=0)
+    pipe = _pipe(modern_dir("idefics3"), no_image_splitting=1)
     grids = pipe.prepare([[WIDE, SQUARE]], PROMPTS[0]).layout.grids_of(0)
     assert [(g.height, g.width, g.image) for g in grids] == [(8, 8, 0), (8, 8, 1)]
     assert grids[0].positions[0] == 2 + 2  # "User :" <fake> <global-img>
-    with pytest.raises(ConfigError, match="do_image_splitting must be 0 or 1"):
-        _pipe(modern_dir("idefics3"), do_image_splitting=2)
+    with pytest.raises(ConfigError, match="no_image_splitting must be 0 or 1"):
+        _pipe(modern_dir("idefics3"), no_image_splitting=2)
+    from scr_core.cli import build_parser
+
+    args = build_parser().parse_args(["caption", "x.png", "--no-image-splitting", "1", "--pan-and-scan", "3"])
+    assert (args.family_no_image_splitting, args.family_pan_and_scan) == (1, 3)

@@ -20,8 +20,10 @@ tokens are never sources or neighbours), the image's K is split over its tiles a
 view by attention mass (the InternVL rule, ``shared.shared_budgets``). A tile's region is
 read from its ``<row_i_col_j>`` marker (heatmaps draw the tiles back into a mosaic).
 
-Option ``do_image_splitting`` (adapter; 1 = the processor's tiling, the default; 0 = the
-global image only, one grid per image): CLI ``--do-image-splitting 0``.
+Option ``no_image_splitting`` (adapter; 0, the default, keeps the processor's
+``do_image_splitting`` tiling; 1 turns it off: the global image only, one grid per image):
+CLI ``--no-image-splitting 1``, ``adapter_options={"no_image_splitting": 1}``; 0 = default as
+for every family option (the ComfyUI loader's convention).
 Hooked layers: the paper's Qwen rule as a fraction, the first 16/28 of the decoder
 (``shared.QWEN_FRACTION``: 0..17 of Idefics3-8B's 32 layers).
 """
@@ -43,16 +45,16 @@ from .shared import QWEN_FRACTION, fraction_range, prepare_grouped, shared_budge
 
 class Idefics3Adapter(Adapter):
     model_types = ("idefics3",)
-    options = (AdapterOption("do_image_splitting", int, 1, "1: tiles plus a global image per image (the processor's "
-                             "default); 0: the global image only", minimum=0),)
+    options = (AdapterOption("no_image_splitting", int, 0, "1: turn the processor's do_image_splitting off (one "
+                             "global image per image); 0: tiles plus a global image (default)", minimum=0),)
 
-    def __init__(self, model: nn.Module, processor, do_image_splitting: int = 1) -> None:
+    def __init__(self, model: nn.Module, processor, no_image_splitting: int = 0) -> None:
         super().__init__(model, processor)
-        if isinstance(do_image_splitting, bool):
-            do_image_splitting = int(do_image_splitting)
-        if not isinstance(do_image_splitting, int) or do_image_splitting not in (0, 1):
-            raise ConfigError(f"do_image_splitting must be 0 or 1 (got {do_image_splitting!r})")
-        self.do_image_splitting = do_image_splitting
+        if isinstance(no_image_splitting, bool):
+            no_image_splitting = int(no_image_splitting)
+        if not isinstance(no_image_splitting, int) or no_image_splitting not in (0, 1):
+            raise ConfigError(f"no_image_splitting must be 0 or 1 (got {no_image_splitting!r})")
+        self.no_image_splitting = no_image_splitting
 
     def language_model(self) -> nn.Module:
         return self.model.model.text_model
@@ -68,7 +70,7 @@ class Idefics3Adapter(Adapter):
         return patches // scale, patches // scale
 
     def processor_kwargs(self) -> dict:
-        return {"do_image_splitting": bool(self.do_image_splitting)}
+        return {"do_image_splitting": not self.no_image_splitting}
 
     def reserved_tokens(self) -> set[str]:
         return super().reserved_tokens() | {"<fake_token_around_image>", "<global-img>"}
