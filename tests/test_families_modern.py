@@ -38,12 +38,13 @@ SQUARE = _image(64, 64, 1)
 BIG = _image(200, 200, 2)
 
 LLAVAS = ("llava_siglip", "llava_next", "llava_onevision")
-FAMILIES = (*LLAVAS, "gemma3", "qwen3_vl", "idefics3", "smolvlm")
+FAMILIES = (*LLAVAS, "gemma3", "qwen3_vl", "qwen3_vl_moe", "idefics3", "smolvlm")
 ADAPTER_OF = {"llava_siglip": LlavaAdapter, "llava_next": LlavaNextAdapter, "llava_onevision": LlavaOnevisionAdapter,
-              "gemma3": Gemma3Adapter, "qwen3_vl": Qwen3VLAdapter, "idefics3": Idefics3Adapter,
+              "gemma3": Gemma3Adapter, "qwen3_vl": Qwen3VLAdapter, "qwen3_vl_moe": Qwen3VLAdapter,
+              "idefics3": Idefics3Adapter,
               "smolvlm": SmolVLMAdapter}
-HOOKS_18 = {"llava_siglip": 7, "llava_next": 7, "llava_onevision": 7, "gemma3": 10, "qwen3_vl": 10, "idefics3": 10,
-            "smolvlm": 10}
+HOOKS_18 = {"llava_siglip": 7, "llava_next": 7, "llava_onevision": 7, "gemma3": 10, "qwen3_vl": 10,
+            "qwen3_vl_moe": 10, "idefics3": 10, "smolvlm": 10}
 
 # Per image of the batch [WIDE + PROMPTS[0], SQUARE + PROMPTS[1]]: (grids, tokens in the image's run).
 # LLaVA + SigLIP: 112 px / 14 px = 8x8, no CLS, "full" strategy: 64 tokens, whatever the picture.
@@ -73,7 +74,7 @@ def expected_grids(family: str) -> list[list[tuple[int, int, list[int]]]]:
     elif family == "gemma3":  # <s> <start_of_turn> user <start_of_image> | 64 soft tokens | <end_of_image> words
         runs = [[(8, 8, 0)], [(8, 8, 0)]]  # <end_of_turn> <start_of_turn> model; every image 128 px -> 8x8
         before, after, close = 4, 3, 1
-    elif family == "qwen3_vl":  # 8 px per merged token: WIDE resized to 40x96 px (5x12), SQUARE 64x64 (8x8)
+    elif family.startswith("qwen3_vl"):  # 8 px per merged token: WIDE resized to 40x96 px (5x12), SQUARE 64x64 (8x8)
         runs = [[(5, 12, 0)], [(8, 8, 0)]]
         before, after, close = 3, 3, 1
     else:  # idefics3 and smolvlm: WIDE -> 128x64 px: 1x2 tiles of 64 px; SQUARE -> 128x128 px: 2x2 tiles; + global image
@@ -146,7 +147,7 @@ def grid_positions(layout, sample: int) -> set[int]:
 # -- registry and layer rules ------------------------------------------------------------------
 def test_registry_and_layer_rules(fpipe, family):
     assert isinstance(fpipe.adapter, ADAPTER_OF[family])
-    assert set(ADAPTERS) >= {"llava", "llava_next", "llava_onevision", "gemma3", "qwen3_vl", "idefics3", "smolvlm"}
+    assert set(ADAPTERS) >= set(FAMILIES) - {"llava_siglip"} | {"llava"}
     assert fraction_range(LLAVA_FRACTION, 32) == tuple(range(12))  # LLaVA-1.5-7B: 0-11
     assert fraction_range(QWEN_FRACTION, 28) == tuple(range(16))   # Qwen2-VL-7B: 0-15
     assert fraction_range(LLAVA_FRACTION, 60) == tuple(range(22))  # e.g. LLaVA-NeXT-34B
@@ -343,6 +344,7 @@ def test_cli_caption_and_diagnose_heatmap(family, modern_dir, tmp_path, capsys):
     ("llava_onevision", "does not support 'llava_onevision'"),
     ("gemma3", "does not support 'gemma3'"),
     ("qwen3_vl", "does not support 'qwen3_vl'"),
+    ("qwen3_vl_moe", "does not support 'qwen3_vl_moe'"),
     ("idefics3", "does not support 'idefics3'"),
     ("smolvlm", "does not support 'smolvlm'"),
 ])
@@ -351,11 +353,19 @@ def test_onnx_exporter_refuses_with_one_clear_error(family, message, modern_dir,
     from export.exporter import ExportOptions
     from export.families import family_for
 
-    options = ExportOptions(model=str(modern_dir(family)), out=tmp_path / "out")
+    model = str(modern_dir(family))
+    _pipe(modern_dir(family))
+    capsys.readouterr()  # building and loading the checkpoint may print progress bars
+    options = ExportOptions(model=model, out=tmp_path / "out")
     with pytest.raises(UnsupportedModelError, match=message + ".*it exports: .*llava"):
         options.check()
     with pytest.raises(UnsupportedModelError, match=message):
         family_for(_pipe(modern_dir(family)))
+    from export.onnx import main as export_main
+
+    assert export_main(["--model", str(modern_dir(family)), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
     assert not (tmp_path / "out").exists()
 
 
@@ -402,11 +412,12 @@ def test_gemma3_image_attention_is_bidirectional_and_text_rows_are_read(modern_d
 
 
 # -- Qwen3-VL ----------------------------------------------------------------------------------
-def test_qwen3_vl_scr_edit_comes_before_deepstack_exactly_once_per_layer(modern_dir):
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_vl_moe"])
+def test_qwen3_vl_scr_edit_comes_before_deepstack_exactly_once_per_layer(family, modern_dir):
     """At hooked layers 0 and 1 (DeepStack layers) and 2 (none), the state the next layer receives is
     edit(layer output) + the DeepStack feature at the visual positions: the edit runs once, before
     the injection; decode steps are untouched."""
-    pipe = _pipe(modern_dir("qwen3_vl"))
+    pipe = _pipe(modern_dir(family))
     assert pipe.adapter.deepstack_layers() == (0, 1)
     hooked = (0, 1, 2)
     diagnoses = pipe.diagnose([WIDE, SQUARE], PROMPTS, config=SCRConfig(k=K, lam=1.5, hook_layers=hooked))

@@ -1,4 +1,4 @@
-"""Qwen3-VL (``Qwen3VLForConditionalGeneration``): Qwen2-VL's dynamic grid plus DeepStack.
+"""Qwen3-VL (``Qwen3VLForConditionalGeneration``, and the MoE variant): Qwen2-VL's dynamic grid plus DeepStack.
 
 Layout (transformers 5.24): as Qwen2-VL (``qwen2_vl.py``), with 16 px patches merged 2x2
 (``vision_config.patch_size``, ``spatial_merge_size``): each image is a grid of
@@ -22,7 +22,8 @@ the state the next layer receives is exactly edit(layer output) + DeepStack feat
 
 Hooked layers: the paper's Qwen rule as a fraction, the first 16/28 of the decoder
 (``shared.QWEN_FRACTION``: 0..20 of the 36 layers of Qwen3-VL-4B and -8B).
-Videos are not supported. The MoE variant is not registered: untested here.
+The MoE variant (``Qwen3VLMoeForConditionalGeneration``, ``qwen3_vl_moe``) has the same
+text-model loop, layout and DeepStack; only its MLPs are sparse. Videos are not supported.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .shared import QWEN_FRACTION, fraction_range
 
 
 class Qwen3VLAdapter(Qwen2VLAdapter):
-    model_types = ("qwen3_vl",)
+    model_types = ("qwen3_vl", "qwen3_vl_moe")
 
     def default_hook_layers(self, depth: int) -> tuple[int, ...]:
         return fraction_range(QWEN_FRACTION, depth)

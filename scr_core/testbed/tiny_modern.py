@@ -177,7 +177,7 @@ def build_tiny_gemma3(out_dir: str | Path, *, seed: int = 0, image_size: int = 1
 
 
 def build_tiny_qwen3_vl(out_dir: str | Path, *, seed: int = 0, patch_size: int = 4, min_pixels: int = 32 * 32,
-                        max_pixels: int = 128 * 128) -> Path:
+                        max_pixels: int = 128 * 128, moe: bool = False) -> Path:
     """Random ``Qwen3VLForConditionalGeneration`` with DeepStack (features of vision blocks 0 and 1 added
     after decoder layers 0 and 1).
 
@@ -185,8 +185,14 @@ def build_tiny_qwen3_vl(out_dir: str | Path, *, seed: int = 0, patch_size: int =
     64x64 image is an 8x8 grid.
     """
     import torch
-    from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration,
-                              Qwen3VLProcessor, Qwen3VLVideoProcessor)
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    if moe:  # Qwen3-VL-MoE (e.g. 30B-A3B): the same layout and DeepStack, sparse MLPs
+        from transformers import Qwen3VLMoeConfig as Config
+        from transformers import Qwen3VLMoeForConditionalGeneration as Model
+    else:
+        from transformers import Qwen3VLConfig as Config
+        from transformers import Qwen3VLForConditionalGeneration as Model
 
     from .tiny_families import QWEN_CHAT_TEMPLATE, QWEN_SPECIALS
 
@@ -199,11 +205,13 @@ def build_tiny_qwen3_vl(out_dir: str | Path, *, seed: int = 0, patch_size: int =
     vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=patch_size,
                   spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=48, num_position_embeddings=64,
                   deepstack_visual_indexes=[0, 1])
-    config = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+    if moe:
+        text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, tie_word_embeddings=False)
+    config = Config(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
                            video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
                            vision_end_token_id=ids["<|vision_end|>"])
     torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config).eval()
+    model = Model(config).eval()
     _finish(model, tokenizer, out)
     sizes = dict(patch_size=patch_size, merge_size=2, temporal_patch_size=2)
     image_processor = Qwen2VLImageProcessor(**sizes, min_pixels=min_pixels, max_pixels=max_pixels)
@@ -277,6 +285,8 @@ BUILDERS = {
     "llava_onevision": build_tiny_llava_onevision,
     "gemma3": build_tiny_gemma3,
     "qwen3_vl": build_tiny_qwen3_vl,
+    # seed 1: with seed 0 the random MoE's greedy text ends (EOS) after one token, too short for the CLI test
+    "qwen3_vl_moe": lambda out_dir, **kwargs: build_tiny_qwen3_vl(out_dir, **{"moe": True, "seed": 1, **kwargs}),
     "idefics3": build_tiny_idefics3,
     "smolvlm": lambda out_dir, **kwargs: build_tiny_idefics3(out_dir, smolvlm=True, **kwargs),
 }
