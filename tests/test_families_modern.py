@@ -476,3 +476,82 @@ def test_idefics3_without_splitting_one_grid_per_image(modern_dir):
 
     args = build_parser().parse_args(["caption", "x.png", "--no-image-splitting", "1", "--pan-and-scan", "3"])
     assert (args.family_no_image_splitting, args.family_pan_and_scan) == (1, 3)
+
+
+# -- remote-code models: trust_remote_code and the output_attentions fallback --------------------------
+NOISE = [_image(60, 90, 7), _image(80, 80, 8)]  # patch contents differ, so attention over the grid is not flat
+
+
+def _remote_adapter(path: Path):
+    from functools import partial
+
+    from scr_core.adapters import GenericAdapter
+    from transformers import AutoConfig
+
+    token_id = AutoConfig.from_pretrained(path, trust_remote_code=True).image_token_id
+    return partial(GenericAdapter, image_token_id=token_id, grid=(8, 8), layers_path="model.layers")
+
+
+@functools.cache
+def _remote_pipe(path: Path):
+    from scr_core.pipeline import SCRPipeline
+
+    return SCRPipeline.from_pretrained(path, trust_remote_code=True, attn_implementation="eager",
+                                       adapter=_remote_adapter(path))
+
+
+def test_remote_code_stays_off_unless_asked(modern_dir):
+    from scr_core.errors import ModelLoadError
+    from scr_core.pipeline import SCRPipeline
+
+    path = modern_dir("remote_code")
+    with pytest.raises(ModelLoadError, match="ships its own modeling code.*runs that code on this machine"
+                                             ".*trust_remote_code=True.*--trust-remote-code"):
+        SCRPipeline.from_pretrained(path, adapter=_remote_adapter(path))
+    with pytest.raises(ModelLoadError, match="use 'eager' \\(CLI --attn eager\\)"):
+        SCRPipeline.from_pretrained(path, trust_remote_code=True, adapter=_remote_adapter(path))
+
+
+def test_remote_code_diagnostic_falls_back_to_the_models_own_attentions(modern_dir):
+    """The model's attention never reaches transformers' registry: the capture sees nothing, the
+    diagnostic warns and reads the model's own output_attentions; maps equal a plain forward's
+    probabilities and SCR generation runs (λ = 1 gives the vanilla tokens)."""
+    pipe = _remote_pipe(modern_dir("remote_code"))
+    layers = (4, 5, 6, 7, 8, 9)
+    with pytest.warns(RuntimeWarning, match="saw no attention call.*output_attentions, which is slower"):
+        diagnoses = pipe.diagnose(NOISE, PROMPTS, config=SCRConfig(k=K, diag_layers=layers))
+    inputs = pipe.adapter.prepare([[NOISE[0]], [NOISE[1]]], PROMPTS)
+    layout = pipe.adapter.layout(inputs)
+    with torch.no_grad():
+        out = pipe.model(**inputs, output_attentions=True)
+    for sample, diag in enumerate(diagnoses):
+        att = torch.stack([out.attentions[i][sample] for i in layers]).double()
+        per_key = att[:, :, layout.text_query_start(sample):, :].mean(dim=(0, 1, 2)).numpy()
+        (grid,) = layout.grids_of(sample)
+        ref = per_key[grid.positions].reshape(8, 8)
+        assert np.abs(diag.maps[0] - ref).max() <= 1e-5 and diag.maps[0].std() > 0
+    with pytest.warns(RuntimeWarning, match="saw no attention call"):
+        scr = pipe.caption(NOISE, PROMPTS, scr=SCRConfig(k=K), max_new_tokens=3)
+        identity = pipe.caption(NOISE, PROMPTS, scr=SCRConfig(k=K, lam=1.0), max_new_tokens=3)
+    vanilla = pipe.caption(NOISE, PROMPTS, scr=None, max_new_tokens=3)
+    assert all(r.plan is not None and len(r.token_ids) == 3 for r in scr)
+    assert [r.token_ids for r in identity] == [r.token_ids for r in vanilla]
+
+
+def test_cli_remote_code_caption_and_refusal(modern_dir, tmp_path, capsys):
+    from scr_core.cli import main
+
+    path = modern_dir("remote_code")
+    image = tmp_path / "noise.png"
+    NOISE[0].save(image)
+    token_id = _remote_adapter(path).keywords["image_token_id"]
+    generic = ["--adapter", "generic", "--image-token-id", str(token_id), "--grid", "8x8", "--layers-path",
+               "model.layers", "--attn", "eager", "--k", str(K)]
+    capsys.readouterr()
+    assert main(["caption", str(image), "--model", str(path), *generic]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--trust-remote-code" in err[0]
+    with pytest.warns(RuntimeWarning, match="saw no attention call"):  # the CLI prints it as one warning: line
+        assert main(["caption", str(image), "--model", str(path), *generic, "--trust-remote-code", "--json",
+                     "--max-new-tokens", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["timings"]["new_tokens"] == 2

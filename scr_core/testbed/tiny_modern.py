@@ -279,6 +279,56 @@ def build_tiny_idefics3(out_dir: str | Path, *, seed: int = 0, tile: int = 64, p
     return out
 
 
+def build_tiny_remote_code(out_dir: str | Path, *, seed: int = 0, image_size: int = 112, patch_size: int = 14) -> Path:
+    """A checkpoint that ships its own modeling code (``remote_code/``; loaded with
+    ``trust_remote_code=True`` from the folder, nothing from the hub) and whose attention does not
+    go through transformers' registry. The processor is a real ``LlavaProcessor`` (64 ``<image>``
+    tokens, an 8x8 grid of 14 px patches); the layout goes to SCR through the generic adapter.
+    """
+    import shutil
+
+    import torch
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    source = Path(__file__).with_name("remote_code")
+    for name in ("configuration_tiny_remote.py", "modeling_tiny_remote.py"):
+        shutil.copy(source / name, out / name)
+    import importlib.util
+    import sys
+
+    package = "scr_tiny_remote_build"
+    for name in ("configuration_tiny_remote", "modeling_tiny_remote"):  # the files as one throwaway package
+        spec = importlib.util.spec_from_file_location(f"{package}.{name}", source / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules.setdefault(package, type(sys)(package)).__path__ = [str(source)]
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    config_cls = sys.modules[f"{package}.configuration_tiny_remote"].TinyRemoteConfig
+    model_cls = sys.modules[f"{package}.modeling_tiny_remote"].TinyRemoteVLM
+    tokenizer = build_word_tokenizer(WORDS)
+    config = config_cls(vocab_size=len(tokenizer), image_size=image_size, patch_size=patch_size,
+                        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
+                        eos_token_id=tokenizer.eos_token_id, initializer_range=0.15)
+    config.auto_map = {"AutoConfig": "configuration_tiny_remote.TinyRemoteConfig",
+                       "AutoModelForImageTextToText": "modeling_tiny_remote.TinyRemoteVLM"}
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    _finish(model, tokenizer, out)
+    model.generation_config.use_cache = False  # the model keeps no KV cache
+    model.generation_config.save_pretrained(out)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                         crop_size={"height": image_size, "width": image_size})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch_size,
+                               vision_feature_select_strategy="full", num_additional_image_tokens=0,
+                               chat_template=LLAVA_CHAT_TEMPLATE)
+    processor.save_pretrained(out)
+    for name in ("configuration_tiny_remote.py", "modeling_tiny_remote.py"):  # save_pretrained may not copy them
+        shutil.copy(source / name, out / name)
+    return out
+
+
 BUILDERS = {
     "llava_siglip": build_tiny_llava_siglip,
     "llava_next": build_tiny_llava_next,
@@ -288,6 +338,7 @@ BUILDERS = {
     # seed 1: with seed 0 the random MoE's greedy text ends (EOS) after one token, too short for the CLI test
     "qwen3_vl_moe": lambda out_dir, **kwargs: build_tiny_qwen3_vl(out_dir, **{"moe": True, "seed": 1, **kwargs}),
     "idefics3": build_tiny_idefics3,
+    "remote_code": build_tiny_remote_code,
     "smolvlm": lambda out_dir, **kwargs: build_tiny_idefics3(out_dir, smolvlm=True, **kwargs),
 }
 
