@@ -58,7 +58,7 @@ LAYOUTS = {
     "llava_next": [([(8, 8), (6, 16)], 166), ([(8, 8), (8, 8)], 136)],
     "llava_onevision": [([(8, 8), (6, 16)], 166), ([(8, 8), (8, 8)], 136)],
 }
-BEFORE, AFTER = 2, 2  # "USER :" before the image run; "ASSISTANT :" after the prompt (the template's newline is dropped)
+BEFORE, AFTER = 2, 2  # "USER :" before the image run, "ASSISTANT :" after the prompt (the newline is dropped)
 
 
 def expected_grids(family: str) -> list[list[tuple[int, int, list[int]]]]:
@@ -77,7 +77,7 @@ def expected_grids(family: str) -> list[list[tuple[int, int, list[int]]]]:
     elif family.startswith("qwen3_vl"):  # 8 px per merged token: WIDE resized to 40x96 px (5x12), SQUARE 64x64 (8x8)
         runs = [[(5, 12, 0)], [(8, 8, 0)]]
         before, after, close = 3, 3, 1
-    else:  # idefics3 and smolvlm: WIDE -> 128x64 px: 1x2 tiles of 64 px; SQUARE -> 128x128 px: 2x2 tiles; + global image
+    else:  # idefics3, smolvlm: WIDE -> 128x64 px, 1x2 tiles of 64 px; SQUARE -> 128x128 px, 2x2 tiles; + global
         # "User :" then per tile <fake> <row_i_col_j> + 64 tokens, then <fake> <global-img> + 64 + <fake>
         runs = [[(8, 8, 2)] * 3, [(8, 8, 2)] * 5]
         before, after, close = 2, 3, 1

@@ -101,6 +101,6 @@ def declared_options() -> dict[str, tuple[AdapterOption, tuple[str, ...]]]:
 
 
 __all__ = ["ADAPTERS", "Adapter", "AdapterOption", "ChameleonAdapter", "Gemma3Adapter", "GenericAdapter",
-           "Idefics3Adapter", "InternVLAdapter", "LlavaAdapter", "LlavaNextAdapter", "LlavaOnevisionAdapter", "Qwen2VLAdapter",
-           "Qwen3VLAdapter", "SmolVLMAdapter", "adapter_class", "adapter_for", "declared_options", "register", "split_options",
-           "unsupported_message"]
+           "Idefics3Adapter", "InternVLAdapter", "LlavaAdapter", "LlavaNextAdapter", "LlavaOnevisionAdapter",
+           "Qwen2VLAdapter", "Qwen3VLAdapter", "SmolVLMAdapter", "adapter_class", "adapter_for", "declared_options",
+           "register", "split_options", "unsupported_message"]

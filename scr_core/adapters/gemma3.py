@@ -10,9 +10,10 @@ of ``<image_soft_token>`` + ``<end_of_image>\\n\\n``: one grid of side
 Pan-and-scan (adapter option ``pan_and_scan=N``, CLI ``--pan-and-scan N``; 0, the default,
 is off): the image processor (``do_pan_and_scan``, at most N crops) adds ``num_crops``
 crops of a wide or tall image, each written as one more full image sequence after the
-original ("Here is the original image ... and here are some crops ..."). Each crop is its own 16x16 grid; the original and its crops are one image and share one K,
-split by attention mass (the InternVL rule, ``shared.shared_budgets``). The crops' regions of
-the picture are not reproduced: heatmaps draw every grid over the whole picture.
+original ("Here is the original image ... and here are some crops ..."). Each crop is its
+own 16x16 grid; the original and its crops are one image and share one K, split by attention
+mass (the InternVL rule, ``shared.shared_budgets``). The crops' regions of the picture are not
+reproduced: heatmaps draw every grid over the whole picture.
 
 Attention among the image tokens of one image is bidirectional (``token_type_ids`` build
 that mask; the adapter keeps them next to the shared vision features). The diagnostic reads

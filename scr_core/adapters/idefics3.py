@@ -1,5 +1,6 @@
-"""Idefics3 (``Idefics3ForConditionalGeneration``) and SmolVLM
-(``SmolVLMForConditionalGeneration``, same layout; its processor needs the ``num2words`` package): SigLIP tiles -> pixel shuffle -> MLP -> Llama-style decoder.
+"""Idefics3 (``Idefics3ForConditionalGeneration``) and SmolVLM (``SmolVLMForConditionalGeneration``,
+same layout; its processor needs the ``num2words`` package): SigLIP tiles -> pixel shuffle -> MLP
+-> Llama-style decoder.
 
 What the model does (transformers 5.24): the image processor resizes the image (longest edge
 ``size["longest_edge"]``) and, with ``do_image_splitting``, cuts it into rows x cols tiles of

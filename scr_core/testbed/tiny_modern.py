@@ -118,7 +118,8 @@ def build_tiny_llava_onevision(out_dir: str | Path, *, seed: int = 0, tile: int 
     torch.manual_seed(seed)
     model = LlavaOnevisionForConditionalGeneration(config).eval()
     _finish(model, tokenizer, out)
-    image_processor = LlavaOnevisionImageProcessor(size={"height": tile, "width": tile}, image_grid_pinpoints=pinpoints(tile))
+    image_processor = LlavaOnevisionImageProcessor(size={"height": tile, "width": tile},
+                                                   image_grid_pinpoints=pinpoints(tile))
     video_processor = LlavaOnevisionVideoProcessor(size={"height": tile, "width": tile})
     processor = LlavaOnevisionProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                         video_processor=video_processor, num_image_tokens=(tile // patch_size) ** 2,
