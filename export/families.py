@@ -84,6 +84,13 @@ class LlavaVision(nn.Module):
 class LlavaExport(FamilyExport):
     model_types = ("llava",)
 
+    def __init__(self, pipe) -> None:
+        super().__init__(pipe)
+        if self.adapter.leading_tokens():  # checked before any graph is traced
+            raise UnsupportedModelError(
+                "ONNX export does not support a LLaVA whose image tokens keep the CLS token "
+                "(vision_feature_select_strategy='full' on a tower with CLS); the PyTorch pipeline runs it")
+
     def vision_module(self) -> nn.Module:
         return LlavaVision(self.model)
 

@@ -31,6 +31,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default=None, help="auto, float32, float16, bfloat16 (default: float32 on CPU)")
     p.add_argument("--attn", default="sdpa", help="attention implementation to load the model with")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the modeling code a checkpoint ships with it (it executes on this machine; only for "
+                        "checkpoints whose source you trust)")
     family = p.add_argument_group("model family options (declared by each family's adapter)")
     for name, (option, model_types) in declared_options().items():
         family.add_argument(option.flag, dest=f"family_{name}", metavar=name.upper(), type=option.type, default=None,
@@ -118,7 +121,7 @@ def _pipeline(args):
     elif generic_flags:
         raise ConfigError(f"{', '.join(generic_flags)} only apply with --adapter generic")
     options = LoadOptions(dtype=args.dtype, device=args.device, attn_implementation=args.attn,
-                          adapter_options=adapter_options)
+                          adapter_options=adapter_options, trust_remote_code=args.trust_remote_code)
     return SCRPipeline.from_pretrained(model, options, adapter=adapter)
 
 

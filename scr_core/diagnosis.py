@@ -10,6 +10,7 @@ the visual tokens) is the paper's credit-concentration measure.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch import nn
 
 from .attention_capture import AttentionCapture, capture_attention
 from .config import SCRConfig
-from .errors import InputError
+from .errors import InputError, SCRError
 from .layout import VisualLayout
 from .results import Diagnosis, entropy_nats  # noqa: F401  (re-exported: their old home)
 from .selection import GridPlan, RedistributionPlan, select_sources, select_uniform
@@ -70,7 +71,10 @@ def attention_maps(model: nn.Module, layers: nn.ModuleList, decoder_config, mode
     capture = AttentionCapture(frozenset(cfg.diag_layers), row_start=min(starts))
     with capture_attention(decoder_config, capture):
         run_until(model, layers, max(cfg.diag_layers), model_kwargs)
-    mean = capture.mean()  # (B, rows, keys)
+    if capture.total is None:  # the model's own attention code never called the registry
+        mean = own_attention_rows(model, model_kwargs, cfg.diag_layers, capture.row_start)
+    else:
+        mean = capture.mean()  # (B, rows, keys)
     result = []
     for sample, start in enumerate(starts):
         per_key = mean[sample, start - capture.row_start:].mean(dim=0).cpu().numpy()
@@ -78,6 +82,29 @@ def attention_maps(model: nn.Module, layers: nn.ModuleList, decoder_config, mode
             per_key[grid.positions].reshape(grid.height, grid.width) for grid in layout.grids_of(sample)
         ))
     return result
+
+
+def own_attention_rows(model: nn.Module, model_kwargs: dict, diag_layers, row_start: int) -> torch.Tensor:
+    """Fallback for models whose attention bypasses transformers' ``AttentionInterface`` (remote code):
+    the model's own ``output_attentions``, head-averaged over ``diag_layers``, rows ``[row_start:]``.
+
+    Slower than the capture: a full forward that materialises every layer's attention matrix.
+    """
+    warnings.warn("the diagnostic capture saw no attention call (the model runs its own attention code); "
+                  "falling back to the model's output_attentions, which is slower (a full forward that keeps "
+                  "every layer's attention matrix)", RuntimeWarning, stacklevel=3)
+    with torch.no_grad():
+        try:
+            out = model(**model_kwargs, use_cache=False, output_attentions=True)
+        except TypeError:
+            out = model(**model_kwargs, output_attentions=True)
+    attentions = getattr(out, "attentions", None)
+    if not attentions or any(attentions[i] is None for i in diag_layers if i < len(attentions)) or \
+            max(diag_layers) >= len(attentions):
+        raise SCRError("no attention was captured and the model returns no attention probabilities for the "
+                       "diagnostic layers (output_attentions); pass a RedistributionPlan or use selection='uniform'")
+    rows = [attentions[i][:, :, row_start:, :].float().mean(dim=1) for i in diag_layers]
+    return torch.stack(rows).mean(dim=0)
 
 
 def _budgets(count: int, cfg: SCRConfig, budgets: Sequence[int] | None) -> list[int]:

@@ -31,6 +31,8 @@ class LoadOptions:
     processor_kwargs: passed to ``AutoProcessor.from_pretrained`` as they are.
     adapter_options: the family's declared options (``Adapter.options``, e.g. ``max_tiles`` for
         InternVL, ``max_pixels`` for Qwen2-VL), checked against the family before the weights load.
+    trust_remote_code: run the Python modeling code a checkpoint ships with it (Qwen-VL v1, InternVL2
+        before the ``-hf`` conversions). Off unless the user turns it on: it executes that code here.
     """
 
     dtype: object = None
@@ -39,8 +41,11 @@ class LoadOptions:
     local_files_only: bool = False
     processor_kwargs: dict = field(default_factory=dict)
     adapter_options: dict = field(default_factory=dict)
+    trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.trust_remote_code, bool):
+            raise ConfigError(f"trust_remote_code must be True or False (got {self.trust_remote_code!r})")
         dtype = self.dtype
         if isinstance(dtype, str):
             if dtype.lower() not in DTYPES:
@@ -137,3 +142,15 @@ def decoder_depth(folder: str | Path) -> int | None:
         if isinstance(depth, int) and depth > 0:
             return depth
     return None
+
+
+REMOTE_CODE_HINT = (
+    "this checkpoint ships its own modeling code (its config.json names Python files in the folder); "
+    "loading it runs that code on this machine with your permissions. Turn it on only for a checkpoint "
+    "whose source you trust: SCRPipeline.from_pretrained(..., trust_remote_code=True), CLI --trust-remote-code"
+)
+
+
+def needs_remote_code(error: Exception) -> bool:
+    """Whether transformers refused to load because the checkpoint needs ``trust_remote_code``."""
+    return "trust_remote_code" in str(error)

@@ -28,7 +28,7 @@ from .diagnosis import attention_maps, entropy_nats, plan_from_maps, run_until, 
 from .errors import ConfigError, GenerationInterrupted, InputError, ModelLoadError, ReleasedError
 from .images import group_images
 from .layout import VisualLayout
-from .loading import LoadOptions, checkpoint_source
+from .loading import REMOTE_CODE_HINT, LoadOptions, checkpoint_source, needs_remote_code
 from .plan import RedistributionPlan, plan_arrays
 from .prompts import pair_prompts
 from .redistribution import BatchEdit, redistribution
@@ -110,8 +110,8 @@ class SCRPipeline:
         """Load a checkpoint folder (or hub id) saved with ``save_pretrained``.
 
         Options are the fields of ``LoadOptions`` (``dtype``, ``device``, ``attn_implementation``,
-        ``local_files_only``, ``processor_kwargs``, ``adapter_options``), given as keywords or as
-        one ``LoadOptions``; all are checked before any weight is read.
+        ``local_files_only``, ``processor_kwargs``, ``adapter_options``, ``trust_remote_code``), given
+        as keywords or as one ``LoadOptions``; all are checked before any weight is read.
         adapter: a factory ``(model, processor) -> Adapter`` for models without a registered
         adapter, e.g. ``functools.partial(GenericAdapter, image_token_id=..., grid=(16, 16),
         layers_path="model.language_model.layers")``.
@@ -126,9 +126,12 @@ class SCRPipeline:
         source = checkpoint_source(source, options.offline)
         device = options.resolved_device()
         local_only = options.offline
+        remote = {"trust_remote_code": options.trust_remote_code}  # False: refuse at once, never prompt
         try:
-            config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+            config = AutoConfig.from_pretrained(source, local_files_only=local_only, **remote)
         except Exception as err:
+            if needs_remote_code(err):
+                raise ModelLoadError(f"cannot load {source}: {REMOTE_CODE_HINT}") from None
             raise ModelLoadError(f"cannot read the model config of {source}: {err}") from err
         adapter_kwargs, processor_kwargs = {}, {}
         if adapter is None:
@@ -137,11 +140,15 @@ class SCRPipeline:
         try:
             model, info = AutoModelForImageTextToText.from_pretrained(
                 source, dtype=options.resolved_dtype(device), attn_implementation=options.attn_implementation,
-                local_files_only=local_only, output_loading_info=True,
+                local_files_only=local_only, output_loading_info=True, **remote,
             )
             processor = AutoProcessor.from_pretrained(source, local_files_only=local_only,
-                                                      **{**processor_kwargs, **options.processor_kwargs})
+                                                      **{**remote, **processor_kwargs, **options.processor_kwargs})
         except Exception as err:
+            if "attention implementation" in str(err) and options.attn_implementation != "eager":
+                raise ModelLoadError(f"cannot load {source} with attn_implementation={options.attn_implementation!r}"
+                                     " (its own modeling code does not support it); use 'eager' (CLI --attn eager)"
+                                     ) from err
             raise ModelLoadError(f"cannot load {source}: {err}") from err
         missing = info.get("missing_keys") or []
         if missing:

@@ -9,10 +9,14 @@ from __future__ import annotations
 from ..errors import ConfigError, UnsupportedModelError
 from .base import Adapter, AdapterOption
 from .chameleon import ChameleonAdapter
+from .gemma3 import Gemma3Adapter
 from .generic import GenericAdapter
+from .idefics3 import Idefics3Adapter, SmolVLMAdapter
 from .internvl import InternVLAdapter
 from .llava import LlavaAdapter
+from .llava_next import LlavaNextAdapter, LlavaOnevisionAdapter
 from .qwen2_vl import Qwen2VLAdapter
+from .qwen3_vl import Qwen3VLAdapter
 
 ADAPTERS: dict[str, type[Adapter]] = {}
 
@@ -30,7 +34,9 @@ def register(adapter: type[Adapter]) -> type[Adapter]:
     return adapter
 
 
-for _adapter in (LlavaAdapter, Qwen2VLAdapter, InternVLAdapter, ChameleonAdapter):
+for _adapter in (LlavaAdapter, Qwen2VLAdapter, InternVLAdapter, ChameleonAdapter, LlavaNextAdapter,
+                 LlavaOnevisionAdapter, Gemma3Adapter, Qwen3VLAdapter, Idefics3Adapter,
+                 SmolVLMAdapter):
     register(_adapter)
 
 
@@ -94,6 +100,7 @@ def declared_options() -> dict[str, tuple[AdapterOption, tuple[str, ...]]]:
     return found
 
 
-__all__ = ["ADAPTERS", "Adapter", "AdapterOption", "ChameleonAdapter", "GenericAdapter", "InternVLAdapter",
-           "LlavaAdapter", "Qwen2VLAdapter", "adapter_class", "adapter_for", "declared_options", "register",
-           "split_options", "unsupported_message"]
+__all__ = ["ADAPTERS", "Adapter", "AdapterOption", "ChameleonAdapter", "Gemma3Adapter", "GenericAdapter",
+           "Idefics3Adapter", "InternVLAdapter", "LlavaAdapter", "LlavaNextAdapter", "LlavaOnevisionAdapter",
+           "Qwen2VLAdapter", "Qwen3VLAdapter", "SmolVLMAdapter", "adapter_class", "adapter_for", "declared_options",
+           "register", "split_options", "unsupported_message"]

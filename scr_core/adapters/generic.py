@@ -22,9 +22,9 @@ CLI: ``--adapter generic (--image-token-id N | --image-span START,END) --grid Hx
 Requirements and limits. Prompts are built with the processor's chat template and
 ``processor(images=..., text=...)``; pass ``prepare=`` (a function of (images per prompt,
 prompts) returning the model inputs) for models whose processor works differently. The
-diagnostic pass needs attention that goes through transformers' ``AttentionInterface``
-(every transformers-native model in 5.x; remote-code models with their own attention give
-no maps: pass a ``RedistributionPlan`` or use ``selection="uniform"`` there). The decoder
+diagnostic pass captures attention through transformers' ``AttentionInterface`` (every
+transformers-native model in 5.x); remote-code models with their own attention fall back to
+their ``output_attentions`` (``diagnosis.own_attention_rows``, slower, with a warning). The decoder
 config switched during the diagnostic pass is the ``config`` of the layers' attention modules.
 Default hook layers: the paper's 0..15.
 """

@@ -1,15 +1,38 @@
-"""LLaVA-1.5 (``LlavaForConditionalGeneration``): CLIP patches -> projector -> Llama decoder.
+"""LLaVA (``LlavaForConditionalGeneration``): CLIP or SigLIP patches -> projector -> decoder.
 
-Each ``<image>`` is expanded by the processor into (image_size / patch_size)² copies of the
-image token (24x24 = 576 at 336 px / 14 px), row-major, CLS dropped. Hooks on layers 0..11.
+Each ``<image>`` is expanded by the processor into one run of image tokens per image,
+row-major. The grid comes from the vision config and the select strategy, never from a
+fixed 24x24:
+
+* side = ``vision_config.image_size // vision_config.patch_size`` (24 for CLIP-L/336,
+  27 for SigLIP-so400m/384 as in JoyCaption and other SigLIP fine-tunes);
+* the tower's extra tokens = positions - patches of its embeddings (1 CLS for CLIP, 0 for SigLIP);
+* ``vision_feature_select_strategy="default"`` drops the first token, ``"full"`` keeps all.
+
+So the run per image is side² + extra − (1 if "default"). side² tokens (CLIP + "default",
+SigLIP + "full") are the grid; side² + 1 (CLIP + "full") is the CLS, never a source or a
+neighbour, then the grid; anything else (SigLIP + "default" drops a real patch) is not a
+grid and is refused with a ``LayoutError``. Hooks on layers 0..11 (the paper's LLaVA-1.5 rule).
 """
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from torch import nn
 
-from ..layout import VisualLayout
+from ..errors import LayoutError
+from ..layout import VisualGrid, VisualLayout
 from .base import Adapter
+
+
+def tower_extra_tokens(vision_tower: nn.Module, vision_config) -> int:
+    """Tokens the vision tower emits besides its patches (CLIP's CLS: 1; SigLIP: 0)."""
+    for module in vision_tower.modules():
+        patches, positions = getattr(module, "num_patches", None), getattr(module, "num_positions", None)
+        if isinstance(patches, int) and isinstance(positions, int):
+            return positions - patches
+    return 0 if "siglip" in str(getattr(vision_config, "model_type", "")) else 1
 
 
 class LlavaAdapter(Adapter):
@@ -24,6 +47,35 @@ class LlavaAdapter(Adapter):
         side = vision.image_size // vision.patch_size
         return side, side
 
+    def leading_tokens(self) -> int:
+        """Tokens before the grid in each image's run (1: a CLS kept by the "full" strategy)."""
+        height, width = self.grid_size()
+        config = self.model.config
+        extra = tower_extra_tokens(self.model.model.vision_tower, config.vision_config)
+        run = height * width + extra - (1 if config.vision_feature_select_strategy == "default" else 0)
+        if run not in (height * width, height * width + 1):
+            raise LayoutError(
+                f"this LLaVA's vision tower gives {height * width + extra} tokens per image ({height}x{width} patches "
+                f"+ {extra} extra) and vision_feature_select_strategy={config.vision_feature_select_strategy!r} keeps "
+                f"{run}: not a {height}x{width} grid (a tower without CLS needs the 'full' strategy)"
+            )
+        return run - height * width
+
     def layout(self, inputs: dict) -> VisualLayout:
         height, width = self.grid_size()
-        return self.split_runs(inputs["input_ids"], self.model.config.image_token_id, height, width)
+        lead = self.leading_tokens()
+        if not lead:
+            return self.split_runs(inputs["input_ids"], self.model.config.image_token_id, height, width)
+        per_image = height * width + lead
+        token_id = self.model.config.image_token_id
+        grids = []
+        for sample, row in enumerate(inputs["input_ids"]):
+            positions = torch.nonzero(row == token_id).flatten().cpu().numpy().astype(np.int64)
+            if positions.size == 0 or positions.size % per_image:
+                raise LayoutError(
+                    f"prompt {sample} has {positions.size} image tokens (id {token_id}); expected a multiple of "
+                    f"{per_image} (CLS + {height}x{width} per image). Was the prompt built by the model's processor?"
+                )
+            for image, chunk in enumerate(positions.reshape(-1, per_image)):
+                grids.append(VisualGrid(sample, height, width, chunk[lead:], image))
+        return VisualLayout(tuple(grids), int(inputs["input_ids"].shape[0]), int(inputs["input_ids"].shape[1]))
