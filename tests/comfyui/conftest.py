@@ -16,6 +16,10 @@ def comfy_base(tmp_path_factory, tiny_llava_dir):
     base = tmp_path_factory.mktemp("comfy-base")
     (base / "models" / "LLM").mkdir(parents=True)
     shutil.copytree(tiny_llava_dir, base / "models" / "LLM" / "tiny-random-llava")
+    from scr_core.testbed.tiny_modern import build_tiny_gemma3, build_tiny_remote_code
+
+    build_tiny_gemma3(base / "models" / "LLM" / "tiny-gemma3")  # a newer family: its options become widgets
+    build_tiny_remote_code(base / "models" / "LLM" / "tiny-remote-code")  # ships its own modeling code
     (base / "input").mkdir()
     from scr_core.demo import demo_scene
 

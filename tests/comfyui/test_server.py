@@ -81,6 +81,29 @@ def test_caption_workflow_gives_a_caption_and_a_heatmap(comfy):
     assert heatmap["filename"].endswith(".png") and heatmap["type"] == "temp"
 
 
+def test_newer_families_are_listed_with_their_options_and_caption(comfy):
+    info = comfy.get("/object_info")["SCRLoadVLM"]["input"]
+    assert {"tiny-gemma3", "tiny-remote-code"} <= set(info["required"]["model"][1]["options"])
+    assert {"pan_and_scan", "no_image_splitting"} <= set(info["optional"])
+    prompt = twin("scr_caption")
+    prompt["2"]["inputs"].update(model="tiny-gemma3")
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    assert entry["outputs"]["5"]["text"][0].strip() and "sources" in entry["outputs"]["4"]["text"][0]
+
+
+def test_a_checkpoint_with_its_own_code_is_refused_with_what_that_means(comfy):
+    """Running a checkpoint's own Python is the user's explicit choice, made in Python or on the command
+    line (with the generic adapter such models need); a workflow never turns it on."""
+    prompt = twin("scr_caption")
+    prompt["2"]["inputs"].update(model="tiny-remote-code")
+    refused = comfy.run(prompt)
+    assert refused["status"]["status_str"] == "error"
+    message = failure(refused)["exception_message"]
+    assert "ships its own modeling code" in message and "--trust-remote-code" in message
+    assert comfy.run(twin("scr_caption"))["status"]["status_str"] == "success"
+
+
 def test_compare_workflow_gives_both_captions_and_the_heatmap(comfy):
     entry = comfy.run(twin("scr_compare_heatmap"))
     assert entry["status"]["status_str"] == "success", failure(entry)
