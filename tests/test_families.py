@@ -83,7 +83,7 @@ def expected_positions(family: str) -> list[list[int]]:
 
 # -- registry, decoder, layer rules ---------------------------------------------------------
 def test_registry_knows_every_family():
-    modern = {"llava_next", "llava_onevision", "gemma3", "qwen3_vl", "idefics3", "smolvlm"}  # test_families_modern
+    modern = {"llava_next", "llava_onevision", "gemma3", "qwen3_vl", "qwen3_vl_moe", "idefics3", "smolvlm"}  # test_families_modern
     assert set(FAMILIES) | {"llava"} == set(ADAPTERS) - modern
     assert list(ADAPTERS)[0] == "llava"
 
