@@ -8,6 +8,8 @@ lenient option is checked to differ exactly on the answers its documentation nam
 from __future__ import annotations
 
 import json
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -160,6 +162,61 @@ def test_chair_lemminflect_fallback_differs_where_documented(fixtures_dir):
     words = [m.word for c in result.captions for m in c.mentions]
     assert {"man", "vase", "stove top oven"} <= set(words) and "stove" not in words
     assert result.to_dict()["lemmatizer"] == "lemminflect"
+
+
+# LisaAnne/Hallucination utils/chair.py (the original CHAIR, pattern 3.6's singularize; GOLDEN.md) printed
+# "CHAIRs 100.0  CHAIRi 67.7" (its output file: 1.0 and 0.6774193548387096 = 21 / 31); per caption, its
+# mscoco_generated_words and mscoco_hallucinated_words (word, class), and per image its mscoco_gt_words.
+ORIGINAL_CHAIR_CLASSES = [
+    ["person", "person", "dog", "cat", "elephant", "train"], ["person", "frisbee", "toilet", "person", "bench"],
+    ["wine glass", "cup", "vase", "dining table", "oven", "oven", "hot dog"],
+    ["tv", "laptop", "cell phone", "dining table", "mouse", "teddy bear"],
+    ["car", "traffic light", "bus", "fire hydrant"], ["skis", "sports ball", "knife"],
+]
+ORIGINAL_CHAIR_HALLUCINATED = [
+    [("cat", "cat"), ("elephant", "elephant"), ("train", "train")], [("toilet", "toilet"), ("bench", "bench")],
+    [("wine glass", "wine glass"), ("vase", "vase"), ("stove", "oven"), ("oven", "oven"), ("hot dog", "hot dog")],
+    [("tv", "tv"), ("laptop computer", "laptop"), ("cell phone", "cell phone"), ("mouse", "mouse"),
+     ("teddy bear", "teddy bear")],
+    [("traffic light", "traffic light"), ("bus", "bus"), ("fire hydrant", "fire hydrant")],
+    [("ski", "skis"), ("ball", "sports ball"), ("knife", "knife")],
+]
+ORIGINAL_CHAIR_GT = {1: {"dog", "frisbee", "person"}, 2: {"cup", "dining table"}, 3: {"car"}}
+# The only fixture tokens whose class differs: pattern gives man (person) and vase, WordNet keeps "men"
+# and gives "vas", neither an object word. (Every other token, in captions and references, maps to the
+# same class; "people" is "person" there and "people" here, both the class person.)
+PATTERN_NOT_WORDNET = {"men": "man", "vases": "vase"}
+
+
+def test_chair_default_differs_from_the_original_chair_py_only_by_pattern_singularize(fixtures_dir):
+    coco = fixtures_dir / "coco"
+    files = (coco / "instances_val2014.json", coco / "captions_val2014.json")
+    captions = read_caption_file(GOLDEN / "chair_captions.jsonl")
+    default = ChairEvaluator.from_coco(*files, lemmatizer=LEMMATIZER)
+    ours = default.score(captions)
+    wordnet = default.lemmatizer
+    # WordNet with pattern's singular for those two words only, matched the same (reference) way
+    def pattern_words(word, vocabulary=frozenset()):
+        return PATTERN_NOT_WORDNET.get(word) or wordnet.normalize(word, vocabulary)
+
+    patterned = replace(wordnet, name="wordnet+pattern-words", normalize=pattern_words)
+    original = ChairEvaluator.from_coco(*files, lemmatizer=patterned)
+    assert default.ground_truth == original.ground_truth == ORIGINAL_CHAIR_GT
+    res = original.score(captions)
+    assert [[m.node for m in c.mentions] for c in res.captions] == ORIGINAL_CHAIR_CLASSES
+    assert [[(m.word, m.node) for m in c.hallucinated] for c in res.captions] == ORIGINAL_CHAIR_HALLUCINATED
+    assert (res.n_hallucinated_mentions, res.n_mentions) == (21, 31)
+    assert [f"{v * 100:.01f}" for v in (res.chair_s, res.chair_i)] == ["100.0", "67.7"]
+    # Ours (= OPERA's): 20 / 29 (69.0) - one person fewer in caption 1 ("men"), no vase in caption 3
+    assert [f"{v * 100:.01f}" for v in (ours.chair_s, ours.chair_i)] == ["100.0", "69.0"]
+    assert [wordnet.normalize(w) for w in PATTERN_NOT_WORDNET] == ["men", "vas"]
+    assert (ours.n_hallucinated_mentions, ours.n_mentions) == (20, 29)
+    diff = [(sorted((Counter(orig) - Counter(m.node for m in c.mentions)).elements()),
+             sorted((Counter(m.node for m in c.mentions) - Counter(orig)).elements()))
+            for orig, c in zip(ORIGINAL_CHAIR_CLASSES, ours.captions)]
+    assert diff == [(["person"], []), ([], []), (["vase"], []), ([], []), ([], []), ([], [])]
+    assert [[(m.word, m.node) for m in c.hallucinated] for c in ours.captions] == [
+        [h for h in hs if h != ("vase", "vase")] for hs in ORIGINAL_CHAIR_HALLUCINATED]
 
 
 # ---------------------------------------------------------------- HallusionBench (evaluation.py + utils.py)
