@@ -37,8 +37,8 @@ from torch import nn
 from ..config import SCRConfig
 from ..errors import ConfigError
 from ..layout import VisualGrid, VisualLayout
-from ..selection import proportional_budgets, source_capacity
 from .base import Adapter, AdapterOption
+from .shared import shared_budgets
 
 
 class InternVLAdapter(Adapter):
@@ -93,15 +93,4 @@ class InternVLAdapter(Adapter):
 
     def source_budgets(self, grids: Sequence[VisualGrid], maps: Sequence[np.ndarray], cfg: SCRConfig) -> list[int]:
         """K per image, split over the image's tiles in proportion to their attention mass."""
-        budgets = [cfg.k] * len(maps)
-        by_image: dict[object, list[int]] = {}
-        for index, grid in enumerate(grids):
-            by_image.setdefault(index if grid.image is None else grid.image, []).append(index)
-        for members in by_image.values():
-            if len(members) < 2:
-                continue
-            masses = [float(np.sum(maps[i])) for i in members]
-            caps = [source_capacity(grids[i].height, grids[i].width, cfg.exclude_border) for i in members]
-            for i, budget in zip(members, proportional_budgets(cfg.k, masses, caps)):
-                budgets[i] = budget
-        return budgets
+        return shared_budgets(grids, maps, cfg)
