@@ -217,19 +217,21 @@ class Adapter(ABC):
         """Locate every image grid in ``inputs['input_ids']``."""
 
     @staticmethod
-    def split_runs(input_ids: torch.Tensor, token_id: int, height: int, width: int) -> VisualLayout:
-        """Layout for families that expand each image into ``height*width`` copies of one token."""
-        per_image = height * width
+    def split_runs(input_ids: torch.Tensor, token_id: int, height: int, width: int, lead: int = 0) -> VisualLayout:
+        """Layout for families that expand each image into ``height*width`` copies of one token
+        (after ``lead`` copies that are no patch, e.g. a CLS feature a LLaVA keeps)."""
+        per_image = height * width + lead
         grids = []
         for sample, row in enumerate(input_ids):
             positions = torch.nonzero(row == token_id).flatten().cpu().numpy().astype(np.int64)
             if positions.size == 0 or positions.size % per_image:
                 raise LayoutError(
                     f"prompt {sample} has {positions.size} image tokens (id {token_id}); expected a multiple of "
-                    f"{per_image} ({height}x{width} per image). Was the prompt built by the model's processor?"
+                    f"{per_image} ({'CLS + ' if lead else ''}{height}x{width} per image). Was the prompt built by "
+                    "the model's processor?"
                 )
             for image, chunk in enumerate(positions.reshape(-1, per_image)):
-                grids.append(VisualGrid(sample, height, width, chunk, image))
+                grids.append(VisualGrid(sample, height, width, chunk[lead:], image))
         return VisualLayout(tuple(grids), int(input_ids.shape[0]), int(input_ids.shape[1]))
 
     @staticmethod

@@ -17,12 +17,10 @@ grid and is refused with a ``LayoutError``. Hooks on layers 0..11 (the paper's L
 
 from __future__ import annotations
 
-import numpy as np
-import torch
 from torch import nn
 
 from ..errors import LayoutError
-from ..layout import VisualGrid, VisualLayout
+from ..layout import VisualLayout
 from .base import Adapter
 
 
@@ -63,19 +61,5 @@ class LlavaAdapter(Adapter):
 
     def layout(self, inputs: dict) -> VisualLayout:
         height, width = self.grid_size()
-        lead = self.leading_tokens()
-        if not lead:
-            return self.split_runs(inputs["input_ids"], self.model.config.image_token_id, height, width)
-        per_image = height * width + lead
-        token_id = self.model.config.image_token_id
-        grids = []
-        for sample, row in enumerate(inputs["input_ids"]):
-            positions = torch.nonzero(row == token_id).flatten().cpu().numpy().astype(np.int64)
-            if positions.size == 0 or positions.size % per_image:
-                raise LayoutError(
-                    f"prompt {sample} has {positions.size} image tokens (id {token_id}); expected a multiple of "
-                    f"{per_image} (CLS + {height}x{width} per image). Was the prompt built by the model's processor?"
-                )
-            for image, chunk in enumerate(positions.reshape(-1, per_image)):
-                grids.append(VisualGrid(sample, height, width, chunk[lead:], image))
-        return VisualLayout(tuple(grids), int(inputs["input_ids"].shape[0]), int(inputs["input_ids"].shape[1]))
+        return self.split_runs(inputs["input_ids"], self.model.config.image_token_id, height, width,
+                               lead=self.leading_tokens())

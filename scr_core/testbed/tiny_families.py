@@ -250,10 +250,11 @@ BUILDERS = {
 }
 
 
-def build(family: str, out_dir: str | Path, **kwargs) -> Path:
-    """Write the tiny checkpoint of ``family`` (a key of ``BUILDERS``) into ``out_dir``."""
+def build(family: str, out_dir: str | Path, builders: dict | None = None, **kwargs) -> Path:
+    """Write the tiny checkpoint of ``family`` (a key of ``builders``, default ``BUILDERS``) into ``out_dir``."""
+    builders = BUILDERS if builders is None else builders
     try:
-        builder = BUILDERS[family]
+        builder = builders[family]
     except KeyError:
-        raise ValueError(f"unknown family {family!r}; choose from {', '.join(BUILDERS)}") from None
+        raise ValueError(f"unknown family {family!r}; choose from {', '.join(builders)}") from None
     return builder(out_dir, **kwargs)

@@ -346,8 +346,6 @@ BUILDERS = {
 
 def build(family: str, out_dir: str | Path, **kwargs) -> Path:
     """Write the tiny checkpoint of ``family`` (a key of ``BUILDERS``) into ``out_dir``."""
-    try:
-        builder = BUILDERS[family]
-    except KeyError:
-        raise ValueError(f"unknown family {family!r}; choose from {', '.join(BUILDERS)}") from None
-    return builder(out_dir, **kwargs)
+    from .tiny_families import build as build_from
+
+    return build_from(family, out_dir, BUILDERS, **kwargs)
