@@ -32,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write the results here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's; quick mode: 1)")
-    p.add_argument("--repeats", type=int, help="timed rounds per measurement (default 5)")
+    p.add_argument("--repeats", type=int, help="timed rounds per measurement (default 6; quick mode 5)")
     p.add_argument("--lengths", type=_ints, help="forced new-token counts, e.g. 16,100,256")
     p.add_argument("--batches", type=_ints, help="batch sizes, e.g. 1,4")
     p.add_argument("--sections", type=_names, help=f"a subset of {','.join(SECTIONS)}")

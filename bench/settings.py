@@ -1,6 +1,7 @@
 """What one benchmark run measures: the full plan of issue 17, or a quick one for CI.
 
-Full: forced lengths 16/100/256 new tokens, batches 1 and 4, 5 timed rounds after a warm-up,
+Full: forced lengths 16/100/256 new tokens, batches 1 and 4, 6 timed rounds after a warm-up
+(six: the length of the balanced order for the six end-to-end variants, see ``timing.orders``),
 on a random LLaVA-1.5-shaped model (width 256 on CPU, the 7B shape in fp16 on a GPU) or on
 ``--model``. Quick: the same sections on a tiny model, few tokens, one thread
 (on a busy 2-core CI machine a second OpenMP thread waits for a core and tiny ops take
@@ -55,7 +56,7 @@ def make(quick: bool, device: str, model: str | None = None, dtype: str | None =
                         repeats=5, warmup=1, memory_repeats=1, hook_tokens=8, growth_tokens=4, k=4, threads=1)
     else:
         base = Settings("full", device, dtype or ("float16" if gpu else "float32"),
-                        shapes.LLAVA_15_7B if gpu else shapes.LLAVA_15_CPU, model)
+                        shapes.LLAVA_15_7B if gpu else shapes.LLAVA_15_CPU, model, repeats=6)
     changes = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(changes.get("sections", ())) - set(SECTIONS)
     if unknown:

@@ -21,8 +21,10 @@ def _limit(doc):
     if not cells:
         return _row(target, "not measured", None)
     worst = max(cells, key=lambda c: c["ratios"]["scr/two_pass_limit"]["median"])
-    excess = worst["ratios"]["scr/two_pass_limit"]["median"] - 1
-    return _row(target, f"worst {excess * 100:+.1f} % (batch {worst['batch']}, {worst['new_tokens']} tokens)",
+    r = worst["ratios"]["scr/two_pass_limit"]
+    excess = r["median"] - 1
+    return _row(target, f"worst {excess * 100:+.1f} % (quartiles {(r['p25'] - 1) * 100:+.1f} .. "
+                        f"{(r['p75'] - 1) * 100:+.1f} %, batch {worst['batch']}, {worst['new_tokens']} tokens)",
                 excess <= 0.05)
 
 

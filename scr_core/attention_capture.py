@@ -7,6 +7,10 @@ implementation (sdpa, flash, ...) and, for the layers being captured, also compu
 softmax(q·kᵀ·scale + mask) for the requested query rows only. The decoder's config is
 switched to the wrapper for the duration of a ``with capture_attention(...)`` block.
 
+With ``stop_after_last``, the wrapper raises ``CaptureComplete`` as soon as the last captured
+layer's rows are recorded: nothing after that point is needed (not that layer's attention
+output, projection or MLP, nor any later layer), so the diagnostic pass ends there.
+
 Only the registries' public API is used (``in``, indexing, ``AttentionInterface.register``):
 tested with transformers 5.24 (the range ``requirements.txt`` allows is >= 5.24, < 6).
 """
@@ -26,12 +30,17 @@ from transformers.masking_utils import AttentionMaskInterface
 from .errors import SCRError
 
 
+class CaptureComplete(Exception):
+    """Raised inside the last captured layer's attention once its rows are recorded (``stop_after_last``)."""
+
+
 @dataclass
 class AttentionCapture:
     """Accumulates head-averaged attention rows ``[row_start:]`` over the captured layers."""
 
     layers: frozenset[int]
     row_start: int
+    stop_after_last: bool = False  # raise CaptureComplete once every captured layer is recorded
     total: torch.Tensor | None = None  # (batch, rows, keys), float32, sum over layers of head means
     seen: list[int] = field(default_factory=list)
 
@@ -70,6 +79,8 @@ def _wrapper_for(base_fn):
             scale = scaling if scaling is not None else query.shape[-1] ** -0.5
             with torch.no_grad():
                 capture.record(layer_idx, query, key, attention_mask, scale)
+            if capture.stop_after_last and capture.layers.issubset(capture.seen):
+                raise CaptureComplete
         return base_fn(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
 
     return capture_then_attend

@@ -1,7 +1,8 @@
 """Pass 1: the diagnostic forward that picks the sources.
 
-It runs the decoder only up to the last diagnostic layer (a forward hook there raises a
-private exception that ends the pass), captures attention rows of the post-image text
+It runs the decoder only up to the attention of the last diagnostic layer (the capture raises
+``CaptureComplete`` once that layer's rows are recorded; a forward hook on the layer ends the
+pass too, for attention code the capture never sees), captures attention rows of the post-image text
 queries against every key with the model's own attention kernel still doing the work
 (``attention_capture``), and averages them over heads, layers and query rows. The result
 per image grid is the spatial attention map A; its entropy (nats, after renormalising over
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attention_capture import AttentionCapture, capture_attention
+from .attention_capture import AttentionCapture, CaptureComplete, capture_attention
 from .config import SCRConfig
 from .errors import InputError, SCRError
 from .layout import VisualLayout
@@ -25,7 +26,7 @@ from .results import Diagnosis, entropy_nats  # noqa: F401  (re-exported: their 
 from .selection import GridPlan, RedistributionPlan, select_sources, select_uniform
 
 
-class _DiagnosticComplete(Exception):
+class _DiagnosticComplete(CaptureComplete):
     """Raised by the hook on the last diagnostic layer to skip the rest of the model."""
 
 
@@ -46,7 +47,7 @@ def run_until(model: nn.Module, layers: nn.ModuleList, last: int, model_kwargs: 
     try:
         with torch.no_grad():
             model(**model_kwargs, use_cache=False)
-    except _DiagnosticComplete:
+    except CaptureComplete:  # the layer hook's, or the capture's inside the last layer's attention
         pass
     finally:
         handle.remove()
@@ -68,7 +69,7 @@ def attention_maps(model: nn.Module, layers: nn.ModuleList, decoder_config, mode
                 )
     else:
         starts = [layout.seq_len - 1] * layout.batch_size
-    capture = AttentionCapture(frozenset(cfg.diag_layers), row_start=min(starts))
+    capture = AttentionCapture(frozenset(cfg.diag_layers), row_start=min(starts), stop_after_last=True)
     with capture_attention(decoder_config, capture):
         run_until(model, layers, max(cfg.diag_layers), model_kwargs)
     if capture.total is None:  # the model's own attention code never called the registry

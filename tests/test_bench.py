@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import subprocess
 import sys
@@ -90,13 +91,23 @@ def test_a_run_refuses_to_overwrite_its_json_before_measuring(quick_json):
     assert quick_json.read_text() == before
 
 
-def test_interleave_rotates_the_order_and_drops_the_warm_up():
+def test_interleave_balances_the_order_and_drops_the_warm_up():
     calls = []
-    variants = {name: (lambda name=name: calls.append(name) or {"tag": name}) for name in "ABC"}
-    rounds = timing.interleave(variants, repeats=3, warmup=1)
-    assert calls == list("ABC" "BCA" "CAB" "ABC")
-    assert {name: [r["tag"] for r in rows] for name, rows in rounds.items()} == {n: [n] * 3 for n in "ABC"}
+    variants = {name: (lambda name=name: calls.append(name) or {"tag": name}) for name in "ABCD"}
+    rounds = timing.interleave(variants, repeats=4, warmup=1)
+    assert calls == list("DACB" "ABDC" "BCAD" "CDBA" "DACB")  # warm-up: the design's last row
+    assert {name: [r["tag"] for r in rows] for name, rows in rounds.items()} == {n: [n] * 4 for n in "ABCD"}
     assert all(r["ms"] >= 0 for rows in rounds.values() for r in rows)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7])
+def test_orders_put_every_variant_after_every_other_equally_often(n):
+    rows = timing.orders(n)
+    assert all(sorted(row) == list(range(n)) for row in rows)  # each row runs every variant once
+    assert all(sorted(column) == sorted(rows[0] * (len(rows) // n)) for column in zip(*rows))  # Latin columns
+    pairs = collections.Counter((a, b) for row in rows for a, b in zip(row, row[1:]))
+    assert set(pairs) == {(a, b) for a in range(n) for b in range(n) if a != b}
+    assert len(set(pairs.values())) == 1  # a rotation would give each variant one predecessor only
 
 
 def test_stats_and_paired_ratios():

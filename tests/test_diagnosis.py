@@ -70,6 +70,26 @@ def test_early_exit_skips_the_layers_after_the_last_diagnostic_layer(pipe, image
     assert not pipe.model.lm_head._forward_hooks
 
 
+def test_the_pass_ends_inside_the_last_diagnostic_layer_once_its_rows_are_captured(pipe, images):
+    """Layer 6's attention probabilities are the last thing the map needs: its attention output
+    projection and MLP never run (and nothing after), yet the map is the one a full forward gives."""
+    layers = pipe.adapter.decoder_layers()
+    ran = []
+    watched = [(i, name, module) for i in (5, 6) for name, module in layers[i].named_children()
+               if name in ("mlp", "post_attention_layernorm")]
+    watched += [(i, "o_proj", layers[i].self_attn.o_proj) for i in (5, 6)]
+    handles = [module.register_forward_hook(lambda m, a, o, tag=(i, name): ran.append(tag))
+               for i, name, module in watched]
+    try:
+        diag = pipe.diagnose(images[0], config=SCRConfig(k=4, diag_layers=(3, 6)))[0]
+    finally:
+        for h in handles:
+            h.remove()
+    assert sorted(set(ran)) == [(5, "mlp"), (5, "o_proj"), (5, "post_attention_layernorm")]
+    assert not any(h for layer in layers for h in (layer._forward_hooks, layer._forward_pre_hooks))
+    assert diag.maps[0].std() > 0  # equal to eager attention's: test_diagnostic_map_equals_eager_attention
+
+
 def test_vision_tower_runs_once_per_scr_caption(pipe, images):
     calls = []
     handle = pipe.model.model.vision_tower.register_forward_hook(lambda *a: calls.append(1))
