@@ -121,7 +121,8 @@ def _onnx(section: dict) -> str:
     if section.get("status") != "measured":
         return f"**ONNX Runtime vs PyTorch**: {section.get('status')} — {section.get('reason', '')}"
     rows = [f"**ONNX Runtime vs PyTorch** (`python -m export.onnx` graphs in `export.runtime.OnnxVLM`, "
-            f"{section['provider']}, {section['threads']} intra-op threads; both sides prefill with the same SCR "
+            f"{_opset(section)}{section['provider']}, {section['threads']} intra-op threads; both sides prefill "
+            "with the same SCR "
             "plans and decode greedily to the forced length)", "",
             "| batch | new tokens | PyTorch decode | onnxruntime decode | onnxruntime / PyTorch | PyTorch prefill "
             "| onnxruntime prefill |", "|---|---|---|---|---|---|---|"]
@@ -136,6 +137,13 @@ def _onnx(section: dict) -> str:
                  f"MiB; peak RSS {m['scr_peak_rss_mib']} vs {m['plain_peak_rss_mib']} MiB; the PyTorch model's "
                  f"weights {m['torch_weights_mib']} MiB; on disk: {disk}."]
     return "\n".join(rows)
+
+
+def _opset(section: dict) -> str:
+    """Which attention the graphs hold (runs before the opset was recorded: opset 18)."""
+    opset = section.get("opset", 18)
+    kind = "ONNX Attention op" if opset >= 23 else "decomposed attention"
+    return f"opset {opset}, {kind}; "
 
 
 def _per_s(s: dict) -> str:

@@ -18,7 +18,7 @@ from torch.export import Dim
 from scr_core import SCRError
 
 from . import ops
-from .graphs import DecoderPart, Embedding, use_export_attention
+from .graphs import FUSED_ATTENTION_OPSET, DecoderPart, Embedding, use_export_attention
 from .torch_ops import translation_table
 
 BATCH, SEQ, PAST = 2, 7, 3
@@ -36,7 +36,7 @@ class GraphExporter:
         self.text = self.lm.config
         self.depth = pipe.depth
         self.split = max(cfg.diag_layers)  # last layer of the head
-        use_export_attention(pipe.adapter.decoder_config())
+        use_export_attention(pipe.adapter.decoder_config(), fused=opset >= FUSED_ATTENTION_OPSET)
 
     # -- graphs ------------------------------------------------------------------------
     def vision(self, path: Path) -> dict:

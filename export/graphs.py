@@ -25,8 +25,11 @@ from transformers.masking_utils import AttentionMaskInterface
 from . import torch_ops  # noqa: F401  (registers torch.ops.scr.redistribute)
 
 ATTENTION_NAME = "scr_export_sdpa"
+FUSED_ATTENTION_OPSET = 23  # ONNX's Attention op (past/present, GQA, masks) exists from opset 23
 # Filled by DecoderPart.forward while tracing; read by the attention function below.
 _CAPTURE: dict = {"layers": frozenset(), "total": None, "count": 0}
+# Set by use_export_attention: emit ONNX's Attention op (one fused kernel) instead of sdpa's decomposition.
+_FUSED: dict = {"on": False}
 
 
 def _probabilities(query, key, mask, scaling) -> torch.Tensor:
@@ -46,21 +49,47 @@ def _probabilities(query, key, mask, scaling) -> torch.Tensor:
 
 
 def _attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
-    """SDPA for the output; at the diagnostic layers also the probabilities the map needs."""
+    """SDPA (or ONNX's Attention op) for the output; at the diagnostic layers also the probabilities."""
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     if getattr(module, "layer_idx", None) in _CAPTURE["layers"]:
-        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
         probs = _probabilities(query, key, attention_mask, scale)
         _CAPTURE["total"] = probs if _CAPTURE["total"] is None else _CAPTURE["total"] + probs
         _CAPTURE["count"] += 1
+    if _FUSED["on"]:
+        return _fused_attention(query, key, value, attention_mask, scale)
     return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
 
 
-def use_export_attention(decoder_config) -> None:
-    """Route the decoder's attention through ``_attention`` (sdpa underneath)."""
+def _fused_attention(query, key, value, mask, scale: float):
+    """``torch.onnx.ops.attention``, exported as one ONNX ``Attention`` node (opset 23).
+
+    Why: the sdpa decomposition materialises the score matrix through a dozen nodes and
+    transposes every cached key at every decode step; onnxruntime's Attention kernel does the
+    products itself. The mask is made additive (0 / the dtype's lowest value) so a fully
+    masked row (a left-padding position) averages instead of turning into NaN, as in
+    transformers' eager attention; grouped KV heads are the op's own (no repeat).
+    """
+    t = key.shape[2]
+    if mask is None:  # causality implicit: the bottom-right triangle, as sdpa's is_causal
+        s = query.shape[2]
+        mask = torch.arange(t, device=query.device)[None, :] <= (torch.arange(s, device=query.device) + (t - s))[:, None]
+        mask = mask[None, None]
+    else:
+        mask = mask[..., :t]
+    if mask.dtype == torch.bool:
+        low = torch.finfo(query.dtype).min
+        mask = torch.where(mask, torch.zeros((), dtype=query.dtype), torch.full((), low, dtype=query.dtype))
+    out, _, _, _ = torch.onnx.ops.attention(query, key, value, mask.to(query.dtype), scale=scale)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def use_export_attention(decoder_config, fused: bool = False) -> None:
+    """Route the decoder's attention through ``_attention``: sdpa underneath, or ONNX's Attention op."""
     if ATTENTION_NAME not in AttentionInterface():
         AttentionInterface.register(ATTENTION_NAME, _attention)
         AttentionMaskInterface.register(ATTENTION_NAME, AttentionMaskInterface()["sdpa"])
     decoder_config._attn_implementation = ATTENTION_NAME
+    _FUSED["on"] = fused
 
 
 class Embedding(nn.Module):

@@ -41,7 +41,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--diag-layers", type=_layers, default=None, help="diagnostic layers (family default)")
     p.add_argument("--hook-layers", type=_layers, default=None, help="hooked layers (family default)")
     p.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset of the graphs (default {DEFAULT_OPSET}: the decoder's attention as ONNX's "
+                        "Attention op, onnxruntime >= 1.23); 18-21: the attention decomposed into basic ops")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--debug", action="store_true", help="show tracebacks and exporter warnings")
     return p

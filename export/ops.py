@@ -157,14 +157,19 @@ def function_protos() -> list[onnx.FunctionProto]:
 def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:
     """Add the ``ai.scr`` function bodies and opset imports to ``model`` (in place; returned).
 
-    The function bodies use opset 18; a model importing another default opset still loads
-    (onnxruntime resolves each function against its own imports).
+    The bodies are written at opset 18; a model importing a newer default opset gets them at its
+    own version (the checker requires one version per domain), which changes nothing: every op
+    they use keeps its opset-18 meaning up to opset 23 (the later versions only add types).
     """
+    imports = {o.domain: o for o in model.opset_import}
+    default = imports[""].version if "" in imports else 18
     present = {(f.domain, f.name) for f in model.functions}
     for proto in function_protos():
         if (proto.domain, proto.name) not in present:
+            for opset in proto.opset_import:
+                if opset.domain == "" and default > opset.version:
+                    opset.version = default
             model.functions.append(proto)
-    imports = {o.domain: o for o in model.opset_import}
     if DOMAIN not in imports:
         model.opset_import.append(onnx.helper.make_opsetid(DOMAIN, VERSION))
     if "" not in imports:
@@ -173,6 +178,7 @@ def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 IR_VERSION = 10  # onnxruntime-gpu 1.31 reads IR <= 13; onnx 1.23 writes 14 by default
+
 
 
 def select_model(exclude_border: bool = True, score_type: int = onnx.TensorProto.FLOAT) -> onnx.ModelProto:

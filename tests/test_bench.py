@@ -43,7 +43,7 @@ def test_quick_json_has_every_field_the_report_needs(quick_json):
     assert {p["axis"] for p in doc["growth"]} == {"visual_tokens", "depth"}
     assert {p["family"] for p in doc["growth"]} == {"llava", "qwen2_vl"}
     onnx = doc["onnx_runtime"]
-    assert onnx["status"] == "measured" and onnx["provider"] == "CPUExecutionProvider"
+    assert onnx["status"] == "measured" and onnx["provider"] == "CPUExecutionProvider" and onnx["opset"] == 23
     assert [c["batch"] for c in onnx["cells"]] == list(s["batches"])
     assert onnx["memory"]["scr_sessions_mib"] > 0 and onnx["memory"]["plain_sessions_mib"] > 0
     assert doc["machine"]["torch_threads"] == 1 and doc["machine"]["load_average_end"] is not None

@@ -17,12 +17,12 @@ from tests.test_onnx_llava import NEW_TOKENS, assert_parity, torch_reference
 K = 4  # a tiny tile is a 6x6 grid (16 interior patches)
 
 
-def _exported(family: str, tmp_path_factory):
+def _exported(family: str, tmp_path_factory, opset: int):
     from scr_core.testbed.tiny_families import build
 
     folder = build(family, tmp_path_factory.mktemp("tiny") / family, num_layers=8)
-    vlm = OnnxVLM(export(ExportOptions(model=folder, out=tmp_path_factory.mktemp("onnx") / family, k=K)),
-                  provider="cpu")
+    vlm = OnnxVLM(export(ExportOptions(model=folder, out=tmp_path_factory.mktemp("onnx") / family, k=K,
+                                       opset=opset)), provider="cpu")
     return folder, vlm
 
 
@@ -47,17 +47,19 @@ def _check(vlm, pipe, images, prompts):
     assert_parity(vlm, results, tokens, logits)
 
 
-def test_internvl_batch_with_two_images_in_one_prompt(tmp_path_factory):
-    folder, vlm = _exported("internvl", tmp_path_factory)
+@pytest.mark.parametrize("opset", [18, 23], ids=["decomposed-attention", "attention-op"])
+def test_internvl_batch_with_two_images_in_one_prompt(tmp_path_factory, opset):
+    folder, vlm = _exported("internvl", tmp_path_factory, opset)
     pipe = SCRPipeline.from_pretrained(folder)
     pipe.processor.image_processor = AutoImageProcessor.from_pretrained(folder, backend="pil")
     _check(vlm, pipe, *_batch())
 
 
-def test_chameleon_vq_tokenizer_batch_with_two_images_in_one_prompt(tmp_path_factory):
+@pytest.mark.parametrize("opset", [18, 23], ids=["decomposed-attention", "attention-op"])
+def test_chameleon_vq_tokenizer_batch_with_two_images_in_one_prompt(tmp_path_factory, opset):
     """vision.onnx returns the VQ codes as text tokens; the logits of image codes are suppressed as in
     ``ChameleonForConditionalGeneration``."""
-    folder, vlm = _exported("chameleon", tmp_path_factory)
+    folder, vlm = _exported("chameleon", tmp_path_factory, opset)
     assert vlm.sessions["vision"].get_outputs()[0].name == "image_token_ids"
     pipe = SCRPipeline.from_pretrained(folder, processor_kwargs={"backend": "pil"})
     _check(vlm, pipe, *_batch())

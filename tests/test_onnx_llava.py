@@ -157,6 +157,39 @@ def test_left_padded_batch_of_two(llava_vlm, llava_pil_pipe, images):
     assert_parity(llava_vlm, results, tokens, logits)
 
 
+@pytest.fixture(scope="session")
+def llava_decomposed_vlm(tmp_path_factory, llava_dir) -> OnnxVLM:
+    """The same checkpoint exported at opset 18: the attention decomposed into basic ops."""
+    return OnnxVLM(export(ExportOptions(model=llava_dir, out=tmp_path_factory.mktemp("onnx") / "llava18", opset=18)),
+                   provider="cpu")
+
+
+def test_default_opset_puts_one_attention_node_in_each_decoder_layer(llava_onnx, llava_decomposed_vlm):
+    head, tail = (onnx.load(str(llava_onnx / f"decoder_{part}.onnx")) for part in ("head", "tail"))
+    for model, layers in ((head, 5), (tail, 5)):
+        assert model.ir_version == 10
+        assert {o.domain: o.version for o in model.opset_import}[""] == 23
+        assert sum(n.op_type == "Attention" for n in model.graph.node) == layers
+        assert {o.domain: o.version for f in model.functions for o in f.opset_import}.get("", 23) == 23
+    # the tail has no diagnostic layer: no softmax of its own (the head keeps the diagnostic's rows)
+    assert not [n for n in tail.graph.node if n.op_type == "Softmax"]
+    config = json.loads((llava_onnx / "scr_config.json").read_text())
+    assert (config["export"]["opset"], config["export"]["ir_version"]) == (23, 10)
+    old = onnx.load(str(llava_decomposed_vlm.folder / "decoder_tail.onnx"))
+    assert not [n for n in old.graph.node if n.op_type == "Attention"]
+    assert [n for n in old.graph.node if n.op_type == "Softmax"]
+
+
+def test_opset_18_left_padded_batch_of_two_matches_pytorch(llava_decomposed_vlm, llava_pil_pipe, images):
+    prompts = ["Describe the image.", "Is there a red cat on the left of the large blue square?"]
+    diagnoses = llava_pil_pipe.diagnose(images[:2], prompts)
+    tokens, logits = torch_reference(llava_pil_pipe, images[:2], prompts, [d.plan for d in diagnoses])
+    results = llava_decomposed_vlm.caption(images[:2], prompts, max_new_tokens=NEW_TOKENS)
+    assert llava_decomposed_vlm.prepare(images[:2], prompts).attention_mask[0, 0] == 0  # really left-padded
+    assert [r.plan for r in results] == [d.plan for d in diagnoses]
+    assert_parity(llava_decomposed_vlm, results, tokens, logits)
+
+
 def test_scr_changes_the_output(llava_vlm, images):
     """The ai.scr nodes really act: the SCR prefill logits differ from the vanilla ones."""
     llava_vlm.caption(images[1], max_new_tokens=1)

@@ -89,6 +89,17 @@ def test_left_padded_batch_of_two(qwen_vlm, qwen_pipe, pictures):
     assert max((row != qwen_vlm.pad).sum() for row in tokens) >= 10  # long enough to compare decode steps
 
 
+def test_opset_18_decomposed_attention_with_grouped_kv_heads_and_mrope(qwen_dir, qwen_pipe, pictures, tmp_path):
+    """The default export (opset 23) hands Qwen2-VL's grouped KV heads to the Attention op as they are;
+    opset 18 decomposes it (KV heads repeated): both against PyTorch, on a left-padded batch whose
+    second prompt holds two images of different sizes."""
+    out = export(ExportOptions(model=qwen_dir, out=tmp_path / "qwen18", k=K, hook_layers=HOOKS, opset=18))
+    vlm = OnnxVLM(out, provider="cpu")
+    text = qwen_pipe.adapter.language_model().config
+    assert text.num_key_value_heads < text.num_attention_heads
+    _check(vlm, qwen_pipe, [[pictures[2]], pictures[:2]], ["Describe the image.", "What differs between the two?"])
+
+
 def test_k_beyond_a_grid_is_refused(qwen_vlm, pictures):
     with pytest.raises(ConfigError, match="exceeds the 30 candidate patches"):
         qwen_vlm.diagnose(pictures[0], k=31)
