@@ -21,7 +21,7 @@ from pathlib import Path
 from . import inputs, settings, shapes
 
 
-def profile(batch: int, tokens: int, quick: bool, threads: int | None) -> dict:
+def profile(batch: int, tokens: int, quick: bool, threads: int | None, opset: int | None = None) -> dict:
     import onnxruntime as ort
     import torch
 
@@ -38,8 +38,10 @@ def profile(batch: int, tokens: int, quick: bool, threads: int | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="scr-onnx-profile-") as tmp:
         from export.runtime import OnnxVLM
 
-        _, folder = export_checkpoint(pipe, cfg, None, "fp32", Path(tmp), lambda m: print(m, file=sys.stderr))
+        _, folder = export_checkpoint(pipe, cfg, None, "fp32", Path(tmp), lambda m: print(m, file=sys.stderr),
+                                      opset=opset)
         vlm = OnnxVLM(folder, provider="cpu", threads=torch.get_num_threads())
+        opset_used = json.loads((folder / "scr_config.json").read_text())["export"]["opset"]
         onnx_batch = vlm.prepare(images)
         plans = [d.plan for d in pipe.diagnose(pipe.prepare(images), config=cfg)]
         vlm.generate(onnx_batch, scr=plans, max_new_tokens=2, min_new_tokens=2)  # warm-up
@@ -53,6 +55,7 @@ def profile(batch: int, tokens: int, quick: bool, threads: int | None) -> dict:
         result = vlm.generate(onnx_batch, scr=plans, max_new_tokens=tokens, min_new_tokens=tokens)[0]
         traces = [json.loads(Path(vlm.sessions[name].end_profiling()).read_text()) for name in ("head", "tail")]
     return {"batch": batch, "tokens": tokens, "threads": torch.get_num_threads(), "shape": plan.shape.name,
+            "opset": opset_used,
             "prefill_ms": result.timings.prefill_ms, "decode_ms_per_token": result.timings.decode_ms_per_token,
             **split_by_run(traces, skip_runs=1)}
 
@@ -85,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--quick", action="store_true", help="the tiny model (checks that it runs)")
     p.add_argument("--threads", type=int)
+    p.add_argument("--opset", type=int, help="the export's opset (default: the exporter's; 18 = decomposed attention)")
     args = p.parse_args(argv)
-    report = profile(args.batch, args.tokens, args.quick, args.threads)
+    report = profile(args.batch, args.tokens, args.quick, args.threads, args.opset)
     print(json.dumps(report, indent=1))
     return 0
 

@@ -39,12 +39,14 @@ def _export(ctx: Context, tmp: Path) -> tuple[Path, Path]:
                              ctx.log)
 
 
-def export_checkpoint(pipe, cfg, model: str | None, dtype: str, tmp: Path, log) -> tuple[Path, Path]:
+def export_checkpoint(pipe, cfg, model: str | None, dtype: str, tmp: Path, log,
+                      opset: int | None = None) -> tuple[Path, Path]:
     """(checkpoint folder, exported folder): ``model`` as it is, or ``pipe``'s model saved under ``tmp``,
-    exported with the SCR settings ``cfg`` (K, λ, diagnostic and hook layers) in ``dtype`` (fp32/fp16)."""
+    exported with the SCR settings ``cfg`` (K, λ, diagnostic and hook layers) in ``dtype`` (fp32/fp16)
+    at ``opset`` (default: the exporter's)."""
     import time
 
-    from export.exporter import ExportOptions, export
+    from export.exporter import DEFAULT_OPSET, ExportOptions, export
 
     checkpoint = Path(model) if model else tmp / "checkpoint"
     if not model:
@@ -52,7 +54,8 @@ def export_checkpoint(pipe, cfg, model: str | None, dtype: str, tmp: Path, log) 
         pipe.processor.save_pretrained(checkpoint)
     start = time.perf_counter()
     folder = export(ExportOptions(model=checkpoint, out=tmp / "onnx", k=cfg.k, lam=cfg.lam,
-                                  diag_layers=tuple(cfg.diag_layers), hook_layers=tuple(cfg.hook_layers), dtype=dtype))
+                                  diag_layers=tuple(cfg.diag_layers), hook_layers=tuple(cfg.hook_layers), dtype=dtype,
+                                  opset=opset or DEFAULT_OPSET))
     log(f"onnx runtime: exported in {time.perf_counter() - start:.1f} s")
     return checkpoint, Path(folder)
 

@@ -126,11 +126,11 @@ def test_cpu_peak_memory_sees_an_allocation_and_resets_between_calls():
 
 def test_onnx_profile_splits_operator_time_into_prefill_and_decode_steps():
     """``python -m bench.onnx_profile --quick``: onnxruntime's profiler on the tiny model's decoder."""
-    proc = subprocess.run([sys.executable, "-m", "bench.onnx_profile", "--quick", "--batch", "2", "--tokens", "4",
+    proc = subprocess.run([sys.executable, "-m", "bench.onnx_profile", "--quick", "--batch", "2", "--tokens", "4", "--opset", "18",
                            "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
-    assert (report["batch"], report["tokens"]) == (2, 4)
+    assert (report["batch"], report["tokens"], report["opset"]) == (2, 4, 18)
     prefill, decode = report["prefill_ms_by_op"], report["decode_ms_per_step_by_op"]
     assert "MatMul" in prefill and "MatMul" in decode and all(ms >= 0 for ms in [*prefill.values(), *decode.values()])
     assert list(prefill.values()) == sorted(prefill.values(), reverse=True)
