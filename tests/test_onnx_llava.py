@@ -147,16 +147,6 @@ def test_logits_and_tokens_match_pytorch(llava_vlm, llava_pil_pipe, images, scr)
     assert results[0].timings.new_tokens == tokens.shape[1] and results[0].timings.prefill_ms > 0
 
 
-def test_left_padded_batch_of_two(llava_vlm, llava_pil_pipe, images):
-    prompts = ["Describe the image.", "Is there a red cat on the left of the large blue square?"]
-    diagnoses = llava_pil_pipe.diagnose(images[:2], prompts)
-    tokens, logits = torch_reference(llava_pil_pipe, images[:2], prompts, [d.plan for d in diagnoses])
-    results = llava_vlm.caption(images[:2], prompts, max_new_tokens=NEW_TOKENS)
-    assert llava_vlm.prepare(images[:2], prompts).attention_mask[0, 0] == 0  # really left-padded
-    assert [r.plan for r in results] == [d.plan for d in diagnoses]
-    assert_parity(llava_vlm, results, tokens, logits)
-
-
 @pytest.fixture(scope="session")
 def llava_decomposed_vlm(tmp_path_factory, llava_dir) -> OnnxVLM:
     """The same checkpoint exported at opset 18: the attention decomposed into basic ops."""
@@ -180,14 +170,16 @@ def test_default_opset_puts_one_attention_node_in_each_decoder_layer(llava_onnx,
     assert [n for n in old.graph.node if n.op_type == "Softmax"]
 
 
-def test_opset_18_left_padded_batch_of_two_matches_pytorch(llava_decomposed_vlm, llava_pil_pipe, images):
+@pytest.mark.parametrize("graphs", ["llava_vlm", "llava_decomposed_vlm"], ids=["opset-23", "opset-18"])
+def test_left_padded_batch_of_two(graphs, llava_pil_pipe, images, request):
+    vlm = request.getfixturevalue(graphs)
     prompts = ["Describe the image.", "Is there a red cat on the left of the large blue square?"]
     diagnoses = llava_pil_pipe.diagnose(images[:2], prompts)
     tokens, logits = torch_reference(llava_pil_pipe, images[:2], prompts, [d.plan for d in diagnoses])
-    results = llava_decomposed_vlm.caption(images[:2], prompts, max_new_tokens=NEW_TOKENS)
-    assert llava_decomposed_vlm.prepare(images[:2], prompts).attention_mask[0, 0] == 0  # really left-padded
+    results = vlm.caption(images[:2], prompts, max_new_tokens=NEW_TOKENS)
+    assert vlm.prepare(images[:2], prompts).attention_mask[0, 0] == 0  # really left-padded
     assert [r.plan for r in results] == [d.plan for d in diagnoses]
-    assert_parity(llava_decomposed_vlm, results, tokens, logits)
+    assert_parity(vlm, results, tokens, logits)
 
 
 def test_scr_changes_the_output(llava_vlm, images):
