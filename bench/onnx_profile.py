@@ -41,7 +41,6 @@ def profile(batch: int, tokens: int, quick: bool, threads: int | None, opset: in
         _, folder = export_checkpoint(pipe, cfg, None, "fp32", Path(tmp), lambda m: print(m, file=sys.stderr),
                                       opset=opset)
         vlm = OnnxVLM(folder, provider="cpu", threads=torch.get_num_threads())
-        opset_used = json.loads((folder / "scr_config.json").read_text())["export"]["opset"]
         onnx_batch = vlm.prepare(images)
         plans = [d.plan for d in pipe.diagnose(pipe.prepare(images), config=cfg)]
         vlm.generate(onnx_batch, scr=plans, max_new_tokens=2, min_new_tokens=2)  # warm-up
@@ -55,7 +54,7 @@ def profile(batch: int, tokens: int, quick: bool, threads: int | None, opset: in
         result = vlm.generate(onnx_batch, scr=plans, max_new_tokens=tokens, min_new_tokens=tokens)[0]
         traces = [json.loads(Path(vlm.sessions[name].end_profiling()).read_text()) for name in ("head", "tail")]
     return {"batch": batch, "tokens": tokens, "threads": torch.get_num_threads(), "shape": plan.shape.name,
-            "opset": opset_used,
+            "opset": vlm.config["export"]["opset"],
             "prefill_ms": result.timings.prefill_ms, "decode_ms_per_token": result.timings.decode_ms_per_token,
             **split_by_run(traces, skip_runs=1)}
 

@@ -100,7 +100,7 @@ def _measure(ctx: Context, checkpoint: Path, folder: Path) -> dict:
         ctx.log(f"onnx runtime, batch {batch}: {cell['decode_tokens_per_s']['onnxruntime']['median']:.1f} tokens/s "
                 f"vs PyTorch {cell['decode_tokens_per_s']['pytorch']['median']:.1f} (x{cell['ratio']['median']:.3f})")
     return {"status": "measured", "provider": vlm.providers[0], "threads": threads,
-            "opset": json.loads((folder / "scr_config.json").read_text())["export"]["opset"], "cells": cells,
+            "opset": vlm.config["export"]["opset"], "cells": cells,
             "ratio": stats(c["ratio"]["median"] for c in cells), "memory": _memory(ctx, checkpoint, folder, provider)}
 
 

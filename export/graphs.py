@@ -24,12 +24,21 @@ from transformers.masking_utils import AttentionMaskInterface
 
 from . import torch_ops  # noqa: F401  (registers torch.ops.scr.redistribute)
 
-ATTENTION_NAME = "scr_export_sdpa"
 FUSED_ATTENTION_OPSET = 23  # ONNX's Attention op (past/present, GQA, masks) exists from opset 23
-# Filled by DecoderPart.forward while tracing; read by the attention function below.
+# The two attention implementations registered for tracing: sdpa's decomposition, or ONNX's Attention op.
+ATTENTION_NAMES = {False: "scr_export_sdpa", True: "scr_export_attention_op"}
+# Filled by DecoderPart.forward while tracing; read by the attention functions below.
 _CAPTURE: dict = {"layers": frozenset(), "total": None, "count": 0}
-# Set by use_export_attention: emit ONNX's Attention op (one fused kernel) instead of sdpa's decomposition.
-_FUSED: dict = {"on": False}
+
+
+def _key_mask(query, key, mask) -> torch.Tensor:
+    """The mask over the keys (bool: attend, or additive float), made explicit when causality is implicit
+    (sdpa's ``is_causal``: the bottom-right triangle)."""
+    s, t = query.shape[2], key.shape[2]
+    if mask is None:
+        positions = torch.arange(t, device=query.device)
+        return (positions[None, :] <= (torch.arange(s, device=query.device) + (t - s))[:, None])[None, None]
+    return mask[..., :t]
 
 
 def _probabilities(query, key, mask, scaling) -> torch.Tensor:
@@ -37,31 +46,16 @@ def _probabilities(query, key, mask, scaling) -> torch.Tensor:
     q = query.float()
     k = repeat_kv(key, query.shape[1] // key.shape[1]).float()
     scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
-    if mask is None:  # causality implicit (sdpa is_causal)
-        s, t = query.shape[2], key.shape[2]
-        allowed = torch.arange(t, device=q.device)[None, :] <= (torch.arange(s, device=q.device) + (t - s))[:, None]
-        scores = scores.masked_fill(~allowed, float("-inf"))
-    elif mask.dtype == torch.bool:
-        scores = scores.masked_fill(~mask[..., : key.shape[2]], float("-inf"))
+    mask = _key_mask(query, key, mask)
+    if mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
     else:
-        scores = scores + mask[..., : key.shape[2]].float()
+        scores = scores + mask.float()
     return torch.softmax(scores, dim=-1).mean(dim=1)
 
 
-def _attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
-    """SDPA (or ONNX's Attention op) for the output; at the diagnostic layers also the probabilities."""
-    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    if getattr(module, "layer_idx", None) in _CAPTURE["layers"]:
-        probs = _probabilities(query, key, attention_mask, scale)
-        _CAPTURE["total"] = probs if _CAPTURE["total"] is None else _CAPTURE["total"] + probs
-        _CAPTURE["count"] += 1
-    if _FUSED["on"]:
-        return _fused_attention(query, key, value, attention_mask, scale)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
-
-
-def _fused_attention(query, key, value, mask, scale: float):
-    """``torch.onnx.ops.attention``, exported as one ONNX ``Attention`` node (opset 23).
+def _fused_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+    """``torch.onnx.ops.attention``, exported as one ONNX ``Attention`` node (opset 23); sdpa's signature.
 
     Why: the sdpa decomposition materialises the score matrix through a dozen nodes and
     transposes every cached key at every decode step; onnxruntime's Attention kernel does the
@@ -69,27 +63,36 @@ def _fused_attention(query, key, value, mask, scale: float):
     masked row (a left-padding position) averages instead of turning into NaN, as in
     transformers' eager attention; grouped KV heads are the op's own (no repeat).
     """
-    t = key.shape[2]
-    if mask is None:  # causality implicit: the bottom-right triangle, as sdpa's is_causal
-        s = query.shape[2]
-        mask = torch.arange(t, device=query.device)[None, :] <= (torch.arange(s, device=query.device) + (t - s))[:, None]
-        mask = mask[None, None]
-    else:
-        mask = mask[..., :t]
+    mask = _key_mask(query, key, attention_mask)
     if mask.dtype == torch.bool:
         low = torch.finfo(query.dtype).min
         mask = torch.where(mask, torch.zeros((), dtype=query.dtype), torch.full((), low, dtype=query.dtype))
-    out, _, _, _ = torch.onnx.ops.attention(query, key, value, mask.to(query.dtype), scale=scale)
+    out, _, _, _ = torch.onnx.ops.attention(query, key, value, mask.to(query.dtype), scale=scaling)
     return out.transpose(1, 2).contiguous(), None
 
 
+def _capturing(output):
+    """``output`` (sdpa or the Attention op) for the layer's result; at the diagnostic layers also the
+    probabilities the map needs."""
+
+    def attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        if getattr(module, "layer_idx", None) in _CAPTURE["layers"]:
+            probs = _probabilities(query, key, attention_mask, scale)
+            _CAPTURE["total"] = probs if _CAPTURE["total"] is None else _CAPTURE["total"] + probs
+            _CAPTURE["count"] += 1
+        return output(module, query, key, value, attention_mask, scaling=scale, **kwargs)
+
+    return attention
+
+
 def use_export_attention(decoder_config, fused: bool = False) -> None:
-    """Route the decoder's attention through ``_attention``: sdpa underneath, or ONNX's Attention op."""
-    if ATTENTION_NAME not in AttentionInterface():
-        AttentionInterface.register(ATTENTION_NAME, _attention)
-        AttentionMaskInterface.register(ATTENTION_NAME, AttentionMaskInterface()["sdpa"])
-    decoder_config._attn_implementation = ATTENTION_NAME
-    _FUSED["on"] = fused
+    """Route the decoder's attention through the capturing wrapper of sdpa, or of ONNX's Attention op."""
+    name = ATTENTION_NAMES[fused]
+    if name not in AttentionInterface():
+        AttentionInterface.register(name, _capturing(_fused_attention if fused else sdpa_attention_forward))
+        AttentionMaskInterface.register(name, AttentionMaskInterface()["sdpa"])
+    decoder_config._attn_implementation = name
 
 
 class Embedding(nn.Module):

@@ -180,7 +180,6 @@ def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:
 IR_VERSION = 10  # onnxruntime-gpu 1.31 reads IR <= 13; onnx 1.23 writes 14 by default
 
 
-
 def select_model(exclude_border: bool = True, score_type: int = onnx.TensorProto.FLOAT) -> onnx.ModelProto:
     """A graph holding one ``SCRSelect`` node: map → plan (``select.onnx`` of an export)."""
     h = onnx.helper
