@@ -29,6 +29,7 @@ from pathlib import Path
 import onnx
 
 from scr_core import ConfigError, InputError, ModelLoadError, UnsupportedModelError
+from scr_core.outputs import ordinary_mode
 
 from . import ops
 
@@ -63,6 +64,9 @@ class ExportOptions:
                   hook_layers=self.hook_layers)  # raises ConfigError naming the field
         if self.dtype not in ("fp32", "fp16"):
             raise ConfigError(f"--dtype must be fp32 or fp16 (got {self.dtype!r})")
+        from scr_core.config import check_lam
+
+        check_lam(self.lam if self.lam is not None else 1.1, "float16" if self.dtype == "fp16" else "float32")
         if self.opset not in OPSETS:
             raise ConfigError(f"--opset must be one of {', '.join(map(str, OPSETS))} (got {self.opset}); 23 puts "
                               "ONNX's Attention op in the decoder graphs, 18-21 the decomposed attention")
@@ -73,6 +77,11 @@ class ExportOptions:
             model_type = json.loads(config.read_text()).get("model_type")
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"cannot read {config}: {err}") from None
+        from scr_core.loading import checkpoint_quantization
+
+        if checkpoint_quantization(self.model):
+            raise UnsupportedModelError(f"{self.model} is a {checkpoint_quantization(self.model)} quantized checkpoint; "
+                                        "the ONNX export needs its unquantized weights (--dtype fp32 or fp16)")
         from .families import FAMILIES, unsupported
 
         if model_type not in FAMILIES:
@@ -107,10 +116,10 @@ def export(options: ExportOptions, progress: Callable[[str], None] = lambda mess
     """Export ``options.model`` into ``options.out``; returns the folder."""
     options.check()
     out = Path(options.out)
-    staging = Path(tempfile.mkdtemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.tmp-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+    parent = out.parent if str(out.parent) else Path(".")
+    remove_stale_staging(parent, out.name)
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-{os.getpid()}-"))
+    ordinary_mode(staging, folder=True)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         _export_into(options, staging, progress)
         _replace(staging, out)
@@ -118,6 +127,25 @@ def export(options: ExportOptions, progress: Callable[[str], None] = lambda mess
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # someone else's process: leave its folder alone
+    return True
+
+
+def remove_stale_staging(parent: Path, name: str) -> None:
+    """Remove the ``.NAME.tmp-PID-*`` folders of earlier exports whose process is gone (killed with
+    SIGKILL, the machine lost power); a live export's folder is left alone."""
+    for folder in parent.glob(f".{name}.tmp-*"):
+        pid = folder.name[len(f".{name}.tmp-"):].split("-", 1)[0]
+        if folder.is_dir() and not folder.is_symlink() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _replace(staging: Path, out: Path) -> None:

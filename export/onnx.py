@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -59,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # errors stay one line; the exporter prints its own stages
+    terminated = []
+
+    def on_sigterm(signum, frame):  # the same clean path as Ctrl-C: the staging folder is removed
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         export(options, progress=lambda message: print(f"[export] {message}", flush=True))
     except SCRError as err:
@@ -66,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("error: export interrupted; nothing was written", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"[export] wrote {args.out}")
     return 0
 

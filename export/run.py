@@ -50,6 +50,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug or an unforeseen input: one line, the traceback on request
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(err).__name__}: {err!s:.300} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps({**result.to_dict(), "provider": vlm.providers[0]}, indent=2))
     else:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from scr_core import (ConfigError, Diagnosis, GenerationInterrupted, GenerationResult, InputError,
+from scr_core import (ConfigError, SCRError, Diagnosis, GenerationInterrupted, GenerationResult, InputError,
                       ModelLoadError, RedistributionPlan, SCRConfig, Timings, VisualLayout, entropy_nats, group_images,
                       plan_arrays)
 from scr_core.prompts import pair_prompts
@@ -105,7 +105,12 @@ class OnnxVLM:
         """``graphs``: which sessions to open (all by default; ``export.measure`` opens fewer)."""
         self.folder = Path(folder)
         config_path = self.folder / CONFIG_NAME
-        if not config_path.is_file():
+        try:
+            found = config_path.is_file()
+        except (OSError, ValueError) as err:  # a name too long for the file system, a NUL
+            raise ModelLoadError(f"cannot use {str(self.folder)[:80]!r} as an exported folder: "
+                                 f"{getattr(err, 'strerror', None) or err}") from None
+        if not found:
             raise ModelLoadError(f"{self.folder} is not an exported SCR folder (no {CONFIG_NAME}); "
                                  "make one with python -m export.onnx --out FOLDER")
         try:
@@ -113,11 +118,23 @@ class OnnxVLM:
             self.model_config = self.config["model"]
             self.scr = self.config["scr"]
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ModelLoadError(f"{config_path} is unreadable or incomplete ({err}); export the folder again") from None
+            raise ModelLoadError(f"{config_path} is unreadable or incomplete ({err!s:.200}); export the folder "
+                                 "again") from None
         if self.config.get("format_version") != FORMAT_VERSION:
             raise ModelLoadError(f"{config_path} has format version {self.config.get('format_version')!r}; this "
                                  f"runtime reads version {FORMAT_VERSION}: export the folder again with this version")
-        providers = resolve_providers(provider, self.folder / self.model_config["select"]["filename"])
+        from .folder_config import check_config
+
+        paths = check_config(self.config, self.folder, config_path)
+        missing = [p for name, p in paths.items() if (name in graphs or name == "select") and not p.is_file()]
+        if missing:
+            raise ModelLoadError(f"{missing[0]} is missing; export the folder again")
+        try:
+            providers = resolve_providers(provider, paths["select"])
+        except SCRError:
+            raise
+        except Exception as err:  # noqa: BLE001  (onnxruntime's own exception types)
+            raise ModelLoadError(f"onnxruntime cannot load {paths['select']}: {err}") from None
         options = ort.SessionOptions()
         # Sessions run one after another (vision, embedding, head, tail): an idle session's spinning
         # worker threads would take the cores from the running one (measured: 3x slower decode on 2 cores).
@@ -126,14 +143,9 @@ class OnnxVLM:
             options.intra_op_num_threads = threads
         self.session_options = options
         self.sessions = {}
-        for name, spec in (("vision", self.model_config["vision"]), ("embedding", self.model_config["embedding"]),
-                           ("head", self.model_config["decoder"]["head"]),
-                           ("tail", self.model_config["decoder"]["tail"]), ("select", self.model_config["select"])):
+        for name, path in paths.items():
             if name not in graphs:
                 continue
-            path = self.folder / spec["filename"]
-            if not path.is_file():
-                raise ModelLoadError(f"{path} is missing; export the folder again")
             try:
                 self.sessions[name] = ort.InferenceSession(str(path), options, providers=providers)
             except Exception as err:  # noqa: BLE001  (onnxruntime's own exception types)

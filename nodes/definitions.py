@@ -3,12 +3,16 @@
 torch and transformers load inside ``execute`` (a pack's import time is everyone's start-up time);
 every error a user can cause is an ``SCRError`` whose message ComfyUI shows on the node.
 ``validate_inputs`` methods name only the inputs they check: an input in their signature (or any,
-with ``**kwargs``) skips ComfyUI's own min/max and combo checks.
+with ``**kwargs``) skips ComfyUI's own min/max and combo checks, so every node derives from ``Node``,
+whose ``validate_inputs(**values)`` checks every combo and number against the node's current schema
+(``checks``) before the node's own ``check_more``; ``execute`` checks again (linked values are only
+known then). Folders and paths follow ``scr_core.allowed``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from comfy_api.latest import ComfyExtension, io, ui
 
 from scr_core import CAPTION_PROMPT, SCRError, parse_layer_ranges
 
+from .checks import problem, require
 from .convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
 from .paths import caption_targets, list_images, write_captions
 
@@ -61,22 +66,49 @@ def onnx_choices() -> list[str]:
     return list(dict.fromkeys(names)) or ["(no exported folder in models/LLM)"]
 
 
+def io_folders() -> list:
+    """Where a posted workflow may read images and write captions (``scr_core.allowed``)."""
+    import folder_paths
+
+    from scr_core.allowed import allowed_folders
+
+    return allowed_folders([folder_paths.get_input_directory(), folder_paths.get_output_directory()])
+
+
+def model_folders() -> list[str]:
+    """Where models may load from: the LLM folders and the bundled testbed (plus ``SCR_ALLOWED_FOLDERS``,
+    added by ``check_model_folder``) — never ``input/``, which any client can upload to."""
+    from scr_core import default_model
+
+    return [*llm_folders(), str(Path(default_model()[0]).parent)]
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
 def model_path(choice: str, path: str, download: bool) -> str:
-    """The folder to load: the free path when given, else the combo's choice."""
+    """The folder to load: the free path (a folder inside the model folders, or with ``download`` a hub
+    id) when given, else the combo's choice."""
     from scr_core import ModelLoadError, default_model
+    from scr_core.allowed import check_model_folder
 
     text = (path or "").strip()
+    if text and download:
+        return _download(text)
     if text:
         local = Path(text).expanduser()
-        if local.exists() or not download:
-            return str(local) if local.exists() else _missing(text)
-        return _download(text)
+        candidates = [local] if local.is_absolute() else [Path(root) / local for root in llm_folders()]
+        for candidate in candidates:
+            folder = check_model_folder(candidate, model_folders())
+            if folder.is_dir():
+                return str(folder)
+        return _missing(text)
     if choice == BUNDLED:
         return str(default_model()[0])
     for root in llm_folders():
         candidate = Path(root) / choice
         if (candidate / "config.json").is_file():
-            return str(candidate)
+            return str(check_model_folder(candidate, model_folders()))
     raise ModelLoadError(f"model {choice!r} is not in any LLM folder ({', '.join(llm_folders())})")
 
 
@@ -84,29 +116,57 @@ def _missing(text: str) -> str:
     from scr_core import ModelLoadError
 
     raise ModelLoadError(f"model folder not found: {text}. For a hub id (owner/name), turn on download_from_hub "
-                         "(the model is then saved under models/LLM)")
+                         "(the model is then saved under models/LLM/<owner>--<name>)")
 
 
 def _download(repo_id: str) -> str:
-    """Download a hub model into models/LLM/<name> — only when the user asked, and never offline."""
+    """A hub model in its own folder ``models/LLM/<owner>--<name>`` — only when the server's owner allows
+    downloads (``SCR_ALLOW_DOWNLOADS=1``) and never offline. A complete folder already there is used
+    without the network, anything else there is refused; the download goes to a staging folder,
+    renamed when complete, and stops on ComfyUI's interrupt (see ``download``)."""
     from scr_core import ModelLoadError
+    from scr_core.allowed import DOWNLOADS_ENV, downloads_allowed
 
+    from .download import download
+
+    if not downloads_allowed():
+        raise ModelLoadError(f"{repo_id}: this server does not download models (its owner can allow it by starting "
+                             f"ComfyUI with {DOWNLOADS_ENV}=1); put the model folder under models/LLM instead")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         raise ModelLoadError(f"{repo_id}: HF_HUB_OFFLINE is set, so nothing is downloaded; put the model folder "
                              "under models/LLM")
-    if repo_id.count("/") != 1:
-        raise ModelLoadError(f"{repo_id!r} is neither a folder nor a hub id (owner/name)")
-    from huggingface_hub import snapshot_download
-
-    target = Path(llm_folders()[0]) / repo_id.split("/")[1]
-    try:
-        snapshot_download(repo_id, local_dir=target)
-    except Exception as err:  # network, auth, missing repo
-        raise ModelLoadError(f"cannot download {repo_id}: {err}") from err
-    return str(target)
+    if not HUB_ID.fullmatch(repo_id) or ".." in repo_id:
+        raise ModelLoadError(f"{repo_id!r} is not a hub id (owner/name); a local model folder goes in path with "
+                             "download_from_hub off")
+    owner, name = repo_id.split("/")
+    target = Path(llm_folders()[0]) / f"{owner}--{name}"
+    if target.exists():
+        if (target / "config.json").is_file():
+            return str(target)
+        raise ModelLoadError(f"{target} exists but holds no complete checkpoint (no config.json); remove it "
+                             "to download again")
+    return str(download(repo_id, target))
 
 
 # -- nodes -------------------------------------------------------------------------------------
+class Node(io.ComfyNode):
+    """The pack's nodes: every combo and number a workflow sends is checked against the current schema."""
+
+    @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return problem(cls.define_schema().inputs, values) or cls.check_more(**values)
+
+    @classmethod
+    def check_more(cls, **values) -> bool | str:
+        """A node's own checks of its (unlinked) values: ``True`` or one line."""
+        return True
+
+    @classmethod
+    def recheck(cls, values: dict) -> None:
+        """The schema checks again in ``execute``, where linked values are known."""
+        require(cls.define_schema().inputs, values)
+
+
 def _family_inputs() -> list:
     """One optional widget per option the adapters declare (0 = the family's default)."""
     from scr_core import declared_options
@@ -118,7 +178,17 @@ def _family_inputs() -> list:
     return widgets
 
 
-class LoadVLM(io.ComfyNode):
+def _quantization_tooltip() -> str:
+    from scr_core.loading import bitsandbytes_missing
+
+    missing = bitsandbytes_missing()
+    if missing:
+        return f"unavailable here: {missing}"
+    return ("bitsandbytes: 8bit ≈ half of fp16's bytes, 4bit (NF4) ≈ a quarter; the vision tower, projector and "
+            "LM head stay unquantized. GET /scr/models shows the loaded model's bytes")
+
+
+class LoadVLM(Node):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -128,12 +198,16 @@ class LoadVLM(io.ComfyNode):
                 io.Combo.Input("model", options=model_choices(), default=BUNDLED,
                                tooltip="a checkpoint folder under models/LLM; the bundled testbed needs no download"),
                 io.String.Input("path", default="", optional=True,
-                                tooltip="optional: a checkpoint folder anywhere, or a hub id (owner/name)"),
+                                tooltip="optional: a checkpoint folder under models/LLM or SCR_ALLOWED_FOLDERS, "
+                                        "or a hub id (owner/name)"),
                 io.Boolean.Input("download_from_hub", default=False, optional=True,
-                                 tooltip="download a hub id into models/LLM (never when HF_HUB_OFFLINE is set)"),
+                                 tooltip="download a hub id into models/LLM/<owner>--<name> (only when the server "
+                                         "runs with SCR_ALLOW_DOWNLOADS=1, never with HF_HUB_OFFLINE)"),
                 io.Combo.Input("dtype", options=["auto", "fp16", "bf16", "fp32"], default="auto"),
                 io.Combo.Input("device", options=["auto", "cuda", "cpu", "mps"], default="auto"),
                 io.Combo.Input("attention", options=["sdpa", "eager", "flash_attention_2"], default="sdpa"),
+                io.Combo.Input("quantization", options=["none", "8bit", "4bit"], default="none", optional=True,
+                               tooltip=_quantization_tooltip()),
                 io.Boolean.Input("keep_loaded", default=True,
                                  tooltip="keep the model on the GPU between runs (ComfyUI may still offload it "
                                          "when another model needs the memory)"),
@@ -144,13 +218,15 @@ class LoadVLM(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, dtype, device, attention, keep_loaded, path="", download_from_hub=False,
-                **family) -> io.NodeOutput:
+                quantization="none", **family) -> io.NodeOutput:
         import comfy.model_management as mm
 
         from scr_core import LoadOptions, SCRPipeline, declared_options
 
         from .memory import VLMHandle
 
+        cls.recheck(dict(family, model=model, dtype=dtype, device=device, attention=attention,
+                         quantization=quantization))
         source = model_path(model, path, download_from_hub)
         load_device = mm.get_torch_device() if device == "auto" else device
         options = {name: value for name, value in family.items()
@@ -158,12 +234,13 @@ class LoadVLM(io.ComfyNode):
         dtype_name = None if dtype == "auto" else {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[dtype]
         pipe = SCRPipeline.from_pretrained(source, LoadOptions(
             dtype=dtype_name, device=str(load_device), attn_implementation=attention,
-            local_files_only=not download_from_hub, adapter_options=options))
-        offload = mm.unet_offload_device()
+            local_files_only=not download_from_hub, adapter_options=options, quantization=quantization))
+        # bitsandbytes weights stay where they were loaded: ComfyUI does not move a quantized model
+        offload = pipe.device if quantization != "none" else mm.unet_offload_device()
         return io.NodeOutput(VLMHandle(pipe, (path or model).strip(), pipe.device, offload, keep_loaded))
 
 
-class LoadOnnxVLM(io.ComfyNode):
+class LoadOnnxVLM(Node):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -172,7 +249,8 @@ class LoadOnnxVLM(io.ComfyNode):
                         "(SCR baked into the graphs; greedy decoding).",
             inputs=[
                 io.Combo.Input("model", options=onnx_choices(), tooltip="an exported folder under models/LLM"),
-                io.String.Input("path", default="", optional=True, tooltip="optional: an exported folder anywhere"),
+                io.String.Input("path", default="", optional=True,
+                                tooltip="optional: an exported folder under models/LLM or SCR_ALLOWED_FOLDERS"),
                 io.Combo.Input("provider", options=["auto", "cuda", "cpu"], default="auto",
                                tooltip="auto: CUDA when it really loads, else CPU"),
             ],
@@ -184,19 +262,23 @@ class LoadOnnxVLM(io.ComfyNode):
         from export.runtime import OnnxVLM
 
         from scr_core import ModelLoadError
+        from scr_core.allowed import check_model_folder
 
         from .onnx_handle import OnnxHandle
 
+        cls.recheck({"model": model, "provider": provider})
         folder = Path(path.strip()).expanduser() if (path or "").strip() else None
         if folder is None:
             folder = next((Path(root) / model for root in llm_folders() if (Path(root) / model).is_dir()), None)
+        if folder is not None:
+            folder = check_model_folder(folder, model_folders())
         if folder is None or not folder.is_dir():
             raise ModelLoadError(f"exported folder not found: {path or model}; make one with "
                                  "python -m export.onnx --out models/LLM/<name>")
         return io.NodeOutput(OnnxHandle(OnnxVLM(folder, provider=provider), (path or model).strip()))
 
 
-class Settings(io.ComfyNode):
+class Settings(Node):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -218,7 +300,7 @@ class Settings(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, diag_layers="", hook_layers=""):
+    def check_more(cls, diag_layers="", hook_layers="", **_):
         for name, text in (("diag_layers", diag_layers), ("hook_layers", hook_layers)):
             try:
                 parse_layer_ranges(text)
@@ -230,6 +312,7 @@ class Settings(io.ComfyNode):
     def execute(cls, k, lam, diag_layers, hook_layers, selection, query, seed) -> io.NodeOutput:
         from scr_core import SCRConfig
 
+        cls.recheck({"k": k, "lam": lam, "selection": selection, "query": query, "seed": seed})
         return io.NodeOutput(SCRConfig(k=k, lam=float(lam), diag_layers=parse_layer_ranges(diag_layers),
                                        hook_layers=parse_layer_ranges(hook_layers), selection=selection,
                                        query=query, seed=seed))
@@ -241,15 +324,16 @@ def _instruction(text: str) -> str:
     return check_prompt(text)
 
 
-def _heatmaps(batch, diagnoses):
+def _heatmaps(images, diagnoses):
+    """One heatmap per diagnosis over its prompt's images (``images[i]``); one IMAGE batch when they share a size."""
     from scr_core import render_heatmap
 
-    maps = [render_heatmap(batch.images[i], d) for i, d in enumerate(diagnoses)]
+    maps = [render_heatmap(images[i], d) for i, d in enumerate(diagnoses)]
     shapes = {m.shape for m in maps}
     return pils_to_tensor(maps) if len(shapes) == 1 else pils_to_tensor(maps[:1])
 
 
-class Diagnose(io.ComfyNode):
+class Diagnose(Node):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -264,7 +348,7 @@ class Diagnose(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, instruction=None):
+    def check_more(cls, instruction=None, **_):
         return _validate_instruction(instruction)
 
     @classmethod
@@ -277,7 +361,7 @@ class Diagnose(io.ComfyNode):
             diagnoses = pipe.diagnose(batch, config=scr_config or SCRConfig())
         report = "\n".join(_report_line(i, d) for i, d in enumerate(diagnoses))
         entropy = sum(d.entropy for d in diagnoses) / len(diagnoses)
-        return io.NodeOutput(tuple(d.plan for d in diagnoses), _heatmaps(batch, diagnoses), entropy, report,
+        return io.NodeOutput(tuple(d.plan for d in diagnoses), _heatmaps(batch.images, diagnoses), entropy, report,
                              ui=ui.PreviewText(report))
 
 
@@ -304,6 +388,41 @@ def _generate_inputs() -> list:
     ]
 
 
+def _caption_inputs() -> list:
+    """Preset, length and batch size of the caption nodes: optional, so workflows saved before them still run."""
+    from scr_core import CAPTION_LENGTHS, CAPTION_PRESETS
+
+    return [
+        io.Combo.Input("preset", options=list(CAPTION_PRESETS), default="descriptive", optional=True,
+                       tooltip="what to ask for: descriptive (the paper's one-sentence caption), short, detailed, "
+                               "tags (comma-separated), training (a LoRA training caption) or custom (the "
+                               "instruction as typed)"),
+        io.Combo.Input("length", options=list(CAPTION_LENGTHS), default="any", optional=True,
+                       tooltip="a length asked of the model, added to the preset's instruction"),
+        io.Int.Input("batch_size", default=4, min=1, max=256, optional=True,
+                     tooltip="images per model run (any sizes mix: the processor resizes each); more is faster "
+                             "and takes more memory; greedy captions do not change with it"),
+    ]
+
+
+def _instruction_input() -> io.String.Input:
+    return io.String.Input("instruction", multiline=True, default=CAPTION_PROMPT,
+                           tooltip="the instruction for preset custom; the other presets ignore it")
+
+
+def _caption_instruction(preset, length, instruction) -> str:
+    """The instruction sent: the preset's (``scr_core.instruction_for``). A workflow saved before presets
+    (no preset value) keeps its typed instruction."""
+    from scr_core import instruction_for
+
+    return instruction_for(preset or "custom", length or "any", instruction)
+
+
+def _check_caption_values(preset, instruction) -> bool | str:
+    """An empty instruction matters only when it is sent (preset custom, or no preset)."""
+    return _validate_instruction(instruction) if preset in (None, "custom") else True
+
+
 @contextmanager
 def _interruptible():
     """Yields ComfyUI's interrupt check for ``should_stop``; a stop becomes ComfyUI's own interrupt."""
@@ -319,8 +438,11 @@ def _interruptible():
 
 
 def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, temperature, top_p, seed, bar,
-                 offset=0, total=None):
-    """Caption each picture (one at a time: any sizes), reporting tokens to ``bar`` and stopping on interrupt."""
+                 offset=0, total=None, batch_size=4):
+    """Caption the pictures ``batch_size`` at a time (any sizes: the processor resizes each, prompts are
+    left-padded), advancing ``bar`` by the batch's size every token and stopping within a token on
+    ComfyUI's interrupt. ``scr``: a config, ``None``, or a tuple with one plan per picture. Sampling is
+    seeded with ``seed`` + the index of the batch's first picture."""
     from transformers import set_seed
 
     total = total or len(pictures) * max_new_tokens
@@ -330,44 +452,49 @@ def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, tempe
         raise SCRError(f"the SCR plan holds {len(plans)} plan(s) for {len(pictures)} image(s); diagnose the same "
                        "images you caption")
     texts = []
-    for index, picture in enumerate(pictures):
-        start = offset + index * max_new_tokens
-        set_seed(seed + index)
+    for start in range(0, len(pictures), batch_size):
+        chunk = pictures[start:start + batch_size]
+        done = offset + start * max_new_tokens
+        set_seed(seed + start)
         with _interruptible() as stop:
-            result = pipe.caption(picture, instruction, scr=plans[index] if plans is not None else scr,
-                                  max_new_tokens=max_new_tokens, should_stop=stop,
-                                  progress=lambda step, n, start=start: bar.update_absolute(start + step, total),
-                                  **sampling)[0]
-        texts.append(result.text)
+            results = pipe.caption(chunk, instruction, scr=plans[start:start + len(chunk)] if plans is not None
+                                   else scr, max_new_tokens=max_new_tokens, should_stop=stop,
+                                   progress=lambda step, n, done=done, size=len(chunk): bar.update_absolute(
+                                       done + step * size, total),
+                                   **sampling)
+        texts.extend(r.text for r in results)
     return texts
 
 
-class Caption(io.ComfyNode):
+class Caption(Node):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SCRCaption", display_name="VLM Caption (SCR)", category=CATEGORY,
-            description="Caption every image (a batch or a list of any sizes), with SCR when a config or plan "
-                        "is connected, else the vanilla model.",
+            description="Caption every image (a batch or a list of any sizes, batch_size at a time) as the preset "
+                        "asks, with SCR when a config or plan is connected, else the vanilla model.",
             is_input_list=True, is_output_node=True,
-            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"),
-                    io.String.Input("instruction", multiline=True, default=CAPTION_PROMPT),
+            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"), _instruction_input(),
                     SCRSettingsType.Input("scr_config", optional=True, tooltip="SCR with these settings"),
                     SCRPlanType.Input("scr_plan", optional=True, tooltip="SCR with a diagnosed plan"),
                     *_generate_inputs(),
-                    io.Boolean.Input("join", default=False, tooltip="one text with a caption per line")],
+                    io.Boolean.Input("join", default=False, tooltip="one text with a caption per line"),
+                    *_caption_inputs()],
             outputs=[io.String.Output(display_name="captions", is_output_list=True)],
         )
 
     @classmethod
-    def validate_inputs(cls, instruction=None):
-        return _validate_instruction(first(instruction))
+    def check_more(cls, instruction=None, preset=None, **_):
+        return _check_caption_values(first(preset), first(instruction))
 
     @classmethod
     def execute(cls, vlm, image, instruction, max_new_tokens, sample, temperature, top_p, seed, join,
-                scr_config=None, scr_plan=None) -> io.NodeOutput:
+                scr_config=None, scr_plan=None, preset=None, length=None, batch_size=None) -> io.NodeOutput:
         import comfy.utils
 
+        cls.recheck({"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
+                     "preset": preset, "length": length, "batch_size": batch_size})
+        prompt = _caption_instruction(first(preset), first(length), first(instruction))
         if scr_config and scr_plan:
             raise SCRError("connect either scr_config or scr_plan, not both")
         scr = tuple(p for plans in scr_plan for p in plans) if scr_plan else first(scr_config)
@@ -375,63 +502,73 @@ class Caption(io.ComfyNode):
         tokens = first(max_new_tokens)
         bar = comfy.utils.ProgressBar(len(pictures) * tokens)
         with first(vlm).use() as pipe:
-            texts = _caption_all(pipe, pictures, _instruction(first(instruction)), scr, tokens, first(sample),
-                                 first(temperature), first(top_p), first(seed), bar)
+            texts = _caption_all(pipe, pictures, prompt, scr, tokens, first(sample), first(temperature),
+                                 first(top_p), first(seed), bar, batch_size=first(batch_size) or 4)
         out = ["\n".join(texts)] if first(join) else texts
         return io.NodeOutput(out, ui={"text": out})
 
 
-class CaptionCompare(io.ComfyNode):
+class CaptionCompare(Node):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SCRCaptionCompare", display_name="Caption Compare: vanilla vs SCR", category=CATEGORY,
-            description="Vanilla and SCR captions of the same images (one diagnostic pass, one vision pass), "
-                        "side by side, with the heatmap.",
+            description="Vanilla and SCR captions of the same images (per batch one vision pass and one "
+                        "diagnostic pass), side by side, with the heatmap.",
             is_output_node=True,
-            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"),
-                    io.String.Input("instruction", multiline=True, default=CAPTION_PROMPT),
+            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"), _instruction_input(),
                     SCRSettingsType.Input("scr_config", optional=True),
-                    io.Int.Input("max_new_tokens", default=64, min=1, max=4096)],
+                    io.Int.Input("max_new_tokens", default=64, min=1, max=4096), *_caption_inputs()],
             outputs=[io.String.Output(display_name="vanilla", is_output_list=True),
                      io.String.Output(display_name="scr", is_output_list=True),
                      io.String.Output(display_name="side_by_side"), io.Image.Output(display_name="heatmap")],
         )
 
     @classmethod
-    def validate_inputs(cls, instruction=None):
-        return _validate_instruction(instruction)
+    def check_more(cls, instruction=None, preset=None, **_):
+        return _check_caption_values(preset, instruction)
 
     @classmethod
-    def execute(cls, vlm, image, instruction, max_new_tokens, scr_config=None) -> io.NodeOutput:
+    def execute(cls, vlm, image, instruction, max_new_tokens, scr_config=None, preset=None, length=None,
+                batch_size=None) -> io.NodeOutput:
         import comfy.utils
 
         from scr_core import SCRConfig
 
+        cls.recheck({"max_new_tokens": max_new_tokens, "preset": preset, "length": length, "batch_size": batch_size})
+        prompt = _caption_instruction(preset, length, instruction)
+        size = batch_size or 4
         pictures = tensor_to_pils(image)
-        bar = comfy.utils.ProgressBar(2 * len(pictures) * max_new_tokens)
-        vanilla, scr = [], []
+        total = 2 * len(pictures) * max_new_tokens
+        bar = comfy.utils.ProgressBar(total)
+        vanilla, scr, images, diagnoses = [], [], [], []
         with vlm.use() as pipe:
-            batch = pipe.prepare(pictures, _instruction(instruction))
-            diagnoses = pipe.diagnose(batch, config=scr_config or SCRConfig())
-            for phase, (texts, plans) in enumerate(((vanilla, None), (scr, [d.plan for d in diagnoses]))):
-                start = phase * len(pictures) * max_new_tokens
-                with _interruptible() as stop:
-                    results = pipe.caption(batch, scr=plans, max_new_tokens=max_new_tokens, should_stop=stop,
-                                           progress=lambda s, n, start=start: bar.update_absolute(
-                                               start + s * len(pictures), bar.total))
-                texts.extend(r.text for r in results)
+            for start in range(0, len(pictures), size):
+                batch = pipe.prepare(pictures[start:start + size], prompt)
+                found = pipe.diagnose(batch, config=scr_config or SCRConfig())
+                for phase, (texts, plans) in enumerate(((vanilla, None), (scr, [d.plan for d in found]))):
+                    done = (2 * start + phase * batch.batch_size) * max_new_tokens
+                    with _interruptible() as stop:
+                        results = pipe.caption(batch, scr=plans, max_new_tokens=max_new_tokens, should_stop=stop,
+                                               progress=lambda s, n, done=done, rows=batch.batch_size:
+                                               bar.update_absolute(done + s * rows, total))
+                    texts.extend(r.text for r in results)
+                images.extend(batch.images)
+                diagnoses.extend(found)
         side = "\n\n".join(f"image {i}\n  vanilla: {v}\n  SCR:     {s}" for i, (v, s) in enumerate(zip(vanilla, scr)))
-        return io.NodeOutput(vanilla, scr, side, _heatmaps(batch, diagnoses), ui=ui.PreviewText(side))
+        return io.NodeOutput(vanilla, scr, side, _heatmaps(images, diagnoses), ui=ui.PreviewText(side))
 
 
-class LoadImageFolder(io.ComfyNode):
+class LoadImageFolder(Node):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SCRLoadImageFolder", display_name="Load Image Folder (SCR)", category=CATEGORY,
-            description="Every image of a folder as a list (any sizes), sorted by path, with their paths.",
-            inputs=[io.String.Input("folder", default="", tooltip="a folder of images"),
+            description="Every image of a folder as a list (any sizes), sorted by path, with their paths "
+                        "(folders inside input, output or SCR_ALLOWED_FOLDERS).",
+            inputs=[io.String.Input("folder", default="",
+                                    tooltip="a folder of images inside ComfyUI's input or output folder or one "
+                                            "the server allows with SCR_ALLOWED_FOLDERS"),
                     io.String.Input("filter", default="", tooltip="e.g. *.png;*cat* (blank = every image)"),
                     io.Boolean.Input("recursive", default=False),
                     io.Int.Input("limit", default=0, min=0, max=1_000_000, tooltip="0 = all")],
@@ -443,26 +580,30 @@ class LoadImageFolder(io.ComfyNode):
     def fingerprint_inputs(cls, folder, filter, recursive, limit):
         """Re-run when the folder's files change (names and modification times), not only the inputs."""
         try:
-            return [(str(p), p.stat().st_mtime_ns) for p in list_images(folder, filter, recursive, limit)]
-        except SCRError:
+            return [(str(p), p.stat().st_mtime_ns)
+                    for p in list_images(folder, filter, recursive, limit, allowed=io_folders())]
+        except (SCRError, OSError):
             return float("nan")
 
     @classmethod
     def execute(cls, folder, filter, recursive, limit) -> io.NodeOutput:
         from scr_core import load_image
+        from scr_core.allowed import check_pixel_budget, folder_pixel_budget
 
-        paths = list_images(folder, filter, recursive, limit)
+        cls.recheck({"limit": limit})
+        paths = list_images(folder, filter, recursive, limit, allowed=io_folders())
+        check_pixel_budget(paths, folder_pixel_budget())  # from the headers, before anything is decoded
         images = [pils_to_tensor([load_image(p)]) for p in paths]
         return io.NodeOutput(images, [str(p) for p in paths])
 
 
-class SaveCaptions(io.ComfyNode):
+class SaveCaptions(Node):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SCRSaveCaptions", display_name="Save Captions (SCR)", category=CATEGORY,
-            description="Write each caption as a .txt file: beside its image (images from Load Image Folder) "
-                        "or into ComfyUI's output folder. Never overwrites unless asked.",
+            description="Write each caption as a .txt file: beside its image (an image inside input, output or "
+                        "SCR_ALLOWED_FOLDERS) or into ComfyUI's output folder. Never overwrites unless asked.",
             is_input_list=True, is_output_node=True,
             inputs=[io.String.Input("captions", force_input=True), io.String.Input("paths", force_input=True),
                     io.Combo.Input("mode", options=["beside images", "output folder"], default="beside images"),
@@ -472,10 +613,18 @@ class SaveCaptions(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, **_):
+        """Always runs: its result is the files on disk, so a re-queue after deleting them writes them again
+        (and with them still there it says so instead of silently writing nothing)."""
+        return float("nan")
+
+    @classmethod
     def execute(cls, captions, paths, mode, subfolder, overwrite) -> io.NodeOutput:
         import folder_paths
 
-        targets = caption_targets(paths, first(mode), folder_paths.get_output_directory(), first(subfolder))
+        cls.recheck({"mode": mode})
+        targets = caption_targets(paths, first(mode), folder_paths.get_output_directory(), first(subfolder),
+                                  allowed=io_folders())
         written = [str(p) for p in write_captions(list(captions), targets, bool(first(overwrite)))]
         return io.NodeOutput(written, ui={"text": written})
 

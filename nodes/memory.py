@@ -13,6 +13,17 @@ import weakref
 
 import torch
 
+def model_bytes(model) -> int:
+    """Parameter + buffer bytes of the loaded model (what a quantized load saves)."""
+    return int(model.get_memory_footprint()) if model is not None else 0
+
+
+def model_quantization(model) -> str | None:
+    from scr_core.loading import model_quantization as stored
+
+    return stored(model) if model is not None else None
+
+
 # Every live handle, for the pack's status route (GET /scr/models).
 _HANDLES: weakref.WeakSet = weakref.WeakSet()
 
@@ -63,7 +74,8 @@ class VLMHandle:
 
     def status(self) -> dict:
         return {"name": self.name, "family": self.pipe.adapter.__class__.__name__,
-                "device": str(self.pipe.device), "loaded": self.loaded(), "keep_loaded": self.keep_loaded}
+                "device": str(self.pipe.device), "loaded": self.loaded(), "keep_loaded": self.keep_loaded,
+                "bytes": model_bytes(self.pipe.model), "quantization": model_quantization(self.pipe.model)}
 
 
 class _InUse:

@@ -12,7 +12,8 @@ Public API (everything the CLI, the ComfyUI nodes and the ONNX exporter use):
 * ``render_heatmap`` — a diagnosis drawn over its images, as an RGB array;
 * adapters' declared options — ``AdapterOption``, ``declared_options``;
 * input and output helpers the shells share with the CLI — ``load_image``, ``check_prompt``,
-  ``CAPTION_PROMPT``, ``parse_layer_ranges``, ``check_new_file``, ``write_atomically``,
+  ``CAPTION_PROMPT``, the caption presets (``CAPTION_PRESETS``, ``CAPTION_LENGTHS``, ``instruction_for``),
+  ``parse_layer_ranges``, ``check_new_file``, ``write_atomically``,
   ``default_model`` (the bundled testbed);
 * the ``SCRError`` family.
 
@@ -30,7 +31,7 @@ from .layout import VisualGrid, VisualLayout
 from .loading import LoadOptions
 from .outputs import check_new_file, write_atomically
 from .plan import GridPlan, PlanArrays, RedistributionPlan, plan_arrays
-from .prompts import CAPTION_PROMPT, check_prompt
+from .prompts import CAPTION_LENGTHS, CAPTION_PRESETS, CAPTION_PROMPT, check_prompt, instruction_for
 from .results import Diagnosis, GenerationResult, Timings, entropy_nats
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "SCRConfig", "SCRPipeline", "PreparedBatch", "LoadOptions", "RedistributionPlan", "GridPlan", "PlanArrays",
     "plan_arrays", "VisualLayout", "VisualGrid", "Diagnosis", "GenerationResult", "Timings", "render_heatmap",
     "save_heatmap", "AdapterOption", "declared_options", "load_image", "group_images", "entropy_nats", "check_prompt", "CAPTION_PROMPT",
+    "CAPTION_PRESETS", "CAPTION_LENGTHS", "instruction_for",
     "parse_layer_ranges", "check_new_file", "write_atomically", "default_model",
     "SCRError", "ConfigError", "InputError", "ModelLoadError", "UnsupportedModelError", "LayoutError", "DataError",
     "GenerationInterrupted", "ReleasedError",

@@ -1,52 +1,69 @@
-"""Where images are read from and captions written to (pure): ComfyUI's Save Captions and
-``python -m scr_core caption-folder --txt`` share these rules.
+"""Where images are read from and captions written to (pure): ComfyUI's Load Image Folder and Save
+Captions and ``python -m scr_core caption-folder --txt`` share these rules.
 
-A ComfyUI server can be reachable by others, and a posted workflow must not write files where it
-likes. Captions are written only (a) under ComfyUI's output folder, into a relative subfolder that
-cannot climb out of it, or (b) as ``<image stem>.txt`` beside an image that this server process
-itself loaded with the folder loader. Symlinks are resolved before every check; nothing is
-overwritten unless asked; each file is written atomically.
+A ComfyUI server can be reachable by others, and a posted workflow must not read or write files where
+it likes: the nodes pass ``allowed`` (the folders of ``scr_core.allowed``), and then a folder is listed
+only inside them and a caption is written (a) under ComfyUI's output folder, into a relative subfolder
+that cannot climb out of it, or (b) as ``<image stem>.txt`` beside an existing image that is itself
+inside them — no memory of earlier prompts needed. The CLI is the local user and passes no
+``allowed``. Symlinks are resolved before every check; a walk never follows a symlinked folder;
+nothing is overwritten unless asked; each file is written atomically.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from .allowed import check_allowed
 from .errors import InputError
 from .outputs import write_atomically
 
 IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.webp", "*.bmp", "*.gif", "*.tif", "*.tiff")
 
-# Images the folder loader has loaded in this process (resolved paths): the only places beside
-# which captions may be written.
-_LOADED_IMAGES: set[Path] = set()
+#: Entries a recursive walk looks at before giving up (a walk of a huge tree cannot hold the queue).
+MAX_WALK_ENTRIES = 200_000
 
 
-def list_images(folder: str | Path, patterns: str = "", recursive: bool = False, limit: int = 0) -> list[Path]:
+def list_images(folder: str | Path, patterns: str = "", recursive: bool = False, limit: int = 0,
+                allowed: Sequence[Path] | None = None) -> list[Path]:
     """Image files of ``folder`` sorted by path, filtered by ``patterns`` ("*.png;*cat*"), at most
-    ``limit`` (0 = all); the resolved paths are remembered as writable neighbours (see module doc)."""
-    root = Path(str(folder).strip()).expanduser()
+    ``limit`` (0 = all); with ``allowed``, the folder and every file (symlinks resolved) must lie
+    inside those folders."""
     if not str(folder).strip():
         raise InputError("no folder given")
+    root = Path(str(folder).strip()).expanduser()
+    if allowed is not None:
+        check_allowed(root, allowed, "image folder")
     if not root.is_dir():
         raise InputError(f"image folder not found: {root}")
     wanted = [p.strip().lower() for p in patterns.replace(",", ";").split(";") if p.strip()] or list(IMAGE_PATTERNS)
-    walk = root.rglob("*") if recursive else root.iterdir()
-    found = sorted(p for p in walk if p.is_file() and _is_image_name(p.name)
+    found = sorted(p for p in _walk(root, recursive) if _is_image_name(p.name)
                    and any(fnmatch.fnmatch(p.name.lower(), w) for w in wanted))
     if limit and limit > 0:
         found = found[:limit]
     if not found:
         raise InputError(f"no images in {root} match {';'.join(wanted)}")
-    _LOADED_IMAGES.update(p.resolve() for p in found)
+    if allowed is not None:
+        for path in found:
+            check_allowed(path, allowed, "image")
     return found
 
 
-def remember_loaded(paths: Iterable[str | Path]) -> None:
-    """Mark images as listed by this process (captions may then be written beside them)."""
-    _LOADED_IMAGES.update(Path(p).resolve() for p in paths)
+def _walk(root: Path, recursive: bool) -> list[Path]:
+    """The files of ``root`` (and, recursively, of its real subfolders: symlinked folders are not entered)."""
+    files, seen = [], 0
+    for current, dirs, names in os.walk(root, followlinks=False):
+        seen += len(dirs) + len(names)
+        if seen > MAX_WALK_ENTRIES:
+            raise InputError(f"{root} holds more than {MAX_WALK_ENTRIES:,} entries; point at a smaller folder")
+        files.extend(Path(current) / n for n in names if (Path(current) / n).is_file())
+        if not recursive:
+            break
+        dirs.sort()
+    return files
 
 
 def _is_image_name(name: str) -> bool:
@@ -71,8 +88,9 @@ def safe_subfolder(output_dir: str | Path, subfolder: str) -> Path:
 
 
 def caption_targets(paths: Iterable[str], mode: str, output_dir: str | Path, subfolder: str = "",
-                    extension: str = ".txt") -> list[Path]:
-    """Where each caption goes: beside its (loaded) image, or in the output subfolder by image stem."""
+                    extension: str = ".txt", allowed: Sequence[Path] | None = None) -> list[Path]:
+    """Where each caption goes: beside its image (an existing file, inside ``allowed`` when given), or
+    in the output subfolder by image stem."""
     if not extension.startswith(".") or "/" in extension or "\\" in extension or extension in (".", ".."):
         raise InputError(f"bad caption extension {extension!r}; use e.g. .txt")
     targets = []
@@ -86,10 +104,9 @@ def caption_targets(paths: Iterable[str], mode: str, output_dir: str | Path, sub
         if not text:
             raise InputError(f"caption {index} has no image path; use the output-folder mode for images "
                              "that did not come from Load Image Folder")
-        image = Path(text).resolve()
-        if image not in _LOADED_IMAGES:
-            raise InputError(f"{text} was not loaded by Load Image Folder in this session; captions are only "
-                             "written beside images the pack loaded itself (or into the output folder)")
+        image = check_allowed(text, allowed, "image") if allowed is not None else Path(text).resolve()
+        if not image.is_file():
+            raise InputError(f"image {text} does not exist; captions are written beside existing images only")
         targets.append(image.with_suffix(extension))
     if len(set(targets)) != len(targets):
         raise InputError("two captions would go to the same file; give the images different names")

@@ -10,8 +10,8 @@ dataset builders — batched, resumable, data-parallel under ``accelerate launch
 recorded with their error, listed in ``OUT``'s summary and skipped, never dropped silently.
 ``OUT.run.json`` holds the settings (a resume with other settings is refused, as for ``eval``);
 ``OUT.summary.json`` the counts and the unreadable images. ``--txt`` also writes ``<stem>.txt``
-beside each image with ComfyUI's Save Captions rules (``caption_files``): only beside images this
-command listed itself, symlinks resolved, never over an existing file unless asked (checked before
+beside each image with ComfyUI's Save Captions rules (``caption_files``; the local user may write
+beside any image this command lists), symlinks resolved, never over an existing file unless asked (checked before
 the model runs), each atomically, once the captions are safely in ``OUT`` (a resumed run writes
 the ones an interrupted run did not get to).
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .caption_files import IMAGE_PATTERNS, caption_targets, list_images, remember_loaded, write_captions
+from .caption_files import IMAGE_PATTERNS, _is_image_name, caption_targets, list_images, write_captions
 from .config import SCRConfig
 from .errors import ConfigError, InputError
 from .outputs import write_atomically
@@ -51,8 +51,17 @@ def list_items(source: str | Path) -> list[Item]:
         return [Item(p.relative_to(source).as_posix(), p) for p in list_images(source, recursive=True)]
     if not source.is_file():
         raise InputError(f"{source} is neither an image folder nor a list file")
+    not_a_list = InputError(f"{source} lists no images (one image path per line)")
+    try:
+        text_lines = source.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise not_a_list from None
+    except OSError as err:
+        raise InputError(f"cannot read {source} ({err.strerror})") from None
+    if not any(_is_image_name(Path(line.strip()).name) for line in text_lines if "\0" not in line):
+        raise not_a_list  # e.g. /etc/passwd: refused without echoing a line of it
     items, seen = [], set()
-    for line in source.read_text(encoding="utf-8").splitlines():
+    for line in text_lines:
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -64,7 +73,6 @@ def list_items(source: str | Path) -> list[Item]:
         items.append(Item(text, path))
     if not items:
         raise InputError(f"{source} lists no images")
-    remember_loaded([i.path for i in items if i.path.is_file()])
     return items
 
 

@@ -31,6 +31,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default=None, help="auto, float32, float16, bfloat16 (default: float32 on CPU)")
     p.add_argument("--attn", default="sdpa", help="attention implementation to load the model with")
+    p.add_argument("--quantize", choices=("8bit", "4bit"), default=None,
+                   help="load the decoder through bitsandbytes (vision tower, projector, LM head stay unquantized)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="run the modeling code a checkpoint ships with it (it executes on this machine; only for "
                         "checkpoints whose source you trust)")
@@ -121,7 +123,7 @@ def _pipeline(args):
     elif generic_flags:
         raise ConfigError(f"{', '.join(generic_flags)} only apply with --adapter generic")
     options = LoadOptions(dtype=args.dtype, device=args.device, attn_implementation=args.attn,
-                          adapter_options=adapter_options, trust_remote_code=args.trust_remote_code)
+                          adapter_options=adapter_options, trust_remote_code=args.trust_remote_code, quantization=args.quantize)
     return SCRPipeline.from_pretrained(model, options, adapter=adapter)
 
 
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cap = sub.add_parser("caption", help="caption an image with (default) or without SCR")
     cap.add_argument("image")
-    cap.add_argument("--prompt", default=None, help="instruction (default: one-sentence caption)")
+    _add_preset_args(cap)
     cap.add_argument("--no-scr", action="store_true", help="vanilla generation")
     cap.add_argument("--max-new-tokens", type=int, default=64)
     cap.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -170,7 +172,7 @@ def _add_caption_folder_parser(sub) -> None:
     scr = cf.add_mutually_exclusive_group()
     scr.add_argument("--scr", dest="scr", action="store_true", default=True, help="caption with SCR (default)")
     scr.add_argument("--no-scr", dest="scr", action="store_false", help="vanilla captions")
-    cf.add_argument("--prompt", default=None, help="instruction (default: one-sentence caption)")
+    _add_preset_args(cf)
     cf.add_argument("--max-new-tokens", type=int, default=64)
     cf.add_argument("--batch-size", type=int, default=8)
     _add_model_args(cf)
@@ -203,6 +205,30 @@ def _add_calibrate_parser(sub) -> None:
     _add_model_args(cal)
 
 
+def _add_preset_args(p: argparse.ArgumentParser) -> None:
+    from .prompts import CAPTION_LENGTHS, CAPTION_PRESETS
+
+    p.add_argument("--preset", choices=tuple(CAPTION_PRESETS), default=None,
+                   help="what to ask for (scr_core.prompts.CAPTION_PRESETS; default: descriptive, or custom "
+                        "when --prompt is given)")
+    p.add_argument("--length", choices=tuple(CAPTION_LENGTHS), default="any", help="caption length (default any)")
+    p.add_argument("--prompt", default=None, help="your own instruction (the custom preset)")
+
+
+def _caption_instruction(args) -> str | None:
+    """The instruction ``--preset``, ``--length`` and ``--prompt`` ask for; ``None`` without any of them
+    (the library's default, the descriptive preset)."""
+    from .prompts import instruction_for
+
+    if args.preset is None and args.length == "any" and args.prompt is None:
+        return None
+    preset = args.preset or ("custom" if args.prompt is not None else "descriptive")
+    if args.prompt is not None and preset != "custom":
+        raise ConfigError(f"--prompt is the custom preset's instruction; drop it or use --preset custom "
+                          f"(not {preset})")
+    return instruction_for(preset, args.length, args.prompt)
+
+
 def _check_prompt_arg(args) -> None:
     from .prompts import check_prompt
 
@@ -211,14 +237,16 @@ def _check_prompt_arg(args) -> None:
 
 
 def cmd_caption(args) -> None:
-    _check_prompt_arg(args)
+    from .prompts import CAPTION_PROMPT
+
+    prompt = _caption_instruction(args)
     scr = None if args.no_scr else _config(args)
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
     pipe = _pipeline(args)
-    result = pipe.caption(args.image, args.prompt, scr=scr, max_new_tokens=args.max_new_tokens)[0]
+    result = pipe.caption(args.image, prompt, scr=scr, max_new_tokens=args.max_new_tokens)[0]
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({"prompt": prompt or CAPTION_PROMPT, **result.to_dict()}, indent=2))
     else:
         print(result.text)
         print(result.timings.summary(), file=sys.stderr)
@@ -294,7 +322,7 @@ def cmd_caption_folder(args) -> None:
     from .eval.runner import check_sizes
     from .shards import launched_shard
 
-    _check_prompt_arg(args)
+    prompt = _caption_instruction(args)
     check_sizes(None, args.batch_size)
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
@@ -302,7 +330,7 @@ def cmd_caption_folder(args) -> None:
     shard, args.device = launched_shard(args.device)
     check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard)  # before the model loads
     pipe = _pipeline(args)
-    summary = caption_folder(pipe, args.source, args.out, scr=scr, prompt=args.prompt,
+    summary = caption_folder(pipe, args.source, args.out, scr=scr, prompt=prompt,
                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, txt=args.txt,
                              overwrite_txt=args.overwrite_txt, model_name=str(args.model or "embedded default"),
                              shard=shard)

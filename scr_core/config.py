@@ -51,6 +51,7 @@ class SCRConfig:
         lam = self.lam
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0:
             raise ConfigError(f"lam must be a finite number > 0 (got {self.lam!r}); the paper uses 1.10")
+        check_lam(lam, "float32")
         for name in ("diag_layers", "hook_layers"):
             value = getattr(self, name)
             if value is None:
@@ -69,6 +70,26 @@ class SCRConfig:
     def with_(self, **changes) -> "SCRConfig":
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
+
+
+# numpy stand-ins for the types hooks compute in; bfloat16 has float32's exponent range
+_RANGE_OF = {"float16": "float16", "bfloat16": "float32", "float64": "float64"}
+
+
+def check_lam(lam: float, dtype: str = "float32") -> None:
+    """Refuse a λ whose 1/λ or λ-1 is not a finite number (or 1/λ is 0) in ``dtype``, the type the
+    hooks compute in: such a λ turns hidden states into inf/NaN and the caption silently comes out
+    empty (fp16 ends at 65504)."""
+    import numpy as np
+
+    name = str(dtype).removeprefix("torch.")
+    as_type = np.dtype(_RANGE_OF.get(name, "float32")).type
+    with np.errstate(all="ignore"):
+        value = as_type(lam)
+        inverse, gain = as_type(1) / value, value - as_type(1)
+    if not (np.isfinite(value) and np.isfinite(inverse) and np.isfinite(gain) and inverse != 0 and value > 0):
+        raise ConfigError(f"lam={lam!r} does not fit the model's {name} numbers (1/λ or λ-1 overflows); "
+                          "use a λ near 1 (the paper uses 1.10)")
 
 
 def scaled_range(start: int, stop: int, depth: int) -> tuple[int, ...]:

@@ -15,6 +15,8 @@ from .errors import ConfigError, ModelLoadError
 
 DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+QUANTIZATIONS = ("8bit", "4bit")
+BITSANDBYTES_MIN = "0.46.1"  # the first release with CPU kernels; transformers 5 asks for it too
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -31,6 +33,9 @@ class LoadOptions:
     processor_kwargs: passed to ``AutoProcessor.from_pretrained`` as they are.
     adapter_options: the family's declared options (``Adapter.options``, e.g. ``max_tiles`` for
         InternVL, ``max_pixels`` for Qwen2-VL), checked against the family before the weights load.
+    quantization: None, "8bit" (LLM.int8()) or "4bit" (NF4, double quantization, computing in ``dtype``):
+        the decoder's linear layers through bitsandbytes; the adapter's ``unquantized_modules``
+        (vision tower, projector, LM head) stay in ``dtype``.
     trust_remote_code: run the Python modeling code a checkpoint ships with it (Qwen-VL v1, InternVL2
         before the ``-hf`` conversions). Off unless the user turns it on: it executes that code here.
     """
@@ -42,8 +47,15 @@ class LoadOptions:
     processor_kwargs: dict = field(default_factory=dict)
     adapter_options: dict = field(default_factory=dict)
     trust_remote_code: bool = False
+    quantization: str | None = None
 
     def __post_init__(self) -> None:
+        quantization = self.quantization
+        if isinstance(quantization, str) and quantization.lower() in ("", "none"):
+            quantization = None
+        if quantization is not None and quantization not in QUANTIZATIONS:
+            raise ConfigError(f"quantization must be none, 8bit or 4bit (got {quantization!r})")
+        object.__setattr__(self, "quantization", quantization)
         if not isinstance(self.trust_remote_code, bool):
             raise ConfigError(f"trust_remote_code must be True or False (got {self.trust_remote_code!r})")
         dtype = self.dtype
@@ -58,6 +70,8 @@ class LoadOptions:
         if not DEVICE_PATTERN.match(device):
             raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
         object.__setattr__(self, "device", device)
+        if self.quantization is not None and device == "mps":
+            raise ConfigError(f"quantization={self.quantization!r} runs on cpu or cuda (bitsandbytes), not on 'mps'")
         if not isinstance(self.attn_implementation, str) or not self.attn_implementation:
             raise ConfigError(f"attn_implementation must be a name such as 'sdpa' (got {self.attn_implementation!r})")
         for name in ("processor_kwargs", "adapter_options"):
@@ -154,3 +168,83 @@ REMOTE_CODE_HINT = (
 def needs_remote_code(error: Exception) -> bool:
     """Whether transformers refused to load because the checkpoint needs ``trust_remote_code``."""
     return "trust_remote_code" in str(error)
+
+
+def bitsandbytes_missing() -> str | None:
+    """Why bitsandbytes cannot quantize here (``None`` when it can); imports nothing."""
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return ("bitsandbytes is not installed: pip install bitsandbytes (wheels for Linux and Windows x86_64; "
+                "elsewhere quantization is unavailable)")
+    version = importlib.metadata.version("bitsandbytes")
+    if tuple(int(p) for p in re.findall(r"\d+", version)[:3]) < tuple(int(p) for p in BITSANDBYTES_MIN.split(".")):
+        return f"bitsandbytes {version} is too old: pip install 'bitsandbytes>={BITSANDBYTES_MIN}'"
+    return None
+
+
+def bitsandbytes_config(options: LoadOptions, device: str, dtype, unquantized: tuple[str, ...]):
+    """transformers' ``BitsAndBytesConfig`` for ``options.quantization`` (``None`` without one).
+
+    Checked before any weight is read: the device, the package, and the modules that stay unquantized.
+    """
+    import torch
+
+    if options.quantization is None:
+        return None
+    if device.split(":")[0] not in ("cpu", "cuda"):
+        raise ModelLoadError(f"quantization={options.quantization!r} runs on cpu or cuda, not on {device!r}")
+    missing = bitsandbytes_missing()
+    if missing:
+        raise ModelLoadError(f"quantization={options.quantization!r} needs {missing}")
+    if not unquantized:
+        raise ConfigError("this adapter names no unquantized modules (vision tower, projector, LM head); "
+                          "quantization needs a registered family")
+    from transformers import BitsAndBytesConfig
+
+    _quiet_int8_casts()
+    compute = dtype if isinstance(dtype, torch.dtype) else torch.float16
+    if options.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(unquantized))
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=list(unquantized))
+
+
+def model_quantization(model) -> str | None:
+    """"8bit", "4bit" or ``None``: how a loaded model's weights are stored."""
+    if getattr(model, "is_loaded_in_8bit", False):
+        return "8bit"
+    if getattr(model, "is_loaded_in_4bit", False):
+        return "4bit"
+    return None
+
+
+def checkpoint_quantization(folder: str | Path) -> str | None:
+    """The quantization a saved checkpoint's ``config.json`` declares (``None``: plain weights)."""
+    import json
+
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    declared = config.get("quantization_config")
+    if not isinstance(declared, dict):
+        return None
+    if declared.get("load_in_8bit") or declared.get("_load_in_8bit"):
+        return "8bit"
+    if declared.get("load_in_4bit") or declared.get("_load_in_4bit"):
+        return "4bit"
+    return str(declared.get("quant_method") or "quantized")
+
+
+def _quiet_int8_casts() -> None:
+    """LLM.int8() logs one warning per matmul when the input is not float16 (every token, every layer)."""
+    import logging
+
+    target = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(getattr(f, "scr_int8", False) for f in target.filters):
+        quiet = logging.Filter()
+        quiet.filter = lambda record: not str(record.msg).startswith("MatMul8bitLt: inputs will be cast")
+        quiet.scr_int8 = True
+        target.addFilter(quiet)

@@ -32,6 +32,26 @@ def check_new_file(path: str | Path, suffixes: Iterable[str], overwrite: bool = 
     return path
 
 
+def current_umask() -> int:
+    """The process umask: from /proc on Linux (no window in which other threads see another umask),
+    else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def ordinary_mode(path: str | Path, folder: bool = False) -> None:
+    """Give a ``mkstemp``/``mkdtemp`` path (private, 0600/0700) the mode a plain ``open``/``mkdir``
+    would: others may read the result unless the umask says otherwise."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
+
+
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary path)`` in ``path``'s folder, then rename it over ``path``: a reader
     (or a crash) never sees a half-written file."""
@@ -39,6 +59,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent or ".")
     os.close(handle)
     try:
+        ordinary_mode(temporary)
         write(Path(temporary))
         os.replace(temporary, path)
     except BaseException:

@@ -23,12 +23,12 @@ from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .adapters import Adapter, adapter_class, adapter_for, split_options
-from .config import SCRConfig, resolve_layers
+from .config import SCRConfig, check_lam, resolve_layers
 from .diagnosis import attention_maps, entropy_nats, plan_from_maps, run_until, uniform_plan
 from .errors import ConfigError, GenerationInterrupted, InputError, ModelLoadError, ReleasedError
 from .images import group_images
 from .layout import VisualLayout
-from .loading import REMOTE_CODE_HINT, LoadOptions, checkpoint_source, needs_remote_code
+from .loading import REMOTE_CODE_HINT, LoadOptions, bitsandbytes_config, checkpoint_source, needs_remote_code
 from .plan import RedistributionPlan, plan_arrays
 from .prompts import pair_prompts
 from .redistribution import BatchEdit, redistribution
@@ -137,10 +137,16 @@ class SCRPipeline:
         if adapter is None:
             adapter_kwargs, processor_kwargs = split_options(adapter_class(config.model_type),
                                                              options.adapter_options)
+        family = adapter_class(config.model_type) if adapter is None else getattr(adapter, "func", adapter)
+        quantized = bitsandbytes_config(options, device, options.resolved_dtype(device),
+                                        getattr(family, "unquantized_modules", ()))
+        # bitsandbytes weights are placed while loading (a quantized model is not moved afterwards)
+        placement = ({"quantization_config": quantized, "device_map": {"": device}}
+                     if quantized is not None or getattr(config, "quantization_config", None) else {})
         try:
             model, info = AutoModelForImageTextToText.from_pretrained(
                 source, dtype=options.resolved_dtype(device), attn_implementation=options.attn_implementation,
-                local_files_only=local_only, output_loading_info=True, **remote,
+                local_files_only=local_only, output_loading_info=True, **placement, **remote,
             )
             processor = AutoProcessor.from_pretrained(source, local_files_only=local_only,
                                                       **{**remote, **processor_kwargs, **options.processor_kwargs})
@@ -155,7 +161,8 @@ class SCRPipeline:
             raise ModelLoadError(
                 f"{source} is incomplete or corrupt: {len(missing)} weights missing (e.g. {sorted(missing)[:3]})"
             )
-        model = model.to(device)
+        if not placement:
+            model = model.to(device)
         if adapter is not None:
             return cls(model, processor, adapter=adapter(model, processor))
         return cls(model, processor, **adapter_kwargs)
@@ -326,6 +333,7 @@ class SCRPipeline:
             if max(arrays.hook_layers) >= self.depth:
                 raise ConfigError(f"the plan hooks layer {max(arrays.hook_layers)}, but the model has only "
                                   f"{self.depth} decoder layers (0..{self.depth - 1})")
+            check_lam(arrays.lam, str(self.model.dtype))  # the hooks compute in the model's dtype
             edit, hook_layers = BatchEdit.from_arrays(arrays, self.model.device), arrays.hook_layers
         else:
             edit, hook_layers = None, ()

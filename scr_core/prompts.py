@@ -34,3 +34,42 @@ def pair_prompts(prompt, count: int, reserved=()) -> list[str]:
             raise InputError(f"the prompt contains the model's image token {typed[0]!r}; SCR inserts the image "
                              "itself, so remove it from the prompt")
     return prompts
+
+
+# -- caption presets -------------------------------------------------------------------------
+#: What each caption preset asks the model; the one table the CLI, the nodes and the README use.
+#: ``None``: the instruction the user typed.
+CAPTION_PRESETS: dict[str, str | None] = {
+    "descriptive": CAPTION_PROMPT,
+    "short": "Describe the image in a few words.",
+    "detailed": "Describe the image in detail: every object, its colour, its position and what it is doing.",
+    "tags": "List what is in the image as comma-separated tags (objects, colours, setting), most important first.",
+    "training": "Write a caption for training an image model: the subject, its appearance, the setting, the "
+                "composition and the style, in plain words, without opinions or guesses.",
+    "custom": None,
+}
+
+#: Appended after one space to any preset's instruction (custom included); "any" adds nothing.
+CAPTION_LENGTHS: dict[str, str] = {
+    "any": "",
+    "short": "Use at most 15 words.",
+    "medium": "Use about 30 to 50 words.",
+    "long": "Use about 80 to 120 words.",
+}
+
+
+def instruction_for(preset: str = "descriptive", length: str = "any", custom_text: str | None = None) -> str:
+    """The instruction a caption preset sends: the table's text (``custom``: ``custom_text`` as typed),
+    plus the length phrase. A preset other than custom ignores ``custom_text``."""
+    from .errors import InputError
+
+    for name, value, table in (("preset", preset, CAPTION_PRESETS), ("length", length, CAPTION_LENGTHS)):
+        if not isinstance(value, str) or value not in table:
+            raise InputError(f"{name} must be one of {', '.join(table)} (got {value!r})")
+    text = CAPTION_PRESETS[preset]
+    if text is None:
+        if custom_text is None:
+            raise InputError("preset custom needs an instruction of your own; give one or pick another preset")
+        text = check_prompt(custom_text)
+    suffix = CAPTION_LENGTHS[length]
+    return f"{text.rstrip()} {suffix}" if suffix else text

@@ -24,6 +24,7 @@ from ..config import SCRConfig, paper_range
 from ..errors import ConfigError, LayoutError
 from ..layout import VisualGrid, VisualLayout
 from ..prompts import SHORT_ANSWER_PROMPT
+from ..template_guard import render_limited
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class Adapter(ABC):
     #: Appended (after one space) to yes/no and short-answer questions by ``SCRPipeline.answer``:
     #: the wording the family's own evaluations use (lmms-eval's LLaVA wording by default).
     short_answer_suffix: ClassVar[str] = SHORT_ANSWER_PROMPT
+    #: Modules that stay unquantized under ``LoadOptions(quantization=...)`` (vision tower, projector,
+    #: LM head), as paths from the model's root; none named: the family cannot be quantized.
+    unquantized_modules: ClassVar[tuple[str, ...]] = ()
     #: The processor output the vision tower reads (VCD noises it).
     pixel_key: ClassVar[str] = "pixel_values"
 
@@ -154,8 +158,8 @@ class Adapter(ABC):
         """The chat template around ``num_images`` images followed by ``prompt``."""
         template = self.chat_template()
         extra = {"chat_template": template} if template is not None else {}
-        return self.processor.apply_chat_template(self.messages(prompt, num_images), add_generation_prompt=True,
-                                                  **extra)
+        return render_limited(lambda: self.processor.apply_chat_template(
+            self.messages(prompt, num_images), add_generation_prompt=True, **extra))
 
     def prepare(self, images: Sequence[Sequence[Image.Image]], prompts: Sequence[str]) -> dict:
         """Processor outputs for a left-padded batch (one list of images per prompt).

@@ -53,6 +53,7 @@ def chameleon_hook_count(depth: int) -> int:
 
 class ChameleonAdapter(Adapter):
     model_types = ("chameleon",)
+    unquantized_modules = ("model.vqmodel", "lm_head")  # the VQ image tokenizer; no projector
     paper_hook_layers = (0, 15)  # Chameleon-7B; see default_hook_layers for other depths
 
     def language_model(self) -> nn.Module:

@@ -41,6 +41,7 @@ from .shared import QWEN_FRACTION, fraction_range, prepare_grouped, shared_budge
 
 class Gemma3Adapter(Adapter):
     model_types = ("gemma3",)
+    unquantized_modules = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
     options = (AdapterOption("pan_and_scan", int, 0, "pan-and-scan: up to N crops of a wide or tall image, each "
                              "one more grid sharing the image's K (default 0: off)", minimum=0),)
 

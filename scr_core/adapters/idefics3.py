@@ -46,6 +46,7 @@ from .shared import QWEN_FRACTION, fraction_range, prepare_grouped, shared_budge
 
 class Idefics3Adapter(Adapter):
     model_types = ("idefics3",)
+    unquantized_modules = ("model.vision_model", "model.connector", "lm_head")
     options = (AdapterOption("no_image_splitting", int, 0, "1: turn the processor's do_image_splitting off (one "
                              "global image per image); 0: tiles plus a global image (default)", minimum=0),)
 

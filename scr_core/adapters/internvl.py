@@ -43,6 +43,7 @@ from .shared import shared_budgets
 
 class InternVLAdapter(Adapter):
     model_types = ("internvl",)
+    unquantized_modules = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
     paper_hook_layers = (0, 15)
     options = (AdapterOption("max_tiles", int, 1, "tiles per image (default 1; more turns on dynamic tiling "
                              "plus a thumbnail)", minimum=1),)

@@ -35,6 +35,7 @@ def tower_extra_tokens(vision_tower: nn.Module, vision_config) -> int:
 
 class LlavaAdapter(Adapter):
     model_types = ("llava",)
+    unquantized_modules = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
     paper_hook_layers = (0, 11)
 
     def language_model(self) -> nn.Module:

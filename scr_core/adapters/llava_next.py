@@ -46,6 +46,7 @@ from .shared import LLAVA_FRACTION, fraction_range, prepare_grouped, shared_budg
 
 class LlavaNextAdapter(Adapter):
     model_types = ("llava_next",)
+    unquantized_modules = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
 
     def language_model(self) -> nn.Module:
         return self.model.model.language_model

@@ -36,6 +36,7 @@ PIXEL_KWARGS = ("min_pixels", "max_pixels")
 
 class Qwen2VLAdapter(Adapter):
     model_types = ("qwen2_vl", "qwen2_5_vl")
+    unquantized_modules = ("model.visual", "lm_head")  # the merger (projector) is inside model.visual
     paper_hook_layers = (0, 15)
     options = (
         AdapterOption("min_pixels", int, None, "smallest image area in pixels (dynamic resolution)",

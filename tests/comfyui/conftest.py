@@ -8,6 +8,7 @@ from importlib.util import find_spec
 
 import pytest
 
+from .fake_hub import FakeHub
 from .server import ComfyServer, comfyui_dir
 
 
@@ -42,7 +43,14 @@ def skip_or_fail(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def comfy(comfy_base):
+def fake_hub():
+    hub = FakeHub().start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="session")
+def comfy(comfy_base, fake_hub, tmp_path_factory):
     source = comfyui_dir()
     if source is None:
         skip_or_fail("no ComfyUI source tree: set COMFYUI_DIR (CI has ../shared/comfyui)")
@@ -50,6 +58,12 @@ def comfy(comfy_base):
     if missing:
         skip_or_fail(f"ComfyUI's requirements are not installed ({', '.join(missing)} missing): "
                      f"pip install -r {source}/requirements.txt (without its torch lines) requests")
-    server = ComfyServer(source, comfy_base).start()
+    # the owner's choices a server can make: one dataset folder allowed, downloads on, from the fake hub only
+    allowed = tmp_path_factory.mktemp("allowed-data")
+    server = ComfyServer(source, comfy_base, env={
+        "SCR_ALLOWED_FOLDERS": str(allowed), "SCR_ALLOW_DOWNLOADS": "1", "HF_ENDPOINT": fake_hub.url,
+        "HF_HUB_OFFLINE": "0", "HF_HUB_ETAG_TIMEOUT": "3", "HF_HUB_DOWNLOAD_TIMEOUT": "3",
+        "SCR_DOWNLOAD_STALL_SECONDS": "20"}).start()
+    server.allowed, server.hub = allowed, fake_hub
     yield server
     server.stop()

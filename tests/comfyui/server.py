@@ -35,8 +35,9 @@ def free_port() -> int:
 class ComfyServer:
     """Start, talk to and stop one server (always by its PID)."""
 
-    def __init__(self, comfy: Path, base: Path) -> None:
+    def __init__(self, comfy: Path, base: Path, env: dict | None = None) -> None:
         self.comfy, self.base, self.port = comfy, base, free_port()
+        self.extra_env = env or {}
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = base / "server.log"
         self.client_id = str(uuid.uuid4())
@@ -48,7 +49,7 @@ class ComfyServer:
         if not link.exists():
             link.symlink_to(ROOT, target_is_directory=True)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1",
-               "OMP_NUM_THREADS": "2"}
+               "OMP_NUM_THREADS": "2", **self.extra_env}
         command = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                    "--base-directory", str(self.base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:"]
         self.log = open(self.log_path, "w")

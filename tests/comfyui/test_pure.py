@@ -1,15 +1,24 @@
-"""The pack's pure parts, without ComfyUI: IMAGE tensors <-> PIL, list handling, Save Captions' path rules."""
+"""The pack's pure parts, without ComfyUI: IMAGE tensors <-> PIL, list handling, the folder and path rules,
+the schema checks and the chat-template limit."""
 
 from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from nodes.checks import problem
 from nodes.convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
 from nodes.paths import caption_targets, list_images, safe_subfolder, write_captions
-from scr_core.errors import InputError
+from scr_core.allowed import (allowed_folders, check_model_folder, check_pixel_budget, downloads_allowed,
+                              folder_pixel_budget, owner_folders)
+from scr_core.errors import InputError, ModelLoadError
+from scr_core.template_guard import render_limited
 
 
 def test_image_tensor_round_trip():
@@ -59,9 +68,10 @@ def test_list_images_sorted_filtered_limited(image_folder):
         list_images(image_folder / "missing")
 
 
-def test_captions_beside_loaded_images_only(image_folder, tmp_path):
-    loaded = [str(p) for p in list_images(image_folder)]
-    targets = caption_targets(loaded, "beside images", tmp_path / "out")
+def test_captions_beside_images_inside_the_allowed_folders_only(image_folder, tmp_path):
+    allowed = allowed_folders([image_folder], env={})
+    loaded = [str(p) for p in list_images(image_folder, allowed=allowed)]
+    targets = caption_targets(loaded, "beside images", tmp_path / "out", allowed=allowed)
     assert [t.name for t in targets] == ["a.txt", "b.txt"] and targets[0].parent == image_folder.resolve()
     write_captions(["one", "two"], targets)
     assert (image_folder / "a.txt").read_text() == "one\n"
@@ -73,15 +83,95 @@ def test_captions_beside_loaded_images_only(image_folder, tmp_path):
     stranger = tmp_path / "elsewhere.png"
     Image.new("RGB", (2, 2)).save(stranger)
     for bad in (str(stranger), "/etc/passwd", str(image_folder / ".." / "elsewhere.png")):
-        with pytest.raises(InputError, match="not loaded by Load Image Folder"):
-            caption_targets([bad], "beside images", tmp_path / "out")
+        with pytest.raises(InputError, match="outside the folders this server allows.*SCR_ALLOWED_FOLDERS="):
+            caption_targets([bad], "beside images", tmp_path / "out", allowed=allowed)
+    with pytest.raises(InputError, match="does not exist"):
+        caption_targets([str(image_folder / "gone.png")], "beside images", tmp_path / "out", allowed=allowed)
 
 
-def test_symlink_to_a_loaded_image_resolves_to_it(image_folder, tmp_path):
-    list_images(image_folder)
-    link = tmp_path / "link.png"
-    link.symlink_to(image_folder / "a.jpg")
-    assert caption_targets([str(link)], "beside images", tmp_path / "out") == [(image_folder / "a.txt").resolve()]
+def test_symlinks_are_resolved_before_the_folder_rule(image_folder, tmp_path):
+    allowed = allowed_folders([image_folder], env={})
+    inner = image_folder / "link.png"
+    inner.symlink_to(image_folder / "a.jpg")
+    assert caption_targets([str(inner)], "beside images", tmp_path / "out", allowed=allowed) == \
+        [(image_folder / "a.txt").resolve()]
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (2, 2)).save(outside)
+    (image_folder / "escape.png").symlink_to(outside)
+    with pytest.raises(InputError, match="outside the folders"):
+        caption_targets([str(image_folder / "escape.png")], "beside images", tmp_path / "out", allowed=allowed)
+    with pytest.raises(InputError, match="outside the folders"):
+        list_images(image_folder, allowed=allowed)  # the listed file leads out
+    (image_folder / "escape.png").unlink()
+    (image_folder / "sub" / "out").symlink_to(tmp_path, target_is_directory=True)  # a symlinked folder: not walked
+    assert [p.name for p in list_images(image_folder, recursive=True, allowed=allowed)] == \
+        ["a.jpg", "b.png", "link.png", "c.png"]
+    with pytest.raises(InputError, match="outside the folders"):
+        list_images(tmp_path, allowed=allowed)
+    with pytest.raises(InputError, match="outside the folders"):
+        list_images("/", recursive=True, allowed=allowed)
+
+
+def test_owner_folders_come_from_the_environment(tmp_path):
+    env = {"SCR_ALLOWED_FOLDERS": os.pathsep.join([str(tmp_path / "a"), "", str(tmp_path / "b")])}
+    assert owner_folders(env) == [(tmp_path / "a").resolve(), (tmp_path / "b").resolve()]
+    assert allowed_folders([tmp_path / "in"], env)[0] == (tmp_path / "in").resolve()
+    assert not downloads_allowed({}) and downloads_allowed({"SCR_ALLOW_DOWNLOADS": "1"})
+
+
+def test_models_load_only_from_model_folders_never_from_input(tmp_path):
+    models, inbox = tmp_path / "models" / "LLM", tmp_path / "input"
+    (models / "m").mkdir(parents=True)
+    (inbox / "planted").mkdir(parents=True)
+    assert check_model_folder(models / "m", [models], env={}) == (models / "m").resolve()
+    for bad in (inbox / "planted", models / ".." / ".." / "input" / "planted", Path("/etc")):
+        with pytest.raises(ModelLoadError, match="outside the model folders"):
+            check_model_folder(bad, [models], env={})
+    assert check_model_folder(inbox / "planted", [models], env={"SCR_ALLOWED_FOLDERS": str(inbox)})
+
+
+def test_a_folder_load_has_a_pixel_budget_read_from_headers(tmp_path):
+    for index in range(3):
+        Image.new("RGB", (100, 100)).save(tmp_path / f"{index}.png")
+    paths = sorted(tmp_path.glob("*.png"))
+    check_pixel_budget(paths, 30_000)
+    with pytest.raises(InputError, match="more than 29,999 pixels in total.*caption-folder"):
+        check_pixel_budget(paths, 29_999)
+    assert folder_pixel_budget({}) == 256_000_000 and folder_pixel_budget({"SCR_MAX_FOLDER_PIXELS": "1000"}) == 1000
+    with pytest.raises(InputError, match="positive"):
+        folder_pixel_budget({"SCR_MAX_FOLDER_PIXELS": "lots"})
+
+
+def test_schema_checks_name_the_allowed_values():
+    class Spec:  # the attributes ComfyUI's V3 inputs carry
+        def __init__(self, id, **attributes):
+            self.id = id
+            self.__dict__.update(attributes)
+
+    inputs = [Spec("mode", options=["beside images", "output folder"]), Spec("k", min=1, max=8), Spec("text")]
+    assert problem(inputs, {"mode": "output folder", "k": 3, "text": "anything"}) is None
+    assert problem(inputs, {"mode": "bogus"}) == "mode 'bogus' is not one of: beside images, output folder"
+    assert problem(inputs, {"mode": ["beside images", "../../x"]}).startswith("mode '../../x' is not one of")
+    assert problem(inputs, {"k": 0}) == "k 0 is smaller than the minimum 1"
+    assert problem(inputs, {"k": 9}) == "k 9 is bigger than the maximum 8"
+    assert problem(inputs, {"k": "3"}) == "k '3' is not a number"
+    assert problem(inputs, {"mode": None, "k": None}) is None  # links: checked again in execute
+
+
+def test_a_chat_template_that_loops_is_stopped(tiny_llava_dir):
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_llava_dir)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "hi"}]}]
+    assert "hi" in render_limited(lambda: processor.apply_chat_template(messages, add_generation_prompt=True))
+    loops = "{% for a in range(100000) %}{% for b in range(100000) %}{{ '' }}{% endfor %}{% endfor %}"
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError, match="took more than 0.5 s"):
+        render_limited(lambda: processor.apply_chat_template(messages, chat_template=loops), seconds=0.5)
+    assert time.monotonic() - started < 3
+    huge = "{% for a in range(100000) %}{{ 'x' * 20 }}{% endfor %}"
+    with pytest.raises(ModelLoadError, match="2,000,000 characters"):
+        render_limited(lambda: processor.apply_chat_template(messages, chat_template=huge))
 
 
 @pytest.mark.parametrize("subfolder, message", [

@@ -112,8 +112,8 @@ def test_compare_workflow_gives_both_captions_and_the_heatmap(comfy):
     assert entry["outputs"]["5"]["images"]
 
 
-def test_folder_workflow_writes_a_caption_beside_each_image(comfy, tmp_path):
-    folder = tmp_path / "dataset"
+def test_folder_workflow_writes_a_caption_beside_each_image(comfy):
+    folder = comfy.allowed / "dataset"  # inside SCR_ALLOWED_FOLDERS
     folder.mkdir()
     for index, size in enumerate([(64, 48), (80, 80), (48, 96)]):
         Image.new("RGB", size, (40 * index, 90, 200)).save(folder / f"img{index}.png")
@@ -161,7 +161,7 @@ def test_the_onnx_loader_runs_the_same_workflow_on_onnxruntime(comfy):
 
 # -- bad input --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("change, node, fragment", [
-    (lambda p: p["3"]["inputs"].update(k=0), "3", "value_smaller_than_min"),
+    (lambda p: p["3"]["inputs"].update(k=0), "3", "k 0 is smaller than the minimum 1"),
     (lambda p: p["5"]["inputs"].update(instruction="   "), "5", "instruction is empty"),
     (lambda p: p["3"]["inputs"].update(hook_layers="5-2"), "3", "reversed"),
 ])
@@ -192,7 +192,7 @@ def test_save_captions_refuses_paths_outside_the_allowed_folders(comfy):
                                                               "subfolder": subfolder, "overwrite": True}},
         }
 
-    for prompt, fragment in ((saving("/etc/cron.d/evil.png", "beside images"), "not loaded by Load Image Folder"),
+    for prompt, fragment in ((saving("/etc/cron.d/evil.png", "beside images"), "outside the folders this server allows"),
                              (saving("x.png", "output folder", "../../escape"), "may not contain '..'"),
                              (saving("x.png", "output folder", "/tmp"), "must be relative")):
         entry = comfy.run(prompt)
@@ -283,3 +283,63 @@ def test_free_with_unload_models_releases_the_vlm(comfy):
         time.sleep(0.3)
     assert not any(m["loaded"] for m in comfy.get("/scr/models"))
     assert comfy.run(copy.deepcopy(twin("scr_caption")))["status"]["status_str"] == "success"  # loads again
+
+
+# -- caption presets and true batches ---------------------------------------------------------------
+def test_caption_presets_reach_the_model_and_batches_keep_the_captions(comfy):
+    from scr_core import SCRPipeline, default_model, instruction_for
+    from scr_core.demo import demo_scene
+    from scr_core.testbed.scenes import generate_scene
+
+    pipe = SCRPipeline.from_pretrained(default_model()[0])
+    question = "Is there a cup in the image?"
+    expected = {preset: pipe.caption(demo_scene()[0], instruction_for(preset, "any", question), scr=None,
+                                     max_new_tokens=24)[0].text for preset in ("descriptive", "custom")}
+    assert expected["descriptive"] != expected["custom"]
+    for preset in ("descriptive", "custom"):
+        prompt = twin("scr_caption")
+        prompt["5"]["inputs"].pop("scr_plan")
+        prompt["5"]["inputs"].update(instruction=question, preset=preset, length="any")
+        entry = comfy.run(prompt)
+        assert entry["status"]["status_str"] == "success", failure(entry)
+        assert entry["outputs"]["5"]["text"] == [expected[preset]]
+
+    folder = comfy.allowed / "batch-scenes"  # images of different sizes, as one list
+    folder.mkdir()
+    for index in range(5):
+        generate_scene(index, 11).image.resize((80 + 20 * index, 150 - 10 * index)).save(folder / f"s{index}.png")
+    texts = {}
+    for size in (1, 3):
+        prompt = {"1": {"class_type": "SCRLoadImageFolder", "inputs": {"folder": str(folder), "filter": "",
+                                                                        "recursive": False, "limit": 0}},
+                  **{k: v for k, v in twin("scr_caption").items() if k in ("2", "3", "5")}}
+        prompt["5"]["inputs"].pop("scr_plan")
+        prompt["5"]["inputs"].update(scr_config=["3", 0], batch_size=size)
+        entry = comfy.run(prompt)
+        assert entry["status"]["status_str"] == "success", failure(entry)
+        texts[size] = entry["outputs"]["5"]["text"]
+    assert len(texts[1]) == 5 and texts[3] == texts[1]
+
+    for change, fragment in (({"batch_size": 0}, "batch_size 0 is smaller than the minimum 1"),
+                             ({"preset": "fancy"}, "preset 'fancy' is not one of")):
+        prompt = twin("scr_caption")
+        prompt["5"]["inputs"].update(change)
+        status, body = comfy.queue(prompt)
+        assert status == 400 or body.get("node_errors"), body
+        assert fragment in json.dumps(body["node_errors"]["5"])
+
+
+def test_a_quantized_load_captions_and_reports_its_bytes(comfy):
+    from scr_core.loading import bitsandbytes_missing
+
+    if bitsandbytes_missing():
+        pytest.skip(bitsandbytes_missing())
+    sizes = {}
+    for quantization in ("none", "4bit"):
+        prompt = copy.deepcopy(twin("scr_caption"))
+        loader = next(node for node in prompt.values() if node["class_type"] == "SCRLoadVLM")
+        loader["inputs"].update(quantization=quantization, device="cpu")
+        entry = comfy.run(prompt)
+        assert entry["status"]["status_str"] == "success", failure(entry)
+        sizes[quantization] = {m["quantization"]: m["bytes"] for m in comfy.get("/scr/models") if "bytes" in m}
+    assert sizes["4bit"]["4bit"] < sizes["none"][None]

@@ -1,0 +1,96 @@
+"""``scr_config.json`` checked before onnxruntime opens anything: an exported folder may come from
+someone else, so a wrong type is one ``ModelLoadError`` line and a graph name is a plain file name
+inside the folder (no absolute path, no ``..``, no separator, no NUL)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from scr_core import ModelLoadError
+
+GRAPHS = (("vision",), ("embedding",), ("decoder", "head"), ("decoder", "tail"), ("select",))
+MAX_NAME = 255
+
+
+def _fail(config_path: Path, where: str, why: str) -> ModelLoadError:
+    return ModelLoadError(f"{config_path}: {where} {why}; export the folder again")
+
+
+def _get(tree: dict, keys: tuple[str, ...], kind, config_path: Path):
+    value = tree
+    for depth, key in enumerate(keys):
+        if not isinstance(value, dict) or key not in value:
+            raise _fail(config_path, ".".join(keys[:depth + 1]), "is missing")
+        value = value[key]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _fail(config_path, ".".join(keys), f"must be an integer (got {value!r:.40})")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+        raise _fail(config_path, ".".join(keys), f"must be a number (got {value!r:.40})")
+    if kind not in (int, float) and not isinstance(value, kind):
+        raise _fail(config_path, ".".join(keys), f"must be a {getattr(kind, '__name__', kind)} (got {value!r:.40})")
+    return value
+
+
+def _int_list(tree: dict, keys: tuple[str, ...], config_path: Path) -> list[int]:
+    value = _get(tree, keys, list, config_path)
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise _fail(config_path, ".".join(keys), "must be a list of integers")
+    return value
+
+
+def graph_path(folder: Path, name, config_path: Path, where: str) -> Path:
+    """``folder / name`` for a plain file name that stays in ``folder`` (symlinks resolved)."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME or "\0" in name or "/" in name \
+            or "\\" in name or name in (".", "..") or not name.endswith(".onnx"):
+        raise _fail(config_path, where, f"must be a plain .onnx file name in the folder (got {name!r:.60})")
+    path = folder / name
+    try:
+        inside = path.resolve().parent == folder.resolve()
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        raise _fail(config_path, where, f"({name!r}) leads outside {folder}")
+    return path
+
+
+def check_config(config: object, folder: Path, config_path: Path) -> dict[str, Path]:
+    """Raise ``ModelLoadError`` naming the first field of the wrong type; returns the graph paths."""
+    if not isinstance(config, dict):
+        raise _fail(config_path, "the file", "must hold a JSON object")
+    model = ("model",)
+    _get(config, model, dict, config_path)
+    for key in ("pad_token_id",):
+        _get(config, (*model, key), int, config_path)
+    _int_list(config, (*model, "eos_token_id"), config_path)
+    if config["model"].get("context_length") is not None:
+        _get(config, (*model, "context_length"), int, config_path)
+    if _get(config, (*model, "dtype"), str, config_path) not in ("float16", "float32"):
+        raise _fail(config_path, "model.dtype", "must be float16 or float32")
+    for key in ("head_size", "hidden_size", "num_key_value_heads", "num_hidden_layers"):
+        if _get(config, (*model, "decoder", key), int, config_path) < 1:
+            raise _fail(config_path, f"model.decoder.{key}", "must be >= 1")
+    _get(config, (*model, "decoder", "position_ids"), str, config_path)
+    _get(config, (*model, "layout"), dict, config_path)
+    _get(config, (*model, "processor"), dict, config_path)
+    paths = {}
+    for keys in GRAPHS:
+        spec = (*model, *keys)
+        _get(config, spec, dict, config_path)
+        paths[keys[-1]] = graph_path(folder, _get(config, (*spec, "filename"), object, config_path), config_path,
+                                     ".".join((*spec, "filename")))
+    for part in ("head", "tail"):
+        if len(_int_list(config, (*model, "decoder", part, "layers"), config_path)) != 2:
+            raise _fail(config_path, f"model.decoder.{part}.layers", "must be [first, last]")
+        _get(config, (*model, "decoder", part, "inputs"), list, config_path)
+    scr = ("scr",)
+    if _get(config, (*scr, "k"), int, config_path) < 1:
+        raise _fail(config_path, "scr.k", "must be >= 1")
+    if _get(config, (*scr, "lam"), float, config_path) <= 0:
+        raise _fail(config_path, "scr.lam", "must be > 0")
+    _int_list(config, (*scr, "diag_layers"), config_path)
+    _int_list(config, (*scr, "hook_layers"), config_path)
+    if config["scr"].get("query", "post_image") not in ("post_image", "last"):
+        raise _fail(config_path, "scr.query", "must be post_image or last")
+    _get(config, (*scr, "exclude_border"), bool, config_path)
+    return paths

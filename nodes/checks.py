@@ -1,0 +1,62 @@
+"""Every widget value a posted workflow sends, checked against the node's own schema (no ComfyUI import).
+
+ComfyUI v0.3.64 does not check V3 combos, and a ``validate_inputs(**kwargs)`` turns its min/max checks
+off too, so the pack checks both itself, from the inputs of ``define_schema()`` as they are now (a
+combo added later is checked without more code). Linked inputs are ``None`` during validation, so
+``execute`` checks again with the real values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from scr_core import InputError
+
+
+def problem(inputs: Iterable, values: Mapping) -> str | None:
+    """The first value that a combo's options or a number's min/max refuse, as one line; else ``None``.
+
+    ``inputs``: schema inputs (a combo has ``options``, a number ``min``/``max``); a value may be a
+    list (nodes with ``is_input_list``); ``None`` (a link not yet run) and unknown names are skipped.
+    """
+    for spec in inputs:
+        name = getattr(spec, "id", None)
+        if name not in values or values[name] is None:
+            continue
+        items = values[name] if isinstance(values[name], list) else [values[name]]
+        for value in items:
+            found = _check(spec, name, value)
+            if found:
+                return found
+    return None
+
+
+def _check(spec, name: str, value) -> str | None:
+    options = getattr(spec, "options", None)
+    if options is not None:
+        if isinstance(value, str) and value in options:
+            return None
+        shown = ", ".join(map(str, options)) if len(options) <= 12 else f"{len(options)} options, e.g. {options[0]}"
+        return f"{name} {_short(value)} is not one of: {shown}"
+    low, high = getattr(spec, "min", None), getattr(spec, "max", None)
+    if low is None and high is None or value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{name} {_short(value)} is not a number"
+    if low is not None and value < low:
+        return f"{name} {value} is smaller than the minimum {low}"
+    if high is not None and value > high:
+        return f"{name} {value} is bigger than the maximum {high}"
+    return None
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def require(inputs: Iterable, values: Mapping) -> None:
+    """``problem`` as an ``InputError`` (for ``execute``, where linked values are real)."""
+    found = problem(inputs, values)
+    if found:
+        raise InputError(found)

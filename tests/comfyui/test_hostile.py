@@ -1,0 +1,145 @@
+"""A posted workflow is untrusted: in a real server it reads and writes only inside the allowed folders,
+downloads only into a new folder of its own and stops on /interrupt, and every combo value is checked.
+The session server allows one dataset folder (``comfy.allowed``) and downloads from a fake hub."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+from PIL import Image
+
+from .test_server import failure, twin
+
+HOW_TO_ALLOW = "start ComfyUI with SCR_ALLOWED_FOLDERS=/path/to/data"
+
+
+def folder_to_captions(folder: str, mode: str = "beside images", overwrite: bool = False) -> dict:
+    return {
+        "1": {"class_type": "SCRLoadImageFolder", "inputs": {"folder": folder, "filter": "", "recursive": False,
+                                                             "limit": 0}},
+        "2": {"class_type": "PrimitiveString", "inputs": {"value": "a caption"}},
+        "3": {"class_type": "SCRSaveCaptions", "inputs": {"captions": ["2", 0], "paths": ["1", 1], "mode": mode,
+                                                          "subfolder": "hostile", "overwrite": overwrite}},
+    }
+
+
+def saving(path: str, mode: str = "beside images", subfolder: str = "captions") -> dict:
+    return {
+        "1": {"class_type": "PrimitiveString", "inputs": {"value": "a caption"}},
+        "2": {"class_type": "PrimitiveString", "inputs": {"value": path}},
+        "3": {"class_type": "SCRSaveCaptions", "inputs": {"captions": ["1", 0], "paths": ["2", 0], "mode": mode,
+                                                          "subfolder": subfolder, "overwrite": True}},
+    }
+
+
+def loading(path: str, download: bool = False) -> dict:
+    prompt = twin("scr_caption")
+    prompt["2"]["inputs"].update(path=path, download_from_hub=download)
+    return prompt
+
+
+def error_of(entry: dict) -> str:
+    assert entry["status"]["status_str"] == "error"
+    message = failure(entry)["exception_message"]
+    assert "\n" not in message.strip(), message  # one line
+    return message
+
+
+def test_folders_outside_the_allowed_ones_are_refused_with_how_to_allow_them(comfy, tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    for folder in (str(tmp_path), "/etc", "/"):
+        message = error_of(comfy.run(folder_to_captions(folder)))
+        assert "outside the folders this server allows" in message and HOW_TO_ALLOW in message
+    assert not (tmp_path / "outside.txt").exists()
+    dataset = comfy.allowed / "hostile-ok"
+    dataset.mkdir()
+    Image.new("RGB", (8, 8)).save(dataset / "one.png")
+    entry = comfy.run(folder_to_captions(str(dataset)))
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    assert (dataset / "one.txt").read_text() == "a caption\n"
+
+
+def test_captions_beside_an_image_outside_the_allowed_folders_are_refused_even_with_overwrite(comfy, tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "keep.png")
+    (tmp_path / "keep.txt").write_text("mine\n")
+    message = error_of(comfy.run(saving(str(tmp_path / "keep.png"))))
+    assert "outside the folders this server allows" in message
+    assert (tmp_path / "keep.txt").read_text() == "mine\n"
+
+
+def test_save_captions_runs_again_after_its_files_were_deleted(comfy):
+    prompt = saving("/anywhere/again.png", "output folder", "rerun")
+    target = comfy.base / "output" / "rerun" / "again.txt"
+    assert comfy.run(prompt)["status"]["status_str"] == "success"
+    target.unlink()
+    entry = comfy.run(prompt)  # the same prompt: nothing upstream changed
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    assert target.read_text() == "a caption\n"
+
+
+def test_bogus_combo_values_are_refused_with_the_allowed_ones(comfy):
+    cases = [
+        (lambda p: p["2"]["inputs"].update(dtype="fp64"), "2", "dtype 'fp64' is not one of: auto, fp16, bf16, fp32"),
+        (lambda p: p["2"]["inputs"].update(model="../../../../somewhere"), "2", "model '../../../../somewhere'"),
+        (lambda p: p["3"]["inputs"].update(selection="bogus"), "3", "selection 'bogus' is not one of: attention"),
+    ]
+    for change, node, fragment in cases:
+        prompt = twin("scr_caption")
+        change(prompt)
+        status, body = comfy.queue(prompt)
+        assert status == 400 and fragment in json.dumps(body["node_errors"][node]), body
+    prompt = saving("x.png", "output folder")
+    prompt["3"]["inputs"]["mode"] = "bogus"
+    status, body = comfy.queue(prompt)
+    assert status == 400 and "mode 'bogus' is not one of: beside images, output folder" in json.dumps(body)
+
+
+def test_a_model_folder_planted_under_input_is_refused(comfy):
+    planted = comfy.base / "input" / "planted"
+    shutil.copytree(comfy.base / "models" / "LLM" / "tiny-random-llava", planted, dirs_exist_ok=True)
+    message = error_of(comfy.run(loading(str(planted))))
+    assert "outside the model folders this server allows" in message
+    message = error_of(comfy.run(loading("../../input/planted")))  # relative to models/LLM
+    assert "outside the model folders this server allows" in message
+
+
+def test_a_download_goes_into_its_own_new_folder_and_then_loads_offline(comfy, fake_hub):
+    source = comfy.base / "models" / "LLM" / "tiny-random-llava"
+    fake_hub.repos["evil/tiny"] = {p.relative_to(source).as_posix(): p.read_bytes()
+                                   for p in source.rglob("*") if p.is_file()}
+    existing = comfy.base / "models" / "LLM" / "tiny"
+    existing.mkdir(exist_ok=True)
+    (existing / "mine.txt").write_text("untouched\n")
+    entry = comfy.run(loading("evil/tiny", download=True))
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    target = comfy.base / "models" / "LLM" / "evil--tiny"
+    assert (target / "config.json").is_file() and not (target / ".cache").exists()
+    assert sorted(p.name for p in existing.iterdir()) == ["mine.txt"]
+    assert not list(target.parent.glob(".evil--tiny.download-*"))
+    fake_hub.requests.clear()
+    again = loading("evil/tiny", download=True)
+    again["5"]["inputs"]["max_new_tokens"] = 5  # a new run of the loader, now from the folder
+    again["2"]["inputs"]["keep_loaded"] = False
+    assert comfy.run(again)["status"]["status_str"] == "success"
+    assert not fake_hub.requests  # no network for a complete folder
+    (comfy.base / "models" / "LLM" / "evil--half").mkdir()
+    message = error_of(comfy.run(loading("evil/half", download=True)))
+    assert "exists but holds no complete checkpoint" in message
+
+
+def test_a_silent_hub_download_stops_on_interrupt_and_the_queue_moves_on(comfy, fake_hub):
+    status, body = comfy.queue(loading("silent/tiny", download=True))
+    assert status == 200, body
+    deadline = time.time() + 60
+    while time.time() < deadline and not any("silent" in r for r in fake_hub.requests):
+        time.sleep(0.1)
+    assert any("silent" in r for r in fake_hub.requests)
+    asked = time.time()
+    assert comfy.request("POST", "/interrupt", {})[0] == 200
+    entry = comfy.wait(body["prompt_id"], timeout=30)
+    assert time.time() - asked < 5
+    assert failure(entry)["event"] == "execution_interrupted"
+    assert not list((comfy.base / "models" / "LLM").glob(".silent--tiny.download-*"))
+    assert comfy.run(twin("scr_caption"), timeout=120)["status"]["status_str"] == "success"

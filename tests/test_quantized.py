@@ -1,0 +1,151 @@
+"""Quantized loading (bitsandbytes 8-bit / 4-bit NF4) of a tiny LLaVA saved like a user's checkpoint.
+
+The decoder is 128 wide with a 256 MLP: bitsandbytes' CPU 4-bit path needs every quantized
+in-feature to be a multiple of its blocksize (64).
+"""
+
+import pytest
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from scr_core import ConfigError, SCRConfig
+from scr_core.loading import LoadOptions, bitsandbytes_missing, model_quantization
+from scr_core.pipeline import SCRPipeline
+from scr_core.redistribution import BatchEdit, redistribution
+from tests.test_hooks import checksum, no_hooks_left
+
+pytestmark = pytest.mark.skipif(bitsandbytes_missing() is not None, reason="bitsandbytes is not installed here")
+
+
+@pytest.fixture(scope="module")
+def wide_llava(tmp_path_factory):
+    from scr_core.testbed.tiny import build_tiny_llava
+
+    return build_tiny_llava(tmp_path_factory.mktemp("wide-llava"), hidden_size=128, intermediate_size=256,
+                            vision_hidden_size=32)
+
+
+@pytest.fixture(scope="module", params=["8bit", "4bit"])
+def quantized(request, wide_llava):
+    return SCRPipeline.from_pretrained(wide_llava, quantization=request.param)
+
+
+def test_decoder_is_quantized_and_the_named_modules_are_not(quantized):
+    import bitsandbytes as bnb
+
+    kind = bnb.nn.Linear8bitLt if model_quantization(quantized.model) == "8bit" else bnb.nn.Linear4bit
+    decoder = [m for m in quantized.adapter.decoder_layers().modules() if isinstance(m, torch.nn.Linear)]
+    assert decoder and all(isinstance(m, kind) for m in decoder)
+    for name in quantized.adapter.unquantized_modules:
+        module = quantized.model.get_submodule(name)
+        assert not any(isinstance(m, kind) for m in module.modules()), name
+
+
+def test_diagnose_gives_k_sources_and_the_plan_is_reported(quantized, wide_llava, images, record_property):
+    cfg = SCRConfig(k=4)
+    diag = quantized.diagnose(images[0], config=cfg)[0]
+    grid = diag.plan.grids[0]
+    assert len(grid.sources) == 4
+    reference = SCRPipeline.from_pretrained(wide_llava).diagnose(images[0], config=cfg)[0].plan.grids[0]
+    shared = len(set(grid.sources) & set(reference.sources))
+    record_property(f"{model_quantization(quantized.model)}_sources_shared_with_fp32", shared)  # reported only
+
+
+def test_hooks_edit_only_the_prefill_on_a_quantized_decoder(quantized, images):
+    layers = quantized.adapter.decoder_layers()
+    cfg = SCRConfig(k=4, hook_layers=(2,))
+    diag = quantized.diagnose(images[:1], config=cfg)
+    batch = quantized.prepare(images[:1], ["describe the image ."])
+    edit = BatchEdit.build([d.plan for d in diag], batch.layout)
+    raw, edited = [], []
+    before = layers[2].register_forward_hook(lambda m, a, out: raw.append(out.clone()))
+    try:
+        with redistribution(layers, (2,), edit):
+            after = layers[2].register_forward_hook(lambda m, a, out: edited.append(out.clone()))
+            try:
+                quantized.model.generate(**batch.inputs, max_new_tokens=3, do_sample=False)
+            finally:
+                after.remove()
+    finally:
+        before.remove()
+    assert [t.shape[1] for t in raw] == [batch.layout.seq_len, 1, 1]
+    assert all(torch.equal(raw[step], edited[step]) for step in (1, 2))
+    changed = set(torch.nonzero((raw[0] != edited[0]).any(dim=-1)[0]).flatten().tolist())
+    grid, plan = batch.layout.grids_of(0)[0], diag[0].plan.grids[0]
+    assert changed == set(grid.positions[list(plan.sources) + list(plan.neighbours)].tolist())
+    assert no_hooks_left(quantized)
+
+
+def test_caption_with_scr_leaves_weights_and_hooks_as_they_were(quantized, images):
+    before = checksum(quantized.model)
+    result = quantized.caption(images[0], scr=SCRConfig(k=4, lam=2.0), max_new_tokens=4)[0]
+    assert result.token_ids and result.plan is not None
+    assert checksum(quantized.model) == before
+    assert no_hooks_left(quantized)
+
+
+def test_hooks_are_removed_after_an_error_inside_generation(quantized, images):
+    class Explode(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            raise RuntimeError("boom in the middle of generation")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        quantized.caption(images[0], scr=SCRConfig(k=4, lam=3.0), max_new_tokens=4,
+                          logits_processor=LogitsProcessorList([Explode()]))
+    assert no_hooks_left(quantized)
+
+
+def test_bad_quantization_values_are_one_line_errors(wide_llava):
+    with pytest.raises(ConfigError, match="none, 8bit or 4bit"):
+        LoadOptions(quantization="3bit")
+    assert LoadOptions(quantization="none").quantization is None
+    with pytest.raises(ConfigError, match="cpu or cuda"):
+        SCRPipeline.from_pretrained(wide_llava, quantization="4bit", device="mps")
+
+
+def test_every_family_names_modules_its_tiny_model_has(tmp_path):
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from scr_core.adapters import ADAPTERS
+    from scr_core.testbed import tiny_families, tiny_modern
+
+    builders = {**tiny_families.BUILDERS, **tiny_modern.BUILDERS}
+    builders.pop("remote_code")
+    from scr_core.testbed.tiny import build_tiny_llava
+
+    builders["llava"] = build_tiny_llava
+    seen = set()
+    for family, build in builders.items():
+        folder = build(tmp_path / family)
+        config = AutoConfig.from_pretrained(folder)
+        with torch.device("meta"):
+            model = AutoModelForImageTextToText.from_config(config)
+        names = dict(model.named_modules())
+        declared = ADAPTERS[config.model_type].unquantized_modules
+        assert declared and all(name in names for name in declared), (family, declared)
+        assert "lm_head" in declared
+        seen.add(config.model_type)
+    assert seen == set(ADAPTERS)
+
+
+def test_the_exporter_refuses_a_quantized_checkpoint(quantized, tmp_path):
+    pytest.importorskip("onnx")
+    from export.exporter import ExportOptions
+    from scr_core import UnsupportedModelError
+
+    saved = tmp_path / "saved"
+    quantized.model.save_pretrained(saved)
+    quantized.processor.save_pretrained(saved)
+    with pytest.raises(UnsupportedModelError, match="quantized checkpoint"):
+        ExportOptions(model=saved, out=tmp_path / "onnx").check()
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_cli_quantize_flag_captions(wide_llava, images, tmp_path, capsys):
+    from scr_core.cli import main
+
+    picture = tmp_path / "picture.png"
+    images[0].save(picture)
+    assert main(["caption", str(picture), "--model", str(wide_llava), "--quantize", "4bit", "--k", "4",
+                 "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr().out.strip()
