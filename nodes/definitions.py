@@ -206,12 +206,13 @@ class LoadVLM(Node):
                 io.Combo.Input("dtype", options=["auto", "fp16", "bf16", "fp32"], default="auto"),
                 io.Combo.Input("device", options=["auto", "cuda", "cpu", "mps"], default="auto"),
                 io.Combo.Input("attention", options=["sdpa", "eager", "flash_attention_2"], default="sdpa"),
-                io.Combo.Input("quantization", options=["none", "8bit", "4bit"], default="none", optional=True,
-                               tooltip=_quantization_tooltip()),
                 io.Boolean.Input("keep_loaded", default=True,
                                  tooltip="keep the model on the GPU between runs (ComfyUI may still offload it "
                                          "when another model needs the memory)"),
                 *_family_inputs(),
+                # last: saved UI workflows fill widgets by position, so a new widget goes after the others
+                io.Combo.Input("quantization", options=["none", "8bit", "4bit"], default="none", optional=True,
+                               tooltip=_quantization_tooltip()),
             ],
             outputs=[VLMModel.Output(display_name="vlm")],
         )
