@@ -133,15 +133,19 @@ class Preprocessor:
         return found
 
     def format(self, prompt: str, num_images: int) -> str:
-        """The chat template around ``num_images`` images followed by the prompt (as the adapters do)."""
+        """The chat template around ``num_images`` images followed by the prompt (as the adapters do), with
+        the adapters' time and size limit (a folder's template is as untrusted as a checkpoint's)."""
+        from scr_core.template_guard import render_limited
+
         content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
         messages = [{"role": "user", "content": content}]
         if self.processor is not None:
             template = self.rule.get("chat_template")
             extra = {"chat_template": template} if template else {}
-            return self.processor.apply_chat_template(messages, add_generation_prompt=True, **extra)
-        return self.tokenizer.apply_chat_template(messages, chat_template=self.template, tokenize=False,
-                                                  add_generation_prompt=True)
+            return render_limited(lambda: self.processor.apply_chat_template(messages, add_generation_prompt=True,
+                                                                             **extra))
+        return render_limited(lambda: self.tokenizer.apply_chat_template(
+            messages, chat_template=self.template, tokenize=False, add_generation_prompt=True))
 
     def __call__(self, images: list, texts: list[str]) -> dict:
         if self.processor is not None:

@@ -7,8 +7,12 @@ Only this folder and the top-level ``__init__.py`` import ComfyUI. The pure part
 
 async def comfy_entrypoint():
     """What ComfyUI calls to load the pack (V3): the extension listing every node."""
+    import folder_paths
+
     from .definitions import SCRExtension, llm_folders, register_routes
+    from .samples import install_samples
 
     llm_folders()  # register models/LLM with folder_paths, shared with other packs
     register_routes()
+    install_samples(folder_paths.get_input_directory())  # what the shipped workflows caption
     return SCRExtension()

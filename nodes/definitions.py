@@ -75,6 +75,17 @@ def io_folders() -> list:
     return allowed_folders([folder_paths.get_input_directory(), folder_paths.get_output_directory()])
 
 
+def user_folder(text: str) -> str | Path:
+    """A folder a workflow names: a relative one is inside ComfyUI's input folder (so a shipped workflow can
+    name ``scr_testbed``), an absolute one as given; ``scr_core.allowed`` decides if it may be used."""
+    import folder_paths
+
+    raw = str(text or "").strip()
+    if not raw or Path(raw).expanduser().is_absolute():
+        return raw
+    return Path(folder_paths.get_input_directory()) / raw
+
+
 def model_folders() -> list[str]:
     """Where models may load from: the LLM folders and the bundled testbed (plus ``SCR_ALLOWED_FOLDERS``,
     added by ``check_model_folder``) — never ``input/``, which any client can upload to."""
@@ -568,8 +579,8 @@ class LoadImageFolder(Node):
             description="Every image of a folder as a list (any sizes), sorted by path, with their paths "
                         "(folders inside input, output or SCR_ALLOWED_FOLDERS).",
             inputs=[io.String.Input("folder", default="",
-                                    tooltip="a folder of images inside ComfyUI's input or output folder or one "
-                                            "the server allows with SCR_ALLOWED_FOLDERS"),
+                                    tooltip="a folder of images: relative to ComfyUI's input folder, or inside "
+                                            "input, output or SCR_ALLOWED_FOLDERS"),
                     io.String.Input("filter", default="", tooltip="e.g. *.png;*cat* (blank = every image)"),
                     io.Boolean.Input("recursive", default=False),
                     io.Int.Input("limit", default=0, min=0, max=1_000_000, tooltip="0 = all")],
@@ -582,7 +593,7 @@ class LoadImageFolder(Node):
         """Re-run when the folder's files change (names and modification times), not only the inputs."""
         try:
             return [(str(p), p.stat().st_mtime_ns)
-                    for p in list_images(folder, filter, recursive, limit, allowed=io_folders())]
+                    for p in list_images(user_folder(folder), filter, recursive, limit, allowed=io_folders())]
         except (SCRError, OSError):
             return float("nan")
 
@@ -592,7 +603,7 @@ class LoadImageFolder(Node):
         from scr_core.allowed import check_pixel_budget, folder_pixel_budget
 
         cls.recheck({"limit": limit})
-        paths = list_images(folder, filter, recursive, limit, allowed=io_folders())
+        paths = list_images(user_folder(folder), filter, recursive, limit, allowed=io_folders())
         check_pixel_budget(paths, folder_pixel_budget())  # from the headers, before anything is decoded
         images = [pils_to_tensor([load_image(p)]) for p in paths]
         return io.NodeOutput(images, [str(p) for p in paths])
@@ -635,7 +646,9 @@ NODES = [LoadVLM, LoadOnnxVLM, Settings, Diagnose, Caption, CaptionCompare, Load
 
 class SCRExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return NODES
+        from .caption_folder import CaptionFolder
+
+        return [*NODES, CaptionFolder]
 
 
 def register_routes() -> None:

@@ -28,6 +28,7 @@ from PIL import Image
 from .caption_files import IMAGE_PATTERNS, _is_image_name, caption_targets, list_images, write_captions
 from .config import SCRConfig
 from .errors import ConfigError, InputError
+from .images import load_image
 from .outputs import write_atomically
 from .shards import Shard, batches_of, read_all, run_shards
 
@@ -91,11 +92,42 @@ def plan_summary(plan) -> dict | None:
 
 
 def _load(path: Path) -> tuple[Image.Image | None, str | None]:
+    """The image as every entry point reads it (``load_image``), or why it cannot be read."""
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB"), None
+        return load_image(path), None
+    except InputError as err:
+        return None, f"cannot read image: {err}"
     except Exception as err:  # unreadable for any reason: reported per image
         return None, f"cannot read image: {type(err).__name__}: {err}"
+
+
+def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_new_tokens: int,
+                  **generate_kwargs) -> list[dict]:
+    """One record per item (module docstring). The batch's images are read here, so a folder of thousands
+    is never in memory at once; an unreadable one gets its error and the others are captioned.
+    ``generate_kwargs`` go to ``pipe.generate`` (``progress``, ``should_stop``)."""
+    loaded = [(item, *_load(item.path)) for item in batch]
+    readable = [(item, image) for item, image, error in loaded if image is not None]
+    results = {}
+    if readable:
+        answers = pipe.generate([[image] for _, image in readable], prompt if prompt is None else
+                                [prompt] * len(readable), scr=scr, max_new_tokens=max_new_tokens, **generate_kwargs)
+        results = {item.name: r for (item, _), r in zip(readable, answers)}
+    records = []
+    for item, image, error in loaded:
+        if error is not None:
+            records.append({"image": item.name, "caption": None, "error": error})
+            continue
+        r = results[item.name]
+        records.append({"image": item.name, "caption": r.text, "plan": plan_summary(r.plan),
+                        "entropy": r.diagnosis.entropy if r.diagnosis else None})
+    return records
+
+
+def with_prefix(prefix: str, caption: str) -> str:
+    """A trigger word before the caption, as LoRA data sets want it: ``ohwx`` -> ``ohwx, a cup ...``."""
+    word = (prefix or "").strip().rstrip(",").strip()
+    return f"{word}, {caption}" if word else caption
 
 
 def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool) -> dict[str, Path]:
@@ -111,10 +143,10 @@ def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool) -> dict[
     return targets
 
 
-def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bool) -> int:
+def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bool, prefix: str = "") -> int:
     """Write the .txt of every captioned image whose file is missing (or all, with ``overwrite``):
     after the captions are safely in OUT, so a crash never leaves a .txt without its record."""
-    todo = [(r["caption"], targets[name]) for name, r in records.items()
+    todo = [(with_prefix(prefix, r["caption"]), targets[name]) for name, r in records.items()
             if r.get("caption") is not None and name in targets and (overwrite or not targets[name].exists())]
     if todo:
         write_captions([c for c, _ in todo], [t for _, t in todo], overwrite=overwrite)
@@ -138,7 +170,7 @@ def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, ov
 
 def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig | None = SCRConfig(),
                    prompt: str | None = None, max_new_tokens: int = 64, batch_size: int = 8, txt: bool = False,
-                   overwrite_txt: bool = False, model_name: str = "", progress: bool = True,
+                   overwrite_txt: bool = False, prefix: str = "", model_name: str = "", progress: bool = True,
                    shard: Shard | None = None) -> dict:
     """Caption every image of ``source`` into ``out`` (module docstring); returns the summary."""
     from .eval.runner import _check_run, check_sizes, model_numerics
@@ -155,22 +187,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     _check_run(out.parent, json.loads(json.dumps(meta)), run_file=sidecar(out, "run"))
 
     def work(batch: list[Item]) -> list[dict]:
-        loaded = [(item, *_load(item.path)) for item in batch]
-        readable = [(item, image) for item, image, error in loaded if image is not None]
-        results = {}
-        if readable:
-            answers = pipe.generate([[image] for _, image in readable], prompt if prompt is None else
-                                    [prompt] * len(readable), scr=scr, max_new_tokens=max_new_tokens)
-            results = {item.name: r for (item, _), r in zip(readable, answers)}
-        records = []
-        for item, image, error in loaded:
-            if error is not None:
-                records.append({"image": item.name, "caption": None, "error": error})
-                continue
-            r = results[item.name]
-            records.append({"image": item.name, "caption": r.text, "plan": plan_summary(r.plan),
-                            "entropy": r.diagnosis.entropy if r.diagnosis else None})
-        return records
+        return caption_batch(pipe, batch, scr=scr, prompt=prompt, max_new_tokens=max_new_tokens)
 
     batches = batches_of(items, batch_size)
     records = run_shards(batches, lambda i: i.name, work, out, shard, "image", ("image",), _FIX, progress,
@@ -178,7 +195,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     summary_file = sidecar(out, "summary")
     if shard.main:
         unreadable = [{"image": r["image"], "error": r["error"]} for r in records.values() if r.get("error")]
-        written = _write_txt(records, targets, overwrite_txt) if txt else 0
+        written = _write_txt(records, targets, overwrite_txt, prefix) if txt else 0
         summary = {**meta, "images": len(items), "captioned": len(records) - len(unreadable),
                    "unreadable": unreadable, "txt_written": written}
         write_atomically(summary_file, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
@@ -186,4 +203,5 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     return json.loads(summary_file.read_text())
 
 
-__all__ = ["IMAGE_PATTERNS", "Item", "caption_folder", "list_items", "plan_summary", "sidecar"]
+__all__ = ["IMAGE_PATTERNS", "Item", "caption_batch", "caption_folder", "list_items", "plan_summary", "sidecar",
+           "with_prefix"]

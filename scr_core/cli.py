@@ -169,6 +169,8 @@ def _add_caption_folder_parser(sub) -> None:
     cf.add_argument("--out", type=Path, required=True, help="captions file (.jsonl; resumed if it exists)")
     cf.add_argument("--txt", action="store_true", help="also write <image stem>.txt beside each image")
     cf.add_argument("--overwrite-txt", action="store_true", help="replace existing .txt files beside the images")
+    cf.add_argument("--prefix", default="", help="with --txt: a trigger word put before each caption "
+                                                 "(ohwx -> 'ohwx, a cup ...')")
     scr = cf.add_mutually_exclusive_group()
     scr.add_argument("--scr", dest="scr", action="store_true", default=True, help="caption with SCR (default)")
     scr.add_argument("--no-scr", dest="scr", action="store_false", help="vanilla captions")
@@ -332,8 +334,8 @@ def cmd_caption_folder(args) -> None:
     pipe = _pipeline(args)
     summary = caption_folder(pipe, args.source, args.out, scr=scr, prompt=prompt,
                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, txt=args.txt,
-                             overwrite_txt=args.overwrite_txt, model_name=str(args.model or "embedded default"),
-                             shard=shard)
+                             overwrite_txt=args.overwrite_txt, prefix=args.prefix,
+                             model_name=str(args.model or "embedded default"), shard=shard)
     if not shard.main:
         return
     print(f"{summary['captioned']} of {summary['images']} images captioned: {args.out}")

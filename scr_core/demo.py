@@ -21,13 +21,17 @@ DEMO_QUESTION = "Is there a knife in the image?"
 DEMO_CONFIG = SCRConfig(k=8)
 
 
-def demo_scene() -> tuple[Image.Image, str]:
-    """The demo image and its ground-truth caption."""
+def testbed_scene(seed: int, index: int):
+    """A testbed scene drawn as the bundled model was trained on them (its image size and options)."""
     from .testbed.scenes import generate_scene
     from .testbed.train import TrainConfig
 
-    seed, index = DEMO_SCENE
-    scene = generate_scene(index, seed, TrainConfig().scenes())
+    return generate_scene(index, seed, TrainConfig().scenes())
+
+
+def demo_scene() -> tuple[Image.Image, str]:
+    """The demo image and its ground-truth caption."""
+    scene = testbed_scene(*DEMO_SCENE)
     return scene.image, scene.caption
 
 

@@ -25,8 +25,11 @@ from .results import Diagnosis
 
 PANEL_GAP = 8  # px of white between panels, and between the panels and the colour bar
 BAR_HEIGHT = 14  # px, the colour scale bar
-LABEL_HEIGHT = 16  # px under the bar for the min / max values
-FOOTER_HEIGHT = PANEL_GAP + BAR_HEIGHT + LABEL_HEIGHT  # what the colour bar adds under the panels
+LABEL_HEIGHT = 16  # px under the bar for the min / max values and what the colours mean
+LEGEND_HEIGHT = 16  # px for the outline legend (red = sources, cyan = neighbours)
+FOOTER_HEIGHT = PANEL_GAP + BAR_HEIGHT + LABEL_HEIGHT + LEGEND_HEIGHT  # what the footer adds under the panels
+BAR_TITLE = "share of the text's attention"
+LEGEND = (("source", "SOURCE"), ("neighbour", "NEIGHBOUR"))  # red: scaled by 1/λ; cyan: gets (λ-1)·h_source
 
 SOURCE_COLOUR = (255, 40, 40)
 NEIGHBOUR_COLOUR = (0, 220, 255)
@@ -191,12 +194,13 @@ def _outline(draw: ImageDraw.ImageDraw, region: tuple[int, int, int, int], gp: G
 
 
 def _compose(panels: list[Image.Image], cmap, low: float, high: float) -> np.ndarray:
-    """Panels left to right (top-aligned, white gaps) over a colour bar labelled with min and max."""
+    """Panels left to right (top-aligned, white gaps) over a colour bar labelled with min, max and what it
+    measures, then the legend of the outlines."""
     font = ImageFont.load_default()
     labels = (f"{low:.3g}", f"{high:.3g}")
     label_w = [int(np.ceil(font.getlength(text))) for text in labels]
     panels_w = sum(p.width for p in panels) + PANEL_GAP * (len(panels) - 1)
-    width = max(panels_w, sum(label_w) + 3 * PANEL_GAP)  # tiny panels: keep both labels readable
+    width = max(panels_w, sum(label_w) + 3 * PANEL_GAP, footer_width())  # tiny panels: keep the footer readable
     panels_h = max(p.height for p in panels)
     canvas = Image.new("RGB", (width, panels_h + FOOTER_HEIGHT), _BACKGROUND)
     x = 0
@@ -211,4 +215,19 @@ def _compose(panels: list[Image.Image], cmap, low: float, high: float) -> np.nda
     text_top = bar_top + BAR_HEIGHT + 2
     draw.text((0, text_top), labels[0], fill=_TEXT_COLOUR, font=font)
     draw.text((width - label_w[1], text_top), labels[1], fill=_TEXT_COLOUR, font=font)
+    title_w = font.getlength(BAR_TITLE)
+    if title_w + sum(label_w) + 4 * PANEL_GAP <= width:
+        draw.text(((width - title_w) / 2, text_top), BAR_TITLE, fill=_TEXT_COLOUR, font=font)
+    x, legend_top = 0, bar_top + BAR_HEIGHT + LABEL_HEIGHT
+    for text, colour in LEGEND:
+        square = (x + 2, legend_top + 2, x + LEGEND_HEIGHT - 4, legend_top + LEGEND_HEIGHT - 4)
+        draw.rectangle(square, outline=SOURCE_COLOUR if colour == "SOURCE" else NEIGHBOUR_COLOUR, width=2)
+        draw.text((x + LEGEND_HEIGHT, legend_top + 1), text, fill=_TEXT_COLOUR, font=font)
+        x += LEGEND_HEIGHT + int(np.ceil(font.getlength(text))) + 2 * PANEL_GAP
     return np.asarray(canvas, dtype=np.uint8).copy()
+
+
+def footer_width() -> int:
+    """The narrowest canvas whose legend is readable (a picture narrower than this gets white beside it)."""
+    font = ImageFont.load_default()
+    return sum(LEGEND_HEIGHT + int(np.ceil(font.getlength(text))) + 2 * PANEL_GAP for text, _ in LEGEND)

@@ -156,6 +156,18 @@ def test_graph_name_outside_the_folder_is_refused(tmp_path, exported, capsys):
         OnnxVLM(link, provider="cpu")
 
 
+def test_a_chat_template_that_loops_in_an_exported_folder_is_stopped(tmp_path, exported):
+    from export.runtime import OnnxVLM
+    from PIL import Image
+
+    loops = "{% for a in range(100000) %}{% for b in range(100000) %}{{ '' }}{% endfor %}{% endfor %}"
+    folder = crafted(tmp_path, exported, _set("model", "processor", "chat_template", value=loops))
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError, match="chat template took more than"):
+        OnnxVLM(folder, provider="cpu").caption(Image.new("RGB", (32, 32)), max_new_tokens=2)
+    assert time.monotonic() - started < 30
+
+
 def test_auto_provider_with_missing_select_graph(tmp_path, exported):
     from export.runtime import OnnxVLM
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from scr_core.errors import InputError
-from scr_core.heatmap import FOOTER_HEIGHT, PANEL_GAP, render_heatmap, save_heatmap
+from scr_core.heatmap import BAR_HEIGHT, FOOTER_HEIGHT, LEGEND_HEIGHT, PANEL_GAP, footer_width, render_heatmap, save_heatmap
 from scr_core.layout import VisualGrid
 from scr_core.plan import GridPlan, RedistributionPlan
 from scr_core.results import Diagnosis
@@ -68,7 +68,7 @@ def test_non_square_image_keeps_its_aspect_ratio():
     assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
     assert out.shape == (256 + FOOTER_HEIGHT, 512, 3)
     tall = render_heatmap(picture(150, 300), diag, size=200)
-    assert tall.shape == (200 + FOOTER_HEIGHT, 100, 3)
+    assert tall.shape == (200 + FOOTER_HEIGHT, max(100, footer_width()), 3)  # narrower: white beside it
 
 
 def test_two_images_two_panels_top_aligned_with_one_colour_scale():
@@ -120,6 +120,15 @@ def test_colour_bar_runs_low_to_high_with_labels():
     assert (labels[:, :40] < 128).any() and (labels[:, -40:] < 128).any()  # min and max written at the ends
 
 
+def test_the_footer_says_what_red_cyan_and_the_colour_bar_mean():
+    diag = diagnosis([np.random.default_rng(1).random((4, 8))], [plan_grid(4, 8)], [grid(4, 8, 0)])
+    out = render_heatmap(picture(300, 150), diag)
+    legend = out[-LEGEND_HEIGHT:]
+    assert any(red(p) for p in legend.reshape(-1, 3)) and any(cyan(p) for p in legend.reshape(-1, 3))
+    title = out[256 + PANEL_GAP + BAR_HEIGHT:-LEGEND_HEIGHT].min(axis=2)
+    assert (title[:, 200:312] < 128).any()  # the bar's title, centred between min and max
+
+
 def test_old_style_diagnosis_without_grids_renders(tmp_path):
     path = tmp_path / "a.png"
     picture(120, 60).save(path)
@@ -133,9 +142,9 @@ def test_old_style_diagnosis_without_grids_renders(tmp_path):
 
 def test_save_heatmap_writes_a_png(tmp_path):
     diag = diagnosis([np.eye(4)], [plan_grid(4, 4, sources=[5])], [grid(4, 4, 0)])
-    path = save_heatmap(tmp_path / "heat.png", picture(100, 50), diag, size=128)
+    path = save_heatmap(tmp_path / "heat.png", picture(100, 50), diag, size=256)
     with Image.open(path) as written:
-        assert written.format == "PNG" and written.size == (128, 64 + FOOTER_HEIGHT)
+        assert written.format == "PNG" and written.size == (256, 128 + FOOTER_HEIGHT)
 
 
 def test_clear_errors():
@@ -179,4 +188,4 @@ def test_renders_without_torch():
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"({60 + FOOTER_HEIGHT}, 90, 3) uint8"
+    assert done.stdout.strip() == f"({60 + FOOTER_HEIGHT}, {max(90, footer_width())}, 3) uint8"

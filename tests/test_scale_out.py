@@ -152,6 +152,15 @@ def test_caption_folder_two_processes_equal_one(image_tree, tiny_llava_dir, tmp_
         assert (copy / f"{name}.txt").read_text() == (image_tree / f"{name}.txt").read_text()
 
 
+def test_caption_folder_prefix_goes_into_the_txt_files_only(image_tree, tiny_llava_dir, tmp_path):
+    from scr_core.caption_folder import with_prefix
+
+    assert with_prefix(" ohwx, ", "a cup.") == "ohwx, a cup." and with_prefix("", "a cup.") == "a cup."
+    run(cli(*caption_args(image_tree, tiny_llava_dir, tmp_path / "p.jsonl", "--txt", "--prefix", "ohwx")))
+    records = {r["image"]: r for r in lines(tmp_path / "p.jsonl")}
+    assert (image_tree / "img0.txt").read_text() == f"ohwx, {records['img0.png']['caption']}\n"
+
+
 def test_caption_folder_resumes_and_never_overwrites(image_tree, tiny_llava_dir, tmp_path):
     from scr_core.caption_folder import caption_folder
     from scr_core.errors import InputError

@@ -21,10 +21,7 @@ def comfy_base(tmp_path_factory, tiny_llava_dir):
 
     build_tiny_gemma3(base / "models" / "LLM" / "tiny-gemma3")  # a newer family: its options become widgets
     build_tiny_remote_code(base / "models" / "LLM" / "tiny-remote-code")  # ships its own modeling code
-    (base / "input").mkdir()
-    from scr_core.demo import demo_scene
-
-    demo_scene()[0].save(base / "input" / "example.png")  # a held-out testbed scene: captions mean something
+    (base / "input").mkdir()  # empty, as on a fresh install: the pack writes its sample scenes there
     from export.exporter import ExportOptions, export
 
     from scr_core import default_model

@@ -26,6 +26,33 @@ def comfyui_dir() -> Path | None:
     return next((c for c in candidates if (c / "main.py").is_file()), None)
 
 
+# The shipped UI workflows by their API twin's name. ComfyUI's template browser shows a pack's template by
+# its file name (as title and, with "_" as spaces, as the card's description) and ``<name>.jpg`` as its
+# thumbnail; it has no other field for them, so the names say what each workflow does.
+SHIPPED = {
+    "scr_caption": "SCR_caption_an_image_and_see_its_heatmap",
+    "scr_compare_heatmap": "SCR_compare_vanilla_and_SCR_captions_side_by_side",
+    "scr_folder_captions": "SCR_caption_a_folder_into_txt_files_for_LoRA_training",
+}
+
+
+def shipped(twin: str) -> Path:
+    return ROOT / "workflows" / f"{SHIPPED[twin]}.json"
+
+
+TODAY_FRONTEND = "1.58.1"  # comfyui-frontend-package of today's ComfyUI (v0.3.64 bundles 1.27.10)
+
+
+def today_frontend() -> Path | None:
+    """Its static folder for ``--front-end-root``: ``SCR_FRONTEND_ROOT``, else where .ci/run installs it
+    (``pip install --no-deps --target .venv/frontend-1.58.1 comfyui-frontend-package==1.58.1``)."""
+    configured = os.environ.get("SCR_FRONTEND_ROOT")
+    root = Path(configured) if configured else ROOT / ".venv" / f"frontend-{TODAY_FRONTEND}"
+    static = next((p for p in (root, root / "comfyui_frontend_package" / "static") if (p / "index.html").is_file()),
+                  None)
+    return static
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,11 +62,11 @@ def free_port() -> int:
 class ComfyServer:
     """Start, talk to and stop one server (always by its PID)."""
 
-    def __init__(self, comfy: Path, base: Path, env: dict | None = None) -> None:
+    def __init__(self, comfy: Path, base: Path, env: dict | None = None, args: tuple[str, ...] = ()) -> None:
         self.comfy, self.base, self.port = comfy, base, free_port()
-        self.extra_env = env or {}
+        self.extra_env, self.extra_args = env or {}, list(args)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = base / "server.log"
+        self.log_path = base / f"server-{self.port}.log"
         self.client_id = str(uuid.uuid4())
         self.process: subprocess.Popen | None = None
 
@@ -51,7 +78,7 @@ class ComfyServer:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1",
                "OMP_NUM_THREADS": "2", **self.extra_env}
         command = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-                   "--base-directory", str(self.base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:"]
+                   "--base-directory", str(self.base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:", *self.extra_args]
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, cwd=self.comfy, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                         start_new_session=True)

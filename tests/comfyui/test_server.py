@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import io
 import json
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from .server import PACK_NAME, ROOT
+from .server import PACK_NAME, SHIPPED, shipped
 
 TWINS = Path(__file__).parent / "workflows"
 NODE_IDS = ["SCRLoadVLM", "SCRLoadOnnxVLM", "SCRSettings", "SCRDiagnose", "SCRCaption", "SCRCaptionCompare", "SCRLoadImageFolder",
-            "SCRSaveCaptions"]
+            "SCRSaveCaptions", "SCRCaptionFolder"]
 
 
 def twin(name: str) -> dict:
@@ -32,9 +34,9 @@ def failure(entry: dict) -> dict:
 
 
 # -- the UI files and their API twins ----------------------------------------------------------
-@pytest.mark.parametrize("name", ["scr_caption", "scr_compare_heatmap", "scr_folder_captions"])
+@pytest.mark.parametrize("name", list(SHIPPED))
 def test_each_api_twin_matches_its_ui_workflow(name):
-    ui = json.loads((ROOT / "workflows" / f"{name}.json").read_text())
+    ui = json.loads(shipped(name).read_text())
     api = twin(name)
     assert {str(n["id"]): n["type"] for n in ui["nodes"]} == {k: v["class_type"] for k, v in api.items()}
     ui_links = set()
@@ -64,9 +66,12 @@ def test_pack_loads_and_lists_every_node(comfy):
         assert not {"prompt", "extra_pnginfo", "unique_id", "dynprompt"} & set(inputs)
 
 
-def test_workflow_templates_find_the_shipped_workflows(comfy):
+def test_workflow_templates_find_the_shipped_workflows_with_their_thumbnails(comfy):
     templates = comfy.get("/workflow_templates")
-    assert sorted(templates[PACK_NAME]) == ["scr_caption", "scr_compare_heatmap", "scr_folder_captions"]
+    assert sorted(templates[PACK_NAME]) == sorted(SHIPPED.values())
+    for name in SHIPPED.values():  # where the template browser fetches each card's picture
+        with urllib.request.urlopen(f"{comfy.url}/api/workflow_templates/{PACK_NAME}/{name}.jpg", timeout=10) as r:
+            assert r.status == 200 and Image.open(io.BytesIO(r.read())).format == "JPEG"
 
 
 # -- the shipped workflows, end to end --------------------------------------------------------------
@@ -112,24 +117,95 @@ def test_compare_workflow_gives_both_captions_and_the_heatmap(comfy):
     assert entry["outputs"]["5"]["images"]
 
 
-def test_folder_workflow_writes_a_caption_beside_each_image(comfy):
-    folder = comfy.allowed / "dataset"  # inside SCR_ALLOWED_FOLDERS
-    folder.mkdir()
-    for index, size in enumerate([(64, 48), (80, 80), (48, 96)]):
-        Image.new("RGB", size, (40 * index, 90, 200)).save(folder / f"img{index}.png")
+def test_folder_workflow_captions_the_shipped_scenes_and_a_rerun_resumes(comfy):
+    """The folder workflow as a fresh install runs it: input/scr_testbed, which the pack wrote at start-up."""
+    folder = comfy.base / "input" / "scr_testbed"
+    scenes = sorted(folder.glob("*.png"))
+    assert len(scenes) == 6 and (comfy.base / "input" / "scr_testbed_scene.png").is_file()
     prompt = twin("scr_folder_captions")
-    prompt["1"]["inputs"]["folder"] = str(folder)
     entry = comfy.run(prompt)
     assert entry["status"]["status_str"] == "success", failure(entry)
-    written = sorted(folder.glob("*.txt"))
-    assert [p.name for p in written] == ["img0.txt", "img1.txt", "img2.txt"]
-    assert all(p.read_text().strip() for p in written)
-    before = {p: p.read_text() for p in written}
-    prompt["4"]["inputs"]["max_new_tokens"] = 5  # a changed input: the nodes run again
+    assert "6 caption(s) written, 0 skipped" in entry["outputs"]["3"]["text"][0]
+    written = {p.stem: p.read_text() for p in folder.glob("*.txt")}
+    assert sorted(written) == [p.stem for p in scenes] and all(t.strip() for t in written.values())
+    assert len(set(written.values())) >= 3  # different scenes, different captions
+    (folder / f"{scenes[0].stem}.txt").unlink()  # as after a crash: one caption missing
     again = comfy.run(prompt)
-    assert again["status"]["status_str"] == "error"
-    assert "exists" in failure(again)["exception_message"]
-    assert {p: p.read_text() for p in written} == before  # never overwritten unless asked
+    assert "1 caption(s) written, 5 skipped" in again["outputs"]["3"]["text"][0], failure(again)
+    assert {p.stem: p.read_text() for p in folder.glob("*.txt")} == written  # resumed, same greedy caption
+
+
+def test_caption_folder_prefix_failed_image_and_overwrite_rules(comfy):
+    folder = comfy.allowed / "dataset"  # inside SCR_ALLOWED_FOLDERS, given as an absolute path
+    folder.mkdir()
+    from scr_core.testbed.scenes import generate_scene
+
+    for index in range(3):
+        generate_scene(index, 11).image.resize((64 + 16 * index, 96 - 16 * index)).save(folder / f"img{index}.png")
+    (folder / "broken.png").write_bytes(b"not a picture")
+    prompt = twin("scr_folder_captions")
+    prompt["3"]["inputs"].update(folder=str(folder), prefix="ohwx", batch_size=2, max_new_tokens=12)
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    report = entry["outputs"]["3"]["text"][0]
+    assert "3 caption(s) written, 0 skipped (caption file exists), 1 failed" in report and "broken.png" in report
+    captions = {p.name: p.read_text() for p in folder.glob("*.txt")}
+    assert sorted(captions) == ["img0.txt", "img1.txt", "img2.txt"]
+    assert all(c.startswith("ohwx, ") and len(c) > len("ohwx, \n") for c in captions.values())
+
+    prompt["3"]["inputs"].update(skip_existing=False)
+    refused = comfy.run(prompt)
+    assert refused["status"]["status_str"] == "error"
+    assert "turn on skip_existing to resume or overwrite" in failure(refused)["exception_message"]
+    assert {p.name: p.read_text() for p in folder.glob("*.txt")} == captions  # never overwritten unless asked
+    prompt["3"]["inputs"].update(overwrite=True, prefix="")
+    replaced = comfy.run(prompt)
+    assert "3 caption(s) written" in replaced["outputs"]["3"]["text"][0], failure(replaced)
+    assert all(not p.read_text().startswith("ohwx") for p in folder.glob("*.txt"))
+
+    for change, fragment in (({"folder": "/etc"}, "outside the folders this server allows"),
+                             ({"folder": "../../"}, "outside the folders this server allows"),
+                             ({"folder": "scr_testbed", "filter": "*.nothing"}, "no images in")):
+        bad = twin("scr_folder_captions")
+        bad["3"]["inputs"].update(change)
+        entry = comfy.run(bad)
+        assert entry["status"]["status_str"] == "error" and fragment in failure(entry)["exception_message"]
+
+
+def server_rss(comfy) -> int:
+    with open(f"/proc/{comfy.process.pid}/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+
+def test_caption_folder_memory_stays_bounded_on_a_folder_of_large_images(comfy):
+    """40 images of 1024x1024 as float tensors would be 480 MB; read a batch at a time they cost a few MB."""
+    folder = comfy.allowed / "large"
+    folder.mkdir()
+    for index in range(40):
+        Image.new("RGB", (1024, 1024), (6 * index, 90, 200)).save(folder / f"big{index:02d}.png")
+    prompt = twin("scr_folder_captions")
+    prompt["3"]["inputs"].update(folder=str(folder), max_new_tokens=4)
+    warm = copy.deepcopy(prompt)
+    warm["3"]["inputs"]["filter"] = "big00.png"
+    assert comfy.run(warm)["status"]["status_str"] == "success"  # model loaded, first batch done
+    (folder / "big00.txt").unlink()
+    baseline, peak, done = server_rss(comfy), [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], server_rss(comfy))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        entry = comfy.run(prompt)
+    finally:
+        done.set()
+        watcher.join(5)
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    assert "40 caption(s) written" in entry["outputs"]["3"]["text"][0]
+    assert peak[0] - baseline < 150 * 2**20, (baseline, peak[0])
 
 
 def test_a_batch_of_three_gives_three_captions(comfy):
@@ -162,7 +238,7 @@ def test_the_onnx_loader_runs_the_same_workflow_on_onnxruntime(comfy):
 # -- bad input --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("change, node, fragment", [
     (lambda p: p["3"]["inputs"].update(k=0), "3", "k 0 is smaller than the minimum 1"),
-    (lambda p: p["5"]["inputs"].update(instruction="   "), "5", "instruction is empty"),
+    (lambda p: p["5"]["inputs"].update(instruction="   ", preset="custom"), "5", "instruction is empty"),
     (lambda p: p["3"]["inputs"].update(hook_layers="5-2"), "3", "reversed"),
 ])
 def test_bad_input_is_refused_by_validation(comfy, change, node, fragment):
@@ -176,7 +252,7 @@ def test_bad_input_is_refused_by_validation(comfy, change, node, fragment):
 
 def test_a_failing_node_says_why_and_the_server_keeps_serving(comfy):
     prompt = twin("scr_caption")
-    prompt["5"]["inputs"]["instruction"] = "what is <image> here"
+    prompt["5"]["inputs"].update(instruction="what is <image> here", preset="custom")
     entry = comfy.run(prompt)
     assert entry["status"]["status_str"] == "error"
     assert "image token" in failure(entry)["exception_message"]
