@@ -1,4 +1,4 @@
-"""Performance benchmarks of SCR (issue 17): ``python -m bench [--quick] [--json out.json]``.
+"""Performance benchmarks of SCR: ``python -m bench [--quick] [--json out.json]``.
 
 Why a package of its own: the numbers the README quotes must be reproducible on a user's
 hardware and model, with the variants interleaved in one process so that a busy machine

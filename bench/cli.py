@@ -19,7 +19,7 @@ from .settings import SECTIONS
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench", description="SCR performance benchmarks (issue 17).")
+    p = argparse.ArgumentParser(prog="python -m bench", description="SCR performance benchmarks.")
     p.add_argument("--report", metavar="JSON", help="render the markdown tables and the PNG plot of a run's JSON")
     p.add_argument("--markdown", metavar="PATH", help="with --report: markdown output (default: beside the JSON)")
     p.add_argument("--plot", metavar="PATH", help="with --report: PNG output (default: beside the JSON)")
@@ -85,13 +85,15 @@ def report(args) -> int:
     if missing:
         raise ValueError(f"{source} lacks what the report needs: " + "; ".join(missing[:10])
                          + (f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""))
-    png = Path(args.plot) if args.plot else source.with_suffix(".png")
     md = Path(args.markdown) if args.markdown else source.with_suffix(".md")
-    plot.save(doc, png)
-    text = markdown.render(doc, plot_name=png.name)
+    png = None
+    if doc.get("end_to_end") or doc.get("growth"):  # what the plot draws; a run of other sections has none
+        png = Path(args.plot) if args.plot else source.with_suffix(".png")
+        plot.save(doc, png)
+    text = markdown.render(doc, plot_name=png.name if png else None)
     md.write_text(text)
     print(text)
-    print(f"wrote {md} and {png}", file=sys.stderr)
+    print(f"wrote {md}" + (f" and {png}" if png else ""), file=sys.stderr)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Issue item 3: decode steps with the SCR hooks installed vs none.
+"""Decode steps with the SCR hooks installed vs none.
 
 The hooks act on the prefill only; on a decode step (one token) they return at once. This
 measures that claim: the same prepared batch generates with a plan (hooks on every hooked

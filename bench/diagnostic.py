@@ -1,4 +1,4 @@
-"""Issue item 2: the diagnostic pass against the naive one and against one vanilla prefill.
+"""The diagnostic pass against the naive one and against one vanilla prefill.
 
 Four calls on one prepared batch (vision features shared), interleaved: the diagnostic as
 shipped (early exit, attention rows captured, plan selected), the bare early exit (its

@@ -1,4 +1,4 @@
-"""Issue items 1 and 5: SCR, vanilla and the peers end to end, with the two-pass limit.
+"""SCR, vanilla and the peers end to end, with the two-pass limit.
 
 Every variant captions the same images from scratch (processor, vision tower, passes,
 decode) with a forced length (``min_new_tokens = max_new_tokens``), interleaved in one

@@ -1,4 +1,4 @@
-"""Issue item 4: how SCR's cost grows with visual tokens and decoder depth.
+"""How SCR's cost grows with visual tokens and decoder depth.
 
 Each point is a random model of the base shape with one thing changed (24x24 -> 32x32 visual
 tokens, a Qwen2-VL dynamic grid, 16/32/48 layers), timed end to end at one forced length,

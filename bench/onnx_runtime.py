@@ -1,4 +1,4 @@
-"""Issue item 6: the exported ONNX graphs under onnxruntime against the PyTorch pipeline.
+"""The exported ONNX graphs under onnxruntime against the PyTorch pipeline.
 
 The benchmark's model is saved as a checkpoint (or ``--model`` is used as it is), exported
 once with ``python -m export.onnx``'s settings equal to the measured SCR settings, and loaded

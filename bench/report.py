@@ -17,10 +17,11 @@ NAMES = {"vanilla": "vanilla", "scr": "SCR", "uniform": "Uniform-Smooth", "vcd":
 def render(doc: dict, plot_name: str | None = None) -> str:
     parts = [_header(doc)]
     for key, renderer in (("end_to_end", _end_to_end), ("diagnostic", _diagnostic), ("decode_hooks", _hooks),
-                          ("growth", _growth), ("onnx_runtime", _onnx)):
+                          ("growth", _growth), ("throughput", _throughput), ("onnx_runtime", _onnx)):
         if doc.get(key) is not None:
             parts.append(renderer(doc[key]))
-    parts.append(_targets(doc))
+    if any(doc.get(key) for key in ("end_to_end", "diagnostic", "decode_hooks", "onnx_runtime")):
+        parts.append(_targets(doc))  # the targets are read from these sections
     if plot_name:
         parts.append(f"![SCR's extra time per generated token against VCD's and DoLa's, and its growth]({plot_name})")
     return "\n\n".join(parts) + "\n"
@@ -117,6 +118,19 @@ def _growth(points: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _throughput(cells: list[dict]) -> str:
+    batches = list(cells[0]["images_per_s"])
+    rows = ["**Captioning throughput** (SCR, images per second; one process, batches of the same images)", "",
+            "| model | images | new tokens | " + " | ".join(f"batch {b}" for b in batches) + " | "
+            + " | ".join(f"batch {b} / batch {batches[0]}" for b in batches[1:]) + " |",
+            "|---|---|---|" + "---|" * (2 * len(batches) - 1)]
+    for c in cells:
+        rows.append(f"| {c['model']} | {c['images']} | {c['new_tokens']} | "
+                    + " | ".join(f"{c['images_per_s'][b]['median']:.2f}" for b in batches) + " | "
+                    + " | ".join(_x(c['speedup'][b], 2) for b in batches[1:]) + " |")
+    return "\n".join(rows)
+
+
 def _onnx(section: dict) -> str:
     if section.get("status") != "measured":
         return f"**ONNX Runtime vs PyTorch**: {section.get('status')} — {section.get('reason', '')}"
@@ -151,7 +165,7 @@ def _per_s(s: dict) -> str:
 
 
 def _targets(doc: dict) -> str:
-    rows = ["**Targets** (issue 17)", "", "| target | measured | met |", "|---|---|---|"]
+    rows = ["**Targets**", "", "| target | measured | met |", "|---|---|---|"]
     for t in targets.evaluate(doc):
         met = {True: "yes", False: "**no**", None: "—"}[t["met"]]
         rows.append(f"| {t['target']} | {t['measured']} | {met} |")

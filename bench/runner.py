@@ -1,6 +1,6 @@
 """One benchmark run: machine, model, then each section in turn, into one JSON-ready document.
 
-The sections are a registry, so the ONNX Runtime comparison (issue item 6) is one entry
+The sections are a registry, so the ONNX Runtime comparison is one entry
 whose ``run`` changes when the exporter lands; nothing else has to.
 """
 
@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 import warnings
 
-from . import decode_hooks, diagnostic, end_to_end, growth, machine, onnx_runtime
+from . import decode_hooks, diagnostic, end_to_end, growth, machine, onnx_runtime, throughput
 from .context import Context
 from .settings import SECTIONS, Settings
 
 SCHEMA_VERSION = 1
 RUNNERS = {"end_to_end": end_to_end.run, "diagnostic": diagnostic.run, "decode_hooks": decode_hooks.run,
-           "growth": growth.run, "onnx_runtime": onnx_runtime.run}
+           "growth": growth.run, "throughput": throughput.run, "onnx_runtime": onnx_runtime.run}
 assert tuple(RUNNERS) == SECTIONS
 
 

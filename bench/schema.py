@@ -55,6 +55,8 @@ SECTIONS = {
         *(f"growth[].ratios.{r}#" for r in ("scr/vanilla", "scr/two_pass_limit", "two_pass_limit/vanilla",
                                              "diagnostic/prefill")),
     ),
+    "throughput": ("throughput[].model", "throughput[].images", "throughput[].new_tokens",
+                   "throughput[].images_per_s", "throughput[].speedup"),
     "onnx_runtime": ("onnx_runtime.status",),
 }
 

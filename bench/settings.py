@@ -1,4 +1,4 @@
-"""What one benchmark run measures: the full plan of issue 17, or a quick one for CI.
+"""What one benchmark run measures: the full plan, or a quick one for CI.
 
 Full: forced lengths 16/100/256 new tokens, batches 1 and 4, 6 timed rounds after a warm-up
 (six: the length of the balanced order for the six end-to-end variants, see ``timing.orders``),
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from . import shapes
 
-SECTIONS = ("end_to_end", "diagnostic", "decode_hooks", "growth", "onnx_runtime")
+SECTIONS = ("end_to_end", "diagnostic", "decode_hooks", "growth", "throughput", "onnx_runtime")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Settings:
     memory_repeats: int = 3
     hook_tokens: int = 100         # new tokens of the decode-hooks section
     growth_tokens: int = 100       # new tokens per run of the growth section
+    throughput_batches: tuple[int, ...] = (1, 4, 8)  # batch sizes of the throughput section (max = images)
+    throughput_tokens: int = 32    # new tokens per caption in the throughput section
     k: int = 32                    # SCR's K (the paper's); quick mode's 8x8 grid takes fewer
     threads: int | None = None     # torch threads; None keeps torch's default
     sections: tuple[str, ...] = field(default=SECTIONS)
@@ -44,7 +46,8 @@ class Settings:
         return {"mode": self.mode, "device": self.device, "dtype": self.dtype, "model": self.model,
                 "lengths": list(self.lengths), "batches": list(self.batches), "repeats": self.repeats,
                 "warmup": self.warmup, "memory_repeats": self.memory_repeats, "hook_tokens": self.hook_tokens,
-                "growth_tokens": self.growth_tokens, "k": self.k, "threads": self.threads,
+                "growth_tokens": self.growth_tokens, "throughput_batches": list(self.throughput_batches),
+                "throughput_tokens": self.throughput_tokens, "k": self.k, "threads": self.threads,
                 "sections": list(self.sections), "seed": self.seed}
 
 
@@ -53,7 +56,8 @@ def make(quick: bool, device: str, model: str | None = None, dtype: str | None =
     gpu = device.startswith("cuda")
     if quick:
         base = Settings("quick", device, dtype or "float32", shapes.TINY, model, lengths=(2, 8), batches=(1, 2),
-                        repeats=5, warmup=1, memory_repeats=1, hook_tokens=8, growth_tokens=4, k=4, threads=1)
+                        repeats=5, warmup=1, memory_repeats=1, hook_tokens=8, growth_tokens=4, k=4, threads=1,
+                        throughput_batches=(1, 4), throughput_tokens=4)
     else:
         base = Settings("full", device, dtype or ("float16" if gpu else "float32"),
                         shapes.LLAVA_15_7B if gpu else shapes.LLAVA_15_CPU, model, repeats=6)

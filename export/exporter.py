@@ -29,17 +29,16 @@ from pathlib import Path
 import onnx
 
 from scr_core import ConfigError, InputError, ModelLoadError, UnsupportedModelError
+from scr_core.config import check_depth
 from scr_core.outputs import ordinary_mode
 
 from . import ops
+from .folder_config import write_config
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "scr_config.json"
-FORMAT_VERSION = 1
 DEFAULT_OPSET = 23  # the decoder's attention as ONNX Attention nodes (1.4-1.5x faster in onnxruntime, README)
 OPSETS = (18, 19, 20, 21, 23)  # 18-21: sdpa's decomposition, for runtimes older than onnxruntime 1.23
-EXTERNAL_DATA_BYTES = 1 << 30  # graphs with more weights than this keep them in a .onnx.data file
 
 
 @dataclass(frozen=True)
@@ -90,9 +89,7 @@ class ExportOptions:
 
         depth = decoder_depth(self.model)
         for name, layers in (("diag_layers", self.diag_layers), ("hook_layers", self.hook_layers)):
-            if depth is not None and layers is not None and max(layers) >= depth:
-                raise ConfigError(f"{name}={list(layers)} reaches layer {max(layers)}, but the model has only {depth} "
-                                  f"decoder layers (0..{depth - 1})")
+            check_depth(f"{name}={list(layers)}" if layers else name, layers, depth)
         check_output_folder(self.out, self.overwrite)
 
 
@@ -170,15 +167,15 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
     from scr_core import SCRConfig, SCRPipeline
 
     from .families import family_for
-    from .graph_export import GraphExporter
+    from .graph_export import GraphExporter  # torch and the tracer load when an export starts, not on --help
 
     started = time.perf_counter()
     progress(f"loading {options.model}")
     pipe = SCRPipeline.from_pretrained(options.model, dtype="float16" if options.dtype == "fp16" else "float32",
                                        device="cpu", attn_implementation="sdpa")
     family = family_for(pipe)
-    cfg = pipe.resolve(SCRConfig(k=options.k if options.k is not None else 32,
-                                 lam=options.lam if options.lam is not None else 1.1,
+    given = {"k": options.k, "lam": options.lam}  # None: SCRConfig's default (the paper's)
+    cfg = pipe.resolve(SCRConfig(**{name: v for name, v in given.items() if v is not None},
                                  diag_layers=options.diag_layers, hook_layers=options.hook_layers))
     graphs = GraphExporter(pipe, family, cfg, options.opset)
     files = {}
@@ -194,6 +191,5 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
         onnx.checker.check_model(str(folder / f"{name}.onnx"), full_check=True)
     progress("writing processor files and scr_config.json")
     pipe.processor.save_pretrained(folder)
-    config = graphs.config(cfg, files, options)
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    write_config(folder, graphs.config(cfg, files, options.dtype))
     progress(f"done in {time.perf_counter() - started:.1f} s")

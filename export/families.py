@@ -53,7 +53,8 @@ class FamilyExport:
         return {0: batch, 1: seq}
 
     def layout_rule(self) -> dict:
-        """How the runtime finds the grids in ``input_ids`` (see ``export.layout``)."""
+        """How the runtime finds the grids in ``input_ids``: the adapter's rule as data
+        (``scr_core.layout.layout_from_rule``, which the adapters' own layouts call too)."""
         raise NotImplementedError
 
     def processor_rule(self) -> dict:

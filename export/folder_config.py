@@ -1,13 +1,22 @@
-"""``scr_config.json`` checked before onnxruntime opens anything: an exported folder may come from
-someone else, so a wrong type is one ``ModelLoadError`` line and a graph name is a plain file name
-inside the folder (no absolute path, no ``..``, no separator, no NUL)."""
+"""``scr_config.json``, the one file that says what an exported folder holds: its name, format version and
+the size past which a graph keeps its weights apart, how it is written, and how it is read back.
+
+Read, it is checked before onnxruntime opens anything: an exported folder may come from someone else,
+so a wrong type is one ``ModelLoadError`` line and a graph name is a plain file name inside the folder
+(no absolute path, no ``..``, no separator, no NUL). torch-free (the runtime reads it).
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 from scr_core import ModelLoadError
+
+CONFIG_NAME = "scr_config.json"
+FORMAT_VERSION = 1
+EXTERNAL_DATA_BYTES = 1 << 30  # graphs with more weights than this keep them in a .onnx.data file
 
 GRAPHS = (("vision",), ("embedding",), ("decoder", "head"), ("decoder", "tail"), ("select",))
 MAX_NAME = 255
@@ -94,3 +103,34 @@ def check_config(config: object, folder: Path, config_path: Path) -> dict[str, P
         raise _fail(config_path, "scr.query", "must be post_image or last")
     _get(config, (*scr, "exclude_border"), bool, config_path)
     return paths
+
+
+def write_config(folder: Path, config: dict) -> Path:
+    """``config`` (everything but the version) as ``folder/scr_config.json``, stamped with this format."""
+    path = Path(folder) / CONFIG_NAME
+    path.write_text(json.dumps({"format_version": FORMAT_VERSION, **config}, indent=2) + "\n")
+    return path
+
+
+def read_config(folder: Path) -> tuple[dict, dict[str, Path]]:
+    """(the config, its graph paths) of an exported folder, or one ``ModelLoadError`` line: not a folder
+    made by ``python -m export.onnx``, unreadable, another format version, or a field of the wrong type."""
+    config_path = Path(folder) / CONFIG_NAME
+    try:
+        found = config_path.is_file()
+    except (OSError, ValueError) as err:  # a name too long for the file system, a NUL
+        raise ModelLoadError(f"cannot use {str(folder)[:80]!r} as an exported folder: "
+                             f"{getattr(err, 'strerror', None) or err}") from None
+    if not found:
+        raise ModelLoadError(f"{folder} is not an exported SCR folder (no {CONFIG_NAME}); "
+                             "make one with python -m export.onnx --out FOLDER")
+    try:
+        config = json.loads(config_path.read_text())
+        config["model"], config["scr"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelLoadError(f"{config_path} is unreadable or incomplete ({err!s:.200}); export the folder "
+                             "again") from None
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelLoadError(f"{config_path} has format version {config.get('format_version')!r}; this "
+                             f"runtime reads version {FORMAT_VERSION}: export the folder again with this version")
+    return config, check_config(config, Path(folder), config_path)

@@ -1,4 +1,4 @@
-"""Trace each graph with the dynamo exporter (opset 18 by default) and save it onnxruntime-ready.
+"""Trace each graph with the dynamo exporter (opset 23 by default, 18-21 on request) and save it onnxruntime-ready.
 
 Per graph: ``torch.onnx.export(dynamo=True)`` on example inputs of batch 2 and past length 3 (a
 batch or past of 1 would be specialised to a constant), the ``ai.scr``
@@ -18,6 +18,7 @@ from torch.export import Dim
 from scr_core import SCRError
 
 from . import ops
+from .folder_config import EXTERNAL_DATA_BYTES
 from .graphs import FUSED_ATTENTION_OPSET, DecoderPart, Embedding, use_export_attention
 from .torch_ops import translation_table
 
@@ -133,7 +134,8 @@ class GraphExporter:
                 "outputs": [o.name for o in model.graph.output], "external_data": external}
 
     # -- scr_config.json -----------------------------------------------------------------
-    def config(self, cfg, files: dict, options) -> dict:
+    def config(self, cfg, files: dict, dtype: str) -> dict:
+        """What ``scr_config.json`` records of this export (``folder_config`` adds the format version)."""
         import onnxruntime
         import transformers
 
@@ -142,14 +144,13 @@ class GraphExporter:
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         head_dim = getattr(self.text, "head_dim", None) or self.text.hidden_size // self.text.num_attention_heads
         return {
-            "format_version": 1,  # export.runtime.FORMAT_VERSION
             "model": {
                 "type": self.model.config.model_type,
                 "image_token_id": self.family.image_token_id(),
                 "context_length": self.pipe.adapter.context_length(),
                 "eos_token_id": eos,
                 "pad_token_id": generation.pad_token_id if generation.pad_token_id is not None else (eos or [0])[0],
-                "dtype": "float16" if options.dtype == "fp16" else "float32",
+                "dtype": "float16" if dtype == "fp16" else "float32",
                 "vision": files["vision"],
                 "embedding": files["embedding"],
                 "decoder": {
@@ -176,7 +177,6 @@ class GraphExporter:
         }
 
 
-from .exporter import EXTERNAL_DATA_BYTES  # noqa: E402  (one constant, defined with the folder rules)
 
 
 def _check_dynamic(model: onnx.ModelProto, dynamic: dict, filename: str) -> None:

@@ -1,6 +1,6 @@
 """torch modules that the exporter traces: the embedding merge and the two decoder parts.
 
-The decoder is split at the last diagnostic layer (ARCHITECTURE.md, export/): the *head* runs
+The decoder is split at the last diagnostic layer (docs/architecture.md, export/): the *head* runs
 layers 0 … last diagnostic layer and returns the hidden state there, its KV and the diagnostic
 map; the *tail* runs the remaining layers, the final norm and the LM head. Every weight lives in
 exactly one graph, so two sessions hold one copy of the model on the device.

@@ -98,12 +98,13 @@ def _export_plain(model: Path, folder: Path) -> None:
     from scr_core import SCRConfig, SCRPipeline
 
     from .families import family_for
+    from .folder_config import read_config
     from .graph_export import GraphExporter
 
     plain = folder.with_suffix(".plain")
     if (plain / "decoder.json").is_file():
         return
-    config = json.loads((folder / "scr_config.json").read_text())
+    config, _ = read_config(folder)
     dtype = config["model"]["dtype"]
     pipe = SCRPipeline.from_pretrained(model, dtype=dtype, device="cpu", attn_implementation="sdpa")
     cfg = pipe.resolve(SCRConfig(diag_layers=tuple(config["scr"]["diag_layers"]),

@@ -13,34 +13,24 @@ import sys
 import warnings
 from pathlib import Path
 
-from scr_core import SCRError
+from scr_core import SCRConfig, SCRError
+from scr_core.cli import parse_layers
 
 from .exporter import DEFAULT_OPSET, ExportOptions, export
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "scr_core" / "testbed" / "checkpoint"
 
 
-def _layers(text: str) -> tuple[int, ...]:
-    """'8-16' or '0,2,5' → layer indices."""
-    try:
-        if "-" in text:
-            lo, hi = (int(v) for v in text.split("-", 1))
-            if hi < lo:
-                raise ValueError
-            return tuple(range(lo, hi + 1))
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a range like 8-16 or a list like 0,1,2 (got {text!r})") from None
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="checkpoint folder (default: bundled testbed)")
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist unless --overwrite)")
-    p.add_argument("--k", type=int, default=None, help="default sources per grid stored in the config (32)")
-    p.add_argument("--lam", type=float, default=None, help="λ baked into the graphs (1.10)")
-    p.add_argument("--diag-layers", type=_layers, default=None, help="diagnostic layers (family default)")
-    p.add_argument("--hook-layers", type=_layers, default=None, help="hooked layers (family default)")
+    p.add_argument("--k", type=int, default=None, help=f"default sources per grid stored in the config ({SCRConfig.k})")
+    p.add_argument("--lam", type=float, default=None, help=f"λ baked into the graphs ({SCRConfig.lam:.2f})")
+    p.add_argument("--diag-layers", type=parse_layers, default=None,
+                   help="diagnostic layers, e.g. 8-16 (family default)")
+    p.add_argument("--hook-layers", type=parse_layers, default=None,
+                   help="hooked layers, e.g. 0-3,8 (family default)")
     p.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help=f"ONNX opset of the graphs (default {DEFAULT_OPSET}: the decoder's attention as ONNX's "

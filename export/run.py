@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from scr_core import SCRError
+from scr_core.errors import exit_code
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     hide_torch()  # this process needs no torch; transformers would import it anyway (~700 MiB)
     if not args.debug:
         warnings.filterwarnings("ignore")
-    try:
+    def work() -> None:
         from .runtime import OnnxVLM
 
         if args.max_new_tokens < 1:
@@ -45,29 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         vlm = OnnxVLM(args.model, provider=args.provider)
         result = vlm.caption([list(args.image)], args.prompt, scr=None if args.no_scr else "config",
                              max_new_tokens=args.max_new_tokens, k=args.k)[0]
-    except SCRError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # a bug or an unforeseen input: one line, the traceback on request
-        if args.debug:
-            raise
-        print(f"error: unexpected {type(err).__name__}: {err!s:.300} (rerun with --debug for the traceback)",
-              file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps({**result.to_dict(), "provider": vlm.providers[0]}, indent=2))
-    else:
-        print(result.text)
-        print(result.timings.summary(), f"| {vlm.providers[0]}", file=sys.stderr)
-    return 0
+        if args.json:
+            print(json.dumps({**result.to_dict(), "provider": vlm.providers[0]}, indent=2))
+        else:
+            print(result.text)
+            print(result.timings.summary(), f"| {vlm.providers[0]}", file=sys.stderr)
 
+    return exit_code(work, args.debug)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,10 +15,8 @@ that handles the PyTorch pipeline's results handles these too.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +27,15 @@ import onnxruntime as ort
 from scr_core import (ConfigError, SCRError, Diagnosis, GenerationInterrupted, GenerationResult, InputError,
                       ModelLoadError, RedistributionPlan, SCRConfig, Timings, VisualLayout, entropy_nats, group_images,
                       plan_arrays)
+from scr_core.layout import VisualGrid, layout_from_rule
+from scr_core.plan import plan_from_map, visual_positions
 from scr_core.prompts import pair_prompts
+from scr_core.selection import check_k_fits, warn_if_short
 
-from .layout import locate
-from .plans import grid_inputs, plan_from_map, visual_positions
+from .folder_config import read_config
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "scr_config.json"
-FORMAT_VERSION = 1
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
@@ -93,6 +91,18 @@ class OnnxBatch:
         return self.layout.batch_size
 
 
+def grid_inputs(grids_per_prompt: Sequence[Sequence[VisualGrid]], budgets: Sequence[Sequence[int]]):
+    """``grid_shape[B, G, 2]`` and ``budgets[B, G]`` for ``SCRSelect`` (zero rows pad shorter prompts)."""
+    width = max((len(g) for g in grids_per_prompt), default=0)
+    shape = np.zeros((len(grids_per_prompt), width, 2), dtype=np.int64)
+    budget = np.zeros((len(grids_per_prompt), width), dtype=np.int64)
+    for b, (grids, ks) in enumerate(zip(grids_per_prompt, budgets)):
+        for g, (grid, k) in enumerate(zip(grids, ks)):
+            shape[b, g] = (grid.height, grid.width)
+            budget[b, g] = k
+    return shape, budget
+
+
 class OnnxVLM:
     """An exported folder loaded into onnxruntime sessions.
 
@@ -104,28 +114,8 @@ class OnnxVLM:
                  graphs: tuple[str, ...] = ("vision", "embedding", "head", "tail", "select")) -> None:
         """``graphs``: which sessions to open (all by default; ``export.measure`` opens fewer)."""
         self.folder = Path(folder)
-        config_path = self.folder / CONFIG_NAME
-        try:
-            found = config_path.is_file()
-        except (OSError, ValueError) as err:  # a name too long for the file system, a NUL
-            raise ModelLoadError(f"cannot use {str(self.folder)[:80]!r} as an exported folder: "
-                                 f"{getattr(err, 'strerror', None) or err}") from None
-        if not found:
-            raise ModelLoadError(f"{self.folder} is not an exported SCR folder (no {CONFIG_NAME}); "
-                                 "make one with python -m export.onnx --out FOLDER")
-        try:
-            self.config = json.loads(config_path.read_text())
-            self.model_config = self.config["model"]
-            self.scr = self.config["scr"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ModelLoadError(f"{config_path} is unreadable or incomplete ({err!s:.200}); export the folder "
-                                 "again") from None
-        if self.config.get("format_version") != FORMAT_VERSION:
-            raise ModelLoadError(f"{config_path} has format version {self.config.get('format_version')!r}; this "
-                                 f"runtime reads version {FORMAT_VERSION}: export the folder again with this version")
-        from .folder_config import check_config
-
-        paths = check_config(self.config, self.folder, config_path)
+        self.config, paths = read_config(self.folder)
+        self.model_config, self.scr = self.config["model"], self.config["scr"]
         missing = [p for name, p in paths.items() if (name in graphs or name == "select") and not p.is_file()]
         if missing:
             raise ModelLoadError(f"{missing[0]} is missing; export the folder again")
@@ -199,7 +189,7 @@ class OnnxVLM:
         inputs = self.processor(flat, texts)
         input_ids = np.asarray(inputs["input_ids"], dtype=np.int64)
         mask = np.asarray(inputs["attention_mask"], dtype=np.int64)
-        layout = locate(self.model_config["layout"], input_ids, inputs.get("image_grid_thw"))
+        layout = layout_from_rule(self.model_config["layout"], input_ids, inputs.get("image_grid_thw"))
         vision = self.sessions["vision"]
         feeds = {}
         for spec in vision.get_inputs():
@@ -301,10 +291,7 @@ class OnnxVLM:
         scores = np.array(scores_value.numpy(), dtype=np.float32)
         for grids_of in grids:
             for grid in grids_of:
-                interior = (grid.height - 2) * (grid.width - 2) if self.scr["exclude_border"] else grid.height * grid.width
-                if k > interior:
-                    raise ConfigError(f"k={k} exceeds the {interior} candidate patches of the {grid.height}x"
-                                      f"{grid.width} grid; lower k")
+                check_k_fits(k, grid.height, grid.width, bool(self.scr["exclude_border"]))
         shape, budgets = grid_inputs(grids, [[k] * len(g) for g in grids])
         scr_map = self._run("select", {"scores": scores_value, "grid_shape": shape, "budgets": budgets},
                             ["scr_map"])["scr_map"].numpy().copy()
@@ -316,9 +303,7 @@ class OnnxVLM:
                 maps.append(scores[sample, offset:offset + grid.height * grid.width].reshape(grid.height, grid.width))
                 offset += grid.height * grid.width
             for grid_plan in plan.grids:
-                if grid_plan.num_sources < k:
-                    warnings.warn(f"only {grid_plan.num_sources} of k={k} sources fit on the {grid_plan.height}x"
-                                  f"{grid_plan.width} grid (neighbour claims exhausted the candidates)", stacklevel=3)
+                warn_if_short(grid_plan.num_sources, k, grid_plan.height, grid_plan.width, stacklevel=4)
             diagnoses.append(Diagnosis(tuple(maps), entropy_nats(np.concatenate([m.ravel() for m in maps])), plan,
                                        grids_of))
         return diagnoses, (time.perf_counter() - start) * 1000

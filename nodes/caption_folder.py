@@ -15,7 +15,8 @@ from comfy_api.latest import io, ui
 from scr_core import SCRError
 
 from .definitions import (CATEGORY, Node, SCRSettingsType, VLMModel, _caption_inputs, _caption_instruction,
-                          _check_caption_values, _instruction_input, _interruptible, io_folders, user_folder)
+                          _check_caption_values, _instruction_input, _interruptible, folder_inputs, io_folders,
+                          user_folder)
 from .paths import caption_targets, list_images, write_captions
 
 
@@ -27,13 +28,7 @@ class CaptionFolder(Node):
             description="Caption every image of a folder into a .txt beside it, batch_size at a time, reading "
                         "one batch from disk at a time; existing captions are skipped, so a rerun resumes.",
             is_output_node=True,
-            inputs=[VLMModel.Input("vlm"),
-                    io.String.Input("folder", default="scr_testbed",
-                                    tooltip="a folder of images: relative to ComfyUI's input folder, or inside "
-                                            "input, output or SCR_ALLOWED_FOLDERS"),
-                    io.String.Input("filter", default="", tooltip="e.g. *.png;*cat* (blank = every image)"),
-                    io.Boolean.Input("recursive", default=False),
-                    _instruction_input(),
+            inputs=[VLMModel.Input("vlm"), *folder_inputs("scr_testbed"), _instruction_input(),
                     SCRSettingsType.Input("scr_config", optional=True,
                                           tooltip="SCR with these settings; not connected = the vanilla model"),
                     io.Int.Input("max_new_tokens", default=64, min=1, max=4096),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from comfy_api.latest import ComfyExtension, io, ui
 
-from scr_core import CAPTION_PROMPT, SCRError, parse_layer_ranges
+from scr_core import CAPTION_PROMPT, SCRConfig, SCRError, parse_layer_ranges
 
 from .checks import problem, require
 from .convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
@@ -42,26 +42,55 @@ def llm_folders() -> list[str]:
     return folder_paths.get_folder_paths("LLM")
 
 
+NOT_DOWNLOADED = " (not downloaded)"
+
+
 def model_choices() -> list[str]:
     """The bundled testbed first (every shipped workflow runs offline), then each checkpoint folder
-    (one with config.json) under the LLM folders, one or two levels deep."""
+    (one with config.json) under the LLM folders, one or two levels deep, then the curated hub models
+    (``scr_core.known_models``) by hub id, marked as not downloaded until their folder is there."""
+    from scr_core.known_models import KNOWN_MODELS
+
+    known = {m.folder: m.hub_id for m in KNOWN_MODELS}
     names = []
     for root in llm_folders():
         base = Path(root)
         if not base.is_dir():
             continue
         for config in sorted(list(base.glob("*/config.json")) + list(base.glob("*/*/config.json"))):
-            names.append(config.parent.relative_to(base).as_posix())
-    return [BUNDLED, *dict.fromkeys(names)]
+            name = config.parent.relative_to(base).as_posix()
+            names.append(known.get(name, name))
+    present = set(names)
+    hub = [m.hub_id if m.hub_id in present else m.hub_id + NOT_DOWNLOADED for m in KNOWN_MODELS]
+    return [BUNDLED, *dict.fromkeys(n for n in names if n not in known.values()), *hub]
+
+
+def known_choice(choice: str) -> str | None:
+    """The hub id a combo value names (with or without the not-downloaded mark: a saved workflow keeps
+    working after the download), else ``None``."""
+    from scr_core.known_models import KNOWN_MODELS
+
+    hub_id = str(choice).removesuffix(NOT_DOWNLOADED)
+    return hub_id if any(m.hub_id == hub_id for m in KNOWN_MODELS) else None
+
+
+def same_model_choice(choice):
+    """``choice`` as the current combo spells it, so validation accepts either mark of a known model."""
+    hub_id = known_choice(choice) if isinstance(choice, str) else None
+    if hub_id is None:
+        return choice
+    return next(c for c in model_choices() if known_choice(c) == hub_id)
 
 
 def onnx_choices() -> list[str]:
     """Exported folders (with scr_config.json) under the LLM folders, one or two levels deep."""
+    from export.folder_config import CONFIG_NAME
+
     names = []
     for root in llm_folders():
         base = Path(root)
         if base.is_dir():
-            for config in sorted(list(base.glob("*/scr_config.json")) + list(base.glob("*/*/scr_config.json"))):
+            for config in sorted(list(base.glob(f"*/{CONFIG_NAME}")) + list(base.glob(f"*/*/{CONFIG_NAME}"))):
                 names.append(config.parent.relative_to(base).as_posix())
     return list(dict.fromkeys(names)) or ["(no exported folder in models/LLM)"]
 
@@ -116,6 +145,8 @@ def model_path(choice: str, path: str, download: bool) -> str:
         return _missing(text)
     if choice == BUNDLED:
         return str(default_model()[0])
+    if known_choice(choice):
+        return _download(known_choice(choice))  # its own folder is used without network once there
     for root in llm_folders():
         candidate = Path(root) / choice
         if (candidate / "config.json").is_file():
@@ -140,22 +171,24 @@ def _download(repo_id: str) -> str:
 
     from .download import download
 
-    if not downloads_allowed():
-        raise ModelLoadError(f"{repo_id}: this server does not download models (its owner can allow it by starting "
-                             f"ComfyUI with {DOWNLOADS_ENV}=1); put the model folder under models/LLM instead")
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        raise ModelLoadError(f"{repo_id}: HF_HUB_OFFLINE is set, so nothing is downloaded; put the model folder "
-                             "under models/LLM")
     if not HUB_ID.fullmatch(repo_id) or ".." in repo_id:
         raise ModelLoadError(f"{repo_id!r} is not a hub id (owner/name); a local model folder goes in path with "
                              "download_from_hub off")
     owner, name = repo_id.split("/")
-    target = Path(llm_folders()[0]) / f"{owner}--{name}"
+    folders = [Path(root) / f"{owner}--{name}" for root in llm_folders()]
+    target = next((f for f in folders if f.exists()), folders[0])
     if target.exists():
         if (target / "config.json").is_file():
-            return str(target)
+            return str(target)  # downloaded before (or put there by hand): no network
         raise ModelLoadError(f"{target} exists but holds no complete checkpoint (no config.json); remove it "
                              "to download again")
+    if not downloads_allowed():
+        raise ModelLoadError(f"{repo_id}: this server does not download models (its owner can allow it by starting "
+                             f"ComfyUI with {DOWNLOADS_ENV}=1); put the model folder under models/LLM/{target.name} "
+                             "instead")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ModelLoadError(f"{repo_id}: HF_HUB_OFFLINE is set, so nothing is downloaded; put the model folder "
+                             f"under models/LLM/{target.name}")
     return str(download(repo_id, target))
 
 
@@ -192,14 +225,24 @@ def _family_inputs() -> list:
 def _quantization_tooltip() -> str:
     from scr_core.loading import bitsandbytes_missing
 
+    from .memory import handle_statuses
+
     missing = bitsandbytes_missing()
     if missing:
         return f"unavailable here: {missing}"
+    loaded = [f"{m['name']} {m['bytes'] / 2**20:,.1f} MiB ({m['quantization'] or 'not quantized'})"
+              for m in handle_statuses() if m.get("bytes")]
     return ("bitsandbytes: 8bit ≈ half of fp16's bytes, 4bit (NF4) ≈ a quarter; the vision tower, projector and "
-            "LM head stay unquantized. GET /scr/models shows the loaded model's bytes")
+            "LM head stay unquantized. Loaded now (also GET /scr/models): " + ("; ".join(loaded) or "none"))
 
 
 class LoadVLM(Node):
+    @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        if "model" in values:
+            values["model"] = same_model_choice(values["model"])
+        return super().validate_inputs(**values)
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -207,7 +250,10 @@ class LoadVLM(Node):
             description="Load a vision-language model from models/LLM (or a path) for SCR captioning.",
             inputs=[
                 io.Combo.Input("model", options=model_choices(), default=BUNDLED,
-                               tooltip="a checkpoint folder under models/LLM; the bundled testbed needs no download"),
+                               tooltip="a checkpoint folder under models/LLM (the bundled testbed needs no "
+                                       "download), or a known hub model: one marked not downloaded is "
+                                       "downloaded into models/LLM/<owner>--<name> when the server allows "
+                                       "downloads (SCR_ALLOW_DOWNLOADS=1)"),
                 io.String.Input("path", default="", optional=True,
                                 tooltip="optional: a checkpoint folder under models/LLM or SCR_ALLOWED_FOLDERS, "
                                         "or a hub id (owner/name)"),
@@ -237,7 +283,7 @@ class LoadVLM(Node):
 
         from .memory import VLMHandle
 
-        cls.recheck(dict(family, model=model, dtype=dtype, device=device, attention=attention,
+        cls.recheck(dict(family, model=same_model_choice(model), dtype=dtype, device=device, attention=attention,
                          quantization=quantization))
         source = model_path(model, path, download_from_hub)
         load_device = mm.get_torch_device() if device == "auto" else device
@@ -297,8 +343,8 @@ class Settings(Node):
             node_id="SCRSettings", display_name="SCR Settings", category=CATEGORY,
             description="Spatial Credit Redistribution settings (defaults: the paper's).",
             inputs=[
-                io.Int.Input("k", default=32, min=1, max=4096, tooltip="source patches per image grid"),
-                io.Float.Input("lam", default=1.10, min=1.0, max=4.0, step=0.01, round=0.001,
+                io.Int.Input("k", default=SCRConfig.k, min=1, max=4096, tooltip="source patches per image grid"),
+                io.Float.Input("lam", default=SCRConfig.lam, min=1.0, max=4.0, step=0.01, round=0.001,
                                tooltip="λ: sources × 1/λ, each neighbour + (λ−1)·h_source"),
                 io.String.Input("diag_layers", default="", tooltip="e.g. 8-16; blank = the paper's"),
                 io.String.Input("hook_layers", default="", tooltip="e.g. 0-11; blank = the family's default"),
@@ -322,8 +368,6 @@ class Settings(Node):
 
     @classmethod
     def execute(cls, k, lam, diag_layers, hook_layers, selection, query, seed) -> io.NodeOutput:
-        from scr_core import SCRConfig
-
         cls.recheck({"k": k, "lam": lam, "selection": selection, "query": query, "seed": seed})
         return io.NodeOutput(SCRConfig(k=k, lam=float(lam), diag_layers=parse_layer_ranges(diag_layers),
                                        hook_layers=parse_layer_ranges(hook_layers), selection=selection,
@@ -571,6 +615,15 @@ class CaptionCompare(Node):
         return io.NodeOutput(vanilla, scr, side, _heatmaps(images, diagnoses), ui=ui.PreviewText(side))
 
 
+def folder_inputs(default: str) -> list:
+    """The image-folder inputs of the folder nodes (``user_folder`` and ``list_images`` read them)."""
+    return [io.String.Input("folder", default=default,
+                            tooltip="a folder of images: relative to ComfyUI's input folder, or inside input, output "
+                                    "or SCR_ALLOWED_FOLDERS"),
+            io.String.Input("filter", default="", tooltip="e.g. *.png;*cat* (blank = every image)"),
+            io.Boolean.Input("recursive", default=False)]
+
+
 class LoadImageFolder(Node):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -578,11 +631,7 @@ class LoadImageFolder(Node):
             node_id="SCRLoadImageFolder", display_name="Load Image Folder (SCR)", category=CATEGORY,
             description="Every image of a folder as a list (any sizes), sorted by path, with their paths "
                         "(folders inside input, output or SCR_ALLOWED_FOLDERS).",
-            inputs=[io.String.Input("folder", default="",
-                                    tooltip="a folder of images: relative to ComfyUI's input folder, or inside "
-                                            "input, output or SCR_ALLOWED_FOLDERS"),
-                    io.String.Input("filter", default="", tooltip="e.g. *.png;*cat* (blank = every image)"),
-                    io.Boolean.Input("recursive", default=False),
+            inputs=[*folder_inputs(""),
                     io.Int.Input("limit", default=0, min=0, max=1_000_000, tooltip="0 = all")],
             outputs=[io.Image.Output(display_name="images", is_output_list=True),
                      io.String.Output(display_name="paths", is_output_list=True)],

@@ -26,7 +26,8 @@ def download(repo_id: str, target: Path) -> Path:
     """``repo_id`` downloaded into the new folder ``target``; ComfyUI's interrupt stops it (the staging
     folder is removed); any failure is one ``ModelLoadError`` line."""
     import comfy.model_management as mm
-    from huggingface_hub import constants, snapshot_download
+    import comfy.utils
+    from huggingface_hub import HfApi, constants, snapshot_download
 
     from scr_core import ModelLoadError
 
@@ -35,6 +36,10 @@ def download(repo_id: str, target: Path) -> Path:
 
     def work() -> None:
         try:
+            try:  # the repo's size, for the node's progress bar (none if the hub does not list it)
+                outcome["total"] = sum(getattr(f, "size", 0) or 0 for f in HfApi().list_repo_tree(repo_id, recursive=True))
+            except Exception:
+                pass
             snapshot_download(repo_id, local_dir=staging, etag_timeout=constants.HF_HUB_ETAG_TIMEOUT)
             outcome["done"] = True
         except BaseException as err:  # network, auth, missing repo: reported by the node
@@ -48,6 +53,7 @@ def download(repo_id: str, target: Path) -> Path:
     worker.start()
     stall = float(os.environ.get(STALL_ENV, "") or 60)
     size, grown, checked = 0, time.monotonic(), time.monotonic()
+    bar = None
     while worker.is_alive():
         worker.join(POLL_SECONDS)
         if mm.processing_interrupted():
@@ -56,6 +62,9 @@ def download(repo_id: str, target: Path) -> Path:
             mm.throw_exception_if_processing_interrupted()
         if time.monotonic() - checked > 2:
             checked, now_size = time.monotonic(), _size(staging)
+            if outcome.get("total"):  # bytes so far of the repo's, on the Load VLM node
+                bar = bar or comfy.utils.ProgressBar(outcome["total"])
+                bar.update_absolute(min(now_size, outcome["total"]), outcome["total"])
             if now_size != size:
                 size, grown = now_size, checked
             elif checked - grown > stall and worker.is_alive():

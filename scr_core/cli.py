@@ -9,8 +9,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import SCRConfig, parse_layer_ranges
-from .errors import ConfigError, SCRError
+from .config import SCRConfig, check_depth, parse_layer_ranges
+from .errors import ConfigError, exit_code
 
 log = logging.getLogger("scr_core")
 
@@ -53,8 +53,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_scr_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--k", type=int, default=32, help="source patches per image grid (default 32)")
-    p.add_argument("--lam", type=float, default=1.10, help="λ (default 1.10)")
+    p.add_argument("--k", type=int, default=SCRConfig.k, help=f"source patches per image grid (default {SCRConfig.k})")
+    p.add_argument("--lam", type=float, default=SCRConfig.lam, help=f"λ (default {SCRConfig.lam:.2f})")
     p.add_argument("--diag-layers", type=parse_layers, help="e.g. 8-16 (default: the paper's)")
     p.add_argument("--hook-layers", type=parse_layers, help="e.g. 0-11 (default: the family's)")
     p.add_argument("--query", choices=("post_image", "last"), default="post_image")
@@ -75,11 +75,7 @@ def _check_layers(args, cfg: SCRConfig) -> None:
         model = default_model()[0]
     depth = decoder_depth(model) if Path(str(model)).is_dir() else None
     for name in ("diag_layers", "hook_layers"):
-        layers = getattr(cfg, name)
-        if depth is not None and layers is not None and max(layers) >= depth:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(f"{flag} reaches layer {max(layers)}, but the model has only {depth} decoder layers "
-                              f"(0..{depth - 1})")
+        check_depth("--" + name.replace("_", "-"), getattr(cfg, name), depth)
 
 
 def _config(args) -> SCRConfig:
@@ -363,22 +359,4 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     warnings.formatwarning = _one_line_warning
-    try:
-        COMMANDS[args.command](args)
-    except SCRError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # a bug or an unforeseen input: one line, the traceback on request
-        if args.debug:
-            raise
-        print(f"error: unexpected {type(err).__name__}: {err} (rerun with --debug for the traceback, and "
-              "please report it)", file=sys.stderr)
-        return 1
-    return 0
+    return exit_code(lambda: COMMANDS[args.command](args), args.debug)

@@ -110,6 +110,14 @@ def paper_range(start: int, stop: int, depth: int) -> tuple[int, ...]:
     return scaled_range(start, stop, depth)
 
 
+def check_depth(name: str, layers: tuple[int, ...] | None, depth: int | None, hint: str = "") -> None:
+    """The one depth check: explicit ``layers`` must exist in a decoder of ``depth`` layers (``None``: not
+    known yet, or the default); ``name`` as the caller's user knows it (a field or a flag)."""
+    if depth is not None and layers is not None and max(layers) >= depth:
+        raise ConfigError(f"{name} reaches layer {max(layers)}, but the model has only {depth} decoder layers "
+                          f"(0..{depth - 1}){hint}")
+
+
 def resolve_layers(cfg: SCRConfig, depth: int, default_hooks: tuple[int, ...]) -> SCRConfig:
     """Fill ``None`` layer ranges for a decoder of ``depth`` layers and check explicit ones.
 
@@ -121,11 +129,8 @@ def resolve_layers(cfg: SCRConfig, depth: int, default_hooks: tuple[int, ...]) -
         diag = paper_range(PAPER_DIAG_LAYERS[0], PAPER_DIAG_LAYERS[-1], depth)
     hooks = cfg.hook_layers if cfg.hook_layers is not None else default_hooks
     for name, layers in (("diag_layers", diag), ("hook_layers", hooks)):
-        if max(layers) >= depth:
-            raise ConfigError(
-                f"{name}={list(layers)} reaches layer {max(layers)}, but the model has only {depth} decoder "
-                f"layers (0..{depth - 1}); pass smaller indices or leave {name}=None for the paper's default"
-            )
+        check_depth(f"{name}={list(layers)}", layers, depth,
+                    f"; pass smaller indices or leave {name}=None for the paper's default")
     return replace(cfg, diag_layers=tuple(diag), hook_layers=tuple(hooks))
 
 

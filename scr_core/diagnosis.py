@@ -22,8 +22,8 @@ from .attention_capture import AttentionCapture, CaptureComplete, capture_attent
 from .config import SCRConfig
 from .errors import InputError, SCRError
 from .layout import VisualLayout
-from .results import Diagnosis, entropy_nats  # noqa: F401  (re-exported: their old home)
-from .selection import GridPlan, RedistributionPlan, select_sources, select_uniform
+from .plan import GridPlan, RedistributionPlan
+from .selection import select_sources, select_uniform
 
 
 class _DiagnosticComplete(CaptureComplete):

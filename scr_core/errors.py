@@ -43,3 +43,30 @@ class GenerationInterrupted(SCRError):
 
 class ReleasedError(SCRError):
     """The pipeline's model was released (``SCRPipeline.release``); load it again to use it."""
+
+
+def exit_code(work, debug: bool = False) -> int:
+    """Run a command-line entry point's ``work()``: 0, or one line on stderr and the exit code a shell
+    expects (2 for an ``SCRError``, 130 for Ctrl-C, 1 for anything unforeseen), never a traceback
+    unless ``debug`` (then the error is raised again)."""
+    import sys
+
+    try:
+        work()
+    except SCRError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug or an unforeseen input: one line, the traceback on request
+        if debug:
+            raise
+        print(f"error: unexpected {type(err).__name__}: {err!s:.300} (rerun with --debug for the traceback, and "
+              "please report it)", file=sys.stderr)
+        return 1
+    return 0

@@ -200,7 +200,7 @@ def bitsandbytes_config(options: LoadOptions, device: str, dtype, unquantized: t
         raise ModelLoadError(f"quantization={options.quantization!r} needs {missing}")
     if not unquantized:
         raise ConfigError("this adapter names no unquantized modules (vision tower, projector, LM head); "
-                          "quantization needs a registered family")
+                          "quantization needs a registered family, or GenericAdapter(..., unquantized_modules=(...))")
     from transformers import BitsAndBytesConfig
 
     _quiet_int8_casts()

@@ -24,7 +24,8 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .adapters import Adapter, adapter_class, adapter_for, split_options
 from .config import SCRConfig, check_lam, resolve_layers
-from .diagnosis import attention_maps, entropy_nats, plan_from_maps, run_until, uniform_plan
+from .diagnosis import attention_maps, plan_from_maps, run_until, uniform_plan
+from .results import entropy_nats
 from .errors import ConfigError, GenerationInterrupted, InputError, ModelLoadError, ReleasedError
 from .images import group_images
 from .layout import VisualLayout
@@ -138,8 +139,9 @@ class SCRPipeline:
             adapter_kwargs, processor_kwargs = split_options(adapter_class(config.model_type),
                                                              options.adapter_options)
         family = adapter_class(config.model_type) if adapter is None else getattr(adapter, "func", adapter)
-        quantized = bitsandbytes_config(options, device, options.resolved_dtype(device),
-                                        getattr(family, "unquantized_modules", ()))
+        unquantized = getattr(adapter, "keywords", {}).get("unquantized_modules") or \
+            getattr(family, "unquantized_modules", ())  # a GenericAdapter partial names its own
+        quantized = bitsandbytes_config(options, device, options.resolved_dtype(device), tuple(unquantized))
         # bitsandbytes weights are placed while loading (a quantized model is not moved afterwards)
         placement = ({"quantization_config": quantized, "device_map": {"": device}}
                      if quantized is not None or getattr(config, "quantization_config", None) else {})

@@ -170,6 +170,16 @@ class PlanArrays:
         return starts.copy()
 
 
+def visual_positions(grids_per_prompt: Sequence[Sequence[VisualGrid]]) -> np.ndarray:
+    """``visual_positions[B, Nv]``: every grid's positions in sequence order, ``-1`` padding."""
+    rows = [np.concatenate([g.positions for g in grids]) if grids else np.zeros(0, np.int64)
+            for grids in grids_per_prompt]
+    out = np.full((len(rows), max((r.size for r in rows), default=0)), -1, dtype=np.int64)
+    for b, row in enumerate(rows):
+        out[b, :row.size] = row
+    return out
+
+
 def plan_arrays(plans: Sequence[RedistributionPlan], layout: VisualLayout) -> PlanArrays:
     """The index arrays of one plan per prompt of ``layout`` (checked to fit it).
 
@@ -189,15 +199,14 @@ def plan_arrays(plans: Sequence[RedistributionPlan], layout: VisualLayout) -> Pl
         grids = layout.grids_of(sample)
         plan.check_fits(grids, sample)
         per_prompt.append((grids, plan))
-    width = max((sum(g.height * g.width for g in grids) for grids, _ in per_prompt), default=0)
-    positions = np.full((layout.batch_size, width), -1, dtype=np.int64)
-    scr_map = np.full((layout.batch_size, width), -1, dtype=np.int64)
+    positions = visual_positions([grids for grids, _ in per_prompt]) if per_prompt else \
+        np.full((layout.batch_size, 0), -1, dtype=np.int64)
+    scr_map = np.full(positions.shape, -1, dtype=np.int64)
     src, nb, own = [], [], []
     for sample, (grids, plan) in enumerate(per_prompt):
         offset = 0
         for grid, gp in zip(grids, plan.grids):
             size = grid.height * grid.width
-            positions[sample, offset:offset + size] = grid.positions
             for s in gp.sources:
                 scr_map[sample, offset + s] = offset + s
                 src.append((sample, int(grid.positions[s])))
@@ -214,6 +223,29 @@ def plan_arrays(plans: Sequence[RedistributionPlan], layout: VisualLayout) -> Pl
     return PlanArrays(positions, scr_map, pairs(src), pairs(nb), pairs(own),
                       float(first.lam) if first else 1.0, tuple(first.hook_layers) if first else (),
                       layout.batch_size, layout.seq_len)
+
+
+def plan_from_map(scr_map: np.ndarray, scores: np.ndarray, grids: Sequence[VisualGrid], lam: float,
+                  hook_layers: Sequence[int]) -> RedistributionPlan:
+    """One prompt's ``scr_map`` row (and the scores that ranked it) back as a ``RedistributionPlan``: the
+    inverse of ``plan_arrays`` (an ``scr_map`` entry is the index of the patch's source, ``-1`` untouched),
+    with the sources in greedy order and the neighbours in claim order, as ``selection.greedy_claim``
+    gives them, so plans from onnxruntime's ``SCRSelect`` and from PyTorch compare equal as data."""
+    plans, offset = [], 0
+    for grid in grids:
+        size = grid.height * grid.width
+        local = np.asarray(scr_map[offset:offset + size], dtype=np.int64) - offset
+        ranked = np.argsort(-np.asarray(scores[offset:offset + size], dtype=np.float64), kind="stable")
+        sources = [int(v) for v in ranked if local[v] == v]
+        neighbours, owners = [], []
+        for s in sources:  # claim order of greedy_claim: sources in order, neighbours row-major
+            for q in neighbours8(s, grid.height, grid.width):
+                if local[q] == s and q != s:
+                    neighbours.append(q)
+                    owners.append(s)
+        plans.append(GridPlan(grid.height, grid.width, tuple(sources), tuple(neighbours), tuple(owners)))
+        offset += size
+    return RedistributionPlan(tuple(plans), float(lam), tuple(int(i) for i in hook_layers))
 
 
 def _int(value, where: str, minimum: int) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 from .config import SCRConfig
 from .errors import ConfigError
 from .grid import interior_mask, neighbours8
-from .plan import GridPlan, RedistributionPlan  # noqa: F401  (re-exported: the plan types' old home)
+from .plan import GridPlan
 
 
 def greedy_claim(order: np.ndarray, height: int, width: int, k: int) -> GridPlan:
@@ -36,26 +36,31 @@ def greedy_claim(order: np.ndarray, height: int, width: int, k: int) -> GridPlan
             if q not in taken:
                 owner[q] = p
                 taken.add(q)
-    if len(sources) < k:
-        # warnings.warn shows each distinct message once, not once per image of a benchmark.
-        warnings.warn(
-            f"only {len(sources)} of k={k} sources fit on the {height}x{width} grid "
-            "(neighbour claims exhausted the candidates)",
-            stacklevel=2,
-        )
+    warn_if_short(len(sources), k, height, width, stacklevel=3)
     return GridPlan(height, width, tuple(sources), tuple(owner.keys()), tuple(owner.values()))
+
+
+def warn_if_short(placed: int, k: int, height: int, width: int, stacklevel: int = 2) -> None:
+    """The warning when fewer than K sources fit (the plan then reports fewer): any runtime that selects."""
+    if placed < k:
+        # warnings.warn shows each distinct message once, not once per image of a benchmark.
+        warnings.warn(f"only {placed} of k={k} sources fit on the {height}x{width} grid "
+                      "(neighbour claims exhausted the candidates)", stacklevel=stacklevel)
+
+
+def check_k_fits(k: int, height: int, width: int, exclude_border: bool) -> None:
+    """``ConfigError`` if K exceeds the candidate patches of a grid (before anything is selected)."""
+    allowed = max(height - 2, 0) * max(width - 2, 0) if exclude_border else height * width
+    if k > allowed:
+        where = "interior (border excluded)" if exclude_border else "grid"
+        raise ConfigError(f"k={k} exceeds the {allowed} patches of the {height}x{width} {where}; "
+                          f"lower k" + (" or set exclude_border=False" if exclude_border else ""))
 
 
 def candidate_indices(height: int, width: int, cfg: SCRConfig) -> np.ndarray:
     """Flat indices allowed as sources; raises if K cannot possibly fit."""
-    allowed = np.flatnonzero(interior_mask(height, width, cfg.exclude_border))
-    if cfg.k > allowed.size:
-        where = "interior (border excluded)" if cfg.exclude_border else "grid"
-        raise ConfigError(
-            f"k={cfg.k} exceeds the {allowed.size} patches of the {height}x{width} {where}; "
-            f"lower k" + (" or set exclude_border=False" if cfg.exclude_border else "")
-        )
-    return allowed
+    check_k_fits(cfg.k, height, width, cfg.exclude_border)
+    return np.flatnonzero(interior_mask(height, width, cfg.exclude_border))
 
 
 def select_sources(attention: np.ndarray, cfg: SCRConfig) -> GridPlan:

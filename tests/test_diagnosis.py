@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from scr_core.config import SCRConfig
-from scr_core.diagnosis import entropy_nats
+from scr_core.results import entropy_nats
 from scr_core.pipeline import SCRPipeline
 
 PROMPTS = ["describe the image .", "is there a red circle next to a blue square in the image ?"]

@@ -214,3 +214,13 @@ def test_run_cli_with_an_over_long_model_path(tmp_path, capsys):
 
     assert run_main([str(tmp_path / "x.png"), "--model", str(tmp_path / ("a" * 5000)), "--provider", "cpu"]) == 2
     assert "File name too long" in one_error_line(capsys.readouterr().err)
+
+
+def test_the_exporter_reads_layer_ranges_with_the_library_grammar(capsys):
+    from export.onnx import parser
+
+    args = parser().parse_args(["--out", "x", "--hook-layers", "0-3,8", "--diag-layers", "8-10"])
+    assert args.hook_layers == (0, 1, 2, 3, 8) and args.diag_layers == (8, 9, 10)
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--out", "x", "--hook-layers", "5-2"])
+    assert "reversed" in capsys.readouterr().err

@@ -24,23 +24,29 @@ def no_hooks_left(pipe) -> bool:
         not pipe.model._forward_hooks and not pipe.model._forward_pre_hooks
 
 
-def test_hook_edits_only_planned_visual_positions_in_prefill_and_nothing_on_decode(pipe, images):
+def layer_outputs_with_and_without_the_edit(pipe, batch, plans, layer: int, new_tokens: int):
+    """Layer ``layer``'s output at every generation step, as it came out and after the SCR hook edited it."""
     layers = pipe.adapter.decoder_layers()
-    cfg = SCRConfig(k=4, hook_layers=(2,))
-    diag = pipe.diagnose(images[:2], ["describe the image .", "is there a dog ?"], config=cfg)
-    batch = pipe.prepare(images[:2], ["describe the image .", "is there a dog ?"])
-    edit = BatchEdit.build([d.plan for d in diag], batch.layout)
+    edit = BatchEdit.build(plans, batch.layout)
     raw, edited = [], []
-    before = layers[2].register_forward_hook(lambda m, a, out: raw.append(out.clone()))
+    before = layers[layer].register_forward_hook(lambda m, a, out: raw.append(out.clone()))
     try:
-        with redistribution(layers, (2,), edit):
-            after = layers[2].register_forward_hook(lambda m, a, out: edited.append(out.clone()))
+        with redistribution(layers, (layer,), edit):
+            after = layers[layer].register_forward_hook(lambda m, a, out: edited.append(out.clone()))
             try:
-                pipe.model.generate(**batch.inputs, max_new_tokens=4, do_sample=False)
+                pipe.model.generate(**batch.inputs, max_new_tokens=new_tokens, do_sample=False)
             finally:
                 after.remove()
     finally:
         before.remove()
+    return raw, edited
+
+
+def test_hook_edits_only_planned_visual_positions_in_prefill_and_nothing_on_decode(pipe, images):
+    cfg = SCRConfig(k=4, hook_layers=(2,))
+    diag = pipe.diagnose(images[:2], ["describe the image .", "is there a dog ?"], config=cfg)
+    batch = pipe.prepare(images[:2], ["describe the image .", "is there a dog ?"])
+    raw, edited = layer_outputs_with_and_without_the_edit(pipe, batch, [d.plan for d in diag], 2, 4)
     assert [t.shape[1] for t in raw] == [batch.layout.seq_len, 1, 1, 1]
     for step in range(1, 4):  # decode steps untouched
         assert torch.equal(raw[step], edited[step])

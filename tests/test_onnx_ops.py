@@ -15,9 +15,10 @@ import onnxruntime as ort
 import pytest
 
 from export.ops import DOMAIN, redistribution_model, select_model
-from export.plans import grid_inputs, plan_from_map, visual_positions
+from export.runtime import grid_inputs
 from scr_core import SCRConfig
 from scr_core.layout import VisualGrid
+from scr_core.plan import plan_from_map, visual_positions
 from scr_core.selection import select_sources, source_capacity
 from tests.reference import ref_redistribute, ref_select
 

@@ -11,8 +11,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from scr_core import ConfigError, SCRConfig
 from scr_core.loading import LoadOptions, bitsandbytes_missing, model_quantization
 from scr_core.pipeline import SCRPipeline
-from scr_core.redistribution import BatchEdit, redistribution
-from tests.test_hooks import checksum, no_hooks_left
+from tests.test_hooks import checksum, layer_outputs_with_and_without_the_edit, no_hooks_left
 
 pytestmark = pytest.mark.skipif(bitsandbytes_missing() is not None, reason="bitsandbytes is not installed here")
 
@@ -52,22 +51,10 @@ def test_diagnose_gives_k_sources_and_the_plan_is_reported(quantized, wide_llava
 
 
 def test_hooks_edit_only_the_prefill_on_a_quantized_decoder(quantized, images):
-    layers = quantized.adapter.decoder_layers()
     cfg = SCRConfig(k=4, hook_layers=(2,))
     diag = quantized.diagnose(images[:1], config=cfg)
     batch = quantized.prepare(images[:1], ["describe the image ."])
-    edit = BatchEdit.build([d.plan for d in diag], batch.layout)
-    raw, edited = [], []
-    before = layers[2].register_forward_hook(lambda m, a, out: raw.append(out.clone()))
-    try:
-        with redistribution(layers, (2,), edit):
-            after = layers[2].register_forward_hook(lambda m, a, out: edited.append(out.clone()))
-            try:
-                quantized.model.generate(**batch.inputs, max_new_tokens=3, do_sample=False)
-            finally:
-                after.remove()
-    finally:
-        before.remove()
+    raw, edited = layer_outputs_with_and_without_the_edit(quantized, batch, [d.plan for d in diag], 2, 3)
     assert [t.shape[1] for t in raw] == [batch.layout.seq_len, 1, 1]
     assert all(torch.equal(raw[step], edited[step]) for step in (1, 2))
     changed = set(torch.nonzero((raw[0] != edited[0]).any(dim=-1)[0]).flatten().tolist())
@@ -149,3 +136,22 @@ def test_cli_quantize_flag_captions(wide_llava, images, tmp_path, capsys):
     assert main(["caption", str(picture), "--model", str(wide_llava), "--quantize", "4bit", "--k", "4",
                  "--max-new-tokens", "3"]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_a_generic_adapter_is_quantized_only_when_it_names_what_stays_in_full_precision(wide_llava, images):
+    import bitsandbytes as bnb
+    from functools import partial
+
+    from scr_core.adapters import GenericAdapter
+    from transformers import AutoConfig
+
+    token = AutoConfig.from_pretrained(wide_llava).image_token_id
+    generic = partial(GenericAdapter, image_token_id=token, grid=(8, 8), layers_path="model.language_model.layers")
+    with pytest.raises(ConfigError, match="unquantized_modules"):
+        SCRPipeline.from_pretrained(wide_llava, adapter=generic, quantization="8bit")
+    keep = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
+    pipe = SCRPipeline.from_pretrained(wide_llava, adapter=partial(generic, unquantized_modules=keep),
+                                       quantization="8bit")
+    assert any(isinstance(m, bnb.nn.Linear8bitLt) for m in pipe.adapter.decoder_layers().modules())
+    assert not any(isinstance(m, bnb.nn.Linear8bitLt) for m in pipe.model.get_submodule("model.vision_tower").modules())
+    assert len(pipe.diagnose(images[0], config=SCRConfig(k=4))[0].plan.grids[0].sources) == 4

@@ -7,7 +7,8 @@ import torch
 from scr_core.config import SCRConfig
 from scr_core.layout import VisualGrid, VisualLayout
 from scr_core.redistribution import BatchEdit, redistribute
-from scr_core.selection import RedistributionPlan, select_sources
+from scr_core.plan import RedistributionPlan
+from scr_core.selection import select_sources
 
 from tests.reference import ref_redistribute, ref_select
 

@@ -21,7 +21,7 @@ from PIL import Image
 from torch import nn
 
 from ..config import SCRConfig, paper_range
-from ..errors import ConfigError, LayoutError
+from ..errors import ConfigError
 from ..layout import VisualGrid, VisualLayout
 from ..prompts import SHORT_ANSWER_PROMPT
 from ..template_guard import render_limited
@@ -219,64 +219,6 @@ class Adapter(ABC):
     @abstractmethod
     def layout(self, inputs: dict) -> VisualLayout:
         """Locate every image grid in ``inputs['input_ids']``."""
-
-    @staticmethod
-    def split_runs(input_ids: torch.Tensor, token_id: int, height: int, width: int, lead: int = 0) -> VisualLayout:
-        """Layout for families that expand each image into ``height*width`` copies of one token
-        (after ``lead`` copies that are no patch, e.g. a CLS feature a LLaVA keeps)."""
-        per_image = height * width + lead
-        grids = []
-        for sample, row in enumerate(input_ids):
-            positions = torch.nonzero(row == token_id).flatten().cpu().numpy().astype(np.int64)
-            if positions.size == 0 or positions.size % per_image:
-                raise LayoutError(
-                    f"prompt {sample} has {positions.size} image tokens (id {token_id}); expected a multiple of "
-                    f"{per_image} ({'CLS + ' if lead else ''}{height}x{width} per image). Was the prompt built by "
-                    "the model's processor?"
-                )
-            for image, chunk in enumerate(positions.reshape(-1, per_image)):
-                grids.append(VisualGrid(sample, height, width, chunk[lead:], image))
-        return VisualLayout(tuple(grids), int(input_ids.shape[0]), int(input_ids.shape[1]))
-
-    @staticmethod
-    def split_spans(input_ids: torch.Tensor, start_id: int, end_id: int, height: int, width: int,
-                    inner_id: int | None = None) -> VisualLayout:
-        """Layout for families that put each image between a start and an end token.
-
-        The tokens strictly between one start/end pair form ``n`` grids of ``height*width``
-        tokens each (``n`` = 1 for one grid per image, more for tiles); the grids of one pair
-        share their ``image`` index. ``inner_id``, when given, must be the id of every token
-        inside the span.
-        """
-        per_grid = height * width
-        grids = []
-        for sample, row in enumerate(input_ids):
-            ids = row.cpu()
-            starts = torch.nonzero(ids == start_id).flatten().tolist()
-            ends = torch.nonzero(ids == end_id).flatten().tolist()
-            if len(starts) != len(ends) or any(e <= s for s, e in zip(starts, ends)) or \
-                    any(s2 <= e for e, s2 in zip(ends, starts[1:])):
-                raise LayoutError(
-                    f"prompt {sample} has {len(starts)} image-start tokens (id {start_id}) and {len(ends)} image-end "
-                    f"tokens (id {end_id}) that do not pair up; was the prompt built by the model's processor?"
-                )
-            if not starts:
-                raise LayoutError(f"prompt {sample} has no image span (start id {start_id}, end id {end_id})")
-            for image, (start, end) in enumerate(zip(starts, ends)):
-                inner = np.arange(start + 1, end, dtype=np.int64)
-                if inner.size == 0 or inner.size % per_grid:
-                    raise LayoutError(
-                        f"prompt {sample}, image {image}: {inner.size} tokens between the start and end tokens; "
-                        f"expected a multiple of {per_grid} ({height}x{width} per grid)"
-                    )
-                if inner_id is not None and not bool((ids[start + 1:end] == inner_id).all()):
-                    raise LayoutError(
-                        f"prompt {sample}, image {image}: the image span holds tokens other than the image token "
-                        f"(id {inner_id})"
-                    )
-                for chunk in inner.reshape(-1, per_grid):
-                    grids.append(VisualGrid(sample, height, width, chunk, image))
-        return VisualLayout(tuple(grids), int(input_ids.shape[0]), int(input_ids.shape[1]))
 
 
 def attention_config(layers: Sequence[nn.Module]):

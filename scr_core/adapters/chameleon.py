@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..layout import VisualLayout
+from ..layout import VisualLayout, token_runs
 from .base import Adapter
 
 CHAMELEON_CHAT_TEMPLATE = (
@@ -77,4 +77,4 @@ class ChameleonAdapter(Adapter):
 
     def layout(self, inputs: dict) -> VisualLayout:
         height, width = self.grid_size()
-        return self.split_runs(inputs["input_ids"], self.image_token_id(), height, width)
+        return token_runs(inputs["input_ids"], self.image_token_id(), height, width)

@@ -34,7 +34,7 @@ from torch import nn
 
 from ..config import SCRConfig
 from ..errors import ConfigError, LayoutError
-from ..layout import VisualGrid, VisualLayout
+from ..layout import VisualGrid, VisualLayout, token_runs
 from .base import Adapter, AdapterOption
 from .shared import QWEN_FRACTION, fraction_range, prepare_grouped, shared_budgets
 
@@ -95,7 +95,7 @@ class Gemma3Adapter(Adapter):
 
     def layout(self, inputs: dict) -> VisualLayout:
         height, width = self.grid_size()
-        layout = self.split_runs(inputs["input_ids"], self.model.config.image_token_id, height, width)
+        layout = token_runs(inputs["input_ids"], self.model.config.image_token_id, height, width)
         crops = inputs.get("num_crops")
         if crops is None:
             return layout

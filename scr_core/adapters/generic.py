@@ -38,7 +38,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import LayoutError
-from ..layout import VisualLayout
+from ..layout import VisualLayout, spans, token_runs
 from .base import Adapter, attention_config
 
 PrepareFn = Callable[[Sequence[Sequence[Image.Image]], Sequence[str]], dict]
@@ -74,6 +74,9 @@ class GenericAdapter(Adapter):
     hook_layers: the paper-style inclusive range (first, last) to hook by default (default 0..15;
     scaled like the other families on decoders shallower than 28 layers).
     prepare: optional ``(images per prompt, prompts) -> model inputs`` replacing the processor call.
+    unquantized_modules: the dotted names of the vision tower, projector and LM head, which a quantized
+    load keeps in full precision (``functools.partial(GenericAdapter, ..., unquantized_modules=(...))``);
+    without them a quantized load is refused.
     """
 
     model_types = ()  # never chosen by the registry: construct it explicitly
@@ -81,8 +84,10 @@ class GenericAdapter(Adapter):
 
     def __init__(self, model: nn.Module, processor, *, grid: tuple[int, int], layers_path: str,
                  image_token_id: int | None = None, image_span: tuple[int, int] | None = None,
-                 hook_layers: tuple[int, int] | None = None, prepare: PrepareFn | None = None) -> None:
+                 hook_layers: tuple[int, int] | None = None, prepare: PrepareFn | None = None,
+                 unquantized_modules: tuple[str, ...] = ()) -> None:
         super().__init__(model, processor)
+        self.unquantized_modules = tuple(unquantized_modules)
         if (image_token_id is None) == (image_span is None):
             raise LayoutError("give exactly one of image_token_id (a repeated placeholder token) or "
                               "image_span=(start_id, end_id) (the tokens between them)")
@@ -131,9 +136,9 @@ class GenericAdapter(Adapter):
     def layout(self, inputs: dict) -> VisualLayout:
         height, width = self.grid
         if self.image_token_id is not None:
-            return self.split_runs(inputs["input_ids"], self.image_token_id, height, width)
+            return token_runs(inputs["input_ids"], self.image_token_id, height, width)
         start, end = self.image_span
-        return self.split_spans(inputs["input_ids"], start, end, height, width)
+        return spans(inputs["input_ids"], start, end, height, width)
 
 
 # -- command-line helpers (used by the CLI's model options) --------------------------------

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..config import SCRConfig
 from ..errors import ConfigError
-from ..layout import VisualGrid, VisualLayout
+from ..layout import VisualGrid, VisualLayout, spans
 from .base import Adapter, AdapterOption
 from .shared import shared_budgets
 
@@ -71,7 +71,7 @@ class InternVLAdapter(Adapter):
 
     def layout(self, inputs: dict) -> VisualLayout:
         height, width = self.grid_size()
-        return self.split_spans(inputs["input_ids"], self.processor.start_image_token_id,
+        return spans(inputs["input_ids"], self.processor.start_image_token_id,
                                 self.processor.end_image_token_id, height, width,
                                 inner_id=self.model.config.image_token_id)
 

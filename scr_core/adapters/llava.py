@@ -20,7 +20,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import LayoutError
-from ..layout import VisualLayout
+from ..layout import VisualLayout, token_runs
 from .base import Adapter
 
 
@@ -62,5 +62,5 @@ class LlavaAdapter(Adapter):
 
     def layout(self, inputs: dict) -> VisualLayout:
         height, width = self.grid_size()
-        return self.split_runs(inputs["input_ids"], self.model.config.image_token_id, height, width,
+        return token_runs(inputs["input_ids"], self.model.config.image_token_id, height, width,
                                lead=self.leading_tokens())

@@ -21,12 +21,11 @@ Resolution knobs (declared ``options``): ``SCRPipeline.from_pretrained(..., adap
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import LayoutError
-from ..layout import VisualGrid, VisualLayout
+from ..layout import VisualLayout, merged_sizes, sized_runs
 from .base import Adapter, AdapterOption
 
 
@@ -64,44 +63,10 @@ class Qwen2VLAdapter(Adapter):
 
     def grid_sizes(self, image_grid_thw: torch.Tensor) -> list[tuple[int, int]]:
         """(rows, cols) of merged tokens for each image, in processor order."""
-        merge = self.merge_size()
-        sizes = []
-        for index, (t, h, w) in enumerate(image_grid_thw.tolist()):
-            if t != 1 or h % merge or w % merge:
-                raise LayoutError(
-                    f"image {index} has grid (t, h, w) = ({t}, {h}, {w}); SCR expects still images "
-                    f"(t = 1) with h and w divisible by the merge size {merge}"
-                )
-            sizes.append((h // merge, w // merge))
-        return sizes
+        return merged_sizes(image_grid_thw, self.merge_size())
 
     def layout(self, inputs: dict) -> VisualLayout:
-        input_ids = inputs["input_ids"]
         if "image_grid_thw" not in inputs:
             raise LayoutError("the processor output has no image_grid_thw; was an image passed to the processor?")
-        sizes = self.grid_sizes(inputs["image_grid_thw"])
-        token_id = self.model.config.image_token_id
-        grids = []
-        queue = iter(enumerate(sizes))
-        for sample, row in enumerate(input_ids):
-            positions = torch.nonzero(row == token_id).flatten().cpu().numpy().astype(np.int64)
-            used, image = 0, 0
-            while used < positions.size:
-                try:
-                    index, (height, width) = next(queue)
-                except StopIteration:
-                    raise LayoutError(
-                        f"prompt {sample} has more image tokens (id {token_id}) than image_grid_thw accounts for"
-                    ) from None
-                chunk = positions[used:used + height * width]
-                if chunk.size != height * width:
-                    raise LayoutError(
-                        f"prompt {sample}: image {index} needs {height * width} tokens ({height}x{width}) but only "
-                        f"{chunk.size} image tokens are left"
-                    )
-                grids.append(VisualGrid(sample, height, width, chunk, image))
-                used += chunk.size
-                image += 1
-        if next(queue, None) is not None:
-            raise LayoutError("image_grid_thw lists more images than the prompts have image tokens")
-        return VisualLayout(tuple(grids), int(input_ids.shape[0]), int(input_ids.shape[1]))
+        return sized_runs(inputs["input_ids"], self.model.config.image_token_id,
+                          self.grid_sizes(inputs["image_grid_thw"]))

@@ -1,7 +1,7 @@
 """AMBER (Wang et al., 2023): generative CHAIR/Cover/Hal/Cog and discriminative yes/no scores.
 
 Why: SCR v2 reports AMBER; this reimplements junyangwang0410/AMBER ``inference.py`` offline
-(peers.md §2.3).
+(docs/benchmarks.md, the AMBER row).
 
 On disk (the AMBER repository plus its image zip)::
 
@@ -466,5 +466,5 @@ def score_amber_discriminative(
 
 
 def amber_score(chair: float, f1: float) -> float:
-    """AMBER Score = (1 - CHAIR + F1) / 2, both as fractions (paper's definition; peers.md marks it [M])."""
+    """AMBER Score = (1 - CHAIR + F1) / 2, both as fractions (the AMBER paper's definition)."""
     return (1.0 - chair + f1) / 2.0

@@ -20,7 +20,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from pycocotools.coco import COCO
 
@@ -142,7 +142,3 @@ def sample_coco_images(
         out.append(CocoImage(int(img_id), path, name))
     return out
 
-
-def image_ids_of(images: Sequence[CocoImage]) -> list[int]:
-    """The ids of a list of ``CocoImage``."""
-    return [im.image_id for im in images]

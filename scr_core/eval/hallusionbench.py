@@ -2,7 +2,7 @@
 
 Why: SCR v2 reports HallusionBench. **The official GPT-4 judge is not used**: it needs an
 OpenAI key and a network, which an offline project has neither of. Answers are parsed by rule
-(``vlmevalkit`` by default, VLMEvalKit's ``YOrN_Extraction``), as peers.md §2.5 recommends; say
+(``vlmevalkit`` by default, VLMEvalKit's ``YOrN_Extraction``), as docs/benchmarks.md describes; say
 so next to any number produced here, since judge-based and rule-based scores differ.
 
 Metrics (grouping keys as in the official ``utils.py``):

@@ -1,6 +1,6 @@
 """MME (Fu et al.): per-subtask acc and acc+, perception and cognition totals.
 
-Why: SCR v2 reports MME; this follows MME's ``eval_tool/calculation.py`` (peers.md §2.4): each
+Why: SCR v2 reports MME; this follows MME's ``eval_tool/calculation.py`` (docs/benchmarks.md): each
 image has two yes/no questions (one "yes", one "no"); a subtask's score is
 100 * acc + 100 * acc+ (acc over questions, acc+ over images with all their questions right;
 at most 200); Perception sums the 10 perception subtasks (max 2000), Cognition the 4 cognition

@@ -1,6 +1,7 @@
 """Yes/no answer parsing for the discriminative benchmarks.
 
-Why: the parser alone moves POPE by tenths of a point or more (peers.md §2.1), so every rule
+Why: each reference script parses answers its own way and the parser alone changes the
+scores (docs/benchmarks.md names each benchmark's default rule), so every rule
 used by a reference script is available by name and every score records which one it used.
 Each rule maps free text to ``"yes"``, ``"no"`` or ``"unknown"``; scorers count ``"unknown"``
 as a wrong answer.

@@ -2,7 +2,7 @@
 
 Why: SCR's headline number is POPE's hallucination rate HR = FP / (FP + TN), the share of
 absent objects the model claims to see (docs/method.md §4.1); accuracy, precision, recall, F1 and
-yes-ratio are POPE's own metrics (peers.md §2.1).
+yes-ratio are POPE's own metrics (docs/benchmarks.md, the POPE row).
 
 On disk (RUCAIBox/POPE ``output/coco``)::
 

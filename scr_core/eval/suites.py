@@ -2,7 +2,7 @@
 
 Each suite reads its data folder in the official layout, turns it into ``Task``s (one image,
 one prompt, one answer style) and scores ``{task id: generated text}``. Protocol (docs/method.md §5,
-peers.md §2-3): greedy decoding; yes/no questions get LLaVA's short-answer instruction and 10
+docs/benchmarks.md): greedy decoding; yes/no questions get LLaVA's short-answer instruction and 10
 new tokens; captions use the one-sentence caption prompt and 64 tokens; AMBER's generative
 query ("Describe this image.") gets 128.
 """

@@ -128,11 +128,6 @@ def normalize_token(word: str, vocabulary: AbstractSet[str] = frozenset()) -> st
     return lemmas[0]
 
 
-def normalize_text(text: str, vocabulary: AbstractSet[str] = frozenset()) -> list[str]:
-    """``tokenize`` then ``normalize_token`` each token."""
-    return [normalize_token(t, vocabulary) for t in tokenize(text)]
-
-
 def merge_phrases(words: Iterable[str], phrases: dict[tuple[str, ...], str]) -> list[str]:
     """Replace multi-word phrases by their single replacement, longest match first, left to right.
 

@@ -318,7 +318,7 @@ class Scene:
 
 @dataclass(frozen=True)
 class SceneOptions:
-    """Knobs of the generator; defaults follow testbed.md's probe, with visible partners.
+    """Knobs of the generator (docs/testbed.md); defaults follow an early probe, with visible partners.
 
     ``cooccurrence_prob=None`` turns the pair prior off (classes drawn independently), a
     control in which co-occurrence hallucination has nothing to learn from.

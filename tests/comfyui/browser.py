@@ -61,6 +61,19 @@ FOOTPRINTS = """
 """
 
 
+# The view a workflow opens with: zoom 1, the graph's origin just clear of today's frontend's sidebar and
+# breadcrumb, which float over the canvas (ARRANGE starts the nodes there).
+HOME_OFFSET = [60, 40]
+HOME_VIEW = f"""
+() => {{
+  const canvas = window.app.canvas;
+  canvas.ds.scale = 1;
+  canvas.ds.offset = {HOME_OFFSET};
+  canvas.setDirty(true, true);
+}}
+"""
+
+
 def overlaps(footprints: dict) -> list[tuple[str, str]]:
     """Pairs of nodes whose footprints intersect."""
     boxes = list(footprints.items())

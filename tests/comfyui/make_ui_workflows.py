@@ -13,7 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from .browser import ARRANGE, FOOTPRINTS, comfy_page
+from .browser import ARRANGE, FOOTPRINTS, HOME_VIEW, comfy_page
 from .server import ROOT, ComfyServer, comfyui_dir, shipped, today_frontend
 
 TWINS = Path(__file__).parent / "workflows"
@@ -110,6 +110,7 @@ def main() -> None:
                     page.evaluate("([api, name]) => window.app.loadApiJson(api, name)", [json.loads(twin.read_text()), twin.stem])
                     page.wait_for_timeout(500)
                     page.evaluate(ARRANGE, sizes.get(twin.name, {}))
+                    page.evaluate(HOME_VIEW)  # saved as the file's view: it opens at zoom 1, nodes in sight
                     ui = without_nulls(page.evaluate("() => window.app.graph.serialize()"))
                     for node in ui["nodes"]:  # seeds stay fixed: greedy captions are cached, not re-run
                         if "widgets_values" in node:

@@ -59,6 +59,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PeakRSS:
+    """``with PeakRSS(server) as peak:`` samples the server's RSS every 50 ms; ``peak.bytes`` is the highest."""
+
+    def __init__(self, server) -> None:
+        import threading
+
+        self.server, self.bytes, self.done = server, 0, threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self.done.is_set():
+            self.bytes = max(self.bytes, self.server.rss())
+            time.sleep(0.05)
+
+    def __enter__(self) -> "PeakRSS":
+        self.bytes = self.server.rss()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join(5)
+
+
 class ComfyServer:
     """Start, talk to and stop one server (always by its PID)."""
 
@@ -104,6 +128,11 @@ class ComfyServer:
                 self.process.wait(timeout=20)
         if getattr(self, "log", None):
             self.log.close()
+
+    def rss(self) -> int:
+        """The server process's resident memory now, in bytes (Linux)."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

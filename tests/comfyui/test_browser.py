@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .browser import FOOTPRINTS, chromium_path, comfy_page, overlaps
+from .browser import FOOTPRINTS, HOME_OFFSET, HOME_VIEW, chromium_path, comfy_page, overlaps
 from .conftest import skip_or_fail
 from .server import ROOT, SHIPPED, TODAY_FRONTEND, ComfyServer, comfyui_dir, shipped, today_frontend
 
@@ -59,6 +59,8 @@ def load(page, workflow: Path) -> list[dict]:
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=list(SHIPPED))
 def test_every_shipped_workflow_loads_with_no_missing_red_or_overlapping_node(page, workflow):
+    ds = json.loads(workflow.read_text())["extra"]["ds"]
+    assert ds == {"scale": 1, "offset": HOME_OFFSET}  # opens at zoom 1 with its nodes in sight
     nodes = load(page, workflow)
     assert "Invalid workflow" not in page.inner_text("body")  # the frontend's schema check passed
     assert len(nodes) == len(json.loads(workflow.read_text())["nodes"])
@@ -102,6 +104,7 @@ def test_comparison_workflow_runs_and_is_shown(page, tmp_path):
     page.wait_for_function("""() => window.app.graph._nodes.some((n) => n.type === "PreviewImage" && n.imgs
         && n.imgs.length && n.imgs[0].complete) || [...document.querySelectorAll('img')].some((i) =>
         i.src.includes('/view') && i.complete && i.naturalWidth > 0)""", timeout=60_000)
+    page.evaluate(HOME_VIEW)
     page.wait_for_timeout(500)
     readme_shot = os.environ.get("SCR_UPDATE_SCREENSHOT") == "1" and page.setup == "today-classic"
     target = SCREENSHOT if readme_shot else tmp_path / "compare.png"

@@ -143,3 +143,25 @@ def test_a_silent_hub_download_stops_on_interrupt_and_the_queue_moves_on(comfy, 
     assert failure(entry)["event"] == "execution_interrupted"
     assert not list((comfy.base / "models" / "LLM").glob(".silent--tiny.download-*"))
     assert comfy.run(twin("scr_caption"), timeout=120)["status"]["status_str"] == "success"
+
+
+def test_a_known_model_downloads_on_request_and_its_saved_choice_then_loads_offline(comfy, fake_hub):
+    from scr_core.known_models import KNOWN_MODELS
+
+    options = comfy.get("/object_info/SCRLoadVLM")["SCRLoadVLM"]["input"]["required"]["model"][1]["options"]
+    assert [o for o in options if o.endswith(" (not downloaded)")] == [f"{m.hub_id} (not downloaded)"
+                                                                       for m in KNOWN_MODELS]
+    hub_id = "HuggingFaceTB/SmolVLM-Instruct"  # served by the fake hub: the tiny LLaVA under that name
+    source = comfy.base / "models" / "LLM" / "tiny-random-llava"
+    fake_hub.repos[hub_id] = {p.relative_to(source).as_posix(): p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    prompt = twin("scr_caption")
+    prompt["2"]["inputs"]["model"] = f"{hub_id} (not downloaded)"
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success", failure(entry)
+    assert (comfy.base / "models" / "LLM" / "HuggingFaceTB--SmolVLM-Instruct" / "config.json").is_file()
+    options = comfy.get("/object_info/SCRLoadVLM")["SCRLoadVLM"]["input"]["required"]["model"][1]["options"]
+    assert hub_id in options and f"{hub_id} (not downloaded)" not in options
+    fake_hub.requests.clear()
+    prompt["2"]["inputs"]["keep_loaded"] = False  # the workflow as saved before the download: runs again
+    assert comfy.run(prompt)["status"]["status_str"] == "success"
+    assert not fake_hub.requests  # from the folder, no network

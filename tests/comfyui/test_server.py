@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .server import PACK_NAME, SHIPPED, shipped
+from .server import PACK_NAME, SHIPPED, PeakRSS, shipped
 
 TWINS = Path(__file__).parent / "workflows"
 NODE_IDS = ["SCRLoadVLM", "SCRLoadOnnxVLM", "SCRSettings", "SCRDiagnose", "SCRCaption", "SCRCaptionCompare", "SCRLoadImageFolder",
@@ -172,11 +172,6 @@ def test_caption_folder_prefix_failed_image_and_overwrite_rules(comfy):
         assert entry["status"]["status_str"] == "error" and fragment in failure(entry)["exception_message"]
 
 
-def server_rss(comfy) -> int:
-    with open(f"/proc/{comfy.process.pid}/status") as status:
-        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
-
-
 def test_caption_folder_memory_stays_bounded_on_a_folder_of_large_images(comfy):
     """40 images of 1024x1024 as float tensors would be 480 MB; read a batch at a time they cost a few MB."""
     folder = comfy.allowed / "large"
@@ -189,23 +184,12 @@ def test_caption_folder_memory_stays_bounded_on_a_folder_of_large_images(comfy):
     warm["3"]["inputs"]["filter"] = "big00.png"
     assert comfy.run(warm)["status"]["status_str"] == "success"  # model loaded, first batch done
     (folder / "big00.txt").unlink()
-    baseline, peak, done = server_rss(comfy), [0], threading.Event()
-
-    def watch():
-        while not done.is_set():
-            peak[0] = max(peak[0], server_rss(comfy))
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
+    baseline = comfy.rss()
+    with PeakRSS(comfy) as peak:
         entry = comfy.run(prompt)
-    finally:
-        done.set()
-        watcher.join(5)
     assert entry["status"]["status_str"] == "success", failure(entry)
     assert "40 caption(s) written" in entry["outputs"]["3"]["text"][0]
-    assert peak[0] - baseline < 150 * 2**20, (baseline, peak[0])
+    assert peak.bytes - baseline < 150 * 2**20, (baseline, peak.bytes)
 
 
 def test_a_batch_of_three_gives_three_captions(comfy):
@@ -419,3 +403,5 @@ def test_a_quantized_load_captions_and_reports_its_bytes(comfy):
         assert entry["status"]["status_str"] == "success", failure(entry)
         sizes[quantization] = {m["quantization"]: m["bytes"] for m in comfy.get("/scr/models") if "bytes" in m}
     assert sizes["4bit"]["4bit"] < sizes["none"][None]
+    tooltip = comfy.get("/object_info/SCRLoadVLM")["SCRLoadVLM"]["input"]["optional"]["quantization"][1]["tooltip"]
+    assert "MiB (4bit)" in tooltip  # the loader's tooltip names what is loaded and its size
