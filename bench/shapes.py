@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, replace
 class Shape:
     """A random model's shape and the size of the benchmark image.
 
-    family: "llava" (CLIP tower, square grid of (image_size / patch)²) or "qwen2_vl" (dynamic
-    grid: one visual token per 2·patch pixels square of ``image``).
+    family: "llava" (CLIP tower) or "qwen2_vl" (dynamic grid); how many visual tokens an image
+    becomes is the family adapter's rule, read from the built model (``Context.load``), not restated here.
     """
 
     name: str
@@ -35,27 +35,14 @@ class Shape:
     max_positions: int = 4096
     vocab: int | None = None  # output-layer size; None: the testbed's word list (~100 words)
 
-    def grid(self) -> tuple[int, int]:
-        """(rows, columns) of visual tokens one image becomes."""
-        if self.family == "llava":
-            side = self.image_size // self.patch
-            return side, side
-        cell = 2 * self.patch
-        return self.image[1] // cell, self.image[0] // cell
-
-    @property
-    def visual_tokens(self) -> int:
-        rows, cols = self.grid()
-        return rows * cols
-
     def with_(self, **changes) -> "Shape":
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "grid": list(self.grid()), "visual_tokens": self.visual_tokens}
+        return asdict(self)  # its grid is what the family's adapter finds (the run's model.visual_tokens)
 
 
-# The issue's reference measurement: CLIP 12x256 at 336 px, 32 decoder layers of width 256. The
+# The reference measurement: CLIP 12x256 at 336 px, 32 decoder layers of width 256. The
 # vocabulary is scaled with the width (2,048 words) so that the output layer keeps the small share
 # of a decode step it has in LLaVA-1.5-7B (~2 %): DoLa runs it once per candidate layer per token,
 # so a 32k vocabulary on a width-256 model would overstate DoLa's cost and a 100-word one hide it.

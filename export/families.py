@@ -53,9 +53,12 @@ class FamilyExport:
         return {0: batch, 1: seq}
 
     def layout_rule(self) -> dict:
-        """How the runtime finds the grids in ``input_ids``: the adapter's rule as data
-        (``scr_core.layout.layout_from_rule``, which the adapters' own layouts call too)."""
-        raise NotImplementedError
+        """How the runtime finds the grids in ``input_ids``: the adapter's own rule, as data
+        (``scr_core.layout.layout_from_rule``, which the adapter's ``layout`` follows too)."""
+        rule = self.adapter.layout_rule()
+        if rule is None:
+            raise UnsupportedModelError(f"{type(self.adapter).__name__} has no layout rule the runtime can follow")
+        return rule
 
     def processor_rule(self) -> dict:
         """How the runtime runs the processor without torch."""
@@ -87,7 +90,7 @@ class LlavaExport(FamilyExport):
 
     def __init__(self, pipe) -> None:
         super().__init__(pipe)
-        if self.adapter.leading_tokens():  # checked before any graph is traced
+        if self.adapter.layout_rule().get("lead"):  # checked before any graph is traced
             raise UnsupportedModelError(
                 "ONNX export does not support a LLaVA whose image tokens keep the CLS token "
                 "(vision_feature_select_strategy='full' on a tower with CLS); the PyTorch pipeline runs it")
@@ -100,10 +103,6 @@ class LlavaExport(FamilyExport):
         size = int(vision.image_size)
         pixels = torch.randn(2, int(getattr(vision, "num_channels", 3)), size, size, dtype=self.model.dtype)
         return {"pixel_values": pixels}, {"pixel_values": {0: torch.export.Dim("images")}}
-
-    def layout_rule(self) -> dict:
-        height, width = self.adapter.grid_size()
-        return {"kind": "token_runs", "image_token_id": self.image_token_id(), "grid": [height, width]}
 
 
 def _masked_vision_attention(self, hidden_states, cu_seqlens, position_embeddings=None, **kwargs):
@@ -180,10 +179,6 @@ class Qwen2VLExport(FamilyExport):
     def position_dims(self, batch, seq) -> dict:
         return {1: batch, 2: seq}
 
-    def layout_rule(self) -> dict:
-        return {"kind": "thw_runs", "image_token_id": self.image_token_id(),
-                "merge_size": int(self._vision_config().spatial_merge_size)}
-
     def processor_rule(self) -> dict:
         tokenizer = self.pipe.processor.tokenizer
         return {"kind": "qwen2_vl", "backend": "pil", "merge_size": int(self._vision_config().spatial_merge_size),
@@ -223,13 +218,6 @@ class InternVLExport(FamilyExport):
         pixels = torch.randn(2, int(getattr(vision, "num_channels", 3)), int(size[0]), int(size[1]),
                              dtype=self.model.dtype)
         return {"pixel_values": pixels}, {"pixel_values": {0: Dim("tiles")}}
-
-    def layout_rule(self) -> dict:
-        processor = self.pipe.processor
-        height, width = self.adapter.grid_size()
-        return {"kind": "spans", "start_token_id": int(processor.start_image_token_id),
-                "end_token_id": int(processor.end_image_token_id), "image_token_id": self.image_token_id(),
-                "grid": [height, width]}
 
     def processor_rule(self) -> dict:
         processor = self.pipe.processor
@@ -319,10 +307,6 @@ class ChameleonExport(FamilyExport):
     def suppressed_tokens(self) -> list[int]:
         """``ChameleonForConditionalGeneration.forward`` forbids the image codes in generated text."""
         return [int(t) for t in self.model.model.vocabulary_mapping.image_tokens]
-
-    def layout_rule(self) -> dict:
-        height, width = self.adapter.grid_size()
-        return {"kind": "token_runs", "image_token_id": self.image_token_id(), "grid": [height, width]}
 
     def processor_rule(self) -> dict:
         return {"kind": "auto_processor", "backend": "pil", "chat_template": self.adapter.chat_template(),

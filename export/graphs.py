@@ -19,16 +19,16 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 from transformers import AttentionInterface, DynamicCache
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
+
+from scr_core.attention_capture import AttentionCapture, capturing, recording
 
 from . import torch_ops  # noqa: F401  (registers torch.ops.scr.redistribute)
 
 FUSED_ATTENTION_OPSET = 23  # ONNX's Attention op (past/present, GQA, masks) exists from opset 23
 # The two attention implementations registered for tracing: sdpa's decomposition, or ONNX's Attention op.
 ATTENTION_NAMES = {False: "scr_export_sdpa", True: "scr_export_attention_op"}
-# Filled by DecoderPart.forward while tracing; read by the attention functions below.
-_CAPTURE: dict = {"layers": frozenset(), "total": None, "count": 0}
 
 
 def _key_mask(query, key, mask) -> torch.Tensor:
@@ -39,19 +39,6 @@ def _key_mask(query, key, mask) -> torch.Tensor:
         positions = torch.arange(t, device=query.device)
         return (positions[None, :] <= (torch.arange(s, device=query.device) + (t - s))[:, None])[None, None]
     return mask[..., :t]
-
-
-def _probabilities(query, key, mask, scaling) -> torch.Tensor:
-    """Head-mean attention probabilities (B, S, T) in float32: softmax(q·kᵀ·scale + mask)."""
-    q = query.float()
-    k = repeat_kv(key, query.shape[1] // key.shape[1]).float()
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
-    mask = _key_mask(query, key, mask)
-    if mask.dtype == torch.bool:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    else:
-        scores = scores + mask.float()
-    return torch.softmax(scores, dim=-1).mean(dim=1)
 
 
 def _fused_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
@@ -71,26 +58,13 @@ def _fused_attention(module, query, key, value, attention_mask, scaling=None, **
     return out.transpose(1, 2).contiguous(), None
 
 
-def _capturing(output):
-    """``output`` (sdpa or the Attention op) for the layer's result; at the diagnostic layers also the
-    probabilities the map needs."""
-
-    def attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
-        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        if getattr(module, "layer_idx", None) in _CAPTURE["layers"]:
-            probs = _probabilities(query, key, attention_mask, scale)
-            _CAPTURE["total"] = probs if _CAPTURE["total"] is None else _CAPTURE["total"] + probs
-            _CAPTURE["count"] += 1
-        return output(module, query, key, value, attention_mask, scaling=scale, **kwargs)
-
-    return attention
-
-
 def use_export_attention(decoder_config, fused: bool = False) -> None:
     """Route the decoder's attention through the capturing wrapper of sdpa, or of ONNX's Attention op."""
     name = ATTENTION_NAMES[fused]
     if name not in AttentionInterface():
-        AttentionInterface.register(name, _capturing(_fused_attention if fused else sdpa_attention_forward))
+        # the pipeline's capturing wrapper around sdpa or the Attention op: the diagnostic's probabilities
+        # are traced from the very code the PyTorch diagnostic runs (scr_core.attention_capture)
+        AttentionInterface.register(name, capturing(_fused_attention if fused else sdpa_attention_forward))
         AttentionMaskInterface.register(name, AttentionMaskInterface()["sdpa"])
     decoder_config._attn_implementation = name
 
@@ -168,10 +142,11 @@ class DecoderPart(nn.Module):
         cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)])
         handles = [self.part.layers[i].register_forward_hook(self._edit(visual_positions, scr_map))
                    for i in self.hook_layers]
-        _CAPTURE.update(layers=self.diag_layers, total=None, count=0)
+        capture = AttentionCapture(self.diag_layers, row_start=0)
         try:
-            out = self.part(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                            cache=cache, use_cache=True)
+            with recording(capture):
+                out = self.part(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+                                cache=cache, use_cache=True)
         finally:
             for handle in handles:
                 handle.remove()
@@ -182,7 +157,7 @@ class DecoderPart(nn.Module):
             if self.suppressed.numel():
                 logits = logits.index_fill(-1, self.suppressed, torch.finfo(logits.dtype).min)
             return (logits, *presents)
-        return (hidden, self._scores(visual_positions, query_start, inputs_embeds.shape[1]), *presents)
+        return (hidden, self._scores(capture, visual_positions, query_start, inputs_embeds.shape[1]), *presents)
 
     def _edit(self, visual_positions, scr_map):
         lam = self.lam
@@ -194,10 +169,9 @@ class DecoderPart(nn.Module):
 
         return hook
 
-    def _scores(self, visual_positions, query_start, seq_len):
+    def _scores(self, capture, visual_positions, query_start, seq_len):
         """Mean over diagnostic layers, heads and each prompt's post-image query rows, at its visual tokens."""
-        mean = _CAPTURE["total"] / _CAPTURE["count"]  # (B, S, T)
-        _CAPTURE.update(layers=frozenset(), total=None, count=0)
+        mean = capture.mean()  # (B, S, T)
         past_len = mean.shape[2] - seq_len
         rows = (torch.arange(seq_len, device=mean.device)[None, :] + past_len) >= query_start[:, None]  # (B, S)
         summed = torch.where(rows[..., None], mean, torch.zeros_like(mean)).sum(dim=1)

@@ -135,10 +135,10 @@ class Preprocessor:
     def format(self, prompt: str, num_images: int) -> str:
         """The chat template around ``num_images`` images followed by the prompt (as the adapters do), with
         the adapters' time and size limit (a folder's template is as untrusted as a checkpoint's)."""
+        from scr_core.prompts import chat_messages
         from scr_core.template_guard import render_limited
 
-        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
-        messages = [{"role": "user", "content": content}]
+        messages = chat_messages(prompt, num_images)
         if self.processor is not None:
             template = self.rule.get("chat_template")
             extra = {"chat_template": template} if template else {}

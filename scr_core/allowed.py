@@ -100,5 +100,5 @@ def check_pixel_budget(paths: Iterable[Path], budget: int) -> None:
             raise InputError(f"cannot read image {path}: {err}") from err
         if total > budget:
             raise InputError(f"the folder's images hold more than {budget:,} pixels in total ({PIXELS_ENV}); "
-                             "use the filter or limit, raise the budget, or caption it with "
-                             "python -m scr_core caption-folder (batched, any size)")
+                             "use the filter or limit, raise the budget, or caption it with Caption Folder (SCR) "
+                             "or python -m scr_core caption-folder, which read one batch at a time")

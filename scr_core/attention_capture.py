@@ -30,6 +30,28 @@ from transformers.masking_utils import AttentionMaskInterface
 from .errors import SCRError
 
 
+def head_mean_probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float,
+                            row_start: int = 0) -> torch.Tensor:
+    """softmax(q·kᵀ·scale + mask) averaged over heads, for the query rows ``[row_start:]``: (B, R, K) in float32.
+
+    The one definition of the diagnostic's attention probabilities: the PyTorch pipeline records them with
+    ``AttentionCapture``, the ONNX exporter traces the same code into its graphs. ``mask``: transformers'
+    4-D mask (bool: attend, or additive float) or ``None`` when causality is implicit (sdpa's ``is_causal``,
+    flash: the bottom-right triangle)."""
+    q = query[:, :, row_start:, :].float()
+    k = repeat_kv(key, query.shape[1] // key.shape[1]).float()
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling  # (B, H, R, K)
+    if mask is None:
+        q_pos = torch.arange(row_start, query.shape[2], device=q.device) + (key.shape[2] - query.shape[2])
+        allowed = torch.arange(key.shape[2], device=q.device)[None, :] <= q_pos[:, None]
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    elif mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask[:, :, row_start:, : key.shape[2]], float("-inf"))
+    else:
+        scores = scores + mask[:, :, row_start:, : key.shape[2]].float()
+    return torch.softmax(scores, dim=-1).mean(dim=1)  # mean over heads
+
+
 class CaptureComplete(Exception):
     """Raised inside the last captured layer's attention once its rows are recorded (``stop_after_last``)."""
 
@@ -46,18 +68,7 @@ class AttentionCapture:
 
     def record(self, layer_idx: int, query: torch.Tensor, key: torch.Tensor,
                mask: torch.Tensor | None, scaling: float) -> None:
-        q = query[:, :, self.row_start:, :].float()
-        k = repeat_kv(key, query.shape[1] // key.shape[1]).float()
-        scores = torch.matmul(q, k.transpose(-1, -2)) * scaling  # (B, H, R, K)
-        q_pos = torch.arange(self.row_start, query.shape[2], device=q.device) + (key.shape[2] - query.shape[2])
-        if mask is None:  # causality was implicit (sdpa is_causal / flash)
-            allowed = torch.arange(key.shape[2], device=q.device)[None, :] <= q_pos[:, None]
-            scores = scores.masked_fill(~allowed, float("-inf"))
-        elif mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask[:, :, self.row_start:, : key.shape[2]], float("-inf"))
-        else:
-            scores = scores + mask[:, :, self.row_start:, : key.shape[2]].float()
-        probs = torch.softmax(scores, dim=-1).mean(dim=1)  # mean over heads -> (B, R, K)
+        probs = head_mean_probabilities(query, key, mask, scaling, self.row_start)  # (B, R, K)
         self.total = probs if self.total is None else self.total + probs
         self.seen.append(layer_idx)
 
@@ -71,7 +82,10 @@ _ACTIVE: ContextVar[AttentionCapture | None] = ContextVar("scr_attention_capture
 _PREFIX = "scr_capture+"
 
 
-def _wrapper_for(base_fn):
+def capturing(base_fn):
+    """``base_fn`` (an attention implementation) that also records into the active capture (``recording``)
+    at its layers; registered under a name of its own in transformers' ``AttentionInterface``."""
+
     def capture_then_attend(module, query, key, value, attention_mask, scaling=None, **kwargs):
         capture = _ACTIVE.get()
         layer_idx = getattr(module, "layer_idx", None)
@@ -99,10 +113,20 @@ def capture_name(base: str) -> str:
             base_fn = attention[base]
         else:
             raise SCRError(f"attention implementation {base!r} is not supported by the SCR diagnostic pass")
-        AttentionInterface.register(name, _wrapper_for(base_fn))
+        AttentionInterface.register(name, capturing(base_fn))
         if base in masks:
             AttentionMaskInterface.register(name, masks[base])
     return name
+
+
+@contextmanager
+def recording(capture: AttentionCapture) -> Iterator[AttentionCapture]:
+    """Inside the block, attention implementations made by ``capturing`` record into ``capture``."""
+    token = _ACTIVE.set(capture)
+    try:
+        yield capture
+    finally:
+        _ACTIVE.reset(token)
 
 
 @contextmanager
@@ -112,9 +136,8 @@ def capture_attention(decoder_config, capture: AttentionCapture) -> Iterator[Att
     if base.startswith(_PREFIX):
         raise SCRError("capture_attention blocks cannot be nested")
     decoder_config._attn_implementation = capture_name(base)
-    token = _ACTIVE.set(capture)
     try:
-        yield capture
+        with recording(capture):
+            yield capture
     finally:
-        _ACTIVE.reset(token)
         decoder_config._attn_implementation = base

@@ -18,6 +18,13 @@ def check_prompt(prompt) -> str:
     return prompt
 
 
+def chat_messages(prompt: str, num_images: int) -> list[dict]:
+    """The chat a prompt becomes, for every family's template and both runtimes: the images first, then the
+    text (SCR's query rows are the text after the image)."""
+    content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
+    return [{"role": "user", "content": content}]
+
+
 def pair_prompts(prompt, count: int, reserved=()) -> list[str]:
     """One checked prompt per image group: ``prompt`` for all (None: the caption instruction) or a
     list of ``count``. ``reserved``: the model's image tokens, which a typed prompt may not contain."""

@@ -22,8 +22,8 @@ from torch import nn
 
 from ..config import SCRConfig, paper_range
 from ..errors import ConfigError
-from ..layout import VisualGrid, VisualLayout
-from ..prompts import SHORT_ANSWER_PROMPT
+from ..layout import VisualGrid, VisualLayout, layout_from_rule
+from ..prompts import SHORT_ANSWER_PROMPT, chat_messages
 from ..template_guard import render_limited
 
 
@@ -120,9 +120,8 @@ class Adapter(ABC):
 
     # -- inputs ------------------------------------------------------------------
     def messages(self, prompt: str, num_images: int) -> list[dict]:
-        """Chat messages for one prompt: the images first, then the text (SCR reads the text after the image)."""
-        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
-        return [{"role": "user", "content": content}]
+        """Chat messages for one prompt (``prompts.chat_messages``; the ONNX runtime formats the same)."""
+        return chat_messages(prompt, num_images)
 
     def reserved_tokens(self) -> set[str]:
         """Token strings a user's prompt must not contain: the processor expands them into image
@@ -216,9 +215,18 @@ class Adapter(ABC):
         """The decoder's last norm before the LM head (DoLa applies it to early layers' states)."""
         return self.language_model().norm
 
-    @abstractmethod
+    def layout_rule(self) -> dict | None:
+        """Where the processor puts each image's tokens, as data (``scr_core.layout.layout_from_rule``): what
+        ``layout`` follows and what the ONNX export writes into ``scr_config.json`` for the torch-free
+        runtime. ``None``: a layout the rules cannot express (the family overrides ``layout``)."""
+        return None
+
     def layout(self, inputs: dict) -> VisualLayout:
-        """Locate every image grid in ``inputs['input_ids']``."""
+        """Locate every image grid in ``inputs['input_ids']`` (by ``layout_rule`` unless overridden)."""
+        rule = self.layout_rule()
+        if rule is None:
+            raise NotImplementedError(f"{type(self).__name__} declares neither a layout rule nor a layout")
+        return layout_from_rule(rule, inputs["input_ids"], inputs.get("image_grid_thw"))
 
 
 def attention_config(layers: Sequence[nn.Module]):

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..layout import VisualLayout, token_runs
 from .base import Adapter
 
 CHAMELEON_CHAT_TEMPLATE = (
@@ -75,6 +74,5 @@ class ChameleonAdapter(Adapter):
                 or getattr(self.processor.tokenizer, "chat_template", None)
                 or CHAMELEON_CHAT_TEMPLATE)
 
-    def layout(self, inputs: dict) -> VisualLayout:
-        height, width = self.grid_size()
-        return token_runs(inputs["input_ids"], self.image_token_id(), height, width)
+    def layout_rule(self) -> dict:
+        return {"kind": "token_runs", "image_token_id": self.image_token_id(), "grid": list(self.grid_size())}

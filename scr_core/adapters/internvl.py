@@ -36,7 +36,7 @@ from torch import nn
 
 from ..config import SCRConfig
 from ..errors import ConfigError
-from ..layout import VisualGrid, VisualLayout, spans
+from ..layout import VisualGrid
 from .base import Adapter, AdapterOption
 from .shared import shared_budgets
 
@@ -69,11 +69,10 @@ class InternVLAdapter(Adapter):
     def processor_kwargs(self) -> dict:
         return {"crop_to_patches": self.max_tiles > 1, "min_patches": 1, "max_patches": self.max_tiles}
 
-    def layout(self, inputs: dict) -> VisualLayout:
-        height, width = self.grid_size()
-        return spans(inputs["input_ids"], self.processor.start_image_token_id,
-                                self.processor.end_image_token_id, height, width,
-                                inner_id=self.model.config.image_token_id)
+    def layout_rule(self) -> dict:
+        return {"kind": "spans", "start_token_id": int(self.processor.start_image_token_id),
+                "end_token_id": int(self.processor.end_image_token_id),
+                "image_token_id": int(self.model.config.image_token_id), "grid": list(self.grid_size())}
 
     def grid_regions(self, grids: Sequence[VisualGrid], image: Image.Image | None) -> list[tuple]:
         """Tiles cover the image row by row in the processor's canvas (its own arrangement rule);

@@ -20,7 +20,6 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import LayoutError
-from ..layout import VisualLayout, token_runs
 from .base import Adapter
 
 
@@ -60,7 +59,6 @@ class LlavaAdapter(Adapter):
             )
         return run - height * width
 
-    def layout(self, inputs: dict) -> VisualLayout:
-        height, width = self.grid_size()
-        return token_runs(inputs["input_ids"], self.model.config.image_token_id, height, width,
-                               lead=self.leading_tokens())
+    def layout_rule(self) -> dict:
+        return {"kind": "token_runs", "image_token_id": int(self.model.config.image_token_id),
+                "grid": list(self.grid_size()), "lead": self.leading_tokens()}

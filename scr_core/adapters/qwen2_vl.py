@@ -24,8 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import LayoutError
-from ..layout import VisualLayout, merged_sizes, sized_runs
+from ..layout import merged_sizes
 from .base import Adapter, AdapterOption
 
 
@@ -65,8 +64,6 @@ class Qwen2VLAdapter(Adapter):
         """(rows, cols) of merged tokens for each image, in processor order."""
         return merged_sizes(image_grid_thw, self.merge_size())
 
-    def layout(self, inputs: dict) -> VisualLayout:
-        if "image_grid_thw" not in inputs:
-            raise LayoutError("the processor output has no image_grid_thw; was an image passed to the processor?")
-        return sized_runs(inputs["input_ids"], self.model.config.image_token_id,
-                          self.grid_sizes(inputs["image_grid_thw"]))
+    def layout_rule(self) -> dict:
+        return {"kind": "thw_runs", "image_token_id": int(self.model.config.image_token_id),
+                "merge_size": self.merge_size()}

@@ -129,6 +129,28 @@ def test_a_download_goes_into_its_own_new_folder_and_then_loads_offline(comfy, f
     assert "exists but holds no complete checkpoint" in message
 
 
+def test_a_folder_over_the_pixel_budget_is_refused_before_anything_is_decoded(comfy):
+    folder = comfy.allowed / "huge"  # five 64-megapixel images: 320 MP, over the default budget of 256 MP
+    folder.mkdir()
+    for index in range(5):
+        Image.new("L", (8000, 8000), 40 * index).save(folder / f"huge{index}.png")
+    before = comfy.rss()
+    message = error_of(comfy.run(folder_to_captions(str(folder))))
+    assert "more than 256,000,000 pixels in total (SCR_MAX_FOLDER_PIXELS)" in message
+    assert "Caption Folder (SCR)" in message
+    assert comfy.rss() - before < 300 * 2**20  # headers only: five decoded images would be ~960 MB
+
+
+def test_a_hub_that_never_answers_is_given_up_after_the_stall_limit(comfy, fake_hub):
+    """No interrupt: the server's SCR_DOWNLOAD_STALL_SECONDS (20 here) ends it with one line."""
+    started = time.time()
+    message = error_of(comfy.run(loading("silent/stalled", download=True), timeout=120))
+    assert "the hub sent nothing for 20 s (SCR_DOWNLOAD_STALL_SECONDS)" in message
+    assert 15 < time.time() - started < 60
+    assert not list((comfy.base / "models" / "LLM").glob(".silent--stalled.download-*"))
+    assert comfy.run(twin("scr_caption"), timeout=120)["status"]["status_str"] == "success"  # the queue moved on
+
+
 def test_a_silent_hub_download_stops_on_interrupt_and_the_queue_moves_on(comfy, fake_hub):
     status, body = comfy.queue(loading("silent/tiny", download=True))
     assert status == 200, body
