@@ -130,3 +130,13 @@ def test_hostile_but_valid_prompts_work(pipe, images):
         assert len(result.token_ids) >= 1
     tiny = Image.fromarray(np.zeros((1, 1, 3), np.uint8))
     assert pipe.caption(tiny, scr=SCRConfig(k=4), max_new_tokens=2)[0].plan is not None
+
+
+def test_quantize_without_bitsandbytes_is_one_line_naming_it(picture, tiny_llava_dir, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as where it does not install (find_spec: None)
+    code = main(["caption", str(picture), "--model", str(tiny_llava_dir), "--quantize", "4bit"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error:") and "bitsandbytes is not installed" in err
