@@ -9,7 +9,8 @@ async def comfy_entrypoint():
     """What ComfyUI calls to load the pack (V3): the extension listing every node."""
     import folder_paths
 
-    from .definitions import SCRExtension, llm_folders, register_routes
+    from .definitions import llm_folders, register_routes
+    from .extension import SCRExtension
     from .samples import install_samples
 
     llm_folders()  # register models/LLM with folder_paths, shared with other packs

@@ -16,7 +16,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from comfy_api.latest import ComfyExtension, io, ui
+from comfy_api.latest import io, ui
 
 from scr_core import CAPTION_PROMPT, SCRConfig, SCRError, parse_layer_ranges
 
@@ -688,16 +688,6 @@ class SaveCaptions(Node):
                                   allowed=io_folders())
         written = [str(p) for p in write_captions(list(captions), targets, bool(first(overwrite)))]
         return io.NodeOutput(written, ui={"text": written})
-
-
-NODES = [LoadVLM, LoadOnnxVLM, Settings, Diagnose, Caption, CaptionCompare, LoadImageFolder, SaveCaptions]
-
-
-class SCRExtension(ComfyExtension):
-    async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        from .caption_folder import CaptionFolder
-
-        return [*NODES, CaptionFolder]
 
 
 def register_routes() -> None:

@@ -1,0 +1,17 @@
+"""The pack's V3 extension: every node it offers, in menu order (the node modules know nothing of it)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .caption_folder import CaptionFolder
+from .definitions import (Caption, CaptionCompare, Diagnose, LoadImageFolder, LoadOnnxVLM, LoadVLM, SaveCaptions,
+                          Settings)
+
+NODES = [LoadVLM, LoadOnnxVLM, Settings, Diagnose, Caption, CaptionCompare, CaptionFolder, LoadImageFolder,
+         SaveCaptions]
+
+
+class SCRExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
