@@ -181,7 +181,7 @@ class Qwen2VLExport(FamilyExport):
 
     def processor_rule(self) -> dict:
         tokenizer = self.pipe.processor.tokenizer
-        return {"kind": "qwen2_vl", "backend": "pil", "merge_size": int(self._vision_config().spatial_merge_size),
+        return {"kind": "qwen2_vl", "backend": "pil", "merge_size": self.adapter.merge_size(),
                 "image_token": tokenizer.convert_ids_to_tokens(self.image_token_id()),
                 "reserved_tokens": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]}
 

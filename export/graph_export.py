@@ -177,8 +177,6 @@ class GraphExporter:
         }
 
 
-
-
 def _check_dynamic(model: onnx.ModelProto, dynamic: dict, filename: str) -> None:
     """Raise if an axis meant to be dynamic was specialised to a number while tracing."""
     by_name = {i.name: i for i in model.graph.input}

@@ -62,14 +62,15 @@ class CaptionFolder(Node):
 
         cls.recheck({"max_new_tokens": max_new_tokens, "preset": preset, "length": length, "batch_size": batch_size})
         prompt = _caption_instruction(preset, length, instruction)
-        paths = list_images(user_folder(folder), filter, recursive, allowed=io_folders())
-        root = Path(user_folder(folder)).expanduser()
+        named = user_folder(folder)
+        paths = list_images(named, filter, recursive, allowed=io_folders())  # refuses a blank folder
+        root = Path(named).expanduser()
         targets = caption_targets([str(p) for p in paths], "beside images", ".", allowed=io_folders())
         existing = [t for t in targets if t.exists()]
         if existing and not skip_existing and not overwrite:
             raise SCRError(f"{existing[0]} exists ({len(existing)} caption file(s) in the way); turn on "
                            "skip_existing to resume or overwrite to replace them")
-        todo = [(Item(p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name, p), t)
+        todo = [(Item(p.relative_to(root).as_posix(), p), t)  # list_images' paths lie under root
                 for p, t in zip(paths, targets) if not (skip_existing and t.exists())]
         bar = comfy.utils.ProgressBar(max(len(todo), 1))
         written, failed = 0, []

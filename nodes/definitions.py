@@ -145,8 +145,8 @@ def model_path(choice: str, path: str, download: bool) -> str:
         return _missing(text)
     if choice == BUNDLED:
         return str(default_model()[0])
-    if known_choice(choice):
-        return _download(known_choice(choice))  # its own folder is used without network once there
+    if hub_id := known_choice(choice):
+        return _download(hub_id)  # its own folder is used without network once there
     for root in llm_folders():
         candidate = Path(root) / choice
         if (candidate / "config.json").is_file():
@@ -168,14 +168,14 @@ def _download(repo_id: str) -> str:
     renamed when complete, and stops on ComfyUI's interrupt (see ``download``)."""
     from scr_core import ModelLoadError
     from scr_core.allowed import DOWNLOADS_ENV, downloads_allowed
+    from scr_core.known_models import hub_folder
 
     from .download import download
 
     if not HUB_ID.fullmatch(repo_id) or ".." in repo_id:
         raise ModelLoadError(f"{repo_id!r} is not a hub id (owner/name); a local model folder goes in path with "
                              "download_from_hub off")
-    owner, name = repo_id.split("/")
-    folders = [Path(root) / f"{owner}--{name}" for root in llm_folders()]
+    folders = [Path(root) / hub_folder(repo_id) for root in llm_folders()]
     target = next((f for f in folders if f.exists()), folders[0])
     if target.exists():
         if (target / "config.json").is_file():
@@ -236,6 +236,14 @@ def _quantization_tooltip() -> str:
             "LM head stay unquantized. Loaded now (also GET /scr/models): " + ("; ".join(loaded) or "none"))
 
 
+def _model_tooltip() -> str:
+    from scr_core.known_models import KNOWN_MODELS
+
+    return ("a checkpoint folder under models/LLM (the bundled testbed needs no download), or a known hub model: "
+            "one marked not downloaded is downloaded into models/LLM/<owner>--<name> when the server allows "
+            "downloads (SCR_ALLOW_DOWNLOADS=1). Known: " + "; ".join(f"{m.hub_id}: {m.note}" for m in KNOWN_MODELS))
+
+
 class LoadVLM(Node):
     @classmethod
     def validate_inputs(cls, **values) -> bool | str:
@@ -250,10 +258,7 @@ class LoadVLM(Node):
             description="Load a vision-language model from models/LLM (or a path) for SCR captioning.",
             inputs=[
                 io.Combo.Input("model", options=model_choices(), default=BUNDLED,
-                               tooltip="a checkpoint folder under models/LLM (the bundled testbed needs no "
-                                       "download), or a known hub model: one marked not downloaded is "
-                                       "downloaded into models/LLM/<owner>--<name> when the server allows "
-                                       "downloads (SCR_ALLOW_DOWNLOADS=1)"),
+                               tooltip=_model_tooltip()),
                 io.String.Input("path", default="", optional=True,
                                 tooltip="optional: a checkpoint folder under models/LLM or SCR_ALLOWED_FOLDERS, "
                                         "or a hub id (owner/name)"),

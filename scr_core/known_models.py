@@ -7,6 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def hub_folder(hub_id: str) -> str:
+    """A hub model's folder name under ``models/LLM`` once downloaded (``owner--name``: a folder of its own,
+    never merged into another)."""
+    return hub_id.replace("/", "--")
+
+
 @dataclass(frozen=True)
 class KnownModel:
     hub_id: str
@@ -14,8 +20,7 @@ class KnownModel:
 
     @property
     def folder(self) -> str:
-        """Its folder under ``models/LLM`` once downloaded (``owner--name``: never merges into another)."""
-        return self.hub_id.replace("/", "--")
+        return hub_folder(self.hub_id)
 
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (

@@ -21,10 +21,8 @@ Resolution knobs (declared ``options``): ``SCRPipeline.from_pretrained(..., adap
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from ..layout import merged_sizes
 from .base import Adapter, AdapterOption
 
 
@@ -59,10 +57,6 @@ class Qwen2VLAdapter(Adapter):
 
     def merge_size(self) -> int:
         return int(self.model.config.vision_config.spatial_merge_size)
-
-    def grid_sizes(self, image_grid_thw: torch.Tensor) -> list[tuple[int, int]]:
-        """(rows, cols) of merged tokens for each image, in processor order."""
-        return merged_sizes(image_grid_thw, self.merge_size())
 
     def layout_rule(self) -> dict:
         return {"kind": "thw_runs", "image_token_id": int(self.model.config.image_token_id),
