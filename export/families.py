@@ -61,8 +61,10 @@ class FamilyExport:
         return rule
 
     def processor_rule(self) -> dict:
-        """How the runtime runs the processor without torch."""
-        return {"kind": "auto_processor", "backend": "pil"}
+        """How the runtime runs the processor without torch, as data ``export.preprocess.Preprocessor``
+        follows: the folder's ``AutoProcessor`` (PIL backend) unless ``expand`` says how to expand the image
+        placeholders by hand; the reserved tokens are the adapter's (prompts are refused on both runtimes alike)."""
+        return {"backend": "pil", "reserved_tokens": sorted(self.adapter.reserved_tokens())}
 
 
 class LlavaVision(nn.Module):
@@ -180,10 +182,14 @@ class Qwen2VLExport(FamilyExport):
         return {1: batch, 2: seq}
 
     def processor_rule(self) -> dict:
+        """Image processor and tokenizer apart (Qwen2-VL's ``AutoProcessor`` needs torchvision for its video
+        processor): one placeholder per merged patch, and the tower's rotary ids and segments from the grids."""
         tokenizer = self.pipe.processor.tokenizer
-        return {"kind": "qwen2_vl", "backend": "pil", "merge_size": self.adapter.merge_size(),
-                "image_token": tokenizer.convert_ids_to_tokens(self.image_token_id()),
-                "reserved_tokens": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]}
+        merge = self.adapter.merge_size()
+        return {**super().processor_rule(),
+                "expand": {"image_token": tokenizer.convert_ids_to_tokens(self.image_token_id()),
+                           "count": "image_grid_thw", "merge_size": merge},
+                "vision_grid": {"merge_size": merge}}
 
 
 class InternVLVision(nn.Module):
@@ -220,13 +226,14 @@ class InternVLExport(FamilyExport):
         return {"pixel_values": pixels}, {"pixel_values": {0: Dim("tiles")}}
 
     def processor_rule(self) -> dict:
+        """Image processor and tokenizer apart (``InternVLProcessor`` needs torchvision): one tile per image,
+        ``image_seq_length`` placeholders per tile between the start and end tokens."""
         processor = self.pipe.processor
-        return {"kind": "internvl", "backend": "pil", "image_token": processor.image_token,
-                "start_image_token": processor.start_image_token, "end_image_token": processor.end_image_token,
-                "image_seq_length": int(processor.image_seq_length),
-                "image_kwargs": {"crop_to_patches": False, "min_patches": 1, "max_patches": 1},
-                "reserved_tokens": [processor.image_token, processor.start_image_token, processor.end_image_token,
-                                    "<video>"]}
+        return {**super().processor_rule(),
+                "expand": {"image_token": processor.image_token, "count": "num_patches",
+                           "tokens_per_patch": int(processor.image_seq_length),
+                           "prefix": processor.start_image_token, "suffix": processor.end_image_token},
+                "image_kwargs": {"crop_to_patches": False, "min_patches": 1, "max_patches": 1}}
 
 
 class Qwen25VLVision(Qwen2VLVision):
@@ -269,8 +276,9 @@ class Qwen25VLExport(Qwen2VLExport):
 
     def processor_rule(self) -> dict:
         vision = self._vision_config()
-        return {**super().processor_rule(), "window_size": int(vision.window_size),
-                "patch_size": int(vision.patch_size)}
+        rule = super().processor_rule()
+        return {**rule, "vision_grid": {**rule["vision_grid"], "window_size": int(vision.window_size),
+                                        "patch_size": int(vision.patch_size)}}
 
 
 class ChameleonVision(nn.Module):
@@ -309,8 +317,7 @@ class ChameleonExport(FamilyExport):
         return [int(t) for t in self.model.model.vocabulary_mapping.image_tokens]
 
     def processor_rule(self) -> dict:
-        return {"kind": "auto_processor", "backend": "pil", "chat_template": self.adapter.chat_template(),
-                "reserved_tokens": sorted(self.adapter.reserved_tokens())}
+        return {**super().processor_rule(), "chat_template": self.adapter.chat_template()}
 
 
 FAMILIES: dict[str, type[FamilyExport]] = {t: cls for cls in (LlavaExport, Qwen2VLExport, Qwen25VLExport,

@@ -15,7 +15,7 @@ from pathlib import Path
 from scr_core import ModelLoadError
 
 CONFIG_NAME = "scr_config.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the processor rule as steps with the adapter's reserved tokens; short_answer_suffix
 EXTERNAL_DATA_BYTES = 1 << 30  # graphs with more weights than this keep them in a .onnx.data file
 
 GRAPHS = (("vision",), ("embedding",), ("decoder", "head"), ("decoder", "tail"), ("select",))
@@ -81,7 +81,20 @@ def check_config(config: object, folder: Path, config_path: Path) -> dict[str, P
             raise _fail(config_path, f"model.decoder.{key}", "must be >= 1")
     _get(config, (*model, "decoder", "position_ids"), str, config_path)
     _get(config, (*model, "layout"), dict, config_path)
-    _get(config, (*model, "processor"), dict, config_path)
+    _get(config, (*model, "short_answer_suffix"), str, config_path)
+    processor = (*model, "processor")
+    _get(config, processor, dict, config_path)
+    if any(not isinstance(t, str) for t in _get(config, (*processor, "reserved_tokens"), list, config_path)):
+        raise _fail(config_path, "model.processor.reserved_tokens", "must be a list of strings")
+    if config["model"]["processor"].get("expand") is not None:
+        expand = (*processor, "expand")
+        _get(config, (*expand, "image_token"), str, config_path)
+        if _get(config, (*expand, "count"), str, config_path) not in ("image_grid_thw", "num_patches"):
+            raise _fail(config_path, "model.processor.expand.count", "must be image_grid_thw or num_patches")
+        size = "merge_size" if config["model"]["processor"]["expand"]["count"] == "image_grid_thw" \
+            else "tokens_per_patch"
+        if _get(config, (*expand, size), int, config_path) < 1:
+            raise _fail(config_path, f"model.processor.expand.{size}", "must be >= 1")
     paths = {}
     for keys in GRAPHS:
         spec = (*model, *keys)

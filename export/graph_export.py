@@ -148,6 +148,7 @@ class GraphExporter:
                 "type": self.model.config.model_type,
                 "image_token_id": self.family.image_token_id(),
                 "context_length": self.pipe.adapter.context_length(),
+                "short_answer_suffix": self.pipe.adapter.short_answer_suffix,
                 "eos_token_id": eos,
                 "pad_token_id": generation.pad_token_id if generation.pad_token_id is not None else (eos or [0])[0],
                 "dtype": "float16" if dtype == "fp16" else "float32",

@@ -100,20 +100,23 @@ def mrope_positions(input_ids: np.ndarray, attention_mask: np.ndarray, grid_thw:
 
 
 class Preprocessor:
-    """The model's processor, loaded without torch (PIL image processor, numpy tensors).
+    """The model's processor, loaded without torch (PIL image processor, numpy tensors), following the
+    export's processor rule (``FamilyExport.processor_rule``: data, no family names here).
 
-    LLaVA-style folders load ``AutoProcessor`` whole; Qwen2-VL's ``AutoProcessor`` needs
-    torchvision for its video processor, so its image processor and tokenizer are
-    loaded alone and the placeholder expansion is done here.
+    Without ``expand`` the folder's ``AutoProcessor`` runs whole. With it, the image processor and the
+    tokenizer load alone (the families whose ``AutoProcessor`` needs torchvision) and the placeholders are
+    expanded here: ``count`` names the image-processor output that sizes each image (``image_grid_thw``:
+    one placeholder per merged patch; ``num_patches``: ``tokens_per_patch`` per tile). ``vision_grid`` adds
+    the vision tower's rotary ids and segments (and windows, with ``window_size``).
     """
 
     def __init__(self, folder, rule: dict) -> None:
         from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
         self.rule = rule
-        self.kind = rule.get("kind", "auto_processor")
+        self.expand = rule.get("expand")
         backend = rule.get("backend", "pil")
-        if self.kind in ("qwen2_vl", "internvl"):
+        if self.expand is not None:
             self.images = AutoImageProcessor.from_pretrained(folder, backend=backend)
             self.tokenizer = AutoTokenizer.from_pretrained(folder)
             template = folder / "chat_template.jinja"
@@ -124,13 +127,8 @@ class Preprocessor:
             self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
 
     def reserved_tokens(self) -> set[str]:
-        found = set(self.rule.get("reserved_tokens", ()))
-        for name in ("image_token", "video_token", "start_image_token", "end_image_token", "boi_token", "eoi_token",
-                     "vision_start_token", "vision_end_token"):
-            value = getattr(self.processor, name, None)
-            if isinstance(value, str) and value.strip():
-                found.add(value)
-        return found
+        """The adapter's reserved tokens, as the export recorded them."""
+        return set(self.rule.get("reserved_tokens", ()))
 
     def format(self, prompt: str, num_images: int) -> str:
         """The chat template around ``num_images`` images followed by the prompt (as the adapters do), with
@@ -152,21 +150,20 @@ class Preprocessor:
             return dict(self.processor(images=images, text=texts, return_tensors="np", padding=True,
                                        padding_side="left"))
         pixels = dict(self.images(images=images, return_tensors="np", **self.rule.get("image_kwargs", {})))
-        if self.kind == "internvl":
-            rule = self.rule
-            counts = [n * int(rule["image_seq_length"]) for n in np.asarray(pixels.pop("num_patches")).tolist()]
-            texts = expand_image_tokens(texts, counts, rule["image_token"], rule["start_image_token"],
-                                        rule["end_image_token"])
-            return {**dict(self.tokenizer(texts, return_tensors="np", padding=True, padding_side="left")), **pixels}
-        merge = int(self.rule["merge_size"])
-        grid = np.asarray(pixels["image_grid_thw"])
-        texts = expand_image_tokens(texts, (grid.prod(axis=1) // merge ** 2).tolist(), self.rule["image_token"])
-        tokens = dict(self.tokenizer(texts, return_tensors="np", padding=True, padding_side="left"))
-        out = {**tokens, **pixels, "vision_position_ids": vision_rotary_ids(pixels["image_grid_thw"], merge),
-               "cu_seqlens": vision_segments(pixels["image_grid_thw"])}
-        if "window_size" in self.rule:  # Qwen2.5-VL
-            out.update(window_inputs(pixels["image_grid_thw"], merge, int(self.rule["window_size"]),
-                                     int(self.rule["patch_size"])))
+        expand = self.expand
+        if expand["count"] == "num_patches":
+            counts = [n * int(expand["tokens_per_patch"]) for n in np.asarray(pixels.pop("num_patches")).tolist()]
+        else:
+            counts = (np.asarray(pixels["image_grid_thw"]).prod(axis=1) // int(expand["merge_size"]) ** 2).tolist()
+        texts = expand_image_tokens(texts, counts, expand["image_token"], expand.get("prefix", ""),
+                                    expand.get("suffix", ""))
+        out = {**dict(self.tokenizer(texts, return_tensors="np", padding=True, padding_side="left")), **pixels}
+        grid_rule = self.rule.get("vision_grid")
+        if grid_rule is not None:
+            grid, merge = pixels["image_grid_thw"], int(grid_rule["merge_size"])
+            out.update(vision_position_ids=vision_rotary_ids(grid, merge), cu_seqlens=vision_segments(grid))
+            if "window_size" in grid_rule:
+                out.update(window_inputs(grid, merge, int(grid_rule["window_size"]), int(grid_rule["patch_size"])))
         return out
 
     def decode(self, tokens) -> list[str]:

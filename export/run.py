@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_new_tokens < 1:
             raise SCRError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
         vlm = OnnxVLM(args.model, provider=args.provider)
-        result = vlm.caption([list(args.image)], args.prompt, scr=None if args.no_scr else "config",
-                             max_new_tokens=args.max_new_tokens, k=args.k)[0]
+        scr = None if args.no_scr else vlm.settings if args.k is None else vlm.settings.with_(k=args.k)
+        result = vlm.caption([list(args.image)], args.prompt, scr=scr, max_new_tokens=args.max_new_tokens)[0]
         if args.json:
             print(json.dumps({**result.to_dict(), "provider": vlm.providers[0]}, indent=2))
         else:

@@ -25,11 +25,12 @@ import numpy as np
 import onnxruntime as ort
 
 from scr_core import (ConfigError, SCRError, Diagnosis, GenerationInterrupted, GenerationResult, InputError,
-                      ModelLoadError, RedistributionPlan, SCRConfig, Timings, VisualLayout, entropy_nats, group_images,
+                      ModelLoadError, ReleasedError, SCRConfig, Timings, VisualLayout, entropy_nats, group_images,
                       plan_arrays)
 from scr_core.layout import VisualGrid, layout_from_rule
 from scr_core.plan import plan_from_map, visual_positions
 from scr_core.prompts import pair_prompts
+from scr_core.runner import RUNNER_DEFAULT, RunnerBase, config_arg, scr_arg
 from scr_core.selection import check_k_fits, warn_if_short
 
 from .folder_config import read_config
@@ -85,6 +86,7 @@ class OnnxBatch:
     prompts: tuple[str, ...]
     vision_ms: float
     images: tuple[tuple, ...] = ()  # the RGB images of each prompt (for heatmaps)
+    device: str = "cpu"  # where ``features`` lie
 
     @property
     def batch_size(self) -> int:
@@ -103,28 +105,26 @@ def grid_inputs(grids_per_prompt: Sequence[Sequence[VisualGrid]], budgets: Seque
     return shape, budget
 
 
-class OnnxVLM:
-    """An exported folder loaded into onnxruntime sessions.
+class OnnxVLM(RunnerBase):
+    """An exported folder loaded into onnxruntime sessions: a ``scr_core.runner.VLMRunner``, as
+    ``SCRPipeline`` is (same calls, same ``scr`` vocabulary; λ and the layers are the export's).
 
     >>> vlm = OnnxVLM("scr-onnx")                 # python -m export.onnx --out scr-onnx
     >>> vlm.caption("photo.jpg")[0].text
     """
 
+    prepared_type = OnnxBatch
+
     def __init__(self, folder: str | Path, provider: str = "auto", threads: int | None = None,
                  graphs: tuple[str, ...] = ("vision", "embedding", "head", "tail", "select")) -> None:
         """``graphs``: which sessions to open (all by default; ``export.measure`` opens fewer)."""
         self.folder = Path(folder)
-        self.config, paths = read_config(self.folder)
+        self.config, self.paths = read_config(self.folder)
         self.model_config, self.scr = self.config["model"], self.config["scr"]
-        missing = [p for name, p in paths.items() if (name in graphs or name == "select") and not p.is_file()]
+        missing = [p for name, p in self.paths.items() if (name in graphs or name == "select") and not p.is_file()]
         if missing:
             raise ModelLoadError(f"{missing[0]} is missing; export the folder again")
-        try:
-            providers = resolve_providers(provider, paths["select"])
-        except SCRError:
-            raise
-        except Exception as err:  # noqa: BLE001  (onnxruntime's own exception types)
-            raise ModelLoadError(f"onnxruntime cannot load {paths['select']}: {err}") from None
+        self.graphs = graphs
         options = ort.SessionOptions()
         # Sessions run one after another (vision, embedding, head, tail): an idle session's spinning
         # worker threads would take the cores from the running one (measured: 3x slower decode on 2 cores).
@@ -132,17 +132,7 @@ class OnnxVLM:
         if threads:
             options.intra_op_num_threads = threads
         self.session_options = options
-        self.sessions = {}
-        for name, path in paths.items():
-            if name not in graphs:
-                continue
-            try:
-                self.sessions[name] = ort.InferenceSession(str(path), options, providers=providers)
-            except Exception as err:  # noqa: BLE001  (onnxruntime's own exception types)
-                raise ModelLoadError(f"onnxruntime cannot load {path}: {err}") from None
-        active = next(iter(self.sessions.values())).get_providers()
-        self.device = "cuda" if "CUDAExecutionProvider" in active else "cpu"
-        self.providers = active
+        self._open(provider)
         self.processor = self._load_processor()
         decoder = self.model_config["decoder"]
         self.kv_shape = (decoder["num_key_value_heads"], decoder["head_size"])
@@ -152,6 +142,76 @@ class OnnxVLM:
         self.tail_has_scr = "scr_map" in decoder["tail"]["inputs"]
         self.eos = set(self.model_config["eos_token_id"])
         self.pad = int(self.model_config["pad_token_id"])
+        self.short_answer_suffix = self.model_config["short_answer_suffix"]
+        scr = self.scr
+        #: what the export baked in, as the runner's default ``SCRConfig``
+        self.settings = SCRConfig(k=scr["k"], lam=float(scr["lam"]), diag_layers=tuple(scr["diag_layers"]),
+                                  hook_layers=tuple(scr["hook_layers"]), query=scr.get("query", "post_image"),
+                                  exclude_border=bool(scr["exclude_border"]))
+
+    def _open(self, provider: str) -> None:
+        """One session per graph on ``provider`` (``auto``: CUDA when it loads, else CPU)."""
+        try:
+            providers = resolve_providers(provider, self.paths["select"])
+        except SCRError:
+            raise
+        except Exception as err:  # noqa: BLE001  (onnxruntime's own exception types)
+            raise ModelLoadError(f"onnxruntime cannot load {self.paths['select']}: {err}") from None
+        sessions = {}
+        for name, path in self.paths.items():
+            if name not in self.graphs:
+                continue
+            try:
+                sessions[name] = ort.InferenceSession(str(path), self.session_options, providers=providers)
+            except Exception as err:  # noqa: BLE001  (onnxruntime's own exception types)
+                raise ModelLoadError(f"onnxruntime cannot load {path}: {err}") from None
+        self.sessions = sessions
+        active = next(iter(sessions.values())).get_providers()
+        self.device = "cuda" if "CUDAExecutionProvider" in active else "cpu"
+        self.providers = active
+
+    # -- lifecycle (as SCRPipeline's) ------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        return int(self.model_config["decoder"]["num_hidden_layers"])
+
+    def to(self, device: str) -> "OnnxVLM":
+        """The sessions again on ``device`` (``cpu`` or ``cuda``; onnxruntime cannot move a session's
+        weights, so they are opened anew); returns ``self``. Prepared batches must be prepared again."""
+        kind = str(device).split(":")[0]
+        if kind not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be cpu or cuda (got {device!r})")
+        self._live()
+        if kind != self.device:
+            self.sessions = {}
+            self._open(kind)
+        return self
+
+    def release(self) -> None:
+        """Close the sessions (their memory is onnxruntime's); the runner cannot be used afterwards."""
+        self.sessions = {}
+
+    @property
+    def released(self) -> bool:
+        return not self.sessions
+
+    def _live(self) -> None:
+        if not self.sessions:
+            raise ReleasedError("this ONNX model was released; load it again with OnnxVLM(folder)")
+
+    def resolve(self, cfg: SCRConfig) -> SCRConfig:
+        """``cfg`` with the export's layers filled in; what the export baked in (λ, layers, query, border,
+        attention selection) must match, or one ``ConfigError`` names what differs."""
+        baked = self.settings
+        resolved = cfg.with_(diag_layers=cfg.diag_layers or baked.diag_layers,
+                             hook_layers=cfg.hook_layers or baked.hook_layers)
+        names = ("lam", "diag_layers", "hook_layers", "query", "exclude_border", "selection")
+        differs = [n for n in names if getattr(resolved, n) != getattr(baked, n)]
+        if differs:
+            raise ConfigError(f"this export has {', '.join(f'{n}={getattr(baked, n)!r}' for n in differs)} built in "
+                              f"(asked: {', '.join(f'{n}={getattr(resolved, n)!r}' for n in differs)}); export again "
+                              "with other settings (python -m export.onnx --lam / --hook-layers / ...)")
+        return resolved
 
     def _load_processor(self):
         from .preprocess import Preprocessor
@@ -161,26 +221,18 @@ class OnnxVLM:
         except Exception as err:  # noqa: BLE001  (transformers raises many kinds)
             raise ModelLoadError(f"cannot load the processor files in {self.folder}: {err}") from err
 
-    # -- public ------------------------------------------------------------------------
-    def caption(self, images, prompt: str | Sequence[str] | None = None, scr="config", max_new_tokens: int = 64,
-                k: int | None = None, **kwargs) -> list[GenerationResult]:
-        """Greedy captions; ``scr``: ``"config"`` (diagnose, then SCR with the exported λ and layers), an
-        ``SCRConfig`` (its K; the rest must match the export), a ``RedistributionPlan`` or one per prompt,
-        or ``None`` (vanilla). ``k``: sources per grid."""
-        return self.generate(images, prompt, scr=scr, max_new_tokens=max_new_tokens, k=k, **kwargs)
-
-    def diagnose(self, images, prompt: str | Sequence[str] | None = None, k: int | None = None,
-                 config: SCRConfig | None = None) -> list[Diagnosis]:
-        """The diagnostic pass alone: maps per grid, entropy and the plan, one ``Diagnosis`` per prompt.
-        ``config``: an ``SCRConfig`` (its K; the rest must match the export), as ``SCRPipeline.diagnose``."""
-        batch = images if isinstance(images, OnnxBatch) else self.prepare(images, prompt)
-        if config is not None and k is None:
-            k = self._check_config(config.with_(selection="attention"))
-        diagnoses, _ = self._diagnose(batch, self._k(k))
+    # -- public (scr_core.runner.VLMRunner) -----------------------------------------------
+    def diagnose(self, images, prompt: str | Sequence[str] | None = None,
+                 config: SCRConfig = RUNNER_DEFAULT) -> list[Diagnosis]:
+        """The diagnostic pass alone: maps per grid, entropy and the plan, one ``Diagnosis`` per prompt."""
+        batch = self._batch(images, prompt)
+        cfg = self.resolve(config_arg(config, self.settings).with_(selection="attention"))
+        diagnoses, _ = self._diagnose(batch, cfg.k)
         return diagnoses
 
     def prepare(self, images, prompt: str | Sequence[str] | None = None) -> OnnxBatch:
         """Processor and vision graph once; the result feeds ``diagnose`` and ``generate``."""
+        self._live()
         start = time.perf_counter()
         per_prompt = group_images(images)
         prompts = pair_prompts(prompt, len(per_prompt), self.processor.reserved_tokens())
@@ -207,16 +259,28 @@ class OnnxVLM:
             from .preprocess import mrope_positions
 
             positions, _ = mrope_positions(input_ids, mask, inputs["image_grid_thw"], self.model_config["image_token_id"],
-                                           int(self.model_config["processor"]["merge_size"]))
+                                           int(self.model_config["processor"]["vision_grid"]["merge_size"]))
         else:  # as generate builds them: cumsum of the mask − 1, padding at 0
             positions = np.where(mask == 0, 0, np.cumsum(mask, axis=1) - 1).astype(np.int64)
         return OnnxBatch(input_ids, mask, positions, features, layout, tuple(prompts),
-                         (time.perf_counter() - start) * 1000, tuple(map(tuple, per_prompt)))
+                         (time.perf_counter() - start) * 1000, tuple(map(tuple, per_prompt)), self.device)
 
-    def generate(self, images, prompt=None, scr="config", max_new_tokens: int = 64, k: int | None = None, *,
-                 min_new_tokens: int = 0, progress=None, should_stop=None, do_sample: bool = False,
+    def _batch(self, images, prompt) -> OnnxBatch:
+        """``images`` as an ``OnnxBatch``, preparing it unless it already is one."""
+        if not isinstance(images, OnnxBatch):
+            return self.prepare(images, prompt)
+        if prompt is not None:
+            raise InputError("a prepared batch already holds its prompts and inputs; pass no prompt with it")
+        self._live()
+        if images.device != self.device:
+            raise InputError(f"this batch was prepared on {images.device} but the model is on {self.device}; "
+                             "prepare it again")
+        return images
+
+    def generate(self, images, prompt: str | Sequence[str] | None = None, scr=RUNNER_DEFAULT,
+                 max_new_tokens: int = 64, *, min_new_tokens: int = 0, progress=None, should_stop=None, do_sample: bool = False,
                  **unsupported) -> list[GenerationResult]:
-        """As ``SCRPipeline.generate``: ``progress(step, max_new_tokens)`` after every token (and once at
+        """As ``SCRPipeline.generate`` (``scr``: see ``scr_core.runner``): ``progress(step, max_new_tokens)`` after every token (and once at
         the end), ``should_stop()`` checked after every token (``GenerationInterrupted`` with the partial
         results). ``min_new_tokens``: end-of-sequence is masked before that many tokens, as transformers'
         ``MinNewTokensLengthLogitsProcessor`` does (forced lengths for benchmarks). Greedy only: sampling
@@ -230,7 +294,7 @@ class OnnxVLM:
                 or not 0 <= min_new_tokens <= max_new_tokens:
             raise ConfigError(f"min_new_tokens must be an integer from 0 to max_new_tokens={max_new_tokens} "
                               f"(got {min_new_tokens!r})")
-        batch = images if isinstance(images, OnnxBatch) else self.prepare(images, prompt)
+        batch = self._batch(images, prompt)
         layout = batch.layout
         context = self.model_config.get("context_length")
         if context and layout.seq_len + max_new_tokens > context:
@@ -238,16 +302,12 @@ class OnnxVLM:
                              f"new tokens are asked for, but the model's context is {context} positions")
         diagnoses: list[Diagnosis | None] = [None] * layout.batch_size
         diagnostic_ms = 0.0
+        scr = scr_arg(scr, self.settings)
         if isinstance(scr, SCRConfig):
-            k = self._check_config(scr) if k is None else k
-            scr = "config"
-        if scr == "config" or scr is True:
-            diagnoses, diagnostic_ms = self._diagnose(batch, self._k(k))
+            diagnoses, diagnostic_ms = self._diagnose(batch, self.resolve(scr).k)
             plans = [d.plan for d in diagnoses]
-        elif scr is None or scr is False:
-            plans = None
         else:
-            plans = [scr] if isinstance(scr, RedistributionPlan) else list(scr)
+            plans = scr
         if plans is not None:
             arrays = plan_arrays(plans, layout)
             if arrays.lam != float(self.scr["lam"]) or tuple(arrays.hook_layers) != tuple(self.scr["hook_layers"]):
@@ -357,6 +417,7 @@ class OnnxVLM:
     # -- helpers -------------------------------------------------------------------------
     def _run(self, name: str, feeds: dict, outputs: list[str]) -> dict:
         """One session run with IO binding: inputs and outputs stay on the session's device."""
+        self._live()
         session = self.sessions[name]
         binding = session.io_binding()
         alive = []  # a CPU OrtValue made from numpy borrows the array's memory: keep both until the run is done
@@ -411,26 +472,6 @@ class OnnxVLM:
         if (starts >= layout.seq_len).any():
             raise InputError("a prompt has no text after its image; SCR reads the attention of post-image text tokens")
         return starts
-
-    def _check_config(self, cfg: SCRConfig) -> int:
-        """An ``SCRConfig`` must ask for what the export baked in (λ, layers, query, border); returns its K."""
-        baked = {"lam": float(self.scr["lam"]), "diag_layers": tuple(self.scr["diag_layers"]),
-                 "hook_layers": tuple(self.scr["hook_layers"]), "query": self.scr["query"],
-                 "exclude_border": bool(self.scr["exclude_border"]), "selection": "attention"}
-        asked = {"lam": float(cfg.lam), "diag_layers": cfg.diag_layers or baked["diag_layers"],
-                 "hook_layers": cfg.hook_layers or baked["hook_layers"], "query": cfg.query,
-                 "exclude_border": cfg.exclude_border, "selection": cfg.selection}
-        differs = sorted(name for name in baked if asked[name] != baked[name])
-        if differs:
-            raise ConfigError(f"this export has {', '.join(f'{n}={baked[n]!r}' for n in differs)} built in (asked: "
-                              f"{', '.join(f'{n}={asked[n]!r}' for n in differs)}); export again with other settings")
-        return cfg.k
-
-    def _k(self, k: int | None) -> int:
-        k = self.scr["k"] if k is None else k
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigError(f"k must be a positive integer (got {k!r})")
-        return k
 
 
 class _Watch:

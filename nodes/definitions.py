@@ -19,6 +19,7 @@ from pathlib import Path
 from comfy_api.latest import io, ui
 
 from scr_core import CAPTION_PROMPT, SCRConfig, SCRError, parse_layer_ranges
+from scr_core.runner import RUNNER_DEFAULT
 
 from .checks import problem, require
 from .convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
@@ -26,6 +27,8 @@ from .paths import caption_targets, list_images, write_captions
 
 CATEGORY = "SCR (Spatial Credit Redistribution)"
 BUNDLED = "testbed (bundled, no download)"
+# VLM_MODEL: a handle (nodes.memory.VLMHandle, nodes.onnx_handle.OnnxHandle) whose ``use()`` yields a
+# scr_core.runner.VLMRunner (SCRPipeline or OnnxVLM): the nodes call only what that protocol offers.
 VLMModel = io.Custom("VLM_MODEL")
 SCRSettingsType = io.Custom("SCR_CONFIG")
 SCRPlanType = io.Custom("SCR_PLAN")
@@ -414,12 +417,10 @@ class Diagnose(Node):
 
     @classmethod
     def execute(cls, vlm, image, instruction, scr_config=None) -> io.NodeOutput:
-        from scr_core import SCRConfig
-
         pictures = tensor_to_pils(image)
         with vlm.use() as pipe:
             batch = pipe.prepare(pictures, _instruction(instruction))
-            diagnoses = pipe.diagnose(batch, config=scr_config or SCRConfig())
+            diagnoses = pipe.diagnose(batch, config=scr_config or RUNNER_DEFAULT)
         report = "\n".join(_report_line(i, d) for i, d in enumerate(diagnoses))
         entropy = sum(d.entropy for d in diagnoses) / len(diagnoses)
         return io.NodeOutput(tuple(d.plan for d in diagnoses), _heatmaps(batch.images, diagnoses), entropy, report,
@@ -594,8 +595,6 @@ class CaptionCompare(Node):
                 batch_size=None) -> io.NodeOutput:
         import comfy.utils
 
-        from scr_core import SCRConfig
-
         cls.recheck({"max_new_tokens": max_new_tokens, "preset": preset, "length": length, "batch_size": batch_size})
         prompt = _caption_instruction(preset, length, instruction)
         size = batch_size or 4
@@ -606,7 +605,7 @@ class CaptionCompare(Node):
         with vlm.use() as pipe:
             for start in range(0, len(pictures), size):
                 batch = pipe.prepare(pictures[start:start + size], prompt)
-                found = pipe.diagnose(batch, config=scr_config or SCRConfig())
+                found = pipe.diagnose(batch, config=scr_config or RUNNER_DEFAULT)
                 for phase, (texts, plans) in enumerate(((vanilla, None), (scr, [d.plan for d in found]))):
                     done = (2 * start + phase * batch.batch_size) * max_new_tokens
                     with _interruptible() as stop:

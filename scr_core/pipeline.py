@@ -30,15 +30,14 @@ from .errors import ConfigError, GenerationInterrupted, InputError, ModelLoadErr
 from .images import group_images
 from .layout import VisualLayout
 from .loading import REMOTE_CODE_HINT, LoadOptions, bitsandbytes_config, checkpoint_source, needs_remote_code
-from .plan import RedistributionPlan, plan_arrays
+from .plan import plan_arrays
 from .prompts import pair_prompts
 from .redistribution import BatchEdit, redistribution
 from .results import Diagnosis, GenerationResult, Timings
+from .runner import RUNNER_DEFAULT, Progress, RunnerBase, ScrArg, config_arg, scr_arg
 
 log = logging.getLogger(__name__)
 
-ScrArg = "SCRConfig | RedistributionPlan | Sequence[RedistributionPlan] | None"
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -88,12 +87,14 @@ class _TokenWatch(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.stopped, dtype=torch.bool, device=input_ids.device)
 
 
-class SCRPipeline:
+class SCRPipeline(RunnerBase):
     """Spatial Credit Redistribution around a transformers VLM.
 
     >>> pipe = SCRPipeline.from_pretrained("path/to/llava-1.5-7b-hf", dtype="float16", device="cuda")
     >>> pipe.caption("photo.jpg")[0].text
     """
+
+    prepared_type = PreparedBatch
 
     def __init__(self, model, processor, adapter: Adapter | None = None, **adapter_options) -> None:
         """``adapter``: an explicit adapter (e.g. ``GenericAdapter(model, processor, ...)``); by default the
@@ -213,9 +214,9 @@ class SCRPipeline:
         """``cfg`` with the paper's default layer ranges filled in for this model."""
         return resolve_layers(cfg, self.depth, self.adapter.default_hook_layers(self.depth))
 
-    def answer_prompt(self, question: str) -> str:
-        """``question`` with the family's short-answer instruction appended (what ``answer`` sends)."""
-        return question.rstrip() + " " + self.adapter.short_answer_suffix if question.strip() else question
+    @property
+    def short_answer_suffix(self) -> str:
+        return self.adapter.short_answer_suffix
 
     def prepare(self, images, prompt: str | Sequence[str] | None = None, *,
                 transform_inputs: Callable[[dict], dict] | None = None) -> PreparedBatch:
@@ -244,9 +245,10 @@ class SCRPipeline:
                              (time.perf_counter() - start) * 1000)
 
     def diagnose(self, images, prompt: str | Sequence[str] | None = None,
-                 config: SCRConfig = SCRConfig()) -> list[Diagnosis]:
+                 config: SCRConfig = RUNNER_DEFAULT) -> list[Diagnosis]:
         """Pass 1 only: attention maps, entropy and the plan, one ``Diagnosis`` per prompt."""
         batch = self._batch(images, prompt)
+        config = config_arg(config, SCRConfig())
         diagnoses, _ = self._diagnose(batch, self.resolve(config.with_(selection="attention")))
         return diagnoses
 
@@ -268,28 +270,7 @@ class SCRPipeline:
         _synchronize(self.device)
         return (time.perf_counter() - start) * 1000
 
-    def caption(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = SCRConfig(),
-                max_new_tokens: int = 64, **kwargs) -> list[GenerationResult]:
-        """Greedy captions; ``scr=None`` for the vanilla model. Keywords as for ``generate``."""
-        return self.generate(images, prompt, scr=scr, max_new_tokens=max_new_tokens, **kwargs)
-
-    def answer(self, images, question: str | Sequence[str] | None = None, scr: ScrArg = SCRConfig(),
-               max_new_tokens: int = 8, short_answer: bool = True, **kwargs) -> list[GenerationResult]:
-        """Yes/no or short answers (the family's short-answer instruction appended when ``short_answer``).
-
-        With a ``PreparedBatch`` the prompts are used as prepared: build them with ``answer_prompt``.
-        """
-        if isinstance(images, PreparedBatch):
-            return self.generate(images, question, scr=scr, max_new_tokens=max_new_tokens, **kwargs)
-        if question is None:
-            raise InputError("answer() needs a question")
-        questions = [question] if isinstance(question, str) else list(question)
-        if short_answer:
-            questions = [self.answer_prompt(q) if isinstance(q, str) else q for q in questions]
-        return self.generate(images, questions if len(questions) > 1 else questions[0], scr=scr,
-                             max_new_tokens=max_new_tokens, **kwargs)
-
-    def generate(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = SCRConfig(),
+    def generate(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = RUNNER_DEFAULT,
                  max_new_tokens: int = 64, *, diagnose: bool = False,
                  transform_inputs: Callable[[dict], dict] | None = None,
                  progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
@@ -316,6 +297,7 @@ class SCRPipeline:
         diagnostic_ms = 0.0
         if scr is None and diagnose:
             diagnoses, diagnostic_ms = self._diagnose(batch, self.resolve(SCRConfig()))
+        scr = scr_arg(scr, SCRConfig())
         if isinstance(scr, SCRConfig):
             cfg = self.resolve(scr)
             if cfg.selection == "attention":
@@ -324,12 +306,8 @@ class SCRPipeline:
             else:
                 plans = [uniform_plan(layout, s, cfg, self._uniform_budgets(layout, s, cfg), batch.identity(s))
                          for s in range(layout.batch_size)]
-        elif isinstance(scr, RedistributionPlan):
-            plans = [scr]
-        elif scr is None:
-            plans = None
         else:
-            plans = list(scr)
+            plans = scr
         if plans is not None:
             arrays = plan_arrays(plans, layout)
             if max(arrays.hook_layers) >= self.depth:

@@ -27,6 +27,7 @@ from export.run import main as run_main
 from export.runtime import OnnxVLM
 from scr_core import ConfigError, SCRPipeline
 from scr_core.redistribution import BatchEdit, redistribution
+from scr_core.runner import RUNNER_DEFAULT
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = ("vision", "embedding", "decoder_head", "decoder_tail", "select")
@@ -141,7 +142,7 @@ def test_logits_and_tokens_match_pytorch(llava_vlm, llava_pil_pipe, images, scr)
     prompt = "Describe the image."
     plans = [d.plan for d in llava_pil_pipe.diagnose(images[0], prompt)] if scr else None
     tokens, logits = torch_reference(llava_pil_pipe, images[0], prompt, plans)
-    results = llava_vlm.caption(images[0], prompt, scr="config" if scr else None, max_new_tokens=NEW_TOKENS)
+    results = llava_vlm.caption(images[0], prompt, scr=RUNNER_DEFAULT if scr else None, max_new_tokens=NEW_TOKENS)
     assert_parity(llava_vlm, results, tokens, logits)
     assert (results[0].plan == plans[0]) if scr else results[0].plan is None
     assert results[0].timings.new_tokens == tokens.shape[1] and results[0].timings.prefill_ms > 0

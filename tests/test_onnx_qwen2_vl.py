@@ -102,7 +102,7 @@ def test_opset_18_decomposed_attention_with_grouped_kv_heads_and_mrope(qwen_dir,
 
 def test_k_beyond_a_grid_is_refused(qwen_vlm, pictures):
     with pytest.raises(ConfigError, match="exceeds the 30 patches"):
-        qwen_vlm.diagnose(pictures[0], k=31)
+        qwen_vlm.diagnose(pictures[0], config=SCRConfig(k=31))
 
 
 def test_preprocessing_without_torch(qwen_vlm, pictures, tmp_path):

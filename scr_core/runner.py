@@ -1,0 +1,154 @@
+"""``VLMRunner``: what a runner of the two passes offers, so callers (the ComfyUI nodes' ``VLM_MODEL``, the
+caption-folder loop, benchmarks) take either the PyTorch ``SCRPipeline`` or the onnxruntime ``OnnxVLM``.
+
+One vocabulary for ``scr`` (``scr_arg`` checks it once for both runners):
+
+* ``RUNNER_DEFAULT`` — the runner's own settings: ``SCRConfig()`` for the pipeline, the settings baked
+  into the export for ``OnnxVLM``;
+* an ``SCRConfig`` — diagnose with its K, then redistribute (an export checks that λ, the layers,
+  the query and the border rule are the ones it was made with, and says which differ);
+* a ``RedistributionPlan`` or one per prompt — from an earlier ``diagnose`` (or ``from_dict``);
+* ``None`` — the vanilla model.
+
+torch-free: the ONNX runtime imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .config import SCRConfig
+from .errors import ConfigError, InputError
+from .plan import RedistributionPlan
+from .results import Diagnosis, GenerationResult
+
+
+class _RunnerDefault:
+    """The ``scr`` / ``config`` default: each runner fills in its own settings."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "RUNNER_DEFAULT"
+
+    def __reduce__(self):
+        return (_RunnerDefault, ())
+
+
+RUNNER_DEFAULT = _RunnerDefault()
+
+ScrArg = "SCRConfig | RedistributionPlan | Sequence[RedistributionPlan] | None"
+Progress = Callable[[int, int], None]
+
+
+def scr_arg(scr, default: SCRConfig) -> SCRConfig | list[RedistributionPlan] | None:
+    """``scr`` as an ``SCRConfig`` (``default`` for ``RUNNER_DEFAULT``), a list of plans, or ``None``;
+    anything else is one ``ConfigError`` naming the vocabulary."""
+    if scr is RUNNER_DEFAULT:
+        return default
+    if scr is None or isinstance(scr, SCRConfig):
+        return scr
+    if isinstance(scr, RedistributionPlan):
+        return [scr]
+    if isinstance(scr, Sequence) and not isinstance(scr, (str, bytes)) and scr \
+            and all(isinstance(p, RedistributionPlan) for p in scr):
+        return list(scr)
+    raise ConfigError(f"scr must be an SCRConfig, a RedistributionPlan, a list of them (one per prompt) or None "
+                      f"(got {type(scr).__name__}: {scr!r:.60})")
+
+
+def config_arg(config, default: SCRConfig) -> SCRConfig:
+    """``diagnose``'s ``config``: an ``SCRConfig`` (``default`` for ``RUNNER_DEFAULT``), else one ``ConfigError``."""
+    if config is RUNNER_DEFAULT:
+        return default
+    if not isinstance(config, SCRConfig):
+        raise ConfigError(f"config must be an SCRConfig (got {type(config).__name__}: {config!r:.60})")
+    return config
+
+
+@runtime_checkable
+class VLMRunner(Protocol):
+    """A VLM with the two SCR passes. ``SCRPipeline`` and ``export.runtime.OnnxVLM`` satisfy it; the
+    ComfyUI type ``VLM_MODEL`` carries one (tests/test_runner_contract.py runs the same calls on both).
+
+    ``images``: an image, a list (one per prompt), a list of lists, or what ``prepare`` returned
+    (then no prompt). Results are ``scr_core``'s types on both runners.
+    """
+
+    @property
+    def depth(self) -> int:
+        """Decoder layers."""
+
+    def resolve(self, cfg: SCRConfig) -> SCRConfig:
+        """``cfg`` with its layer ranges filled in for this model (an export: checked against it)."""
+
+    def prepare(self, images, prompt: str | Sequence[str] | None = None) -> Any:
+        """Processor and vision tower once; feeds ``diagnose`` and ``generate``."""
+
+    def diagnose(self, images, prompt: str | Sequence[str] | None = None,
+                 config: SCRConfig = RUNNER_DEFAULT) -> list[Diagnosis]:
+        """The diagnostic pass alone: maps, entropy and the plan per prompt."""
+
+    def caption(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = RUNNER_DEFAULT,
+                max_new_tokens: int = 64, **kwargs) -> list[GenerationResult]:
+        """Greedy captions."""
+
+    def answer(self, images, question: str | Sequence[str] | None = None, scr: ScrArg = RUNNER_DEFAULT,
+               max_new_tokens: int = 8, short_answer: bool = True, **kwargs) -> list[GenerationResult]:
+        """Short answers (the family's short-answer instruction appended when ``short_answer``)."""
+
+    def answer_prompt(self, question: str) -> str:
+        """``question`` as ``answer`` sends it."""
+
+    def generate(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = RUNNER_DEFAULT,
+                 max_new_tokens: int = 64, *, progress: Progress | None = None,
+                 should_stop: Callable[[], bool] | None = None, **kwargs) -> list[GenerationResult]:
+        """Greedy generation: ``progress(step, max_new_tokens)`` per token, ``should_stop()`` checked per token
+        (``GenerationInterrupted`` with the partial results)."""
+
+    def to(self, device: str) -> "VLMRunner":
+        """The runner on ``device`` (``"cpu"``, ``"cuda"``); returns itself. Prepared batches are prepared again."""
+
+    def release(self) -> None:
+        """Free the weights; the runner cannot be used afterwards (``ReleasedError``)."""
+
+
+class RunnerBase:
+    """What both runners share word for word: ``caption`` and ``answer`` on top of their ``generate``.
+
+    Subclasses set ``prepared_type`` (what their ``prepare`` returns) and ``short_answer_suffix``.
+    """
+
+    prepared_type: type = type(None)
+    short_answer_suffix: str = ""
+
+    def answer_prompt(self, question: str) -> str:
+        """``question`` with the family's short-answer instruction appended (what ``answer`` sends)."""
+        return question.rstrip() + " " + self.short_answer_suffix if question.strip() else question
+
+    def caption(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = RUNNER_DEFAULT,
+                max_new_tokens: int = 64, **kwargs) -> list[GenerationResult]:
+        """Greedy captions; ``scr=None`` for the vanilla model. Keywords as for ``generate``."""
+        return self.generate(images, prompt, scr=scr, max_new_tokens=max_new_tokens, **kwargs)
+
+    def answer(self, images, question: str | Sequence[str] | None = None, scr: ScrArg = RUNNER_DEFAULT,
+               max_new_tokens: int = 8, short_answer: bool = True, **kwargs) -> list[GenerationResult]:
+        """Yes/no or short answers (the family's short-answer instruction appended when ``short_answer``).
+
+        With a prepared batch the prompts are used as prepared: build them with ``answer_prompt``.
+        """
+        if isinstance(images, self.prepared_type):
+            return self.generate(images, question, scr=scr, max_new_tokens=max_new_tokens, **kwargs)
+        if question is None:
+            raise InputError("answer() needs a question")
+        questions = [question] if isinstance(question, str) else list(question)
+        if short_answer:
+            questions = [self.answer_prompt(q) if isinstance(q, str) else q for q in questions]
+        return self.generate(images, questions if len(questions) > 1 else questions[0], scr=scr,
+                             max_new_tokens=max_new_tokens, **kwargs)
