@@ -81,10 +81,9 @@ class ExportOptions:
         if checkpoint_quantization(self.model):
             raise UnsupportedModelError(f"{self.model} is a {checkpoint_quantization(self.model)} quantized checkpoint; "
                                         "the ONNX export needs its unquantized weights (--dtype fp32 or fp16)")
-        from .families import FAMILIES, unsupported
+        from .families import check_exportable
 
-        if model_type not in FAMILIES:
-            raise UnsupportedModelError(unsupported(model_type))
+        check_exportable(model_type)
         from scr_core.loading import decoder_depth
 
         depth = decoder_depth(self.model)

@@ -1,8 +1,9 @@
 """What the exporter must know per model family beyond ``scr_core``'s adapters: how to trace the
 vision tower, how the runtime builds position ids, and the layout rule it follows without torch.
 
-One class per family, picked by ``config.model_type``; a family without one is refused with an
-``UnsupportedModelError`` that says which families export.
+One class per traced vision tower, picked by the pipeline's adapter (the one registry of families is
+``scr_core.adapters``'); a family without one is refused with an ``UnsupportedModelError`` that says
+which families export.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from torch import nn
 from torch.export import Dim
 
 from scr_core import UnsupportedModelError
+from scr_core.adapters import Adapter, ChameleonAdapter, InternVLAdapter, LlavaAdapter, Qwen2VLAdapter
 
 
 class FamilyExport:
-    """Base: subclasses set ``model_types`` and implement the vision tower and the layout rule."""
+    """Base: subclasses set ``adapter_class`` and implement the vision tower."""
 
-    model_types: ClassVar[tuple[str, ...]] = ()
+    #: the scr_core adapter of the models this class traces
+    adapter_class: ClassVar[type[Adapter]]
     #: "sequential": position ids = cumsum(attention_mask) - 1 (decode: +1 per token); "mrope": Qwen2-VL's 3-D ids
     position_rule: ClassVar[str] = "sequential"
     #: "image_features" (rows merged by embedding.onnx) or "image_token_ids" (written into input_ids)
@@ -30,6 +33,12 @@ class FamilyExport:
         self.pipe = pipe
         self.model = pipe.model
         self.adapter = pipe.adapter
+
+    @classmethod
+    def traces(cls, config) -> bool:
+        """Whether this class traces the vision tower of a model with ``config`` (one adapter may serve
+        several towers)."""
+        return True
 
     def vision_module(self) -> nn.Module:
         raise NotImplementedError
@@ -88,7 +97,7 @@ class LlavaVision(nn.Module):
 
 
 class LlavaExport(FamilyExport):
-    model_types = ("llava",)
+    adapter_class = LlavaAdapter
 
     def __init__(self, pipe) -> None:
         super().__init__(pipe)
@@ -150,8 +159,12 @@ class Qwen2VLVision(nn.Module):
 
 
 class Qwen2VLExport(FamilyExport):
-    model_types = ("qwen2_vl",)
+    adapter_class = Qwen2VLAdapter
     position_rule = "mrope"
+
+    @classmethod
+    def traces(cls, config) -> bool:
+        return not _windowed(config)
 
     def vision_module(self) -> nn.Module:
         return Qwen2VLVision(self.model)
@@ -213,7 +226,7 @@ class InternVLExport(FamilyExport):
     """InternVL with one 448 px tile per image (the adapter's default ``max_tiles=1``): one grid and
     one K per image. Dynamic tiling (several grids sharing one K) is not exported."""
 
-    model_types = ("internvl",)
+    adapter_class = InternVLAdapter
 
     def vision_module(self) -> nn.Module:
         return InternVLVision(self.model)
@@ -255,7 +268,9 @@ class Qwen25VLVision(Qwen2VLVision):
 
 
 class Qwen25VLExport(Qwen2VLExport):
-    model_types = ("qwen2_5_vl",)
+    @classmethod
+    def traces(cls, config) -> bool:
+        return _windowed(config)
 
     def vision_module(self) -> nn.Module:
         return Qwen25VLVision(self.model)
@@ -298,7 +313,7 @@ class ChameleonVision(nn.Module):
 
 
 class ChameleonExport(FamilyExport):
-    model_types = ("chameleon",)
+    adapter_class = ChameleonAdapter
     vision_output = "image_token_ids"
 
     def vision_module(self) -> nn.Module:
@@ -320,19 +335,32 @@ class ChameleonExport(FamilyExport):
         return {**super().processor_rule(), "chat_template": self.adapter.chat_template()}
 
 
-FAMILIES: dict[str, type[FamilyExport]] = {t: cls for cls in (LlavaExport, Qwen2VLExport, Qwen25VLExport,
-                                                              InternVLExport, ChameleonExport)
-                                           for t in cls.model_types}
+def _windowed(config) -> bool:
+    """Qwen2.5-VL's tower: window attention in most blocks (Qwen2-VL's attends over the whole image)."""
+    return getattr(config.vision_config, "window_size", None) is not None
+
+
+EXPORTS: tuple[type[FamilyExport], ...] = (LlavaExport, Qwen2VLExport, Qwen25VLExport, InternVLExport,
+                                           ChameleonExport)
+
+
+def exported_types() -> list[str]:
+    return sorted({t for cls in EXPORTS for t in cls.adapter_class.model_types})
 
 
 def unsupported(model_type) -> str:
-    return (f"ONNX export does not support {model_type!r} models; it exports: {', '.join(sorted(FAMILIES))}. "
+    return (f"ONNX export does not support {model_type!r} models; it exports: {', '.join(exported_types())}. "
             "Another decoder VLM runs in the PyTorch pipeline (python -m scr_core) with the generic adapter")
 
 
+def check_exportable(model_type) -> None:
+    """Refuse a model type before any weight is read (from its config.json alone)."""
+    if model_type not in exported_types():
+        raise UnsupportedModelError(unsupported(model_type))
+
+
 def family_for(pipe) -> FamilyExport:
-    model_type = getattr(pipe.model.config, "model_type", None)
-    try:
-        return FAMILIES[model_type](pipe)
-    except KeyError:
-        raise UnsupportedModelError(unsupported(model_type)) from None
+    found = [cls for cls in EXPORTS if type(pipe.adapter) is cls.adapter_class and cls.traces(pipe.model.config)]
+    if not found:
+        raise UnsupportedModelError(unsupported(getattr(pipe.model.config, "model_type", None)))
+    return found[0](pipe)
