@@ -1,4 +1,5 @@
-"""Issue 17's targets, checked against a benchmark document (the README states them; tests do not).
+"""The performance targets (docs/performance.md), checked against a benchmark document (the README
+states them; tests do not).
 
 Each check takes the worst case over the measured cells and returns what was measured and
 whether the target is met (None: not measured, or not applicable to this model).

@@ -55,17 +55,21 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     overwrite: bool = False
 
-    def check(self) -> None:
+    def scr_config(self):
+        """The asked settings as an ``SCRConfig`` (raises ``ConfigError`` naming the field); what is left
+        out is ``SCRConfig``'s default, the paper's."""
         from scr_core import SCRConfig
 
-        SCRConfig(k=self.k if self.k is not None else 32, lam=self.lam if self.lam is not None else 1.1,
-                  diag_layers=self.diag_layers,
-                  hook_layers=self.hook_layers)  # raises ConfigError naming the field
+        given = {name: value for name, value in (("k", self.k), ("lam", self.lam)) if value is not None}
+        return SCRConfig(**given, diag_layers=self.diag_layers, hook_layers=self.hook_layers)
+
+    def check(self) -> None:
+        checked = self.scr_config()
         if self.dtype not in ("fp32", "fp16"):
             raise ConfigError(f"--dtype must be fp32 or fp16 (got {self.dtype!r})")
         from scr_core.config import check_lam
 
-        check_lam(self.lam if self.lam is not None else 1.1, "float16" if self.dtype == "fp16" else "float32")
+        check_lam(checked.lam, "float16" if self.dtype == "fp16" else "float32")
         if self.opset not in OPSETS:
             raise ConfigError(f"--opset must be one of {', '.join(map(str, OPSETS))} (got {self.opset}); 23 puts "
                               "ONNX's Attention op in the decoder graphs, 18-21 the decomposed attention")
@@ -163,7 +167,7 @@ def _replace(staging: Path, out: Path) -> None:
 def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str], None]) -> None:
     import torch
 
-    from scr_core import SCRConfig, SCRPipeline
+    from scr_core import SCRPipeline
 
     from .families import family_for
     from .graph_export import GraphExporter  # torch and the tracer load when an export starts, not on --help
@@ -173,9 +177,7 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
     pipe = SCRPipeline.from_pretrained(options.model, dtype="float16" if options.dtype == "fp16" else "float32",
                                        device="cpu", attn_implementation="sdpa")
     family = family_for(pipe)
-    given = {"k": options.k, "lam": options.lam}  # None: SCRConfig's default (the paper's)
-    cfg = pipe.resolve(SCRConfig(**{name: v for name, v in given.items() if v is not None},
-                                 diag_layers=options.diag_layers, hook_layers=options.hook_layers))
+    cfg = pipe.resolve(options.scr_config())
     graphs = GraphExporter(pipe, family, cfg, options.opset)
     files = {}
     with torch.no_grad():
