@@ -145,6 +145,9 @@ def build_tiny_llava(out_dir: str | Path, *, seed: int = 0, **sizes) -> Path:
     # Random init gives tiny logits; a larger lm_head makes greedy text depend on the input.
     with torch.no_grad():
         model.lm_head.weight.normal_(0.0, 1.0)
+        # EOS scores 0, so a random caption runs to max_new_tokens: transformers versions draw different
+        # random weights from one seed, and a draw that ends every caption at once would test nothing.
+        model.lm_head.weight[processor.tokenizer.eos_token_id] = 0.0
     return save_llava(model.eval(), processor, Path(out_dir))
 
 
