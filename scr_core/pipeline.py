@@ -8,6 +8,10 @@ steps, so a diagnose step and a caption step on the same inputs share one vision
 
 from __future__ import annotations
 
+from .versions import require_transformers
+
+require_transformers()  # before anything below imports transformers: an older one is one line, not an ImportError
+
 import gc
 import hashlib
 import logging
@@ -142,6 +146,8 @@ class SCRPipeline(RunnerBase):
             adapter_kwargs, processor_kwargs = split_options(adapter_class(config.model_type),
                                                              options.adapter_options)
         family = adapter_class(config.model_type) if adapter is None else getattr(adapter, "func", adapter)
+        if adapter is None:
+            require_transformers(family.min_transformers, who=f"SCR's {config.model_type} support")
         unquantized = getattr(adapter, "keywords", {}).get("unquantized_modules") or \
             getattr(family, "unquantized_modules", ())  # a GenericAdapter partial names its own
         quantized = bitsandbytes_config(options, device, options.resolved_dtype(device), tuple(unquantized))

@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..layout import VisualGrid, VisualLayout, layout_from_rule
 from ..prompts import SHORT_ANSWER_PROMPT, chat_messages
 from ..template_guard import render_limited
+from ..versions import MIN_TRANSFORMERS
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class Adapter(ABC):
     unquantized_modules: ClassVar[tuple[str, ...]] = ()
     #: The processor output the vision tower reads (VCD noises it).
     pixel_key: ClassVar[str] = "pixel_values"
+    #: The first transformers with the family's classes as the adapter uses them (loading refuses older ones).
+    min_transformers: ClassVar[str] = MIN_TRANSFORMERS
 
     def __init__(self, model: nn.Module, processor) -> None:
         self.model = model
