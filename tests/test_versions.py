@@ -40,7 +40,8 @@ def test_the_cli_refuses_an_old_transformers_with_one_line(tiny_llava_dir, tmp_p
     (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: transformers\nVersion: 4.57.6\n")
     image = tmp_path / "scene.png"
     Image.new("RGB", (64, 48), (200, 30, 30)).save(image)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), str(ROOT)])}
+    path = [str(fake.parent), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     out = subprocess.run([sys.executable, "-m", "scr_core", "caption", str(image), "--model", str(tiny_llava_dir)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 2 and out.stdout == ""
