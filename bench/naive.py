@@ -19,7 +19,7 @@ def naive_maps(pipe, batch, cfg) -> list[tuple[np.ndarray, ...]]:
     before = getattr(model.config, "_attn_implementation", None) or "sdpa"
     model.set_attn_implementation("eager")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), pipe.adapter.shared_vision(batch.vision):
             out = model(**batch.inputs, output_attentions=True, use_cache=False)
     finally:
         model.set_attn_implementation(before)

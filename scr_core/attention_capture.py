@@ -12,7 +12,7 @@ layer's rows are recorded: nothing after that point is needed (not that layer's 
 output, projection or MLP, nor any later layer), so the diagnostic pass ends there.
 
 Only the registries' public API is used (``in``, indexing, ``AttentionInterface.register``):
-tested with transformers 5.24 (the range ``requirements.txt`` allows is >= 5.24, < 6).
+tested with transformers 5.0 and 5.24 (the floor is ``versions.MIN_TRANSFORMERS``).
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ class LayoutError(SCRError):
     """The visual tokens cannot be located in the input sequence."""
 
 
+class DependencyError(SCRError):
+    """A package SCR needs is missing or too old; the message says what to install."""
+
+
 class DataError(SCRError):
     """A benchmark data file is missing or malformed; the message names the file."""
 

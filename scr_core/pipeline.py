@@ -3,10 +3,14 @@
 One call does: processor -> vision encoder (once) -> diagnostic pass (early exit) ->
 source selection -> generation with redistribution hooks. ``prepare`` exposes the first two
 steps, so a diagnose step and a caption step on the same inputs share one vision-tower run
-(the features reach both passes through transformers' ``mm_encoder_outputs``).
+(the features reach both passes through ``Adapter.shared_vision``).
 """
 
 from __future__ import annotations
+
+from .versions import require_transformers
+
+require_transformers()  # before anything below imports transformers: an older one is one line, not an ImportError
 
 import gc
 import hashlib
@@ -44,8 +48,9 @@ log = logging.getLogger(__name__)
 class PreparedBatch:
     """Inputs ready for both passes: what ``SCRPipeline.prepare`` returns.
 
-    inputs: model keyword arguments on the model's device, with the vision features already
-        encoded (``mm_encoder_outputs``) where the model accepts them.
+    inputs: model keyword arguments on the model's device (the processor's outputs, pixels included).
+    vision: the vision tower's output for them (``Adapter.encode_vision``), which every pass reuses
+        (``Adapter.shared_vision``); ``None`` where the model has no ``get_image_features``.
     layout: where every image grid sits in the (left-padded) sequences.
     images: the RGB images of each prompt (for heatmaps); prompts: the prompts as given.
     vision_ms: time the processor and the vision tower took.
@@ -53,6 +58,7 @@ class PreparedBatch:
     """
 
     inputs: dict
+    vision: object
     layout: VisualLayout
     images: tuple[tuple[Image.Image, ...], ...]
     prompts: tuple[str, ...]
@@ -140,6 +146,8 @@ class SCRPipeline(RunnerBase):
             adapter_kwargs, processor_kwargs = split_options(adapter_class(config.model_type),
                                                              options.adapter_options)
         family = adapter_class(config.model_type) if adapter is None else getattr(adapter, "func", adapter)
+        if adapter is None:
+            require_transformers(family.min_transformers, who=f"SCR's {config.model_type} support")
         unquantized = getattr(adapter, "keywords", {}).get("unquantized_modules") or \
             getattr(family, "unquantized_modules", ())  # a GenericAdapter partial names its own
         quantized = bitsandbytes_config(options, device, options.resolved_dtype(device), tuple(unquantized))
@@ -240,9 +248,9 @@ class SCRPipeline(RunnerBase):
                 inputs[key] = value.to(model.dtype)
         if transform_inputs is not None:
             inputs = transform_inputs(inputs)
-        model_kwargs = self.adapter.encode_vision(inputs)
-        return PreparedBatch(model_kwargs, layout, tuple(tuple(g) for g in per_prompt), tuple(prompts),
-                             (time.perf_counter() - start) * 1000)
+        inputs = self.adapter.model_inputs(inputs)
+        return PreparedBatch(inputs, self.adapter.encode_vision(inputs), layout, tuple(tuple(g) for g in per_prompt),
+                             tuple(prompts), (time.perf_counter() - start) * 1000)
 
     def diagnose(self, images, prompt: str | Sequence[str] | None = None,
                  config: SCRConfig = RUNNER_DEFAULT) -> list[Diagnosis]:
@@ -266,7 +274,8 @@ class SCRPipeline(RunnerBase):
             raise ConfigError(f"last_layer must be a decoder layer index 0..{depth - 1} (got {last_layer!r})")
         _synchronize(self.device)
         start = time.perf_counter()
-        run_until(self._model(), self.adapter.decoder_layers(), last_layer, batch.inputs)
+        with self.adapter.shared_vision(batch.vision):
+            run_until(self._model(), self.adapter.decoder_layers(), last_layer, batch.inputs)
         _synchronize(self.device)
         return (time.perf_counter() - start) * 1000
 
@@ -324,7 +333,7 @@ class SCRPipeline(RunnerBase):
         if should_stop is not None and should_stop():
             raise GenerationInterrupted("stopped before generation started", [])
         cached = kwargs.get("use_cache", getattr(self.model.generation_config, "use_cache", True)) is not False
-        with self._timed_forwards() as steps, \
+        with self._timed_forwards() as steps, self.adapter.shared_vision(batch.vision), \
                 redistribution(self.adapter.decoder_layers(), hook_layers, edit, prefill_only=cached):
             with torch.no_grad():
                 output = self.model.generate(**batch.inputs, **kwargs, stopping_criteria=stopping)
@@ -376,8 +385,9 @@ class SCRPipeline(RunnerBase):
     def _diagnose(self, batch: PreparedBatch, cfg: SCRConfig) -> tuple[list[Diagnosis], float]:
         start = time.perf_counter()
         layout = batch.layout
-        maps = attention_maps(self._model(), self.adapter.decoder_layers(), self.adapter.decoder_config(),
-                              batch.inputs, layout, cfg)
+        with self.adapter.shared_vision(batch.vision):
+            maps = attention_maps(self._model(), self.adapter.decoder_layers(), self.adapter.decoder_config(),
+                                  batch.inputs, layout, cfg)
         diagnoses = [
             Diagnosis(m, entropy_nats(np.concatenate([np.ravel(x) for x in m])),
                       plan_from_maps(m, cfg, self.adapter.source_budgets(layout.grids_of(sample), m, cfg)),

@@ -35,7 +35,8 @@ def _image(height: int, width: int, seed: int) -> Image.Image:
 def no_hooks_left(pipe) -> bool:
     layers = pipe.adapter.decoder_layers()
     return all(not layer._forward_hooks and not layer._forward_pre_hooks for layer in layers) and \
-        not pipe.model._forward_hooks and not pipe.model._forward_pre_hooks
+        not pipe.model._forward_hooks and not pipe.model._forward_pre_hooks and \
+        "get_image_features" not in vars(pipe.model.base_model)  # the shared vision features are put back
 
 
 class TowerCounter:

@@ -284,7 +284,7 @@ def test_diagnostic_map_equals_eager_attention(fpipe, family, family_dir):
 
 # -- generation -----------------------------------------------------------------------------
 def test_shared_vision_features_give_the_same_tokens_as_plain_generate(fpipe):
-    """generate(mm_encoder_outputs=...) built by the pipeline == model.generate(**processor outputs)."""
+    """The pipeline's generation with the shared vision features == model.generate(**processor outputs)."""
     for images, prompts in (([IMAGE_A, IMAGE_B], PROMPTS), ([[IMAGE_A, IMAGE_B]], PROMPTS[0])):
         ours = fpipe.caption(images, prompts, scr=None, max_new_tokens=6)
         grouped = [list(i) if isinstance(i, list) else [i] for i in images]
@@ -295,11 +295,12 @@ def test_shared_vision_features_give_the_same_tokens_as_plain_generate(fpipe):
 
 
 def test_shared_features_keep_what_the_decoder_needs(fpipe, family):
-    kwargs = fpipe.prepare([IMAGE_A, IMAGE_B], PROMPTS).inputs
-    assert "pixel_values" not in kwargs and set(kwargs["mm_encoder_outputs"]) == {"image"}
+    batch = fpipe.prepare([IMAGE_A, IMAGE_B], PROMPTS)
+    kwargs = batch.inputs
+    plain = fpipe.adapter.prepare([[IMAGE_A], [IMAGE_B]], PROMPTS)
+    assert set(kwargs) == set(plain) and batch.vision.pooler_output is not None
     if family.startswith("qwen"):  # M-RoPE position ids are rebuilt from these
         assert kwargs["image_grid_thw"].tolist() == [[1, 14, 16], [1, 12, 12]]
-        assert kwargs["mm_token_type_ids"].shape == kwargs["input_ids"].shape
 
 
 def test_vision_encoder_runs_once_per_scr_caption(fpipe, family):

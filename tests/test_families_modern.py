@@ -435,11 +435,13 @@ def test_qwen3_vl_scr_edit_comes_before_deepstack_exactly_once_per_layer(family,
         for handle in handles:
             handle.remove()
     visual = batch.inputs["input_ids"] == pipe.model.config.image_token_id
-    deepstack = batch.inputs["mm_encoder_outputs"]["image"].deepstack_features
+    deepstack = batch.vision.deepstack_features
     for i in hooked:
         expected = edit.apply(raw[i][0]).clone()
         if i < len(deepstack):
-            expected[visual] += torch.cat(list(deepstack[i])).to(expected.dtype)
+            # one tensor per image (transformers 5.24) or one for all of them (5.0)
+            features = deepstack[i] if torch.is_tensor(deepstack[i]) else torch.cat(list(deepstack[i]))
+            expected[visual] += features.to(expected.dtype)
         assert torch.allclose(received[i][0], expected, atol=1e-6, rtol=0)
         assert not torch.equal(edit.apply(raw[i][0]), raw[i][0])  # the edit did change the prefill
         assert torch.equal(received[i][1], raw[i][1])  # decode step: no edit, no injection

@@ -9,9 +9,11 @@ a model family.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
@@ -25,6 +27,7 @@ from ..errors import ConfigError
 from ..layout import VisualGrid, VisualLayout, layout_from_rule
 from ..prompts import SHORT_ANSWER_PROMPT, chat_messages
 from ..template_guard import render_limited
+from ..versions import MIN_TRANSFORMERS
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class Adapter(ABC):
     unquantized_modules: ClassVar[tuple[str, ...]] = ()
     #: The processor output the vision tower reads (VCD noises it).
     pixel_key: ClassVar[str] = "pixel_values"
+    #: The first transformers with the family's classes as the adapter uses them (loading refuses older ones).
+    min_transformers: ClassVar[str] = MIN_TRANSFORMERS
 
     def __init__(self, model: nn.Module, processor) -> None:
         self.model = model
@@ -190,26 +195,39 @@ class Adapter(ABC):
         return [g.region for g in grids]
 
     # -- vision features -------------------------------------------------------------
-    def encode_vision(self, inputs: dict) -> dict:
-        """Model inputs with the pixels replaced by the encoded vision features (``mm_encoder_outputs``).
+    def model_inputs(self, inputs: dict) -> dict:
+        """The processor outputs the model's forward takes (default: all of them)."""
+        return dict(inputs)
 
-        Both passes (diagnostic and generation) then reuse one vision-tower run. Models without
-        ``mm_encoder_outputs`` support keep their pixel inputs (the tower then runs twice).
-        """
-        model = self.model
-        forward_params = inspect.signature(model.forward).parameters
-        encoder = getattr(model.base_model, "get_image_features", None)
-        if "mm_encoder_outputs" not in forward_params or encoder is None or self.pixel_key not in inputs:
-            return dict(inputs)
-        encoder_params = inspect.signature(encoder).parameters
-        encoder_kwargs = {k: v for k, v in inputs.items() if k in encoder_params}
+    def encode_vision(self, inputs: dict):
+        """The vision features of ``inputs`` (``get_image_features(..., return_dict=True)``, the call every
+        family's forward makes in transformers 5.0 and later), or ``None`` (no pixels, or no such method)."""
+        encoder = getattr(self.model.base_model, "get_image_features", None)
+        if encoder is None or self.pixel_key not in inputs:
+            return None
+        params = inspect.signature(encoder).parameters
         with torch.no_grad():
-            features = encoder(**encoder_kwargs, return_dict=True)
-        # Keep what the forward still needs (e.g. image_grid_thw for M-RoPE); drop encoder-only inputs.
-        kwargs = {k: v for k, v in inputs.items()
-                  if k != self.pixel_key and (k not in encoder_kwargs or k in forward_params)}
-        kwargs["mm_encoder_outputs"] = {"image": features}
-        return kwargs
+            return encoder(**{k: v for k, v in inputs.items() if k in params}, return_dict=True)
+
+    @contextmanager
+    def shared_vision(self, features):
+        """Within: the model's forward takes ``features`` (from ``encode_vision``) instead of running its
+        vision tower again, so the diagnostic and generation passes share one tower run.
+
+        Why this way: ``get_image_features`` is what the forward calls in every supported transformers
+        (``mm_encoder_outputs``, the newer way to pass features in, arrived after 5.0); it is shadowed on
+        this model instance only, and restored on exit.
+        """
+        base = self.model.base_model
+        if features is None:
+            yield
+            return
+        # same signature (``functools.wraps``): generate() reads it to pick the encoder's inputs
+        base.get_image_features = functools.wraps(base.get_image_features)(lambda *args, **kwargs: features)
+        try:
+            yield
+        finally:
+            del base.get_image_features
 
     def final_norm(self) -> nn.Module:
         """The decoder's last norm before the LM head (DoLa applies it to early layers' states)."""

@@ -8,9 +8,9 @@ the placeholder positions, but ``input_ids`` keep the placeholders. The layout t
 from the placeholder mask of the processor's ``input_ids`` (docs/method.md §6 #17), never from the
 VQ codes. The grid side is ``resolution / 2**(len(channel_multiplier) - 1)`` of the VQ config.
 
-Vision features: transformers 5.24's ``ChameleonModel`` accepts ``mm_encoder_outputs`` (its
-``get_image_features`` returns the embedded VQ codes), so the VQ encoder runs once per
-caption, as for the other families.
+Vision features: ``ChameleonModel.get_image_features`` returns the embedded VQ codes, so the
+shared features (``Adapter.shared_vision``) run the VQ encoder once per caption, as for the
+other families.
 
 Hooked layers. The paper hooks 0–15 on Chameleon-7B (32 decoder layers: 16 layers, 1/2 of
 the depth) and 0–20 on Chameleon-30B (48 layers: 21 layers, ≈0.44 of the depth). The rule

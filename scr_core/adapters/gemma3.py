@@ -80,7 +80,7 @@ class Gemma3Adapter(Adapter):
     def prepare(self, images: Sequence[Sequence[Image.Image]], prompts: Sequence[str]) -> dict:
         """Images grouped per prompt (the processor checks each prompt's count of images); with
         pan-and-scan also ``num_crops`` per image, which the processor computes but drops from its
-        output (``layout`` needs it to group an image's crops; ``encode_vision`` removes it)."""
+        output (``layout`` needs it to group an image's crops; ``model_inputs`` removes it)."""
         inputs = prepare_grouped(self, images, prompts)
         if self.pan_and_scan:
             flat = [image for group in images for image in group]
@@ -89,9 +89,9 @@ class Gemma3Adapter(Adapter):
             inputs["num_crops"] = torch.as_tensor([int(n) for n in crops], dtype=torch.long)
         return inputs
 
-    def encode_vision(self, inputs: dict) -> dict:
+    def model_inputs(self, inputs: dict) -> dict:
         """``num_crops`` (read by ``layout``) is not a model input."""
-        return super().encode_vision({k: v for k, v in inputs.items() if k != "num_crops"})
+        return {k: v for k, v in inputs.items() if k != "num_crops"}
 
     def layout(self, inputs: dict) -> VisualLayout:
         height, width = self.grid_size()

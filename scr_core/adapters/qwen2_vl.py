@@ -9,8 +9,8 @@ between ``<|vision_start|>`` and ``<|vision_end|>``. Several images in one promp
 their own grid (and their own K budget, the default ``source_budgets``).
 
 The decoder (Qwen2 with GQA) uses M-RoPE: position ids are 3-D (temporal, height, width) and
-are computed from ``input_ids``, ``image_grid_thw`` and ``mm_token_type_ids``; the adapter's
-``encode_vision`` keeps both next to the precomputed ``mm_encoder_outputs``, so the
+are computed from ``input_ids``, ``image_grid_thw`` and ``mm_token_type_ids``; the prepared
+inputs keep every processor output (only the vision tower's run is shared), so the
 diagnostic forward and ``generate`` build the same position ids as a plain call. The rotary
 embedding is applied before the attention interface, so the diagnostic capture sees post-RoPE
 queries and keys. Hooks on layers 0..15 (the paper's Qwen2-VL-7B setting, 28 layers).

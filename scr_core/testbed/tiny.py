@@ -145,7 +145,39 @@ def build_tiny_llava(out_dir: str | Path, *, seed: int = 0, **sizes) -> Path:
     # Random init gives tiny logits; a larger lm_head makes greedy text depend on the input.
     with torch.no_grad():
         model.lm_head.weight.normal_(0.0, 1.0)
-    out = Path(out_dir)
-    model.eval().save_pretrained(out)
+        # EOS scores 0, so a random caption runs to max_new_tokens: transformers versions draw different
+        # random weights from one seed, and a draw that ends every caption at once would test nothing.
+        model.lm_head.weight[processor.tokenizer.eos_token_id] = 0.0
+    return save_llava(model.eval(), processor, Path(out_dir))
+
+
+def save_llava(model, processor, out: Path) -> Path:
+    """``save_pretrained`` of both, with the weights under the names every supported transformers loads
+    (``hub_names``)."""
+    model.save_pretrained(out)
     processor.save_pretrained(out)
+    hub_names(out / "model.safetensors")
     return out
+
+
+def hub_names(weights_file: str | Path) -> None:
+    """Rename a LLaVA's CLIP-tower weights in place to the hub's ``vision_tower.vision_model.*``.
+
+    Why: transformers 5.24 saves the tower without ``vision_model.`` (its CLIPVisionModel is flat and
+    maps the hub names on load), and 5.0 cannot read those; the hub names load in both. The tensors
+    are unchanged (``python -c "from scr_core.testbed.tiny import hub_names;
+    hub_names('scr_core/testbed/checkpoint/model.safetensors')"`` converted the bundled checkpoint).
+    """
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(weights_file)
+    renamed = {_hub_name(key): value for key, value in weights.items()}
+    if list(renamed) != list(weights):
+        save_file(renamed, weights_file, metadata={"format": "pt"})
+
+
+def _hub_name(key: str) -> str:
+    head, tower, rest = key.partition("vision_tower.")
+    if not tower or head not in ("", "model.") or rest.startswith("vision_model."):
+        return key
+    return f"{head}vision_tower.vision_model.{rest}"

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..prompts import CAPTION_PROMPT, SHORT_ANSWER_PROMPT
 from .scenes import CLASS_NAMES, RING_HOLE, SceneOptions, generate_scene, vocabulary
-from .tiny import make_llava
+from .tiny import make_llava, save_llava
 
 
 @dataclass(frozen=True)
@@ -233,6 +233,4 @@ def train(cfg: TrainConfig, out_dir: Path, command: str = "") -> Path:
                 log.flush()
     capture.remove()
     model.eval()
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return save_llava(model, processor, out_dir)
