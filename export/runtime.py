@@ -22,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+from scr_core.extras import require
+
+require("onnx", "the ONNX runtime (Load ONNX VLM, python -m export.run)", ("onnxruntime",))
+import onnxruntime as ort  # noqa: E402  (either wheel: onnxruntime or onnxruntime-gpu)
 
 from scr_core import (ConfigError, SCRError, Diagnosis, GenerationInterrupted, GenerationResult, InputError,
                       ModelLoadError, ReleasedError, SCRConfig, Timings, VisualLayout, entropy_nats, group_images,
@@ -38,6 +42,33 @@ from .folder_config import read_config
 log = logging.getLogger(__name__)
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+WHEELS = ("onnxruntime", "onnxruntime-gpu")  # both install the `onnxruntime` package: one must be installed alone
+
+
+def onnxruntime_wheels() -> dict[str, str]:
+    """The onnxruntime wheels installed here, name -> version (two entries: they overwrote each other)."""
+    import importlib.metadata
+
+    found = {}
+    for name in WHEELS:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def describe_onnxruntime() -> str:
+    """One line: which wheel provides onnxruntime and the execution providers it has."""
+    wheels = onnxruntime_wheels()
+    wheel = " + ".join(f"{name} {version}" for name, version in wheels.items()) or f"onnxruntime {ort.__version__}"
+    return f"{wheel}, providers {', '.join(ort.get_available_providers())}"
+
+
+def _warn_if_both_wheels() -> None:
+    if len(onnxruntime_wheels()) > 1:
+        log.warning("both onnxruntime and onnxruntime-gpu are installed; they overwrite each other's files: "
+                    "pip uninstall -y onnxruntime onnxruntime-gpu, then install one of them")
 
 
 def resolve_providers(provider: str, probe: Path | None = None) -> list[str]:
@@ -169,6 +200,9 @@ class OnnxVLM(RunnerBase):
         active = next(iter(sessions.values())).get_providers()
         self.device = "cuda" if "CUDAExecutionProvider" in active else "cpu"
         self.providers = active
+        self.onnxruntime = describe_onnxruntime()
+        _warn_if_both_wheels()
+        log.info("onnxruntime: %s; sessions on %s", self.onnxruntime, ", ".join(active))
 
     # -- lifecycle (as SCRPipeline's) ------------------------------------------------------
     @property

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.extras import need_extra
+
 from .server import PACK_NAME, SHIPPED, PeakRSS, shipped
 
 TWINS = Path(__file__).parent / "workflows"
@@ -204,6 +206,7 @@ def test_a_batch_of_three_gives_three_captions(comfy):
 
 
 def test_the_onnx_loader_runs_the_same_workflow_on_onnxruntime(comfy):
+    need_extra("onnx")
     torch_entry = comfy.run(twin("scr_caption"))
     prompt = twin("scr_caption")
     prompt["2"] = {"class_type": "SCRLoadOnnxVLM", "inputs": {"model": "testbed-onnx", "path": "", "provider": "cpu"}}
