@@ -45,30 +45,29 @@ PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", 
 WHEELS = ("onnxruntime", "onnxruntime-gpu")  # both install the `onnxruntime` package: one must be installed alone
 
 
-def onnxruntime_wheels() -> dict[str, str]:
-    """The onnxruntime wheels installed here, name -> version (two entries: they overwrote each other)."""
+def _installed_wheels():
     import importlib.metadata
 
-    found = {}
     for name in WHEELS:
         try:
-            found[name] = importlib.metadata.version(name)
+            yield name, importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
             pass
-    return found
 
 
 def describe_onnxruntime() -> str:
-    """One line: which wheel provides onnxruntime and the execution providers it has."""
-    wheels = onnxruntime_wheels()
-    wheel = " + ".join(f"{name} {version}" for name, version in wheels.items()) or f"onnxruntime {ort.__version__}"
+    """One line: the wheel whose files provide the imported ``onnxruntime`` and the providers it has."""
+    here = Path(ort.__file__).resolve()
+    wheel = next((f"{name} {dist.version}" for name, dist in _installed_wheels()
+                  if Path(dist.locate_file("onnxruntime/__init__.py")).resolve() == here), f"onnxruntime {ort.__version__}")
     return f"{wheel}, providers {', '.join(ort.get_available_providers())}"
 
 
 def _warn_if_both_wheels() -> None:
-    if len(onnxruntime_wheels()) > 1:
-        log.warning("both onnxruntime and onnxruntime-gpu are installed; they overwrite each other's files: "
-                    "pip uninstall -y onnxruntime onnxruntime-gpu, then install one of them")
+    places = [Path(dist.locate_file("")).resolve() for _, dist in _installed_wheels()]
+    if len(places) == 2 and places[0] == places[1]:
+        log.warning("both onnxruntime and onnxruntime-gpu are installed in %s; they overwrite each other's files: "
+                    "pip uninstall -y onnxruntime onnxruntime-gpu, then install one of them", places[0])
 
 
 def resolve_providers(provider: str, probe: Path | None = None) -> list[str]:

@@ -6,10 +6,21 @@ and sets ``SCR_REQUIRE_EXTRAS=1``, so there a missing extra fails instead of ski
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from scr_core.extras import EXTRAS, installed
+
+ROOT = Path(__file__).resolve().parents[1]
+HIDDEN = sorted({name for _, modules in EXTRAS.values() for name in modules})  # every extra's import names
+
+
+def without_extras(keep: tuple[str, ...] = ()) -> dict:
+    """The environment of a process where every extra's modules but ``keep`` look uninstalled
+    (tests/hide_modules); ``keep``: what the host needs anyway (ComfyUI requires scipy)."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "tests" / "hide_modules"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "SCR_HIDE_MODULES": ",".join(m for m in HIDDEN if m not in keep)}
 
 
 def has_extra(extra: str) -> bool:
