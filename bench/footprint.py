@@ -84,7 +84,8 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.footprint", description=__doc__.split("\n")[0])
-    p.add_argument("--comfyui", type=Path, default=Path(os.environ.get("COMFYUI_DIR", ROOT.parent / "shared" / "comfyui")),
+    p.add_argument("--comfyui", type=Path,
+                   default=Path(os.environ.get("COMFYUI_DIR", ROOT.parent / "shared" / "comfyui")),
                    help="ComfyUI source tree (default: $COMFYUI_DIR or ../shared/comfyui)")
     p.add_argument("--work", type=Path, default=None, help="folder for the venv (default: a temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep the venv")

@@ -59,7 +59,8 @@ def describe_onnxruntime() -> str:
     """One line: the wheel whose files provide the imported ``onnxruntime`` and the providers it has."""
     here = Path(ort.__file__).resolve()
     wheel = next((f"{name} {dist.version}" for name, dist in _installed_wheels()
-                  if Path(dist.locate_file("onnxruntime/__init__.py")).resolve() == here), f"onnxruntime {ort.__version__}")
+                  if Path(dist.locate_file("onnxruntime/__init__.py")).resolve() == here),
+                 f"onnxruntime {ort.__version__}")
     return f"{wheel}, providers {', '.join(ort.get_available_providers())}"
 
 
