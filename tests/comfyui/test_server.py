@@ -214,7 +214,8 @@ def test_the_onnx_loader_runs_the_same_workflow_on_onnxruntime(comfy):
     assert entry["status"]["status_str"] == "success", failure(entry)
     assert entry["outputs"]["4"]["text"][0].startswith("image 0: entropy")
     assert entry["outputs"]["5"]["text"] == torch_entry["outputs"]["5"]["text"]  # same caption as PyTorch
-    assert any(m["family"] == "onnx" for m in comfy.get("/scr/models"))
+    onnx = [m for m in comfy.get("/scr/models") if m["family"] == "onnx"]
+    assert onnx and onnx[0]["onnxruntime"].startswith("onnxruntime")  # which wheel, and its providers
     sampling = copy.deepcopy(prompt)
     sampling["5"]["inputs"]["sample"] = True
     refused = comfy.run(sampling)
