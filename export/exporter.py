@@ -26,13 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-
 from scr_core import ConfigError, InputError, ModelLoadError, UnsupportedModelError
 from scr_core.config import check_depth
 from scr_core.outputs import ordinary_mode
 
-from . import ops
 from .folder_config import write_config
 
 log = logging.getLogger(__name__)
@@ -114,6 +111,9 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
 
 def export(options: ExportOptions, progress: Callable[[str], None] = lambda message: None) -> Path:
     """Export ``options.model`` into ``options.out``; returns the folder."""
+    from scr_core.extras import require
+
+    require("onnx", "the ONNX export (python -m export.onnx)")
     options.check()
     out = Path(options.out)
     parent = out.parent if str(out.parent) else Path(".")
@@ -165,10 +165,12 @@ def _replace(staging: Path, out: Path) -> None:
 
 
 def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str], None]) -> None:
+    import onnx
     import torch
 
     from scr_core import SCRPipeline
 
+    from . import ops
     from .families import family_for
     from .graph_export import GraphExporter  # torch and the tracer load when an export starts, not on --help
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-import onnx
+from scr_core.extras import require
+
+require("onnx", "the ONNX export (python -m export.onnx)")
+import onnx  # noqa: E402
 import torch
 from torch.export import Dim
 

@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--provider", default="cpu")
     p.add_argument("--child", choices=("scr", "plain"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    from scr_core.extras import require
+
+    require("onnx", "python -m export.measure")
     if args.child:
         from .notorch import hide_torch
 

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         scr = None if args.no_scr else vlm.settings if args.k is None else vlm.settings.with_(k=args.k)
         result = vlm.caption([list(args.image)], args.prompt, scr=scr, max_new_tokens=args.max_new_tokens)[0]
         if args.json:
-            print(json.dumps({**result.to_dict(), "provider": vlm.providers[0]}, indent=2))
+            print(json.dumps({**result.to_dict(), "provider": vlm.providers[0],
+                              "onnxruntime": vlm.onnxruntime}, indent=2))
         else:
             print(result.text)
             print(result.timings.summary(), f"| {vlm.providers[0]}", file=sys.stderr)

@@ -22,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+from scr_core.extras import require
+
+require("onnx", "the ONNX runtime (Load ONNX VLM, python -m export.run)", ("onnxruntime",))
+import onnxruntime as ort  # noqa: E402  (either wheel: onnxruntime or onnxruntime-gpu)
 
 from scr_core import (ConfigError, SCRError, Diagnosis, GenerationInterrupted, GenerationResult, InputError,
                       ModelLoadError, ReleasedError, SCRConfig, Timings, VisualLayout, entropy_nats, group_images,
@@ -38,6 +42,33 @@ from .folder_config import read_config
 log = logging.getLogger(__name__)
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+WHEELS = ("onnxruntime", "onnxruntime-gpu")  # both install the `onnxruntime` package: one must be installed alone
+
+
+def _installed_wheels():
+    import importlib.metadata
+
+    for name in WHEELS:
+        try:
+            yield name, importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+
+
+def describe_onnxruntime() -> str:
+    """One line: the wheel whose files provide the imported ``onnxruntime`` and the providers it has."""
+    here = Path(ort.__file__).resolve()
+    wheel = next((f"{name} {dist.version}" for name, dist in _installed_wheels()
+                  if Path(dist.locate_file("onnxruntime/__init__.py")).resolve() == here),
+                 f"onnxruntime {ort.__version__}")
+    return f"{wheel}, providers {', '.join(ort.get_available_providers())}"
+
+
+def _warn_if_both_wheels() -> None:
+    places = [Path(dist.locate_file("")).resolve() for _, dist in _installed_wheels()]
+    if len(places) == 2 and places[0] == places[1]:
+        log.warning("both onnxruntime and onnxruntime-gpu are installed in %s; they overwrite each other's files: "
+                    "pip uninstall -y onnxruntime onnxruntime-gpu, then install one of them", places[0])
 
 
 def resolve_providers(provider: str, probe: Path | None = None) -> list[str]:
@@ -169,6 +200,9 @@ class OnnxVLM(RunnerBase):
         active = next(iter(sessions.values())).get_providers()
         self.device = "cuda" if "CUDAExecutionProvider" in active else "cpu"
         self.providers = active
+        self.onnxruntime = describe_onnxruntime()
+        _warn_if_both_wheels()
+        log.info("onnxruntime: %s; sessions on %s", self.onnxruntime, ", ".join(active))
 
     # -- lifecycle (as SCRPipeline's) ------------------------------------------------------
     @property

@@ -26,4 +26,4 @@ class OnnxHandle:
 
     def status(self) -> dict:
         return {"name": self.name, "family": "onnx", "device": self.pipe.device, "loaded": True,
-                "keep_loaded": True}
+                "keep_loaded": True, "onnxruntime": self.pipe.onnxruntime}

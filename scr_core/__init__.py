@@ -24,6 +24,7 @@ imports without torch (the onnxruntime path uses the same plan and result types)
 from .config import SCRConfig, parse_layer_ranges
 from .defaults import default_model
 from .errors import (ConfigError, DataError, DependencyError, GenerationInterrupted, InputError, LayoutError,
+                     MissingExtraError,
                      ModelLoadError, ReleasedError, SCRError, UnsupportedModelError)
 from .heatmap import render_heatmap, save_heatmap
 from .images import group_images, load_image
@@ -43,7 +44,7 @@ __all__ = [
     "CAPTION_PRESETS", "CAPTION_LENGTHS", "instruction_for",
     "parse_layer_ranges", "check_new_file", "write_atomically", "default_model",
     "SCRError", "ConfigError", "InputError", "ModelLoadError", "UnsupportedModelError", "LayoutError", "DataError",
-    "DependencyError", "GenerationInterrupted", "ReleasedError",
+    "DependencyError", "GenerationInterrupted", "ReleasedError", "MissingExtraError",
 ]
 
 _TORCH_NAMES = {"SCRPipeline": "pipeline", "PreparedBatch": "pipeline", "AdapterOption": "adapters",

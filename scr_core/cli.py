@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .config import SCRConfig, check_depth, parse_layer_ranges
 from .errors import ConfigError, exit_code
+from .extras import require
 
 log = logging.getLogger("scr_core")
 
@@ -278,12 +279,14 @@ def cmd_demo(args) -> None:
 
 
 def cmd_eval(args) -> None:
+    require("eval", "python -m scr_core eval")
     from .eval.cli import cmd_eval as run_eval
 
     run_eval(args, _pipeline, _config)
 
 
 def cmd_calibrate(args) -> None:
+    require("eval", "python -m scr_core calibrate")
     from .calibrate import calibrate, load_questions, split_holdout, write_outputs
     from .calibrate.grid import parse_hook_grid, parse_numbers
     from .calibrate.report import OUTPUT_FILES
@@ -340,6 +343,7 @@ def cmd_caption_folder(args) -> None:
 
 
 def cmd_compare(args) -> None:
+    require("eval", "python -m scr_core compare")
     from .eval.cli import cmd_compare as run_compare
 
     run_compare(args)

@@ -33,6 +33,11 @@ class DataError(SCRError):
     """A benchmark data file is missing or malformed; the message names the file."""
 
 
+class MissingExtraError(SCRError):
+    """An optional part (the ONNX stack, the benchmark scorers) is not installed; the message names the
+    requirements file that installs it (``scr_core.extras.require``)."""
+
+
 class GenerationInterrupted(SCRError):
     """Generation was stopped by the caller's ``should_stop`` check.
 

@@ -21,6 +21,7 @@ from scr_core.config import SCRConfig
 from scr_core.errors import ConfigError, LayoutError, UnsupportedModelError
 from scr_core.redistribution import BatchEdit, redistribution
 
+from tests.extras import need_extra
 from .conftest import family_pipe as _pipe
 from .test_families import _record_hooked
 
@@ -349,7 +350,7 @@ def test_cli_caption_and_diagnose_heatmap(family, modern_dir, tmp_path, capsys):
     ("smolvlm", "does not support 'smolvlm'"),
 ])
 def test_onnx_exporter_refuses_with_one_clear_error(family, message, modern_dir, tmp_path, capsys):
-    pytest.importorskip("onnx")
+    need_extra("onnx")
     from export.exporter import ExportOptions
     from export.families import family_for
 
@@ -370,7 +371,7 @@ def test_onnx_exporter_refuses_with_one_clear_error(family, message, modern_dir,
 
 
 def test_onnx_exporter_refuses_a_llava_that_keeps_cls(modern_dir):
-    pytest.importorskip("onnx")
+    need_extra("onnx")
     from export.families import family_for
 
     with pytest.raises(UnsupportedModelError, match="keep the CLS token"):

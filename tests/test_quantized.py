@@ -11,6 +11,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from scr_core import ConfigError, SCRConfig
 from scr_core.loading import LoadOptions, bitsandbytes_missing, model_quantization
 from scr_core.pipeline import SCRPipeline
+from tests.extras import need_extra
 from tests.test_hooks import checksum, layer_outputs_with_and_without_the_edit, no_hooks_left
 
 pytestmark = pytest.mark.skipif(bitsandbytes_missing() is not None, reason="bitsandbytes is not installed here")
@@ -116,7 +117,7 @@ def test_every_family_names_modules_its_tiny_model_has(tmp_path):
 
 
 def test_the_exporter_refuses_a_quantized_checkpoint(quantized, tmp_path):
-    pytest.importorskip("onnx")
+    need_extra("onnx")
     from export.exporter import ExportOptions
     from scr_core import UnsupportedModelError
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 from .parsing import NO, UNKNOWN, YES
 
@@ -119,6 +118,8 @@ def entropy_hallucination_analysis(
     for k, idx in enumerate(np.array_split(order, n_bins)):
         e = ent_a[idx]
         bins.append(EntropyBin(k, len(idx), float(e.min()), float(e.max()), float(e.mean()), int(hal_a[idx].sum())))
+    from scipy import stats  # the eval extra
+
     r, p = _safe(stats.pearsonr, [b.entropy_mean for b in bins], [b.hr for b in bins])
     rpb, ppb = _safe(lambda x, y: stats.pointbiserialr(y, x), ent_a, hal_a.astype(float))
     return EntropyAnalysis(tuple(bins), r, p, rpb, ppb, len(ent), len(labels) - len(ent))

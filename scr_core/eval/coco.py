@@ -20,9 +20,10 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from pycocotools.coco import COCO
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO
 
 from scr_core.errors import DataError
 
@@ -46,6 +47,8 @@ def _as_list(paths: str | Path | Iterable[str | Path]) -> list[Path]:
 
 def load_coco(path: str | Path, what: str = "COCO annotation file") -> COCO:
     """A ``pycocotools.coco.COCO`` index of one file, with pycocotools' progress prints silenced."""
+    from pycocotools.coco import COCO  # the eval extra, imported when a benchmark reads COCO
+
     path = require_file(path, what)
     try:
         with contextlib.redirect_stdout(io.StringIO()):

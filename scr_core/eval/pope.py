@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from scipy.stats import binomtest
-
 from scr_core.errors import DataError
 
 from .answers import align_answers
@@ -226,6 +224,8 @@ def mcnemar_exact(labels: Sequence[str], preds_a: Sequence[str], preds_b: Sequen
             key = f"{a}->{b}"
             flips[key] = flips.get(key, 0) + 1
     discordant = a_only + b_only
+    from scipy.stats import binomtest  # the eval extra
+
     p = binomtest(a_only, discordant, 0.5, alternative="two-sided").pvalue if discordant else 1.0
     return PairedComparison(len(labels), both, a_only, b_only, neither, float(p), flips)
 

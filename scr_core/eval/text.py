@@ -37,8 +37,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import AbstractSet, Callable, Iterable
 
-import lemminflect
-
 log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
@@ -103,6 +101,8 @@ def tokenize(text: str, lower: bool = True) -> list[str]:
 @lru_cache(maxsize=65536)
 def noun_lemmas(word: str) -> tuple[str, ...]:
     """Candidate singular forms of ``word`` as a noun, most likely first (never empty)."""
+    import lemminflect  # the eval extra (requirements-eval.txt); imported on first use, not with the CLI
+
     known = lemminflect.getLemma(word, upos="NOUN", lemmatize_oov=False)
     if known:
         return tuple(known)

