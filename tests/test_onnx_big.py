@@ -1,7 +1,8 @@
 """A 2.5 GB fp16 export in bounded memory (``bench.export_memory``'s ``llama7b-6``: six Llama-2-7B-shaped
 layers, so each decoder part holds 1.2 GB of weights and takes the external-data path for its size, not by
 rule alone): the export child's peak RSS at most twice the checkpoint's bytes, every graph checked by path,
-and the folder run by the torch-free runtime. About 3 minutes on 2 cores, 6 GiB of RAM, 5 GB of disk."""
+and the folder run by the torch-free runtime. Minutes (6.4 min on 2 cores shared with other jobs: building
+the checkpoint, two 1.2 GB decoder parts traced and written, onnxruntime opening them), 6 GiB of RAM, 5 GB of disk."""
 
 from __future__ import annotations
 
