@@ -26,8 +26,8 @@ from scr_core import SCRError
 
 from . import ops
 from .folder_config import EXTERNAL_DATA_BYTES
-from .release import release
 from .graphs import FUSED_ATTENTION_OPSET, DecoderPart, Embedding, use_export_attention
+from .release import release
 from .torch_ops import translation_table
 
 BATCH, SEQ, PAST = 2, 7, 3
