@@ -182,15 +182,19 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
     cfg = pipe.resolve(options.scr_config())
     graphs = GraphExporter(pipe, family, cfg, options.opset)
     files = {}
+    order = (("vision", graphs.vision), ("embedding", graphs.embedding), ("decoder_head", graphs.head),
+             ("decoder_tail", graphs.tail))
     with torch.no_grad():
-        for name, build in (("vision", graphs.vision), ("embedding", graphs.embedding),
-                            ("decoder_head", graphs.head), ("decoder_tail", graphs.tail)):
+        for done, (name, build) in enumerate(order, 1):
             progress(f"exporting {name}.onnx")
             files[name] = build(folder / f"{name}.onnx")
+            graphs.release(tuple(later for later, _ in order[done:]))  # the pipeline is not used again
     progress("writing select.onnx")
     onnx.save(ops.select_model(cfg.exclude_border), folder / "select.onnx")
     for name in (*files, "select"):
-        progress(f"checking {name}.onnx")
+        external = " (external data)" if files.get(name, {}).get("external_data") else ""
+        progress(f"checking {name}.onnx by path{external}")
+        # by path: the checker reads the graph and leaves external data on disk (a proto holds < 2 GiB)
         onnx.checker.check_model(str(folder / f"{name}.onnx"), full_check=True)
     progress("writing processor files and scr_config.json")
     pipe.processor.save_pretrained(folder)

@@ -4,6 +4,12 @@ Per graph: ``torch.onnx.export(dynamo=True)`` on example inputs of batch 2 and p
 batch or past of 1 would be specialised to a constant), the ``ai.scr``
 FunctionProtos attached, the IR version lowered to what onnxruntime-gpu 1.31 reads,
 and a check that every dimension meant to be dynamic came out symbolic.
+
+Memory: the decoder graphs always keep their weights in ``NAME.onnx.data`` (as onnxruntime-genai's
+``model.onnx.data``), other graphs past ``EXTERNAL_DATA_BYTES``. onnx_ir writes those tensors one at a
+time into the data file and serialises the graph alone, so the functions and the IR version are set on a
+weight-free proto; an inline graph would be held twice (its proto and its bytes). After a graph is
+written, ``release`` empties the weights no later graph reads: an export holds about one part at a time.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from scr_core.extras import require
 
 require("onnx", "the ONNX export (python -m export.onnx)")
 import onnx  # noqa: E402
+import onnx_ir as ir  # noqa: E402
 import torch
 from torch.export import Dim
 
@@ -23,6 +30,7 @@ from scr_core import SCRError
 from . import ops
 from .folder_config import EXTERNAL_DATA_BYTES
 from .graphs import FUSED_ATTENTION_OPSET, DecoderPart, Embedding, use_export_attention
+from .release import release
 from .torch_ops import translation_table
 
 BATCH, SEQ, PAST = 2, 7, 3
@@ -59,6 +67,18 @@ class GraphExporter:
         return self._export(module, {"input_ids": ids, "image_features": features}, shapes,
                             ["input_ids", "image_features"], ["inputs_embeds"], path,
                             dynamic={"input_ids": [0, 1], "image_features": [0]})
+
+    def release(self, later: tuple[str, ...]) -> int:
+        """Empty every weight that none of the graphs ``later`` reads (the pipeline cannot run afterwards);
+        returns the bytes dropped. ``later``: of ``embedding``, ``decoder_head``, ``decoder_tail``."""
+        embed, layers = self.lm.get_input_embeddings(), list(self.lm.layers)
+        head = {id(p) for layer in layers[:self.split + 1] for p in layer.parameters()}
+        needs = {"embedding": {id(p) for p in embed.parameters()}, "decoder_head": head,
+                 # the tail: the rest of the language model (its layers, final norm) and the LM head
+                 "decoder_tail": {id(p) for p in self.lm.parameters()} - head - {id(p) for p in embed.parameters()}
+                 | {id(p) for p in self.model.get_output_embeddings().parameters()}}
+        keep = set().union(*(needs[name] for name in later))
+        return release(p for p in self.model.parameters() if id(p) not in keep)
 
     def head(self, path: Path) -> dict:
         part = DecoderPart(self.lm, 0, self.split, lm_head=None, hook_layers=self.cfg.hook_layers, lam=self.cfg.lam,
@@ -114,20 +134,27 @@ class GraphExporter:
         dynamic = {"inputs_embeds" if head else "hidden_state": [0, 1], "attention_mask": [0, 1],
                    **{n: [0, 2] for n in past_names}}
         with renumbered(part.part.layers):
-            info = self._export(part, kwargs, shapes, names, outputs, path, dynamic=dynamic)
+            info = self._export(part, kwargs, shapes, names, outputs, path, dynamic=dynamic, external=True)
         info.update(layers=[first, last], past_names=past_names, present_names=present_names,
                     hook_layers=[i for i in self.cfg.hook_layers if first <= i <= last])
         return info
 
-    def _export(self, module, kwargs, shapes, input_names, output_names, path: Path, dynamic: dict) -> dict:
+    def _export(self, module, kwargs, shapes, input_names, output_names, path: Path, dynamic: dict,
+                external: bool = False) -> dict:
+        """Trace ``module`` into ``path``; ``external``: weights in ``path.onnx.data`` whatever their size."""
         program = torch.onnx.export(module, (), kwargs=kwargs, dynamic_shapes=shapes, input_names=input_names,
                                     output_names=output_names, dynamo=True, opset_version=self.opset, optimize=True,
                                     custom_translation_table=translation_table(), verbose=False)
         weights = sum(v.const_value.nbytes for v in program.model.graph.initializers.values()
                       if v.const_value is not None)
-        external = weights > EXTERNAL_DATA_BYTES
-        program.save(path, external_data=external)
-        model = onnx.load(str(path), load_external_data=False)
+        external = external or weights > EXTERNAL_DATA_BYTES
+        if external:  # the tensors stream into the data file; the graph is read back without them
+            program.save(path, external_data=True)
+            del program
+            model = onnx.load(str(path), load_external_data=False)
+        else:
+            model = ir.to_proto(program.model)
+            del program
         if any(node.domain == ops.DOMAIN for node in model.graph.node):
             ops.attach_functions(model)
         model.ir_version = min(model.ir_version, ops.IR_VERSION)

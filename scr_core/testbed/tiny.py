@@ -67,11 +67,15 @@ def make_llava(
     vision_feature_layer: int = -2,
     initializer_range: float = 0.15,
     max_position_embeddings: int = 1024,
+    vocab_size: int | None = None,
+    dtype=None,
 ):
     """A freshly initialised ``LlavaForConditionalGeneration`` and its ``LlavaProcessor``.
 
     The processor is real: a word-level tokenizer, a CLIP image processor and LLaVA-1.5's
-    chat template ("USER: <image>\n... ASSISTANT:").
+    chat template ("USER: <image>\n... ASSISTANT:"). ``vocab_size`` larger than the tokenizer's pads the
+    embedding and LM head to a real model's size; ``dtype`` builds the weights in that dtype directly
+    (a multi-gigabyte fp16 model never exists in fp32).
     """
     import torch
     from transformers import (
@@ -95,7 +99,7 @@ def make_llava(
         projection_dim=vision_hidden,
     )
     text = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=max(vocab_size or 0, len(tokenizer)),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size or hidden_size * 2,
         num_hidden_layers=num_layers,
@@ -116,7 +120,12 @@ def make_llava(
         projector_hidden_act="gelu",
     )
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
+    if dtype is None:
+        model = LlavaForConditionalGeneration(config)
+    else:
+        from transformers import AutoModelForImageTextToText
+
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     image_processor = CLIPImageProcessor(
