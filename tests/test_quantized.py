@@ -4,6 +4,8 @@ The decoder is 128 wide with a 256 MLP: bitsandbytes' CPU 4-bit path needs every
 in-feature to be a multiple of its blocksize (64).
 """
 
+import hashlib
+
 import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -64,11 +66,28 @@ def test_hooks_edit_only_the_prefill_on_a_quantized_decoder(quantized, images):
     assert no_hooks_left(quantized)
 
 
+def stored_checksum(model) -> str:
+    """Every parameter, buffer and bitsandbytes quantization-state tensor as it is held in memory."""
+    digest = hashlib.sha256()
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        digest.update(name.encode() + tensor.detach().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        state = getattr(tensor, "quant_state", None)
+        for key, value in sorted(vars(state).items()) if state is not None else ():
+            for part in ([value] if torch.is_tensor(value) else vars(value).values() if hasattr(value, "absmax") else []):
+                if torch.is_tensor(part):
+                    digest.update(key.encode() + part.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def test_caption_with_scr_leaves_weights_and_hooks_as_they_were(quantized, images):
-    before = checksum(quantized.model)
+    # On a CPU with AVX512-BF16, bitsandbytes 0.50 packs a 4-bit layer's weight for the CPU on its first
+    # forward, with or without SCR, and state_dict() unpacks it again (lossily): so the reference is taken
+    # after one vanilla caption, from the tensors as stored, never through state_dict()
+    quantized.caption(images[0], scr=None, max_new_tokens=1)
+    before = stored_checksum(quantized.model)
     result = quantized.caption(images[0], scr=SCRConfig(k=4, lam=2.0), max_new_tokens=4)[0]
     assert result.token_ids and result.plan is not None
-    assert checksum(quantized.model) == before
+    assert stored_checksum(quantized.model) == before
     assert no_hooks_left(quantized)
 
 
