@@ -38,6 +38,9 @@ def agreement(fp32, int4, images, prompts, tokens: int) -> dict:
             maps = [(np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel())
                     for x, y in zip(a.maps, b.maps)]
             sources = [(set(g.sources), set(h.sources)) for g, h in zip(a.plan.grids, b.plan.grids)]
+            same = [fp32.generate(fp32.prepare(image, prompt), scr=[a.plan], max_new_tokens=1)[0].token_ids,
+                    int4.generate(int4.prepare(image, prompt), scr=[a.plan], max_new_tokens=1)[0].token_ids]
+            la, lb = (np.asarray(v.last_step_logits[0], np.float64).ravel() for v in (fp32, int4))  # same plan
             ta = fp32.caption(image, prompt, max_new_tokens=tokens)[0].token_ids
             tb = int4.caption(image, prompt, max_new_tokens=tokens)[0].token_ids
             prefix = next((i for i, (x, y) in enumerate(zip(ta, tb)) if x != y), min(len(ta), len(tb)))
@@ -46,11 +49,15 @@ def agreement(fp32, int4, images, prompts, tokens: int) -> dict:
                 "map_max_abs_diff_rel": max(float(np.abs(x - y).max() / max(np.abs(x).max(), 1e-30)) for x, y in maps),
                 "plan_identical": a.plan == b.plan, "sources_identical": all(s == t for s, t in sources),
                 "sources_jaccard": float(np.mean([len(s & t) / max(1, len(s | t)) for s, t in sources])),
+                "logits_max_abs_diff_rel": float(np.abs(la - lb).max() / max(np.ptp(la), 1e-30)),
+                "first_token_identical_same_plan": same[0] == same[1],
                 "tokens_identical": ta == tb, "tokens": len(ta), "common_prefix": prefix,
                 "prefix_share": prefix / max(1, len(ta))})
     n = len(rows)
     return {"captions": n, "prompts": [p or "(caption prompt)" for p in prompts], "max_new_tokens": tokens,
             "tokens_identical": sum(r["tokens_identical"] for r in rows) / n,
+            "first_token_identical_same_plan": sum(r["first_token_identical_same_plan"] for r in rows) / n,
+            "logits_max_abs_diff_rel": max(r["logits_max_abs_diff_rel"] for r in rows),
             "prefix_share_mean": float(np.mean([r["prefix_share"] for r in rows])),
             "plan_identical": sum(r["plan_identical"] for r in rows) / n,
             "sources_identical": sum(r["sources_identical"] for r in rows) / n,
@@ -141,7 +148,8 @@ def render(report: dict) -> str:
         f"{'+'.join(report['quantization']['parts'])})",
         f"- int4 vs fp32 export over {a['captions']} captions (greedy, up to {a['max_new_tokens']} tokens): "
         f"identical tokens {a['tokens_identical']:.0%}, common prefix {a['prefix_share_mean']:.0%} of the fp32 "
-        f"caption on average; identical plans {a['plan_identical']:.0%}, identical source sets "
+        f"caption on average; with fp32's plan, first-step logits within {a['logits_max_abs_diff_rel']:.3f} of their "
+        f"range, same first token {a['first_token_identical_same_plan']:.0%}; identical plans {a['plan_identical']:.0%}, identical source sets "
         f"{a['sources_identical']:.0%}, sources' Jaccard {a['sources_jaccard_mean']:.2f}; "
         f"maps: correlation >= {a['map_correlation_min']:.4f}, max |diff| <= {a['map_max_abs_diff_rel']:.3f} of the map's max",
         f"- decoder on disk: fp32 {d['fp32']} MiB, int4 {d['int4']} MiB (x{d['fp32'] / d['int4']:.2f} smaller)",

@@ -93,6 +93,25 @@ def test_int4_fp16_with_lm_head_and_vision(tmp_path, llava_dir, images):  # noqa
     assert np.isfinite(vlm.last_step_logits[0].astype(np.float32)).all()
 
 
+def test_int4_keeps_large_graphs_weights_in_external_data(tmp_path, llava_dir, images, monkeypatch):  # noqa: F811
+    """Past the external-data threshold (lowered here so the tiny model crosses it) the quantizer reads the
+    float graph's .data file and writes the int4 weights to a new one; checked by path, run by the runtime."""
+    import export.graph_export
+    import export.quantize
+
+    monkeypatch.setattr(export.graph_export, "EXTERNAL_DATA_BYTES", 4096, raising=False)
+    monkeypatch.setattr(export.quantize, "EXTERNAL_DATA_BYTES", 4096)
+    out = export(ExportOptions(model=llava_dir, out=tmp_path / "external", k=K, dtype="int4"))
+    config, _ = read_config(out)
+    for part in ("head", "tail"):
+        path = out / f"decoder_{part}.onnx"
+        assert config["model"]["decoder"][part]["external_data"] and (out / f"{path.name}.data").stat().st_size > 0
+        onnx.checker.check_model(str(path), full_check=True)
+        assert not _weight_matmuls(onnx.load(str(path))) or part == "tail"
+    assert [g.num_sources for g in OnnxVLM(out, provider="cpu").caption(images[0], max_new_tokens=2)[0].plan.grids] \
+        == [K]
+
+
 def test_bad_block_size_and_misplaced_int4_flags_are_one_line(tmp_path, llava_dir, capsys):  # noqa: F811
     cases = [(["--dtype", "int4", "--block-size", "64"], "--block-size 64 does not divide hidden_size = 32"),
              (["--dtype", "int4-fp16", "--block-size", "24"], "power of two"),
@@ -116,3 +135,19 @@ def test_a_wrong_quantization_record_is_refused(int4_onnx, tmp_path):
     (folder / "scr_config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="model.quantization.block_size must be an integer"):
         read_config(folder)
+
+
+def test_bench_onnx_int4_measures_agreement_size_and_speed(llava_dir):  # noqa: F811
+    """``python -m bench.onnx_int4``'s measurement on the tiny model: every figure is there and in range
+    (how close int4 stays is what it reports, not what this test asserts)."""
+    from bench.onnx_int4 import measure, render
+
+    report = measure(str(llava_dir), n_images=1, tokens=3, repeats=1, threads=1, k=K, log=lambda message: None)
+    agree, disk = report["agreement"], report["decoder_disk_mib"]
+    assert agree["captions"] == 2 and all(0 <= agree[key] <= 1 for key in (
+        "tokens_identical", "prefix_share_mean", "plan_identical", "sources_identical", "sources_jaccard_mean",
+        "first_token_identical_same_plan"))
+    assert 0 < disk["int4"] < disk["fp32"] and report["quantization"]["parts"] == ["decoder"]
+    assert all(s["median"] > 0 for s in report["speed"]["decode_tokens_per_s"].values())
+    assert set(report["speed"]["decode_tokens_per_s"]) == {"pytorch_fp32", "onnx_fp32", "onnx_int4"}
+    assert "ONNX int4" in render(report)
