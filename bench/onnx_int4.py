@@ -1,6 +1,7 @@
 """An int4 export against the fp32 export of the same model: agreement, size on disk, decode speed.
 
     python -m bench.onnx_int4 [--model DIR] [--images 4] [--tokens 32] [--repeats 3] [--threads N] [--json PATH]
+    python -m bench.onnx_int4 --report PATH     # the summary of a run's JSON again
 
 Default: the benchmark's CPU model (``bench.shapes.LLAVA_15_CPU``: random weights, 32 layers of
 width 256, 576 visual tokens) on bench's images; ``--model``: a checkpoint, e.g. the testbed
@@ -66,6 +67,37 @@ def agreement(fp32, int4, images, prompts, tokens: int) -> dict:
             "map_max_abs_diff_rel": max(r["map_max_abs_diff_rel"] for r in rows), "rows": rows}
 
 
+def sensitivity(pipe, image, levels=(1e-3, 1e-2, 1e-1), seed: int = 0) -> dict:
+    """How far the PyTorch model's next-token logits move (max |change| / their range) when Gaussian noise of
+    ``level`` x each weight's std is added to every decoder Linear: a control that tells a model that
+    amplifies any rounding (random weights) from one that does not, whatever int4 then does."""
+    import torch
+
+    linears = [m for m in pipe.adapter.language_model().modules() if isinstance(m, torch.nn.Linear)]
+    saved = [m.weight.detach().clone() for m in linears]
+    inputs_ = pipe.prepare([image]).inputs
+    generator = torch.Generator().manual_seed(seed)
+
+    def logits():
+        with torch.no_grad():
+            return pipe.model(**inputs_).logits[0, -1].double().numpy()
+
+    base, moved = logits(), {}
+    try:
+        for level in levels:
+            with torch.no_grad():
+                for m, w in zip(linears, saved):
+                    m.weight.copy_(w + torch.randn(w.shape, generator=generator) * w.std() * level)
+            out = logits()
+            moved[str(level)] = {"logits_max_abs_diff_rel": float(np.abs(out - base).max() / np.ptp(base)),
+                                 "same_argmax": bool(out.argmax() == base.argmax())}
+    finally:
+        with torch.no_grad():
+            for m, w in zip(linears, saved):
+                m.weight.copy_(w)
+    return moved
+
+
 def decoder_mib(folder: Path) -> float:
     """The decoder graphs' bytes on disk (head and tail, with any external-data file), in MiB."""
     return round(sum(f.stat().st_size for f in Path(folder).glob("decoder_*")) / 2**20, 2)
@@ -120,6 +152,7 @@ def measure(model: str | None, n_images: int, tokens: int, repeats: int, threads
         images = inputs.images(n_images, plan.shape.image, plan.seed)
         name = plan.shape.name
     cfg = pipe.resolve(SCRConfig(k=k if k is not None else plan.k))
+    control = sensitivity(pipe, images[0])
     with tempfile.TemporaryDirectory(prefix="scr-bench-int4-") as tmp:
         tmp = Path(tmp)
         (tmp / "fp32").mkdir()
@@ -136,7 +169,7 @@ def measure(model: str | None, n_images: int, tokens: int, repeats: int, threads
         disk = {"fp32": decoder_mib(fp32_folder), "int4": decoder_mib(int4_folder)}
     return {"model": name, "visual_tokens": sum(g.height * g.width for g in pipe.prepare(images[:1]).layout.grids_of(0)),
             "k": cfg.k, "threads": threads, "onnxruntime": onnxruntime.__version__, "quantization": quantization,
-            "decoder_disk_mib": disk, "agreement": agree, "speed": timed}
+            "decoder_disk_mib": disk, "agreement": agree, "speed": timed, "noise_sensitivity": control}
 
 
 def render(report: dict) -> str:
@@ -152,6 +185,9 @@ def render(report: dict) -> str:
         f"range, same first token {a['first_token_identical_same_plan']:.0%}; identical plans {a['plan_identical']:.0%}, identical source sets "
         f"{a['sources_identical']:.0%}, sources' Jaccard {a['sources_jaccard_mean']:.2f}; "
         f"maps: correlation >= {a['map_correlation_min']:.4f}, max |diff| <= {a['map_max_abs_diff_rel']:.3f} of the map's max",
+        "- control, PyTorch fp32 with Gaussian noise on its decoder Linears' weights: "
+        + ", ".join(f"{float(level) * 100:g} % of a weight's std moves the logits by {v['logits_max_abs_diff_rel']:.3f} of their "
+                    f"range" for level, v in report["noise_sensitivity"].items()),
         f"- decoder on disk: fp32 {d['fp32']} MiB, int4 {d['int4']} MiB (x{d['fp32'] / d['int4']:.2f} smaller)",
         f"- decode tokens/s (batch {s['batch']}, {s['new_tokens']} new tokens, median of {s['repeats']}): "
         f"PyTorch fp32 {tps['pytorch_fp32']['median']:.1f}, ONNX fp32 {tps['onnx_fp32']['median']:.1f}, "
@@ -168,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads")
     p.add_argument("--k", type=int, help="SCR's K (default: the benchmark's, 32)")
     p.add_argument("--json", type=Path, help="also write the report here")
+    p.add_argument("--report", type=Path, metavar="JSON", help="print the summary of an earlier run's --json")
     args = p.parse_args(argv)
+    if args.report:
+        print(render(json.loads(args.report.read_text())))
+        return 0
     warnings.filterwarnings("ignore", message="only .* sources fit")
     report = measure(args.model, args.images, args.tokens, args.repeats, args.threads, args.k)
     if args.json:

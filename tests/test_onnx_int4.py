@@ -96,13 +96,11 @@ def test_int4_fp16_with_lm_head_and_vision(tmp_path, llava_dir, images):  # noqa
 def test_int4_keeps_large_graphs_weights_in_external_data(tmp_path, llava_dir, images, monkeypatch):  # noqa: F811
     """Past the external-data threshold (lowered here so the tiny model crosses it) the quantizer reads the
     float graph's .data file and writes the int4 weights to a new one; checked by path, run by the runtime."""
-    import export.graph_export
-    import export.quantize
-
-    monkeypatch.setattr(export.graph_export, "EXTERNAL_DATA_BYTES", 4096, raising=False)
-    monkeypatch.setattr(export.quantize, "EXTERNAL_DATA_BYTES", 4096)
+    monkeypatch.setattr("export.graph_export.EXTERNAL_DATA_BYTES", 4096, raising=False)
+    monkeypatch.setattr("export.quantize.EXTERNAL_DATA_BYTES", 4096)
     out = export(ExportOptions(model=llava_dir, out=tmp_path / "external", k=K, dtype="int4"))
     config, _ = read_config(out)
+    assert (out / "embedding.onnx.data").is_file()  # the float graphs were written with external data too
     for part in ("head", "tail"):
         path = out / f"decoder_{part}.onnx"
         assert config["model"]["decoder"][part]["external_data"] and (out / f"{path.name}.data").stat().st_size > 0
@@ -150,4 +148,4 @@ def test_bench_onnx_int4_measures_agreement_size_and_speed(llava_dir):  # noqa: 
     assert 0 < disk["int4"] < disk["fp32"] and report["quantization"]["parts"] == ["decoder"]
     assert all(s["median"] > 0 for s in report["speed"]["decode_tokens_per_s"].values())
     assert set(report["speed"]["decode_tokens_per_s"]) == {"pytorch_fp32", "onnx_fp32", "onnx_int4"}
-    assert "ONNX int4" in render(report)
+    assert "ONNX int4" in render(report) and len(report["noise_sensitivity"]) == 3
