@@ -167,32 +167,34 @@ def measure(model: str | None, n_images: int, tokens: int, repeats: int, threads
         timed = speed(pipe, vlms, images[:1], cfg, tokens, repeats)
         quantization = vlms["onnx_int4"].model_config["quantization"]
         disk = {"fp32": decoder_mib(fp32_folder), "int4": decoder_mib(int4_folder)}
-    return {"model": name, "visual_tokens": sum(g.height * g.width for g in pipe.prepare(images[:1]).layout.grids_of(0)),
+    grids = pipe.prepare(images[:1]).layout.grids_of(0)
+    return {"model": name, "visual_tokens": sum(g.height * g.width for g in grids),
             "k": cfg.k, "threads": threads, "onnxruntime": onnxruntime.__version__, "quantization": quantization,
             "decoder_disk_mib": disk, "agreement": agree, "speed": timed, "noise_sensitivity": control}
 
 
 def render(report: dict) -> str:
-    a, s, d = report["agreement"], report["speed"], report["decoder_disk_mib"]
-    tps = s["decode_tokens_per_s"]
+    a, s, d, q = report["agreement"], report["speed"], report["decoder_disk_mib"], report["quantization"]
+    tps = {name: v["median"] for name, v in s["decode_tokens_per_s"].items()}
+    noise = ", ".join(f"{float(level) * 100:g} % of a weight's std moves the logits by "
+                      f"{v['logits_max_abs_diff_rel']:.3f} of their range"
+                      for level, v in report["noise_sensitivity"].items())
     return "\n".join([
         f"{report['model']} ({report['visual_tokens']} visual tokens, K={report['k']}, {report['threads']} thread(s), "
-        f"onnxruntime {report['onnxruntime']}; int4: block {report['quantization']['block_size']}, "
-        f"{'+'.join(report['quantization']['parts'])})",
+        f"onnxruntime {report['onnxruntime']}; int4: block {q['block_size']}, {'+'.join(q['parts'])})",
         f"- int4 vs fp32 export over {a['captions']} captions (greedy, up to {a['max_new_tokens']} tokens): "
         f"identical tokens {a['tokens_identical']:.0%}, common prefix {a['prefix_share_mean']:.0%} of the fp32 "
-        f"caption on average; with fp32's plan, first-step logits within {a['logits_max_abs_diff_rel']:.3f} of their "
-        f"range, same first token {a['first_token_identical_same_plan']:.0%}; identical plans {a['plan_identical']:.0%}, identical source sets "
-        f"{a['sources_identical']:.0%}, sources' Jaccard {a['sources_jaccard_mean']:.2f}; "
-        f"maps: correlation >= {a['map_correlation_min']:.4f}, max |diff| <= {a['map_max_abs_diff_rel']:.3f} of the map's max",
-        "- control, PyTorch fp32 with Gaussian noise on its decoder Linears' weights: "
-        + ", ".join(f"{float(level) * 100:g} % of a weight's std moves the logits by {v['logits_max_abs_diff_rel']:.3f} of their "
-                    f"range" for level, v in report["noise_sensitivity"].items()),
+        f"caption on average; with fp32's plan, first-step logits within {a['logits_max_abs_diff_rel']:.3f} of "
+        f"their range, same first token {a['first_token_identical_same_plan']:.0%}; identical plans "
+        f"{a['plan_identical']:.0%}, identical source sets {a['sources_identical']:.0%}, sources' Jaccard "
+        f"{a['sources_jaccard_mean']:.2f}; maps: correlation >= {a['map_correlation_min']:.4f}, max |diff| <= "
+        f"{a['map_max_abs_diff_rel']:.3f} of the map's max",
+        f"- control, PyTorch fp32 with Gaussian noise on its decoder Linears' weights: {noise}",
         f"- decoder on disk: fp32 {d['fp32']} MiB, int4 {d['int4']} MiB (x{d['fp32'] / d['int4']:.2f} smaller)",
         f"- decode tokens/s (batch {s['batch']}, {s['new_tokens']} new tokens, median of {s['repeats']}): "
-        f"PyTorch fp32 {tps['pytorch_fp32']['median']:.1f}, ONNX fp32 {tps['onnx_fp32']['median']:.1f}, "
-        f"ONNX int4 {tps['onnx_int4']['median']:.1f} (x{tps['onnx_int4']['median'] / tps['onnx_fp32']['median']:.2f} "
-        f"of ONNX fp32, x{tps['onnx_int4']['median'] / tps['pytorch_fp32']['median']:.2f} of PyTorch)"])
+        f"PyTorch fp32 {tps['pytorch_fp32']:.1f}, ONNX fp32 {tps['onnx_fp32']:.1f}, ONNX int4 {tps['onnx_int4']:.1f} "
+        f"(x{tps['onnx_int4'] / tps['onnx_fp32']:.2f} of ONNX fp32, x{tps['onnx_int4'] / tps['pytorch_fp32']:.2f} "
+        "of PyTorch)"])
 
 
 def main(argv: list[str] | None = None) -> int:

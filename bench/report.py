@@ -148,7 +148,8 @@ def _onnx(section: dict) -> str:
                     + (f" {_per_s(t['onnxruntime_int4'])} | {_x(c['ratio_int4'])} |" if int4 else ""))
     if int4:
         q = section["int4"]
-        rows += ["", f"int4: the same export with `--dtype int4` ({q['bits']}-bit {'symmetric ' if q['symmetric'] else ''}"
+        kind = f"{q['bits']}-bit {'symmetric ' if q['symmetric'] else ''}"
+        rows += ["", f"int4: the same export with `--dtype int4` ({kind}"
                      f"blocks of {q['block_size']}, accuracy level {q['accuracy_level']}, parts: "
                      f"{', '.join(q['parts'])}); how close it stays to fp32: `python -m bench.onnx_int4`."]
     m = section["memory"]

@@ -72,7 +72,8 @@ ONNX_MEASURED = (
 
 # The int4 rows (runs before them have no ``onnx_runtime.int4``).
 ONNX_INT4 = ("onnx_runtime.int4.block_size", "onnx_runtime.int4.parts", "onnx_runtime.cells[].ratio_int4#",
-             *(f"onnx_runtime.cells[].{what}.onnxruntime_int4#" for what in ("ms", "prefill_ms", "decode_tokens_per_s")),
+             *(f"onnx_runtime.cells[].{what}.onnxruntime_int4#"
+               for what in ("ms", "prefill_ms", "decode_tokens_per_s")),
              "onnx_runtime.memory.disk_mib.int4_decoder")
 
 # Fields that may hold null (memory where the platform cannot measure it).

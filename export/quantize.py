@@ -104,24 +104,33 @@ def lm_head_nodes(model: onnx.ModelProto, output: str = "logits") -> list[str]:
 def quantize_graph(path: Path, spec: Int4, keep_lm_head: bool) -> dict:
     """Rewrite ``path`` in place with int4 ``MatMulNBits``; large graphs keep their weights in
     ``NAME.onnx.data`` (``folder_config.EXTERNAL_DATA_BYTES``). Returns the graph's counts."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
     path = Path(path)
-    model = onnx.load(str(path), load_external_data=True)  # the weights in memory: the old .data file may go
+    model = onnx.load(str(path), load_external_data=False)
+    stale = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    onnx.load_external_data_for_model(model, str(path.parent))  # the weights in memory: the old files may go
     excluded = lm_head_nodes(model) if keep_lm_head else []
-    quiet = logging.getLogger().level
-    logging.getLogger().setLevel(max(quiet, logging.WARNING))  # the quantizer logs each node at INFO
-    try:
-        quantizer = MatMulNBitsQuantizer(model, bits=BITS, block_size=spec.block_size, is_symmetric=SYMMETRIC,
-                                         accuracy_level=ACCURACY_LEVEL, nodes_to_exclude=excluded)
-        quantizer.process()
-    finally:
-        logging.getLogger().setLevel(quiet)
+    quantizer = _quantizer_class()(model, bits=BITS, block_size=spec.block_size, is_symmetric=SYMMETRIC,
+                                   accuracy_level=ACCURACY_LEVEL, nodes_to_exclude=excluded)
+    quantizer.process()
     model = quantizer.model.model
-    for old in path.parent.glob(f"{path.name}.data"):
-        old.unlink()
+    for name in stale:
+        (path.parent / Path(name).name).unlink(missing_ok=True)
     external = sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_DATA_BYTES
     onnx.save_model(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
                     location=f"{path.name}.data", size_threshold=1024)
     return {"matmul_nbits": sum(n.op_type == "MatMulNBits" for n in model.graph.node),
             "matmul_kept": excluded, "external_data": external}
+
+
+def _quantizer_class():
+    """onnxruntime's ``MatMulNBitsQuantizer``, imported without the ``logging.basicConfig(level=INFO)`` its
+    module runs on import (the root logger is put back) and with its per-node INFO lines off."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    logging.getLogger(MatMulNBitsQuantizer.__module__).setLevel(logging.WARNING)
+    return MatMulNBitsQuantizer
