@@ -28,7 +28,6 @@ ACCURACY_LEVEL = 4  # CPU: int8 activations inside MatMulNBits (onnxruntime-gena
 DEFAULT_BLOCK_SIZE = 32
 BLOCK_SIZES = (16, 32, 64, 128, 256)  # suggested when the asked one does not fit
 DTYPES = {"int4": "fp32", "int4-fp16": "fp16"}  # --dtype → the activations' dtype (CPU: fp32, CUDA: fp16)
-PARTS = ("decoder", "lm_head", "vision")
 GRAPHS = {"decoder": ("decoder_head", "decoder_tail"), "lm_head": ("decoder_tail",), "vision": ("vision",)}
 
 
