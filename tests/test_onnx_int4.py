@@ -2,7 +2,7 @@
 
 The tiny LLaVA of ``test_onnx_llava`` (width 32, MLP 64: block size 32 divides them) exported in
 int4. What is checked is the graphs' make-up and that they run torch-free with SCR's plan; how
-close int4 stays to fp32 is measured, not asserted (``python -m export.int4``, docs/onnx.md).
+close int4 stays to fp32 is measured, not asserted (``python -m bench.onnx_int4``, docs/onnx.md).
 """
 
 from __future__ import annotations
