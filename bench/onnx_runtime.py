@@ -8,6 +8,9 @@ with **the same plans** (PyTorch's diagnosis), forced to the same length, interl
 comparison is prefill with SCR plus greedy decode, which is what a deployment runs per caption.
 Memory comes from ``python -m export.measure`` (fresh torch-free processes): resident memory
 of the SCR sessions (head + tail + select, every weight once) against a plain one-graph export.
+The same settings are also exported with int4 decoder weights (``--dtype int4``, or ``int4-fp16``
+for an fp16 run) and timed in the same rounds: the int4 rows (``python -m bench.onnx_int4`` adds
+how close int4 stays to fp32).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .timing import column, interleave, paired, stats
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORT_DTYPES = {"float32": "fp32", "float16": "fp16"}
+INT4_DTYPES = {"float32": "int4", "float16": "int4-fp16"}  # int4 weights, the run's activations
 
 
 def run(ctx: Context) -> dict:
@@ -31,7 +35,10 @@ def run(ctx: Context) -> dict:
         return {"status": "skipped", "reason": f"the exporter writes fp32 or fp16 graphs, not {s.dtype}"}
     with tempfile.TemporaryDirectory(prefix="scr-bench-onnx-") as tmp:
         checkpoint, folder = _export(ctx, Path(tmp))
-        return _measure(ctx, checkpoint, folder)
+        (Path(tmp) / "int4").mkdir()
+        _, int4 = export_checkpoint(ctx.pipe, ctx.config(), str(checkpoint), INT4_DTYPES[s.dtype], Path(tmp) / "int4",
+                                    ctx.log)
+        return _measure(ctx, checkpoint, folder, int4)
 
 
 def _export(ctx: Context, tmp: Path) -> tuple[Path, Path]:
@@ -60,7 +67,7 @@ def export_checkpoint(pipe, cfg, model: str | None, dtype: str, tmp: Path, log,
     return checkpoint, Path(folder)
 
 
-def _measure(ctx: Context, checkpoint: Path, folder: Path) -> dict:
+def _measure(ctx: Context, checkpoint: Path, folder: Path, int4: Path) -> dict:
     import torch
 
     from export.runtime import OnnxVLM
@@ -69,11 +76,12 @@ def _measure(ctx: Context, checkpoint: Path, folder: Path) -> dict:
     provider = "cuda" if ctx.device.startswith("cuda") else "cpu"
     threads = torch.get_num_threads()
     vlm = OnnxVLM(folder, provider=provider, threads=threads)
+    vlm_int4 = OnnxVLM(int4, provider=provider, threads=threads)
     n = s.hook_tokens
     cells = []
     for batch in s.batches:
         images = ctx.images(batch)
-        prepared, onnx_batch = pipe.prepare(images), vlm.prepare(images)
+        prepared, onnx_batch, int4_batch = pipe.prepare(images), vlm.prepare(images), vlm_int4.prepare(images)
         plans = [d.plan for d in pipe.diagnose(prepared, config=ctx.config())]
 
         def generate(call, name):
@@ -86,7 +94,9 @@ def _measure(ctx: Context, checkpoint: Path, folder: Path) -> dict:
             return run
 
         rounds = interleave({"pytorch": generate(lambda **kw: pipe.generate(prepared, **kw), "PyTorch"),
-                             "onnxruntime": generate(lambda **kw: vlm.generate(onnx_batch, **kw), "onnxruntime")},
+                             "onnxruntime": generate(lambda **kw: vlm.generate(onnx_batch, **kw), "onnxruntime"),
+                             "onnxruntime_int4": generate(lambda **kw: vlm_int4.generate(int4_batch, **kw),
+                                                          "onnxruntime int4")},
                             s.repeats, s.warmup, ctx.device)
         decode = {name: column(r, "decode_ms_per_token") for name, r in rounds.items()}
         cell = {"batch": batch, "new_tokens": n,
@@ -95,13 +105,16 @@ def _measure(ctx: Context, checkpoint: Path, folder: Path) -> dict:
                 "decode_tokens_per_s": {name: stats(batch * 1000 / v for v in values)
                                         for name, values in decode.items()},
                 # tokens/s of ORT over PyTorch's = PyTorch's ms per token over ORT's, per round
-                "ratio": paired(decode["pytorch"], decode["onnxruntime"], lambda a, b: a / b)}
+                "ratio": paired(decode["pytorch"], decode["onnxruntime"], lambda a, b: a / b),
+                "ratio_int4": paired(decode["pytorch"], decode["onnxruntime_int4"], lambda a, b: a / b)}
         cells.append(cell)
         ctx.log(f"onnx runtime, batch {batch}: {cell['decode_tokens_per_s']['onnxruntime']['median']:.1f} tokens/s "
                 f"vs PyTorch {cell['decode_tokens_per_s']['pytorch']['median']:.1f} (x{cell['ratio']['median']:.3f})")
+    memory = _memory(ctx, checkpoint, folder, provider)
+    memory["disk_mib"]["int4_decoder"] = round(sum(f.stat().st_size for f in int4.glob("decoder_*")) / 2**20, 1)
     return {"status": "measured", "provider": vlm.providers[0], "threads": threads,
-            "opset": vlm.config["export"]["opset"], "cells": cells,
-            "ratio": stats(c["ratio"]["median"] for c in cells), "memory": _memory(ctx, checkpoint, folder, provider)}
+            "opset": vlm.config["export"]["opset"], "cells": cells, "int4": vlm_int4.model_config["quantization"],
+            "ratio": stats(c["ratio"]["median"] for c in cells), "memory": memory}
 
 
 def _memory(ctx: Context, checkpoint: Path, folder: Path, provider: str) -> dict:

@@ -134,16 +134,24 @@ def _throughput(cells: list[dict]) -> str:
 def _onnx(section: dict) -> str:
     if section.get("status") != "measured":
         return f"**ONNX Runtime vs PyTorch**: {section.get('status')} — {section.get('reason', '')}"
+    int4 = "int4" in section  # runs before the int4 rows have none
     rows = [f"**ONNX Runtime vs PyTorch** (`python -m export.onnx` graphs in `export.runtime.OnnxVLM`, "
             f"{_opset(section)}{section['provider']}, {section['threads']} intra-op threads; both sides prefill "
             "with the same SCR "
             "plans and decode greedily to the forced length)", "",
             "| batch | new tokens | PyTorch decode | onnxruntime decode | onnxruntime / PyTorch | PyTorch prefill "
-            "| onnxruntime prefill |", "|---|---|---|---|---|---|---|"]
+            "| onnxruntime prefill |" + _INT4_HEAD * int4, "|---|---|---|---|---|---|---|" + "---|---|" * int4]
     for c in section["cells"]:
         t, p = c["decode_tokens_per_s"], c["prefill_ms"]
         rows.append(f"| {c['batch']} | {c['new_tokens']} | {_per_s(t['pytorch'])} | {_per_s(t['onnxruntime'])} | "
-                    f"{_x(c['ratio'])} | {_ms(p['pytorch'])} | {_ms(p['onnxruntime'])} |")
+                    f"{_x(c['ratio'])} | {_ms(p['pytorch'])} | {_ms(p['onnxruntime'])} |"
+                    + (f" {_per_s(t['onnxruntime_int4'])} | {_x(c['ratio_int4'])} |" if int4 else ""))
+    if int4:
+        q = section["int4"]
+        kind = f"{q['bits']}-bit {'symmetric ' if q['symmetric'] else ''}"
+        rows += ["", f"int4: the same export with `--dtype int4` ({kind}"
+                     f"blocks of {q['block_size']}, accuracy level {q['accuracy_level']}, parts: "
+                     f"{', '.join(q['parts'])}); how close it stays to fp32: `python -m bench.onnx_int4`."]
     m = section["memory"]
     disk = ", ".join(f"{name.replace('_', ' ')} {value} MiB" for name, value in m["disk_mib"].items())
     rows += ["", f"Memory ({m['method']}): the SCR sessions (head, tail, select: every weight once) "
@@ -151,6 +159,9 @@ def _onnx(section: dict) -> str:
                  f"MiB; peak RSS {m['scr_peak_rss_mib']} vs {m['plain_peak_rss_mib']} MiB; the PyTorch model's "
                  f"weights {m['torch_weights_mib']} MiB; on disk: {disk}."]
     return "\n".join(rows)
+
+
+_INT4_HEAD = " onnxruntime int4 decode | int4 / PyTorch |"
 
 
 def _opset(section: dict) -> str:

@@ -70,6 +70,12 @@ ONNX_MEASURED = (
     *(f"onnx_runtime.memory.{kind}_{what}" for kind in ("scr", "plain") for what in ("sessions_mib", "peak_rss_mib")),
 )
 
+# The int4 rows (runs before them have no ``onnx_runtime.int4``).
+ONNX_INT4 = ("onnx_runtime.int4.block_size", "onnx_runtime.int4.parts", "onnx_runtime.cells[].ratio_int4#",
+             *(f"onnx_runtime.cells[].{what}.onnxruntime_int4#"
+               for what in ("ms", "prefill_ms", "decode_tokens_per_s")),
+             "onnx_runtime.memory.disk_mib.int4_decoder")
+
 # Fields that may hold null (memory where the platform cannot measure it).
 NULLABLE = ("diagnostic[].peak_bytes.", "diagnostic[].memory_ratios.", "diagnostic[].memory_method")
 
@@ -91,6 +97,8 @@ def problems(doc) -> list[str]:
         found += [p for path in SECTIONS[section] for p in _check(doc, path)]
         if section == "onnx_runtime" and doc[section].get("status") == "measured":
             found += [p for path in ONNX_MEASURED for p in _check(doc, path)]
+            if "int4" in doc[section]:
+                found += [p for path in ONNX_INT4 for p in _check(doc, path)]
     return found
 
 

@@ -8,6 +8,7 @@ Layout of the output folder (onnxruntime-genai's split, plus the SCR pieces):
                       KV, and scr_scores = the diagnostic map at the visual tokens
     decoder_tail.onnx the remaining layers (+ their hook layers), final norm, LM head: logits, KV
     select.onnx       ai.scr SCRSelect: scr_scores → scr_map (the plan)
+    NAME.onnx.data    the weights of a graph past folder_config.EXTERNAL_DATA_BYTES
     scr_config.json   graphs, inputs/outputs, the grid rule, SCR defaults, the ai.scr opset version
 
 The folder is built in a temporary sibling and renamed into place at the end: a failure leaves
@@ -30,12 +31,14 @@ from scr_core import ConfigError, InputError, ModelLoadError, UnsupportedModelEr
 from scr_core.config import check_depth
 from scr_core.outputs import ordinary_mode
 
+from . import quantize
 from .folder_config import write_config
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 23  # the decoder's attention as ONNX Attention nodes (1.4-1.5x faster in onnxruntime, README)
 OPSETS = (18, 19, 20, 21, 23)  # 18-21: sdpa's decomposition, for runtimes older than onnxruntime 1.23
+DTYPES = ("fp32", "fp16", *quantize.DTYPES)  # int4: int4 weights (export/quantize.py), fp32 or fp16 activations
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,22 @@ class ExportOptions:
     dtype: str = "fp32"
     opset: int = DEFAULT_OPSET
     overwrite: bool = False
+    block_size: int | None = None  # int4 only (default quantize.DEFAULT_BLOCK_SIZE)
+    int4_lm_head: bool = False  # int4 only: quantize the LM head too
+    int4_vision: bool = False  # int4 only: quantize the vision tower too
+
+    @property
+    def activations(self) -> str:
+        """The graphs' float dtype: fp32 or fp16 (an int4 export's activations)."""
+        return quantize.DTYPES.get(self.dtype, self.dtype)
+
+    @property
+    def int4(self) -> "quantize.Int4 | None":
+        if self.dtype not in quantize.DTYPES:
+            return None
+        parts = ("decoder", *(["lm_head"] if self.int4_lm_head else []), *(["vision"] if self.int4_vision else []))
+        return quantize.Int4(block_size=quantize.DEFAULT_BLOCK_SIZE if self.block_size is None else self.block_size,
+                             parts=parts)
 
     def scr_config(self):
         """The asked settings as an ``SCRConfig`` (raises ``ConfigError`` naming the field); what is left
@@ -62,11 +81,13 @@ class ExportOptions:
 
     def check(self) -> None:
         checked = self.scr_config()
-        if self.dtype not in ("fp32", "fp16"):
-            raise ConfigError(f"--dtype must be fp32 or fp16 (got {self.dtype!r})")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
+        if self.int4 is None and (self.block_size is not None or self.int4_lm_head or self.int4_vision):
+            raise ConfigError("--block-size, --int4-lm-head and --int4-vision go with --dtype int4 or int4-fp16")
         from scr_core.config import check_lam
 
-        check_lam(checked.lam, "float16" if self.dtype == "fp16" else "float32")
+        check_lam(checked.lam, "float16" if self.activations == "fp16" else "float32")
         if self.opset not in OPSETS:
             raise ConfigError(f"--opset must be one of {', '.join(map(str, OPSETS))} (got {self.opset}); 23 puts "
                               "ONNX's Attention op in the decoder graphs, 18-21 the decomposed attention")
@@ -81,7 +102,10 @@ class ExportOptions:
 
         if checkpoint_quantization(self.model):
             raise UnsupportedModelError(f"{self.model} is a {checkpoint_quantization(self.model)} quantized checkpoint; "
-                                        "the ONNX export needs its unquantized weights (--dtype fp32 or fp16)")
+                                        "the ONNX export needs its unquantized weights (for int4 graphs: export "
+                                        "the unquantized checkpoint with --dtype int4)")
+        if self.int4:
+            self.int4.check(self.model)
         from .families import check_exportable
 
         check_exportable(model_type)
@@ -176,7 +200,7 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
 
     started = time.perf_counter()
     progress(f"loading {options.model}")
-    pipe = SCRPipeline.from_pretrained(options.model, dtype="float16" if options.dtype == "fp16" else "float32",
+    pipe = SCRPipeline.from_pretrained(options.model, dtype="float16" if options.activations == "fp16" else "float32",
                                        device="cpu", attn_implementation="sdpa")
     family = family_for(pipe)
     cfg = pipe.resolve(options.scr_config())
@@ -189,6 +213,12 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
             progress(f"exporting {name}.onnx")
             files[name] = build(folder / f"{name}.onnx")
             graphs.release(tuple(later for later, _ in order[done:]))  # the pipeline is not used again
+    int4 = options.int4
+    if int4:
+        for name in int4.graphs():
+            progress(f"quantizing {name}.onnx to int4 (block size {int4.block_size})")
+            done = quantize.quantize_graph(folder / f"{name}.onnx", int4, keep_lm_head="lm_head" not in int4.parts)
+            files[name]["external_data"] = done["external_data"]
     progress("writing select.onnx")
     onnx.save(ops.select_model(cfg.exclude_border), folder / "select.onnx")
     for name in (*files, "select"):
@@ -198,5 +228,8 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
         onnx.checker.check_model(str(folder / f"{name}.onnx"), full_check=True)
     progress("writing processor files and scr_config.json")
     pipe.processor.save_pretrained(folder)
-    write_config(folder, graphs.config(cfg, files, options.dtype))
+    config = graphs.config(cfg, files, options.activations)
+    if int4:
+        config["model"]["quantization"] = int4.to_dict()
+    write_config(folder, config)
     progress(f"done in {time.perf_counter() - started:.1f} s")

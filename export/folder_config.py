@@ -16,6 +16,7 @@ from scr_core import ModelLoadError
 
 CONFIG_NAME = "scr_config.json"
 FORMAT_VERSION = 2  # 2: the processor rule as steps with the adapter's reserved tokens; short_answer_suffix
+# (model.quantization, an int4 export's record, is optional: folders without it are fp32/fp16 ones)
 EXTERNAL_DATA_BYTES = 1 << 30  # graphs with more weights than this keep them in a .onnx.data file
 
 GRAPHS = (("vision",), ("embedding",), ("decoder", "head"), ("decoder", "tail"), ("select",))
@@ -82,6 +83,8 @@ def check_config(config: object, folder: Path, config_path: Path) -> dict[str, P
     _get(config, (*model, "decoder", "position_ids"), str, config_path)
     _get(config, (*model, "layout"), dict, config_path)
     _get(config, (*model, "short_answer_suffix"), str, config_path)
+    if config["model"].get("quantization") is not None:
+        _check_quantization(config, config_path)
     processor = (*model, "processor")
     _get(config, processor, dict, config_path)
     if any(not isinstance(t, str) for t in _get(config, (*processor, "reserved_tokens"), list, config_path)):
@@ -116,6 +119,20 @@ def check_config(config: object, folder: Path, config_path: Path) -> dict[str, P
         raise _fail(config_path, "scr.query", "must be post_image or last")
     _get(config, (*scr, "exclude_border"), bool, config_path)
     return paths
+
+
+def _check_quantization(config: dict, config_path: Path) -> None:
+    """``model.quantization``: what ``export/quantize.py`` records of an int4 export."""
+    keys = ("model", "quantization")
+    _get(config, keys, dict, config_path)
+    if _get(config, (*keys, "bits"), int, config_path) not in (2, 4, 8):
+        raise _fail(config_path, "model.quantization.bits", "must be 2, 4 or 8")
+    if _get(config, (*keys, "block_size"), int, config_path) < 1:
+        raise _fail(config_path, "model.quantization.block_size", "must be >= 1")
+    _get(config, (*keys, "symmetric"), bool, config_path)
+    _get(config, (*keys, "accuracy_level"), int, config_path)
+    if any(not isinstance(p, str) for p in _get(config, (*keys, "parts"), list, config_path)):
+        raise _fail(config_path, "model.quantization.parts", "must be a list of strings")
 
 
 def write_config(folder: Path, config: dict) -> Path:

@@ -2,6 +2,8 @@
 
     python -m export.onnx --out scr-onnx                       # the bundled testbed LLaVA
     python -m export.onnx --model /models/llava-1.5-7b-hf --out llava-onnx --dtype fp16
+    python -m export.onnx --model /models/llava-1.5-7b-hf --out llava-int4 --dtype int4       # CPU deployment
+    python -m export.onnx --model /models/llava-1.5-7b-hf --out llava-int4 --dtype int4-fp16  # CUDA deployment
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 from scr_core import SCRConfig, SCRError
 from scr_core.cli import parse_layers
 
-from .exporter import DEFAULT_OPSET, ExportOptions, export
+from .exporter import DEFAULT_OPSET, DTYPES, ExportOptions, export
+from .quantize import DEFAULT_BLOCK_SIZE
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "scr_core" / "testbed" / "checkpoint"
 
@@ -31,7 +34,13 @@ def parser() -> argparse.ArgumentParser:
                    help="diagnostic layers, e.g. 8-16 (family default)")
     p.add_argument("--hook-layers", type=parse_layers, default=None,
                    help="hooked layers, e.g. 0-3,8 (family default)")
-    p.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="fp32, fp16, or int4 weights on the decoder's Linears (MatMulNBits) with fp32 activations "
+                        "(int4: for CPU) or fp16 activations (int4-fp16: for CUDA); docs/onnx.md")
+    p.add_argument("--block-size", type=int, default=None,
+                   help=f"int4: weights per quantization block along the input width (default {DEFAULT_BLOCK_SIZE})")
+    p.add_argument("--int4-lm-head", action="store_true", help="int4: quantize the LM head too (default: kept)")
+    p.add_argument("--int4-vision", action="store_true", help="int4: quantize the vision tower too (default: kept)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help=f"ONNX opset of the graphs (default {DEFAULT_OPSET}: the decoder's attention as ONNX's "
                         "Attention op, onnxruntime >= 1.23); 18-21: the attention decomposed into basic ops")
@@ -43,7 +52,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     options = ExportOptions(model=args.model, out=args.out, k=args.k, lam=args.lam, diag_layers=args.diag_layers,
-                            hook_layers=args.hook_layers, dtype=args.dtype, opset=args.opset, overwrite=args.overwrite)
+                            hook_layers=args.hook_layers, dtype=args.dtype, opset=args.opset, overwrite=args.overwrite,
+                            block_size=args.block_size, int4_lm_head=args.int4_lm_head, int4_vision=args.int4_vision)
     if not args.debug:
         warnings.filterwarnings("ignore")
         logging.getLogger("torch").setLevel(logging.ERROR)

@@ -151,10 +151,17 @@ def decoder_depth(folder: str | Path) -> int | None:
         config = json.loads((Path(folder) / "config.json").read_text())
     except (OSError, ValueError):
         return None
+    section = decoder_section(config)
+    return section["num_hidden_layers"] if section else None
+
+
+def decoder_section(config: dict) -> dict | None:
+    """The part of a parsed ``config.json`` that describes the decoder (``text_config``, ``llm_config``
+    or the top level: the first with a positive ``num_hidden_layers``)."""
     for section in (config.get("text_config") or {}, config.get("llm_config") or {}, config):
         depth = section.get("num_hidden_layers") if isinstance(section, dict) else None
-        if isinstance(depth, int) and depth > 0:
-            return depth
+        if isinstance(depth, int) and not isinstance(depth, bool) and depth > 0:
+            return section
     return None
 
 

@@ -46,6 +46,8 @@ def test_quick_json_has_every_field_the_report_needs(quick_json):
     assert onnx["status"] == "measured" and onnx["provider"] == "CPUExecutionProvider" and onnx["opset"] == 23
     assert [c["batch"] for c in onnx["cells"]] == list(s["batches"])
     assert onnx["memory"]["scr_sessions_mib"] > 0 and onnx["memory"]["plain_sessions_mib"] > 0
+    assert onnx["int4"]["parts"] == ["decoder"] and onnx["memory"]["disk_mib"]["int4_decoder"] > 0  # the int4 rows
+    assert all(c["decode_tokens_per_s"]["onnxruntime_int4"]["median"] > 0 for c in onnx["cells"])
     assert doc["machine"]["torch_threads"] == 1 and doc["machine"]["load_average_end"] is not None
 
 
