@@ -8,9 +8,6 @@ close int4 stays to fp32 is measured, not asserted (``python -m bench.onnx_int4`
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +21,7 @@ from export.quantize import lm_head_nodes
 from export.runtime import OnnxVLM
 from scr_core import ModelLoadError
 
-from .test_onnx_llava import NO_TORCH, ROOT, llava_dir  # noqa: F401  (the shared tiny checkpoint fixture)
+from .test_onnx_llava import llava_dir, run_without_torch  # noqa: F401  (the shared tiny checkpoint fixture)
 
 K = 4  # the tiny model's K: an 8x8 grid holds 4 sources with room to spare
 
@@ -64,16 +61,7 @@ def test_int4_decoder_holds_matmulnbits_and_keeps_the_scr_nodes(int4_onnx, llava
 
 
 def test_int4_runs_without_torch_and_plans_k_sources(int4_onnx, images, tmp_path):
-    image = tmp_path / "photo.png"
-    images[0].save(image)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", NO_TORCH, "--model", str(int4_onnx), str(image), "--json",
-                           "--max-new-tokens", "6", "--provider", "cpu"], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr
-    text, marker = done.stdout.rsplit("TORCH_MODULES", 1)
-    assert json.loads(marker) == []
-    shown = json.loads(text)
+    shown = run_without_torch(int4_onnx, images[0], tmp_path)
     assert [len(g["sources"]) for g in shown["plan"]["grids"]] == [K]
     assert 1 <= len(shown["token_ids"]) <= 6
 

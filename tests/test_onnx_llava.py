@@ -293,18 +293,23 @@ sys.exit(code)
 """
 
 
-def test_runtime_runs_without_torch(llava_onnx, llava_vlm, images, tmp_path):
-    image = tmp_path / "photo.png"
-    images[1].save(image)
+def run_without_torch(folder, image, tmp_path, new_tokens: int = 6) -> dict:
+    """``python -m export.run --json`` on ``folder`` in a process where torch cannot be imported; its JSON."""
+    path = tmp_path / "photo.png"
+    image.save(path)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", NO_TORCH, "--model", str(llava_onnx), str(image), "--json",
-                           "--max-new-tokens", "6", "--provider", "cpu"], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=300)
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, "--model", str(folder), str(path), "--json",
+                           "--max-new-tokens", str(new_tokens), "--provider", "cpu"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     text, marker = done.stdout.rsplit("TORCH_MODULES", 1)
     assert json.loads(marker) == []
+    return json.loads(text)
+
+
+def test_runtime_runs_without_torch(llava_onnx, llava_vlm, images, tmp_path):
     expected = llava_vlm.caption(images[1], max_new_tokens=6)[0]
-    assert json.loads(text)["token_ids"] == list(expected.token_ids)
+    assert run_without_torch(llava_onnx, images[1], tmp_path)["token_ids"] == list(expected.token_ids)
 
 
 def test_generated_image_token_keeps_its_embedding(llava_onnx, llava_vlm, llava_pil_pipe):

@@ -14,7 +14,7 @@ from scr_core import ConfigError, SCRConfig
 from scr_core.loading import LoadOptions, bitsandbytes_missing, model_quantization
 from scr_core.pipeline import SCRPipeline
 from tests.extras import need_extra
-from tests.test_hooks import checksum, layer_outputs_with_and_without_the_edit, no_hooks_left
+from tests.test_hooks import layer_outputs_with_and_without_the_edit, no_hooks_left
 
 pytestmark = pytest.mark.skipif(bitsandbytes_missing() is not None, reason="bitsandbytes is not installed here")
 
