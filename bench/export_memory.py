@@ -2,6 +2,7 @@
 
     python -m bench.export_memory                      # TinyLlama-1.1B-shaped LLaVA, 25 layers, 2.5 GB fp16
     python -m bench.export_memory --preset llama7b-6   # six Llama-2-7B-shaped layers (the test's model)
+    python -m bench.export_memory --preset llama7b-6 --dtype int4-fp16   # the same, its decoder then in int4
 
 Builds a random LLaVA checkpoint from the real transformers config classes, directly in fp16, saved with
 ``save_pretrained`` like a user's checkpoint (a child process, so its own memory does not count), then
@@ -63,8 +64,8 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def _export_child(model: Path, out: Path) -> None:
-    """The measured process: the exporter's ``--dtype fp16`` path, one JSON line per stage on stdout."""
+def _export_child(model: Path, out: Path, dtype: str) -> None:
+    """The measured process: the exporter's ``--dtype`` path, one JSON line per stage on stdout."""
     from export.exporter import ExportOptions, export
 
     started = time.perf_counter()
@@ -73,7 +74,7 @@ def _export_child(model: Path, out: Path) -> None:
         print(json.dumps({"t": round(time.perf_counter() - started, 1), "rss_mib": round(_rss_mib()),
                           "stage": message}), flush=True)
 
-    export(ExportOptions(model=model, out=out, dtype="fp16", overwrite=True), progress=progress)
+    export(ExportOptions(model=model, out=out, dtype=dtype, overwrite=True), progress=progress)
 
 
 def _run(args: list[str]) -> tuple[int, int, float, str, str]:
@@ -104,18 +105,18 @@ def graph_sizes(folder: Path) -> dict:
     return sizes
 
 
-def measure(preset: str, work: Path) -> dict:
+def measure(preset: str, work: Path, dtype: str = "fp16") -> dict:
     """Build ``preset``'s checkpoint under ``work`` (once), export it in a child, report (see the docstring)."""
-    model, out = work / f"{preset}-checkpoint", work / f"{preset}-onnx"
+    model, out = work / f"{preset}-checkpoint", work / f"{preset}-{dtype}-onnx"
     if not (model / "config.json").is_file():
         code, build_peak, build_seconds, _, err = _run(["--child-build", preset, str(model)])
         if code:
             raise RuntimeError(f"building the checkpoint failed:\n{err[-3000:]}")
-    code, peak, seconds, stdout, err = _run(["--child-export", str(model), str(out)])
+    code, peak, seconds, stdout, err = _run(["--child-export", str(model), str(out), dtype])
     if code:
         raise RuntimeError(f"the export failed:\n{err[-3000:]}")
     size = checkpoint_bytes(model)
-    return {"preset": preset, "checkpoint_bytes": size, "peak_rss_bytes": peak,
+    return {"preset": preset, "dtype": dtype, "checkpoint_bytes": size, "peak_rss_bytes": peak,
             "ratio": round(peak / size, 2), "export_seconds": round(seconds, 1), "graphs": graph_sizes(out),
             "stages": [json.loads(line) for line in stdout.splitlines() if line.startswith("{")],
             "checkpoint": str(model), "onnx": str(out)}
@@ -127,18 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=None,
                    help="folder for the checkpoint and the export (kept; default: a temporary folder, removed)")
     p.add_argument("--child-build", nargs=2, help=argparse.SUPPRESS)
-    p.add_argument("--child-export", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--dtype", choices=("fp16", "int4-fp16"), default="fp16",
+                   help="the export's --dtype (int4-fp16: the fp16 export, then its decoder quantized)")
+    p.add_argument("--child-export", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child_build:
         build_checkpoint(args.child_build[0], Path(args.child_build[1]))
         return 0
     if args.child_export:
-        _export_child(Path(args.child_export[0]), Path(args.child_export[1]))
+        _export_child(Path(args.child_export[0]), Path(args.child_export[1]), args.child_export[2])
         return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="export-memory-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        print(json.dumps(measure(args.preset, work), indent=2))
+        print(json.dumps(measure(args.preset, work, args.dtype), indent=2))
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
