@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import inputs, settings, shapes
-from .timing import column, interleave, stats
+from .timing import column, stats
 
 PROMPTS = (None, "Is there a cat in the image?")  # the caption prompt, and a testbed question
 
@@ -100,29 +100,19 @@ def sensitivity(pipe, image, levels=(1e-3, 1e-2, 1e-1), seed: int = 0) -> dict:
 
 def decoder_mib(folder: Path) -> float:
     """The decoder graphs' bytes on disk (head and tail, with any external-data file), in MiB."""
-    return round(sum(f.stat().st_size for f in Path(folder).glob("decoder_*")) / 2**20, 2)
+    from .onnx_runtime import decoder_bytes
+
+    return round(decoder_bytes(folder) / 2**20, 2)
 
 
 def speed(pipe, vlms: dict, images, cfg, tokens: int, repeats: int) -> dict:
     """Median decode tokens/s of PyTorch and each ``OnnxVLM`` at ``tokens`` forced new tokens, same plans."""
-    from .context import check_length
+    from .onnx_runtime import forced_decode
 
     prepared = pipe.prepare(images)
     plans = [d.plan for d in pipe.diagnose(prepared, config=cfg)]
-    batches = {name: vlm.prepare(images) for name, vlm in vlms.items()}
-
-    def variant(call, name):
-        def run():
-            results = call(scr=plans, max_new_tokens=tokens, min_new_tokens=tokens)
-            check_length(results, tokens, name)
-            return {"decode_ms_per_token": results[0].timings.decode_ms_per_token,
-                    "prefill_ms": results[0].timings.prefill_ms}
-        return run
-
-    variants = {"pytorch_fp32": variant(lambda **kw: pipe.generate(prepared, **kw), "PyTorch")}
-    for name, vlm in vlms.items():
-        variants[name] = variant(lambda vlm=vlm, name=name, **kw: vlm.generate(batches[name], **kw), name)
-    rounds = interleave(variants, repeats, 1, "cpu")
+    rounds = forced_decode(pipe, prepared, plans, {name: (vlm, vlm.prepare(images)) for name, vlm in vlms.items()},
+                           tokens, repeats, 1, "cpu", torch_name="pytorch_fp32")
     return {"batch": len(images), "new_tokens": tokens, "repeats": repeats,
             "decode_tokens_per_s": {name: stats(len(images) * 1000 / v for v in column(r, "decode_ms_per_token"))
                                     for name, r in rounds.items()},

@@ -84,20 +84,9 @@ def _measure(ctx: Context, checkpoint: Path, folder: Path, int4: Path) -> dict:
         prepared, onnx_batch, int4_batch = pipe.prepare(images), vlm.prepare(images), vlm_int4.prepare(images)
         plans = [d.plan for d in pipe.diagnose(prepared, config=ctx.config())]
 
-        def generate(call, name):
-            def run():
-                results = call(scr=plans, max_new_tokens=n, min_new_tokens=n)
-                check_length(results, n, name)
-                t = results[0].timings
-                return {"prefill_ms": t.prefill_ms, "decode_ms_per_token": t.decode_ms_per_token}
-
-            return run
-
-        rounds = interleave({"pytorch": generate(lambda **kw: pipe.generate(prepared, **kw), "PyTorch"),
-                             "onnxruntime": generate(lambda **kw: vlm.generate(onnx_batch, **kw), "onnxruntime"),
-                             "onnxruntime_int4": generate(lambda **kw: vlm_int4.generate(int4_batch, **kw),
-                                                          "onnxruntime int4")},
-                            s.repeats, s.warmup, ctx.device)
+        rounds = forced_decode(pipe, prepared, plans, {"onnxruntime": (vlm, onnx_batch),
+                                                       "onnxruntime_int4": (vlm_int4, int4_batch)},
+                               n, s.repeats, s.warmup, ctx.device)
         decode = {name: column(r, "decode_ms_per_token") for name, r in rounds.items()}
         cell = {"batch": batch, "new_tokens": n,
                 "ms": {name: stats(column(r)) for name, r in rounds.items()},
@@ -111,10 +100,35 @@ def _measure(ctx: Context, checkpoint: Path, folder: Path, int4: Path) -> dict:
         ctx.log(f"onnx runtime, batch {batch}: {cell['decode_tokens_per_s']['onnxruntime']['median']:.1f} tokens/s "
                 f"vs PyTorch {cell['decode_tokens_per_s']['pytorch']['median']:.1f} (x{cell['ratio']['median']:.3f})")
     memory = _memory(ctx, checkpoint, folder, provider)
-    memory["disk_mib"]["int4_decoder"] = round(sum(f.stat().st_size for f in int4.glob("decoder_*")) / 2**20, 1)
+    memory["disk_mib"]["int4_decoder"] = round(decoder_bytes(int4) / 2**20, 1)
     return {"status": "measured", "provider": vlm.providers[0], "threads": threads,
             "opset": vlm.config["export"]["opset"], "cells": cells, "int4": vlm_int4.model_config["quantization"],
             "ratio": stats(c["ratio"]["median"] for c in cells), "memory": memory}
+
+
+def forced_decode(pipe, prepared, plans, runners: dict, tokens: int, repeats: int, warmup: int, device: str,
+                  torch_name: str = "pytorch") -> dict:
+    """Interleaved rounds of PyTorch's ``generate`` (as ``torch_name``) and of each ``name: (OnnxVLM, its
+    prepared batch)``, all at ``tokens`` forced new tokens with the same ``plans``: ``{name: rounds}``."""
+
+    def variant(call, name):
+        def run():
+            results = call(scr=plans, max_new_tokens=tokens, min_new_tokens=tokens)
+            check_length(results, tokens, name)
+            t = results[0].timings
+            return {"prefill_ms": t.prefill_ms, "decode_ms_per_token": t.decode_ms_per_token}
+
+        return run
+
+    variants = {torch_name: variant(lambda **kw: pipe.generate(prepared, **kw), "PyTorch")}
+    for name, (vlm, batch) in runners.items():
+        variants[name] = variant(lambda vlm=vlm, batch=batch, **kw: vlm.generate(batch, **kw), name)
+    return interleave(variants, repeats, warmup, device)
+
+
+def decoder_bytes(folder: Path) -> int:
+    """The decoder graphs' bytes on disk (head and tail, with their external-data files)."""
+    return sum(f.stat().st_size for f in Path(folder).glob("decoder_*"))
 
 
 def _memory(ctx: Context, checkpoint: Path, folder: Path, provider: str) -> dict:

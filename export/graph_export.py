@@ -17,11 +17,8 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from scr_core.extras import require
-
-require("onnx", "the ONNX export (python -m export.onnx)")
-import onnx  # noqa: E402
-import onnx_ir as ir  # noqa: E402
+import onnx
+import onnx_ir as ir
 import torch
 from torch.export import Dim
 
