@@ -1,7 +1,8 @@
-"""ComfyUI nodes of the SCR pack (V3 schema); see ``definitions.py``.
+"""ComfyUI nodes of the SCR pack (V3 schema): ``extension.py`` lists them; ``loading``, ``captioning`` and
+``folders`` hold them by theme, ``shared`` what they share, ``model_folders`` where models come from.
 
 Only this folder and the top-level ``__init__.py`` import ComfyUI. The pure parts (``convert``,
-``paths``) import without it, so they are unit-tested without a ComfyUI install.
+``checks``, ``handle``) import without it, so they are unit-tested without a ComfyUI install.
 """
 
 
@@ -9,8 +10,9 @@ async def comfy_entrypoint():
     """What ComfyUI calls to load the pack (V3): the extension listing every node."""
     import folder_paths
 
-    from .definitions import llm_folders, register_routes
     from .extension import SCRExtension
+    from .handle import register_routes
+    from .model_folders import llm_folders
     from .samples import install_samples
 
     llm_folders()  # register models/LLM with folder_paths, shared with other packs

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from .caption_folder import CaptionFolder
-from .definitions import (Caption, CaptionCompare, Diagnose, LoadImageFolder, LoadOnnxVLM, LoadVLM, SaveCaptions,
-                          Settings)
+from .captioning import Caption, CaptionCompare, Diagnose, Settings
+from .folders import CaptionFolder, LoadImageFolder, SaveCaptions
+from .loading import LoadOnnxVLM, LoadVLM
 
 NODES = [LoadVLM, LoadOnnxVLM, Settings, Diagnose, Caption, CaptionCompare, CaptionFolder, LoadImageFolder,
          SaveCaptions]

@@ -9,9 +9,10 @@ device (CPU) under memory pressure or on ``/free``, exactly like its own checkpo
 
 from __future__ import annotations
 
-import weakref
-
 import torch
+
+from .handle import register_handle
+
 
 def model_bytes(model) -> int:
     """Parameter + buffer bytes of the loaded model (what a quantized load saves)."""
@@ -24,10 +25,6 @@ def model_quantization(model) -> str | None:
     return stored(model) if model is not None else None
 
 
-# Every live handle, for the pack's status route (GET /scr/models).
-_HANDLES: weakref.WeakSet = weakref.WeakSet()
-
-
 class _Managed(torch.nn.Module):
     """The transformers model under a module whose ``device`` ModelPatcher may set (HF's is read-only)."""
 
@@ -38,7 +35,8 @@ class _Managed(torch.nn.Module):
 
 
 class VLMHandle:
-    """What the loader outputs (``VLM_MODEL``): the SCR pipeline plus its place in ComfyUI's memory."""
+    """What Load VLM outputs (a ``VLM_MODEL``, ``nodes.handle.ModelHandle``): the SCR pipeline plus its place
+    in ComfyUI's memory."""
 
     def __init__(self, pipe, name: str, load_device, offload_device, keep_loaded: bool) -> None:
         import comfy.model_patcher
@@ -92,12 +90,3 @@ class _InUse:
     def __exit__(self, *exc) -> None:
         if not self.handle.keep_loaded:
             self.handle.unload()
-
-
-def register_handle(handle) -> None:
-    """Track a live handle (any object with ``status()``) for ``GET /scr/models``."""
-    _HANDLES.add(handle)
-
-
-def handle_statuses() -> list[dict]:
-    return [h.status() for h in list(_HANDLES)]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from .memory import register_handle
+from .handle import register_handle
 
 
 class OnnxHandle:
+    """What Load ONNX VLM outputs (a ``VLM_MODEL``, ``nodes.handle.ModelHandle``): the ``OnnxVLM`` as it is."""
+
     def __init__(self, vlm, name: str) -> None:
         self.pipe, self.name = vlm, name
         register_handle(self)

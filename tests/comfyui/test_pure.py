@@ -14,9 +14,9 @@ from PIL import Image
 
 from nodes.checks import problem
 from nodes.convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
-from nodes.paths import caption_targets, list_images, safe_subfolder, write_captions
 from scr_core.allowed import (allowed_folders, check_model_folder, check_pixel_budget, downloads_allowed,
                               folder_pixel_budget, owner_folders)
+from scr_core.caption_files import caption_targets, list_images, safe_subfolder, write_captions
 from scr_core.errors import InputError, ModelLoadError
 from scr_core.template_guard import render_limited
 

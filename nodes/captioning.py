@@ -1,0 +1,223 @@
+"""Settings, diagnosis and captioning: SCR Settings, SCR Diagnose (heatmap), VLM Caption and Caption
+Compare, each running whatever ``VLM_MODEL`` handle is connected (PyTorch or onnxruntime)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io, ui
+
+from scr_core import CAPTION_PROMPT, SCRConfig, SCRError, parse_layer_ranges
+from scr_core.runner import RUNNER_DEFAULT
+
+from .convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
+from .shared import (CATEGORY, Node, SCRPlanType, SCRSettingsType, VLMModel, caption_inputs, caption_instruction,
+                     check_caption_values, check_instruction, generate_inputs, instruction_input, interruptible)
+
+
+class Settings(Node):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRSettings", display_name="SCR Settings", category=CATEGORY,
+            description="Spatial Credit Redistribution settings (defaults: the paper's).",
+            inputs=[
+                io.Int.Input("k", default=SCRConfig.k, min=1, max=4096, tooltip="source patches per image grid"),
+                io.Float.Input("lam", default=SCRConfig.lam, min=1.0, max=4.0, step=0.01, round=0.001,
+                               tooltip="λ: sources × 1/λ, each neighbour + (λ−1)·h_source"),
+                io.String.Input("diag_layers", default="", tooltip="e.g. 8-16; blank = the paper's"),
+                io.String.Input("hook_layers", default="", tooltip="e.g. 0-11; blank = the family's default"),
+                io.Combo.Input("selection", options=["attention", "uniform"], default="attention",
+                               tooltip="uniform = the Uniform-Smooth ablation (random sources)"),
+                io.Combo.Input("query", options=["post_image", "last"], default="post_image",
+                               tooltip="which text tokens' attention forms the map"),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="seed of the uniform ablation"),
+            ],
+            outputs=[SCRSettingsType.Output(display_name="scr_config")],
+        )
+
+    @classmethod
+    def check_more(cls, diag_layers="", hook_layers="", **_):
+        for name, text in (("diag_layers", diag_layers), ("hook_layers", hook_layers)):
+            try:
+                parse_layer_ranges(text)
+            except SCRError as err:
+                return f"{name}: {err}"
+        return True
+
+    @classmethod
+    def execute(cls, k, lam, diag_layers, hook_layers, selection, query, seed) -> io.NodeOutput:
+        cls.recheck({"k": k, "lam": lam, "selection": selection, "query": query, "seed": seed})
+        return io.NodeOutput(SCRConfig(k=k, lam=float(lam), diag_layers=parse_layer_ranges(diag_layers),
+                                       hook_layers=parse_layer_ranges(hook_layers), selection=selection,
+                                       query=query, seed=seed))
+
+
+def _instruction(text: str) -> str:
+    from scr_core import check_prompt
+
+    return check_prompt(text)
+
+
+def _heatmaps(images, diagnoses):
+    """One heatmap per diagnosis over its prompt's images (``images[i]``); one IMAGE batch when they share a size."""
+    from scr_core import render_heatmap
+
+    maps = [render_heatmap(images[i], d) for i, d in enumerate(diagnoses)]
+    shapes = {m.shape for m in maps}
+    return pils_to_tensor(maps) if len(shapes) == 1 else pils_to_tensor(maps[:1])
+
+
+class Diagnose(Node):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRDiagnose", display_name="SCR Diagnose (heatmap)", category=CATEGORY,
+            description="The diagnostic pass: where the model's attention collapses, which patches SCR will "
+                        "spread it from (red) and to (cyan).",
+            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"),
+                    io.String.Input("instruction", multiline=True, default=CAPTION_PROMPT),
+                    SCRSettingsType.Input("scr_config", optional=True)],
+            outputs=[SCRPlanType.Output(display_name="scr_plan"), io.Image.Output(display_name="heatmap"),
+                     io.Float.Output(display_name="entropy"), io.String.Output(display_name="report")],
+        )
+
+    @classmethod
+    def check_more(cls, instruction=None, **_):
+        return check_instruction(instruction)
+
+    @classmethod
+    def execute(cls, vlm, image, instruction, scr_config=None) -> io.NodeOutput:
+        pictures = tensor_to_pils(image)
+        with vlm.use() as pipe:
+            batch = pipe.prepare(pictures, _instruction(instruction))
+            diagnoses = pipe.diagnose(batch, config=scr_config or RUNNER_DEFAULT)
+        report = "\n".join(_report_line(i, d) for i, d in enumerate(diagnoses))
+        entropy = sum(d.entropy for d in diagnoses) / len(diagnoses)
+        return io.NodeOutput(tuple(d.plan for d in diagnoses), _heatmaps(batch.images, diagnoses), entropy, report,
+                             ui=ui.PreviewText(report))
+
+
+def _report_line(index: int, diagnosis) -> str:
+    grids = ", ".join(f"{g.height}x{g.width}: {g.num_sources} sources, {len(g.neighbours)} neighbours"
+                      for g in diagnosis.plan.grids)
+    return (f"image {index}: entropy {diagnosis.entropy:.3f} nats; {grids}; "
+            f"λ={diagnosis.plan.lam}, hook layers {diagnosis.plan.hook_layers[0]}-{diagnosis.plan.hook_layers[-1]}")
+
+
+def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, temperature, top_p, seed, bar,
+                 offset=0, total=None, batch_size=4):
+    """Caption the pictures ``batch_size`` at a time (any sizes: the processor resizes each, prompts are
+    left-padded), advancing ``bar`` by the batch's size every token and stopping within a token on
+    ComfyUI's interrupt. ``scr``: a config, ``None``, or a tuple with one plan per picture. Sampling is
+    seeded with ``seed`` + the index of the batch's first picture."""
+    from transformers import set_seed
+
+    total = total or len(pictures) * max_new_tokens
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sample else {}
+    plans = list(scr) if isinstance(scr, tuple) else None
+    if plans is not None and len(plans) != len(pictures):
+        raise SCRError(f"the SCR plan holds {len(plans)} plan(s) for {len(pictures)} image(s); diagnose the same "
+                       "images you caption")
+    texts = []
+    for start in range(0, len(pictures), batch_size):
+        chunk = pictures[start:start + batch_size]
+        done = offset + start * max_new_tokens
+        set_seed(seed + start)
+        with interruptible() as stop:
+            results = pipe.caption(chunk, instruction, scr=plans[start:start + len(chunk)] if plans is not None
+                                   else scr, max_new_tokens=max_new_tokens, should_stop=stop,
+                                   progress=lambda step, n, done=done, size=len(chunk): bar.update_absolute(
+                                       done + step * size, total),
+                                   **sampling)
+        texts.extend(r.text for r in results)
+    return texts
+
+
+class Caption(Node):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRCaption", display_name="VLM Caption (SCR)", category=CATEGORY,
+            description="Caption every image (a batch or a list of any sizes, batch_size at a time) as the preset "
+                        "asks, with SCR when a config or plan is connected, else the vanilla model.",
+            is_input_list=True, is_output_node=True,
+            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"), instruction_input(),
+                    SCRSettingsType.Input("scr_config", optional=True, tooltip="SCR with these settings"),
+                    SCRPlanType.Input("scr_plan", optional=True, tooltip="SCR with a diagnosed plan"),
+                    *generate_inputs(),
+                    io.Boolean.Input("join", default=False, tooltip="one text with a caption per line"),
+                    *caption_inputs()],
+            outputs=[io.String.Output(display_name="captions", is_output_list=True)],
+        )
+
+    @classmethod
+    def check_more(cls, instruction=None, preset=None, **_):
+        return check_caption_values(first(preset), first(instruction))
+
+    @classmethod
+    def execute(cls, vlm, image, instruction, max_new_tokens, sample, temperature, top_p, seed, join,
+                scr_config=None, scr_plan=None, preset=None, length=None, batch_size=None) -> io.NodeOutput:
+        import comfy.utils
+
+        cls.recheck({"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
+                     "preset": preset, "length": length, "batch_size": batch_size})
+        prompt = caption_instruction(first(preset), first(length), first(instruction))
+        if scr_config and scr_plan:
+            raise SCRError("connect either scr_config or scr_plan, not both")
+        scr = tuple(p for plans in scr_plan for p in plans) if scr_plan else first(scr_config)
+        pictures = images_to_pils(image)
+        tokens = first(max_new_tokens)
+        bar = comfy.utils.ProgressBar(len(pictures) * tokens)
+        with first(vlm).use() as pipe:
+            texts = _caption_all(pipe, pictures, prompt, scr, tokens, first(sample), first(temperature),
+                                 first(top_p), first(seed), bar, batch_size=first(batch_size) or 4)
+        out = ["\n".join(texts)] if first(join) else texts
+        return io.NodeOutput(out, ui={"text": out})
+
+
+class CaptionCompare(Node):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRCaptionCompare", display_name="Caption Compare: vanilla vs SCR", category=CATEGORY,
+            description="Vanilla and SCR captions of the same images (per batch one vision pass and one "
+                        "diagnostic pass), side by side, with the heatmap.",
+            is_output_node=True,
+            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"), instruction_input(),
+                    SCRSettingsType.Input("scr_config", optional=True),
+                    io.Int.Input("max_new_tokens", default=64, min=1, max=4096), *caption_inputs()],
+            outputs=[io.String.Output(display_name="vanilla", is_output_list=True),
+                     io.String.Output(display_name="scr", is_output_list=True),
+                     io.String.Output(display_name="side_by_side"), io.Image.Output(display_name="heatmap")],
+        )
+
+    @classmethod
+    def check_more(cls, instruction=None, preset=None, **_):
+        return check_caption_values(preset, instruction)
+
+    @classmethod
+    def execute(cls, vlm, image, instruction, max_new_tokens, scr_config=None, preset=None, length=None,
+                batch_size=None) -> io.NodeOutput:
+        import comfy.utils
+
+        cls.recheck({"max_new_tokens": max_new_tokens, "preset": preset, "length": length, "batch_size": batch_size})
+        prompt = caption_instruction(preset, length, instruction)
+        size = batch_size or 4
+        pictures = tensor_to_pils(image)
+        total = 2 * len(pictures) * max_new_tokens
+        bar = comfy.utils.ProgressBar(total)
+        vanilla, scr, images, diagnoses = [], [], [], []
+        with vlm.use() as pipe:
+            for start in range(0, len(pictures), size):
+                batch = pipe.prepare(pictures[start:start + size], prompt)
+                found = pipe.diagnose(batch, config=scr_config or RUNNER_DEFAULT)
+                for phase, (texts, plans) in enumerate(((vanilla, None), (scr, [d.plan for d in found]))):
+                    done = (2 * start + phase * batch.batch_size) * max_new_tokens
+                    with interruptible() as stop:
+                        results = pipe.caption(batch, scr=plans, max_new_tokens=max_new_tokens, should_stop=stop,
+                                               progress=lambda s, n, done=done, rows=batch.batch_size:
+                                               bar.update_absolute(done + s * rows, total))
+                    texts.extend(r.text for r in results)
+                images.extend(batch.images)
+                diagnoses.extend(found)
+        side = "\n\n".join(f"image {i}\n  vanilla: {v}\n  SCR:     {s}" for i, (v, s) in enumerate(zip(vanilla, scr)))
+        return io.NodeOutput(vanilla, scr, side, _heatmaps(images, diagnoses), ui=ui.PreviewText(side))

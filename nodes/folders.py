@@ -1,0 +1,189 @@
+"""The folder nodes: Load Image Folder, Save Captions and Caption Folder, which read images from and write
+captions to the folders a posted workflow may use (``scr_core.allowed``, ``scr_core.caption_files``).
+
+Caption Folder does the same per-batch work as ``python -m scr_core caption-folder``
+(``scr_core.caption_folder.caption_batch``): images are read from disk a batch at a time (never the whole
+folder in memory), each batch's captions are written atomically as it finishes, and an image whose
+caption file exists is skipped, so queueing again after a crash or Cancel resumes where the run stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from comfy_api.latest import io, ui
+
+from scr_core import SCRError
+from scr_core.caption_files import caption_targets, list_images, write_captions
+
+from .convert import first, pils_to_tensor
+from .shared import (CATEGORY, Node, SCRSettingsType, VLMModel, caption_inputs, caption_instruction,
+                     check_caption_values, instruction_input, interruptible)
+
+
+def io_folders() -> list:
+    """Where a posted workflow may read images and write captions (``scr_core.allowed``)."""
+    import folder_paths
+
+    from scr_core.allowed import allowed_folders
+
+    return allowed_folders([folder_paths.get_input_directory(), folder_paths.get_output_directory()])
+
+
+def user_folder(text: str) -> str | Path:
+    """A folder a workflow names: a relative one is inside ComfyUI's input folder (so a shipped workflow can
+    name ``scr_testbed``), an absolute one as given; ``scr_core.allowed`` decides if it may be used."""
+    import folder_paths
+
+    raw = str(text or "").strip()
+    if not raw or Path(raw).expanduser().is_absolute():
+        return raw
+    return Path(folder_paths.get_input_directory()) / raw
+
+
+def folder_inputs(default: str) -> list:
+    """The image-folder inputs of the folder nodes (``user_folder`` and ``list_images`` read them)."""
+    return [io.String.Input("folder", default=default,
+                            tooltip="a folder of images: relative to ComfyUI's input folder, or inside input, output "
+                                    "or SCR_ALLOWED_FOLDERS"),
+            io.String.Input("filter", default="", tooltip="e.g. *.png;*cat* (blank = every image)"),
+            io.Boolean.Input("recursive", default=False)]
+
+
+class LoadImageFolder(Node):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRLoadImageFolder", display_name="Load Image Folder (SCR)", category=CATEGORY,
+            description="Every image of a folder as a list (any sizes), sorted by path, with their paths "
+                        "(folders inside input, output or SCR_ALLOWED_FOLDERS).",
+            inputs=[*folder_inputs(""),
+                    io.Int.Input("limit", default=0, min=0, max=1_000_000, tooltip="0 = all")],
+            outputs=[io.Image.Output(display_name="images", is_output_list=True),
+                     io.String.Output(display_name="paths", is_output_list=True)],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, folder, filter, recursive, limit):
+        """Re-run when the folder's files change (names and modification times), not only the inputs."""
+        try:
+            return [(str(p), p.stat().st_mtime_ns)
+                    for p in list_images(user_folder(folder), filter, recursive, limit, allowed=io_folders())]
+        except (SCRError, OSError):
+            return float("nan")
+
+    @classmethod
+    def execute(cls, folder, filter, recursive, limit) -> io.NodeOutput:
+        from scr_core import load_image
+        from scr_core.allowed import check_pixel_budget, folder_pixel_budget
+
+        cls.recheck({"limit": limit})
+        paths = list_images(user_folder(folder), filter, recursive, limit, allowed=io_folders())
+        check_pixel_budget(paths, folder_pixel_budget())  # from the headers, before anything is decoded
+        images = [pils_to_tensor([load_image(p)]) for p in paths]
+        return io.NodeOutput(images, [str(p) for p in paths])
+
+
+class SaveCaptions(Node):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRSaveCaptions", display_name="Save Captions (SCR)", category=CATEGORY,
+            description="Write each caption as a .txt file: beside its image (an image inside input, output or "
+                        "SCR_ALLOWED_FOLDERS) or into ComfyUI's output folder. Never overwrites unless asked.",
+            is_input_list=True, is_output_node=True,
+            inputs=[io.String.Input("captions", force_input=True), io.String.Input("paths", force_input=True),
+                    io.Combo.Input("mode", options=["beside images", "output folder"], default="beside images"),
+                    io.String.Input("subfolder", default="captions", tooltip="inside the output folder"),
+                    io.Boolean.Input("overwrite", default=False)],
+            outputs=[io.String.Output(display_name="files", is_output_list=True)],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, **_):
+        """Always runs: its result is the files on disk, so a re-queue after deleting them writes them again
+        (and with them still there it says so instead of silently writing nothing)."""
+        return float("nan")
+
+    @classmethod
+    def execute(cls, captions, paths, mode, subfolder, overwrite) -> io.NodeOutput:
+        import folder_paths
+
+        cls.recheck({"mode": mode})
+        targets = caption_targets(paths, first(mode), folder_paths.get_output_directory(), first(subfolder),
+                                  allowed=io_folders())
+        written = [str(p) for p in write_captions(list(captions), targets, bool(first(overwrite)))]
+        return io.NodeOutput(written, ui={"text": written})
+
+
+
+class CaptionFolder(Node):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SCRCaptionFolder", display_name="Caption Folder (SCR)", category=CATEGORY,
+            description="Caption every image of a folder into a .txt beside it, batch_size at a time, reading "
+                        "one batch from disk at a time; existing captions are skipped, so a rerun resumes.",
+            is_output_node=True,
+            inputs=[VLMModel.Input("vlm"), *folder_inputs("scr_testbed"), instruction_input(),
+                    SCRSettingsType.Input("scr_config", optional=True,
+                                          tooltip="SCR with these settings; not connected = the vanilla model"),
+                    io.Int.Input("max_new_tokens", default=64, min=1, max=4096),
+                    io.Boolean.Input("skip_existing", default=True,
+                                     tooltip="skip an image whose caption file exists (a rerun resumes)"),
+                    io.Boolean.Input("overwrite", default=False,
+                                     tooltip="with skip_existing off: replace existing caption files"),
+                    io.String.Input("prefix", default="",
+                                    tooltip="a trigger word put before each caption: ohwx -> 'ohwx, a cup ...'"),
+                    *caption_inputs()],
+            outputs=[io.String.Output(display_name="report")],
+        )
+
+    @classmethod
+    def check_more(cls, instruction=None, preset=None, **_):
+        return check_caption_values(preset, instruction)
+
+    @classmethod
+    def fingerprint_inputs(cls, **_):
+        """Always runs: what it makes is files on disk, which may have changed since the last run."""
+        return float("nan")
+
+    @classmethod
+    def execute(cls, vlm, folder, filter, recursive, instruction, max_new_tokens, skip_existing, overwrite, prefix,
+                scr_config=None, preset=None, length=None, batch_size=None) -> io.NodeOutput:
+        import comfy.model_management as mm
+        import comfy.utils
+
+        from scr_core.caption_folder import Item, caption_batch, with_prefix
+        from scr_core.shards import batches_of
+
+        cls.recheck({"max_new_tokens": max_new_tokens, "preset": preset, "length": length, "batch_size": batch_size})
+        prompt = caption_instruction(preset, length, instruction)
+        named = user_folder(folder)
+        paths = list_images(named, filter, recursive, allowed=io_folders())  # refuses a blank folder
+        root = Path(named).expanduser()
+        targets = caption_targets([str(p) for p in paths], "beside images", ".", allowed=io_folders())
+        existing = [t for t in targets if t.exists()]
+        if existing and not skip_existing and not overwrite:
+            raise SCRError(f"{existing[0]} exists ({len(existing)} caption file(s) in the way); turn on "
+                           "skip_existing to resume or overwrite to replace them")
+        todo = [(Item(p.relative_to(root).as_posix(), p), t)  # list_images' paths lie under root
+                for p, t in zip(paths, targets) if not (skip_existing and t.exists())]
+        bar = comfy.utils.ProgressBar(max(len(todo), 1))
+        written, failed = 0, []
+        with vlm.use() as pipe:
+            for batch in batches_of(todo, batch_size or 4):
+                mm.throw_exception_if_processing_interrupted()
+                with interruptible() as stop:
+                    records = caption_batch(pipe, [item for item, _ in batch], scr=scr_config, prompt=prompt,
+                                            max_new_tokens=max_new_tokens, should_stop=stop)
+                done = [(with_prefix(prefix, r["caption"]), t) for r, (_, t) in zip(records, batch)
+                        if r["caption"] is not None]
+                write_captions([c for c, _ in done], [t for _, t in done], overwrite=bool(overwrite))
+                written += len(done)
+                failed += [f"  {r['image']}: {r['error']}" for r in records if r["caption"] is None]
+                bar.update(len(batch))
+        skipped = len(paths) - len(todo)
+        report = "\n".join([f"{root}: {written} caption(s) written, {skipped} skipped (caption file exists), "
+                            f"{len(failed)} failed", *failed])
+        return io.NodeOutput(report, ui=ui.PreviewText(report))

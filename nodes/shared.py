@@ -1,0 +1,128 @@
+"""What every node module shares: the menu category, the typed sockets, the ``Node`` base, and the
+widgets and caption helpers that several nodes offer alike.
+
+``validate_inputs`` methods name only the inputs they check: an input in their signature (or any,
+with ``**kwargs``) skips ComfyUI's own min/max and combo checks, so every node derives from ``Node``,
+whose ``validate_inputs(**values)`` checks every combo and number against the node's current schema
+(``checks``) before the node's own ``check_more``; ``execute`` checks again (linked values are only
+known then). torch and transformers load inside ``execute`` (a pack's import time is everyone's start-up
+time); every error a user can cause is an ``SCRError`` whose message ComfyUI shows on the node.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from comfy_api.latest import io
+
+from scr_core import CAPTION_PROMPT, RedistributionPlan, SCRConfig
+
+from .checks import problem, require
+from .handle import ModelHandle
+
+CATEGORY = "SCR (Spatial Credit Redistribution)"
+
+
+@io.comfytype(io_type="VLM_MODEL")
+class VLMModel(io.ComfyTypeIO):
+    """A loaded VLM: a handle (``nodes.handle.ModelHandle``) whose ``use()`` yields a ``VLMRunner``."""
+
+    Type = ModelHandle
+
+
+@io.comfytype(io_type="SCR_CONFIG")
+class SCRSettingsType(io.ComfyTypeIO):
+    """The settings the Settings node makes."""
+
+    Type = SCRConfig
+
+
+@io.comfytype(io_type="SCR_PLAN")
+class SCRPlanType(io.ComfyTypeIO):
+    """Diagnose's plans: a tuple with one ``RedistributionPlan`` per image."""
+
+    Type = tuple[RedistributionPlan, ...]
+
+
+class Node(io.ComfyNode):
+    """The pack's nodes: every combo and number a workflow sends is checked against the current schema."""
+
+    @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return problem(cls.define_schema().inputs, values) or cls.check_more(**values)
+
+    @classmethod
+    def check_more(cls, **values) -> bool | str:
+        """A node's own checks of its (unlinked) values: ``True`` or one line."""
+        return True
+
+    @classmethod
+    def recheck(cls, values: dict) -> None:
+        """The schema checks again in ``execute``, where linked values are known."""
+        require(cls.define_schema().inputs, values)
+
+
+def instruction_input() -> io.String.Input:
+    return io.String.Input("instruction", multiline=True, default=CAPTION_PROMPT,
+                           tooltip="the instruction for preset custom; the other presets ignore it")
+
+
+def generate_inputs() -> list:
+    return [
+        io.Int.Input("max_new_tokens", default=64, min=1, max=4096),
+        io.Boolean.Input("sample", default=False, tooltip="sampling instead of greedy decoding"),
+        io.Float.Input("temperature", default=0.7, min=0.01, max=5.0, step=0.01),
+        io.Float.Input("top_p", default=0.9, min=0.01, max=1.0, step=0.01),
+        io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True),
+    ]
+
+
+def caption_inputs() -> list:
+    """Preset, length and batch size of the caption nodes: optional, so workflows saved before them still run."""
+    from scr_core import CAPTION_LENGTHS, CAPTION_PRESETS
+
+    return [
+        io.Combo.Input("preset", options=list(CAPTION_PRESETS), default="descriptive", optional=True,
+                       tooltip="what to ask for: descriptive (the paper's one-sentence caption), short, detailed, "
+                               "tags (comma-separated), training (a LoRA training caption) or custom (the "
+                               "instruction as typed)"),
+        io.Combo.Input("length", options=list(CAPTION_LENGTHS), default="any", optional=True,
+                       tooltip="a length asked of the model, added to the preset's instruction"),
+        io.Int.Input("batch_size", default=4, min=1, max=256, optional=True,
+                     tooltip="images per model run (any sizes mix: the processor resizes each); more is faster "
+                             "and takes more memory; greedy captions do not change with it"),
+    ]
+
+
+def caption_instruction(preset, length, instruction) -> str:
+    """The instruction sent: the preset's (``scr_core.instruction_for``). A workflow saved before presets
+    (no preset value) keeps its typed instruction."""
+    from scr_core import instruction_for
+
+    return instruction_for(preset or "custom", length or "any", instruction)
+
+
+def check_instruction(instruction) -> bool | str:
+    """An instruction typed in the widget: refused only when empty (``check_prompt`` has the rest)."""
+    if isinstance(instruction, str) and not instruction.strip():
+        return "instruction is empty: type a question or an instruction"
+    return True
+
+
+def check_caption_values(preset, instruction) -> bool | str:
+    """An empty instruction matters only when it is sent (preset custom, or no preset)."""
+    return check_instruction(instruction) if preset in (None, "custom") else True
+
+
+@contextmanager
+def interruptible():
+    """Yields ComfyUI's interrupt check for ``should_stop``; a stop becomes ComfyUI's own interrupt."""
+    import comfy.model_management as mm
+
+    from scr_core import GenerationInterrupted
+
+    try:
+        yield mm.processing_interrupted
+    except GenerationInterrupted:
+        mm.throw_exception_if_processing_interrupted()
+        raise
