@@ -111,8 +111,10 @@ class Preprocessor:
     """
 
     def __init__(self, folder, rule: dict) -> None:
+        from scr_core.template_guard import warm_up
         from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
+        warm_up()  # the template renderer's process starts while the processor loads
         self.rule = rule
         self.expand = rule.get("expand")
         backend = rule.get("backend", "pil")
@@ -131,19 +133,15 @@ class Preprocessor:
         return set(self.rule.get("reserved_tokens", ()))
 
     def format(self, prompt: str, num_images: int) -> str:
-        """The chat template around ``num_images`` images followed by the prompt (as the adapters do), with
-        the adapters' time and size limit (a folder's template is as untrusted as a checkpoint's)."""
+        """The chat template around ``num_images`` images followed by the prompt (as the adapters do), in
+        ``template_guard``'s bounded process (a folder's template is as untrusted as a checkpoint's)."""
         from scr_core.prompts import chat_messages
-        from scr_core.template_guard import render_limited
+        from scr_core.template_guard import render_chat
 
         messages = chat_messages(prompt, num_images)
         if self.processor is not None:
-            template = self.rule.get("chat_template")
-            extra = {"chat_template": template} if template else {}
-            return render_limited(lambda: self.processor.apply_chat_template(messages, add_generation_prompt=True,
-                                                                             **extra))
-        return render_limited(lambda: self.tokenizer.apply_chat_template(
-            messages, chat_template=self.template, tokenize=False, add_generation_prompt=True))
+            return render_chat(self.processor, messages, self.rule.get("chat_template") or None)
+        return render_chat(self.tokenizer, messages, self.template)
 
     def __call__(self, images: list, texts: list[str]) -> dict:
         if self.processor is not None:

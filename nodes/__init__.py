@@ -8,7 +8,10 @@ Only this folder and the top-level ``__init__.py`` import ComfyUI. The pure part
 
 async def comfy_entrypoint():
     """What ComfyUI calls to load the pack (V3): the extension listing every node."""
+    import comfy.model_management
     import folder_paths
+
+    from scr_core.template_guard import set_interrupt_check
 
     from .extension import SCRExtension
     from .handle import register_routes
@@ -18,4 +21,6 @@ async def comfy_entrypoint():
     llm_folders()  # register models/LLM with folder_paths, shared with other packs
     register_routes()
     install_samples(folder_paths.get_input_directory())  # what the shipped workflows caption
+    # a chat template rendering in its own process stops on /interrupt (its exception: ComfyUI's own)
+    set_interrupt_check(comfy.model_management.throw_exception_if_processing_interrupted)
     return SCRExtension()

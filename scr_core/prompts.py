@@ -3,6 +3,9 @@
 CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
 # Appended to yes/no and short-answer questions (POPE, MME, ...), after one space.
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
+#: Characters a prompt may hold (an instruction or a question; a long one is a few hundred). Checked before
+#: the chat template sees it, so a long paste is refused as such, not as a template fault.
+MAX_PROMPT_CHARS = 100_000
 
 
 def check_prompt(prompt) -> str:
@@ -11,6 +14,9 @@ def check_prompt(prompt) -> str:
 
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("the prompt is empty; pass a question or an instruction")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InputError(f"the prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,} "
+                         "characters, so shorten it")
     try:
         prompt.encode("utf-8")
     except UnicodeEncodeError:

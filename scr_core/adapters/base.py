@@ -26,7 +26,7 @@ from ..config import SCRConfig, paper_range
 from ..errors import ConfigError
 from ..layout import VisualGrid, VisualLayout, layout_from_rule
 from ..prompts import SHORT_ANSWER_PROMPT, chat_messages
-from ..template_guard import render_limited
+from ..template_guard import render_chat, warm_up
 from ..versions import MIN_TRANSFORMERS
 
 
@@ -91,6 +91,7 @@ class Adapter(ABC):
     def __init__(self, model: nn.Module, processor) -> None:
         self.model = model
         self.processor = processor
+        warm_up()  # the template renderer's process starts while the model loads
 
     # -- decoder -----------------------------------------------------------------
     @abstractmethod
@@ -159,11 +160,9 @@ class Adapter(ABC):
         return {}
 
     def format_prompt(self, prompt: str, num_images: int) -> str:
-        """The chat template around ``num_images`` images followed by ``prompt``."""
-        template = self.chat_template()
-        extra = {"chat_template": template} if template is not None else {}
-        return render_limited(lambda: self.processor.apply_chat_template(
-            self.messages(prompt, num_images), add_generation_prompt=True, **extra))
+        """The chat template around ``num_images`` images followed by ``prompt`` (``template_guard``: rendered
+        in its own process, bounded in time and memory)."""
+        return render_chat(self.processor, self.messages(prompt, num_images), self.chat_template())
 
     def prepare(self, images: Sequence[Sequence[Image.Image]], prompts: Sequence[str]) -> dict:
         """Processor outputs for a left-padded batch (one list of images per prompt).
