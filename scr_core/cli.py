@@ -290,7 +290,7 @@ def cmd_calibrate(args) -> None:
     from .calibrate import calibrate, load_questions, split_holdout, write_outputs
     from .calibrate.grid import parse_hook_grid, parse_numbers
     from .calibrate.report import OUTPUT_FILES
-    from .eval.runner import check_sizes
+    from .runs import check_sizes
 
     check_sizes(args.limit, args.batch_size)
     lams, ks = parse_numbers(args.lam, float, "--lam"), parse_numbers(args.k, int, "--k")
@@ -320,7 +320,7 @@ def cmd_calibrate(args) -> None:
 
 def cmd_caption_folder(args) -> None:
     from .caption_folder import caption_folder, check_caption_run
-    from .eval.runner import check_sizes
+    from .runs import check_sizes
     from .shards import launched_shard
 
     prompt = _caption_instruction(args)
