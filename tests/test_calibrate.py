@@ -71,7 +71,7 @@ def test_grid_defaults_and_parsing():
     grid = build_grid([1.1, 1.2], [8], [(0, 1), (0, 1, 2)], depth=8)
     assert [s.label for s in grid] == ["λ=1.1 K=8 hooks 0-1", "λ=1.2 K=8 hooks 0-1",
                                        "λ=1.1 K=8 hooks 0-2", "λ=1.2 K=8 hooks 0-2"]
-    with pytest.raises(ConfigError, match="reach layer 8"):
+    with pytest.raises(ConfigError, match="reaches layer 8"):
         build_grid([1.1], [8], [(0, 8)], depth=8)
     with pytest.raises(ConfigError, match="λ must be > 1"):
         build_grid([1.0], [8], [(0, 1)], depth=8)

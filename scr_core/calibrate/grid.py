@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config import SCRConfig, paper_range, parse_layer_ranges
+from ..config import SCRConfig, check_depth, check_redistributes, paper_range, parse_layer_ranges
 from ..errors import ConfigError
 
 DEFAULT_LAMS = (1.05, 1.10, 1.15)
@@ -84,14 +84,11 @@ def build_grid(lams: Sequence[float], ks: Sequence[int], hook_sets: Sequence[Seq
     settings = []
     for hooks in hook_sets:
         hooks = tuple(sorted(set(hooks)))
-        if max(hooks) >= depth:
-            raise ConfigError(f"hook layers {format_layers(hooks)} reach layer {max(hooks)}, but the model has only "
-                              f"{depth} decoder layers (0..{depth - 1})")
+        check_depth(f"hook layers {format_layers(hooks)}", hooks, depth)
         for k in ks:
             for lam in lams:
                 SCRConfig(k=k, lam=lam, hook_layers=hooks)  # validates k and λ
-                if lam <= 1:
-                    raise ConfigError(f"λ={lam:g} does not redistribute (λ must be > 1 for SCR)")
+                check_redistributes(lam)
                 settings.append(Setting(float(lam), int(k), hooks))
     if len(set(settings)) != len(settings):
         raise ConfigError("the grid repeats a setting; give each λ, K and hook range once")
