@@ -68,14 +68,25 @@ def parse_numbers(text: str, kind: type, flag: str) -> tuple:
     return values
 
 
-def parse_hook_grid(text: str) -> tuple[tuple[int, ...], ...]:
-    """"0-7,0-11,0-15" -> three hook-layer ranges (each item a range ``a-b`` or one layer;
-    ``;`` separates the items instead when one of them needs commas, e.g. "0,2,4;0-11")."""
-    items = str(text).split(";") if ";" in str(text) else str(text).split(",")
-    ranges = tuple(parse_layer_ranges(item) for item in items if item.strip())
-    if not ranges:
+def parse_hook_grid(text: str | Sequence[str]) -> tuple[tuple[int, ...], ...]:
+    """The hook-layer sets to try. Each set is written as ``--hook-layers`` is everywhere else
+    (``config.parse_layer_ranges``: "0-11", "0,2,4" and "0-3,8" are one set each); several sets are
+    separated by ``;`` ("0-7;0-11;0-15") or given one per flag (a sequence: the repeated flag).
+
+    Before, a comma separated the sets ("0-7,0-11" meant two ranges). Ranges that overlap inside one set
+    can only be that spelling, so they are refused with the new one instead of becoming their union.
+    """
+    texts = [text] if isinstance(text, str) else list(text)
+    items = [item for t in texts for item in str(t).split(";") if item.strip()]
+    if not items:
         raise ConfigError("--hook-layers: empty list")
-    return ranges
+    for item in items:
+        parts = [parse_layer_ranges(part) or () for part in item.split(",") if part.strip()]
+        if any(set(a) & set(b) for i, a in enumerate(parts) for b in parts[i + 1:]):
+            raise ConfigError(f"--hook-layers {item.strip()!r}: overlapping ranges in one set; several sets are "
+                              f"separated by ';' (e.g. \"{';'.join(p.strip() for p in item.split(','))}\") or given "
+                              "as a repeated --hook-layers")
+    return tuple(tuple(sorted(set(parse_layer_ranges(item)))) for item in items)
 
 
 def build_grid(lams: Sequence[float], ks: Sequence[int], hook_sets: Sequence[Sequence[int]],
