@@ -1,4 +1,4 @@
-"""The README's performance plot, from a benchmark JSON.
+"""The performance plot of docs/performance.md, from a benchmark JSON.
 
 Left: extra milliseconds per generated token over vanilla as the response grows, SCR against
 VCD, DoLa and Uniform-Smooth (the question a user asks: how much slower than vanilla, and

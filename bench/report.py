@@ -1,6 +1,6 @@
-"""The README's performance section, rendered as markdown from a benchmark JSON.
+"""docs/performance.md's tables, rendered as markdown from a benchmark JSON.
 
-Why from the JSON alone: figures in the README must be traceable to one run (its machine,
+Why from the JSON alone: figures in the docs must be traceable to one run (its machine,
 versions, threads and load are printed above the tables) and re-renderable without
 re-measuring. Times are medians; "±" is half the interquartile range over the rounds.
 """

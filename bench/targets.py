@@ -1,4 +1,4 @@
-"""The performance targets (docs/performance.md), checked against a benchmark document (the README
+"""The performance targets (docs/performance.md), checked against a benchmark document (the report
 states them; tests do not).
 
 Each check takes the worst case over the measured cells and returns what was measured and

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from .env import env_flag
 from .errors import InputError, ModelLoadError
 
 ALLOWED_ENV = "SCR_ALLOWED_FOLDERS"
@@ -67,7 +68,7 @@ def check_model_folder(path: str | Path, model_folders: Iterable[str | Path],
 
 def downloads_allowed(env: Mapping[str, str] = os.environ) -> bool:
     """Whether the owner turned hub downloads on (``SCR_ALLOW_DOWNLOADS=1``); off by default."""
-    return env.get(DOWNLOADS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag(DOWNLOADS_ENV, env)
 
 
 def folder_pixel_budget(env: Mapping[str, str] = os.environ) -> int:

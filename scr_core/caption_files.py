@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Iterable, Sequence
+from enum import Enum
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .allowed import check_allowed
@@ -25,6 +26,19 @@ IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.webp", "*.bmp", "*.gif", "*.tif
 
 #: Entries a recursive walk looks at before giving up (a walk of a huge tree cannot hold the queue).
 MAX_WALK_ENTRIES = 200_000
+
+
+class CaptionMode(str, Enum):
+    """Where a caption goes: beside its image, or into the output folder (Save Captions' ``mode`` widget,
+    ``caption-folder --txt``). The constructor is the check: ``CaptionMode("beside images")`` is a mode,
+    any other text an ``InputError`` that lists the modes (before, anything but "output folder" meant beside)."""
+
+    BESIDE_IMAGES = "beside images"
+    OUTPUT_FOLDER = "output folder"
+
+    @classmethod
+    def _missing_(cls, value):
+        raise InputError(f"caption mode {value!r} is not one of: {', '.join(mode.value for mode in cls)}")
 
 
 def list_images(folder: str | Path, patterns: str = "", recursive: bool = False, limit: int = 0,
@@ -40,7 +54,7 @@ def list_images(folder: str | Path, patterns: str = "", recursive: bool = False,
     if not root.is_dir():
         raise InputError(f"image folder not found: {root}")
     wanted = [p.strip().lower() for p in patterns.replace(",", ";").split(";") if p.strip()] or list(IMAGE_PATTERNS)
-    found = sorted(p for p in _walk(root, recursive) if _is_image_name(p.name)
+    found = sorted(p for p in _walk(root, recursive) if is_image_name(p.name)
                    and any(fnmatch.fnmatch(p.name.lower(), w) for w in wanted))
     if limit and limit > 0:
         found = found[:limit]
@@ -66,7 +80,7 @@ def _walk(root: Path, recursive: bool) -> list[Path]:
     return files
 
 
-def _is_image_name(name: str) -> bool:
+def is_image_name(name: str) -> bool:
     return any(fnmatch.fnmatch(name.lower(), p) for p in IMAGE_PATTERNS)
 
 
@@ -87,14 +101,15 @@ def safe_subfolder(output_dir: str | Path, subfolder: str) -> Path:
     return target
 
 
-def caption_targets(paths: Iterable[str], mode: str, output_dir: str | Path, subfolder: str = "",
+def caption_targets(paths: Iterable[str], mode: CaptionMode | str, output_dir: str | Path, subfolder: str = "",
                     extension: str = ".txt", allowed: Sequence[Path] | None = None) -> list[Path]:
-    """Where each caption goes: beside its image (an existing file, inside ``allowed`` when given), or
-    in the output subfolder by image stem."""
+    """Where each caption goes (``mode``, checked): beside its image (an existing file, inside ``allowed``
+    when given), or in the output subfolder by image stem."""
+    mode = CaptionMode(mode)
     if not extension.startswith(".") or "/" in extension or "\\" in extension or extension in (".", ".."):
         raise InputError(f"bad caption extension {extension!r}; use e.g. .txt")
     targets = []
-    folder = safe_subfolder(output_dir, subfolder) if mode == "output folder" else None
+    folder = safe_subfolder(output_dir, subfolder) if mode is CaptionMode.OUTPUT_FOLDER else None
     for index, raw in enumerate(paths):
         text = str(raw or "").strip()
         if folder is not None:

@@ -25,11 +25,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from .caption_files import IMAGE_PATTERNS, _is_image_name, caption_targets, list_images, write_captions
+from .caption_files import IMAGE_PATTERNS, CaptionMode, is_image_name, caption_targets, list_images, write_captions
 from .config import SCRConfig
 from .errors import ConfigError, InputError
 from .images import load_image
 from .outputs import write_atomically
+from .runs import check_run, check_sizes, model_numerics, on_cpu
 from .shards import Shard, batches_of, read_all, run_shards
 
 _FIX = "delete that line (its image is captioned again) or the file (to start over)"
@@ -59,7 +60,7 @@ def list_items(source: str | Path) -> list[Item]:
         raise not_a_list from None
     except OSError as err:
         raise InputError(f"cannot read {source} ({err.strerror})") from None
-    if not any(_is_image_name(Path(line.strip()).name) for line in text_lines if "\0" not in line):
+    if not any(is_image_name(Path(line.strip()).name) for line in text_lines if "\0" not in line):
         raise not_a_list  # e.g. /etc/passwd: refused without echoing a line of it
     items, seen = [], set()
     for line in text_lines:
@@ -134,8 +135,8 @@ def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool) -> dict[
     """``<stem>.txt`` beside each readable file (Save Captions' rules), by image name; refused up
     front (before any captioning) if one is in the way for an image still to caption."""
     present = [i for i in items if i.path.is_file()]
-    targets = dict(zip((i.name for i in present), caption_targets([str(i.path) for i in present], "beside image",
-                                                                  output_dir=".", extension=".txt")))
+    targets = dict(zip((i.name for i in present), caption_targets([str(i.path) for i in present],
+                                                                  CaptionMode.BESIDE_IMAGES, output_dir=".")))
     existing = [t for name, t in targets.items() if name not in done and t.exists()]
     if existing and not overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} caption file(s) in the way); pass "
@@ -173,18 +174,16 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
                    overwrite_txt: bool = False, prefix: str = "", model_name: str = "", progress: bool = True,
                    shard: Shard | None = None) -> dict:
     """Caption every image of ``source`` into ``out`` (module docstring); returns the summary."""
-    from .eval.runner import _check_run, check_sizes, model_numerics
-
     check_sizes(None, batch_size)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {max_new_tokens!r})")
     out = Path(out)
-    shard = shard or Shard.current(cpu=model_numerics(pipe)["device"] in (None, "cpu"))
+    shard = shard or Shard.current(cpu=on_cpu(pipe))
     items, targets = check_caption_run(source, out, txt, overwrite_txt, shard)
     meta = {"source": str(Path(source).resolve()), "model": model_name, **model_numerics(pipe),
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},
             "prompt": prompt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
-    _check_run(out.parent, json.loads(json.dumps(meta)), run_file=sidecar(out, "run"))
+    check_run(out.parent, json.loads(json.dumps(meta)), run_file=sidecar(out, "run"))
 
     def work(batch: list[Item]) -> list[dict]:
         return caption_batch(pipe, batch, scr=scr, prompt=prompt, max_new_tokens=max_new_tokens)

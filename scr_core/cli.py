@@ -190,8 +190,10 @@ def _add_calibrate_parser(sub) -> None:
     cal.add_argument("--overwrite", action="store_true", help="replace the files of an earlier calibration in --out")
     cal.add_argument("--lam", default=",".join(f"{x:g}" for x in DEFAULT_LAMS), help="λ values (default %(default)s)")
     cal.add_argument("--k", default=",".join(map(str, DEFAULT_KS)), help="K values (default %(default)s)")
-    cal.add_argument("--hook-layers", default=None,
-                     help="hook ranges, e.g. 0-7,0-11,0-15 (default: those, scaled on decoders under 28 layers)")
+    cal.add_argument("--hook-layers", action="append", default=None, metavar="SET",
+                     help="a hook-layer set to try, written as for caption (0-11, or 0-3,8); repeat the flag or "
+                          "separate sets with ';' for several (default: 0-7, 0-11 and 0-15, scaled on decoders "
+                          "under 28 layers)")
     cal.add_argument("--diag-layers", type=parse_layers, help="shared by the grid (default: the paper's)")
     cal.add_argument("--query", choices=("post_image", "last"), default="post_image")
     cal.add_argument("--keep-border", action="store_true", help="allow sources on the grid border")
@@ -290,7 +292,7 @@ def cmd_calibrate(args) -> None:
     from .calibrate import calibrate, load_questions, split_holdout, write_outputs
     from .calibrate.grid import parse_hook_grid, parse_numbers
     from .calibrate.report import OUTPUT_FILES
-    from .eval.runner import check_sizes
+    from .runs import check_sizes
 
     check_sizes(args.limit, args.batch_size)
     lams, ks = parse_numbers(args.lam, float, "--lam"), parse_numbers(args.k, int, "--k")
@@ -320,7 +322,7 @@ def cmd_calibrate(args) -> None:
 
 def cmd_caption_folder(args) -> None:
     from .caption_folder import caption_folder, check_caption_run
-    from .eval.runner import check_sizes
+    from .runs import check_sizes
     from .shards import launched_shard
 
     prompt = _caption_instruction(args)

@@ -17,6 +17,10 @@ from .errors import ConfigError
 Query = Literal["post_image", "last"]
 Selection = Literal["attention", "uniform"]
 
+#: λ = 1 leaves every hidden state as it is: SCR moves credit only above it (calibrate's grid, the ComfyUI
+#: widget's minimum). A λ in (0, 1) passes ``check_lam_value`` (an ablation: credit flows back to the sources).
+IDENTITY_LAM = 1.0
+
 PAPER_DIAG_LAYERS = tuple(range(8, 17))
 PAPER_DEPTH = 32  # the depth the paper's layer ranges were written for (7B models)
 MIN_PAPER_DEPTH = 28  # shallowest decoder in the paper (Qwen2-VL-7B); below it ranges are scaled
@@ -48,10 +52,7 @@ class SCRConfig:
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k <= 0:
             raise ConfigError(f"k must be a positive integer (got {self.k!r})")
-        lam = self.lam
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0:
-            raise ConfigError(f"lam must be a finite number > 0 (got {self.lam!r}); the paper uses 1.10")
-        check_lam(lam, "float32")
+        check_lam(check_lam_value(self.lam), "float32")
         for name in ("diag_layers", "hook_layers"):
             value = getattr(self, name)
             if value is None:
@@ -70,6 +71,21 @@ class SCRConfig:
     def with_(self, **changes) -> "SCRConfig":
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
+
+
+def check_lam_value(lam, name: str = "lam") -> float:
+    """The one lower bound of any λ (a config's, a plan's, an export's): a finite number > 0, since the
+    sources are scaled by 1/λ. ``ConfigError`` naming ``name`` (a field or a flag) otherwise."""
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0 (got {lam!r}); the paper uses 1.10")
+    return float(lam)
+
+
+def check_redistributes(lam: float) -> None:
+    """Refuse a λ that moves no credit (λ <= ``IDENTITY_LAM``): what a grid of SCR settings to compare
+    against vanilla must not hold."""
+    if lam <= IDENTITY_LAM:
+        raise ConfigError(f"λ={lam:g} does not redistribute (λ must be > {IDENTITY_LAM:g} for SCR)")
 
 
 # numpy stand-ins for the types hooks compute in; bfloat16 has float32's exponent range

@@ -6,11 +6,11 @@ arguments are the fields of this one dataclass; a bad value is reported before t
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .env import hub_offline
 from .errors import ConfigError, ModelLoadError
 
 DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
@@ -83,7 +83,7 @@ class LoadOptions:
 
     @property
     def offline(self) -> bool:
-        return self.local_files_only or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        return self.local_files_only or hub_offline()
 
     def resolved_device(self) -> str:
         """The device to load on; a ``ModelLoadError`` when it is not there (checked before loading)."""
@@ -142,16 +142,35 @@ def checkpoint_source(source: str | Path, offline: bool) -> str:
     return text
 
 
+def checkpoint_config(folder: str | Path, required: bool = False) -> dict | None:
+    """A local checkpoint's ``config.json``, parsed (no weights, no transformers, no torch): the one reader
+    of it before a model loads (its depth, its declared quantization, the exporter's checks).
+
+    ``None`` when the folder holds none, or it is unreadable or not a JSON object; with ``required``, a
+    ``ModelLoadError`` saying which instead.
+    """
+    import json
+
+    path = Path(folder) / "config.json"
+    config, problem = None, f"{folder} is not a checkpoint folder (no config.json); pass the checkpoint folder"
+    if path.is_file():
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            problem = f"cannot read {path}: {err}"
+        else:
+            problem = None if isinstance(config, dict) else f"{path} is not a JSON object"
+    if problem is None:
+        return config
+    if required:
+        raise ModelLoadError(problem)
+    return None
+
+
 def decoder_depth(folder: str | Path) -> int | None:
     """Decoder layers of a local checkpoint, read from its ``config.json`` alone (no weights, no
     transformers), so explicit layer ranges can be checked before the model loads."""
-    import json
-
-    try:
-        config = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    section = decoder_section(config)
+    section = decoder_section(checkpoint_config(folder) or {})
     return section["num_hidden_layers"] if section else None
 
 
@@ -229,13 +248,7 @@ def model_quantization(model) -> str | None:
 
 def checkpoint_quantization(folder: str | Path) -> str | None:
     """The quantization a saved checkpoint's ``config.json`` declares (``None``: plain weights)."""
-    import json
-
-    try:
-        config = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    declared = config.get("quantization_config")
+    declared = (checkpoint_config(folder) or {}).get("quantization_config")
     if not isinstance(declared, dict):
         return None
     if declared.get("load_in_8bit") or declared.get("_load_in_8bit"):

@@ -27,7 +27,7 @@ from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .adapters import Adapter, adapter_class, adapter_for, split_options
-from .config import SCRConfig, check_lam, resolve_layers
+from .config import SCRConfig, check_depth, check_lam, resolve_layers
 from .diagnosis import attention_maps, plan_from_maps, run_until, uniform_plan
 from .results import entropy_nats
 from .errors import ConfigError, GenerationInterrupted, InputError, ModelLoadError, ReleasedError
@@ -319,9 +319,7 @@ class SCRPipeline(RunnerBase):
             plans = scr
         if plans is not None:
             arrays = plan_arrays(plans, layout)
-            if max(arrays.hook_layers) >= self.depth:
-                raise ConfigError(f"the plan hooks layer {max(arrays.hook_layers)}, but the model has only "
-                                  f"{self.depth} decoder layers (0..{self.depth - 1})")
+            check_depth(f"the plan's hook_layers={list(arrays.hook_layers)}", arrays.hook_layers, self.depth)
             check_lam(arrays.lam, str(self.model.dtype))  # the hooks compute in the model's dtype
             edit, hook_layers = BatchEdit.from_arrays(arrays, self.model.device), arrays.hook_layers
         else:

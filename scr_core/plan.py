@@ -7,12 +7,12 @@ Everything here is numpy only, so the onnxruntime path shares it without importi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from .config import check_lam_value
 from .errors import ConfigError, LayoutError
 from .grid import neighbours8
 from .layout import VisualGrid, VisualLayout
@@ -102,9 +102,7 @@ class RedistributionPlan:
         missing = sorted({"lam", "hook_layers", "grids"} - set(data))
         if missing:
             raise ConfigError(f"plan: missing {', '.join(missing)}")
-        lam = data["lam"]
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0:
-            raise ConfigError(f"plan.lam must be a finite number > 0 (got {lam!r})")
+        lam = check_lam_value(data["lam"], "plan.lam")
         layers = data["hook_layers"]
         if not isinstance(layers, (list, tuple)) or not layers:
             raise ConfigError("plan.hook_layers must be a non-empty list of layer indices")

@@ -12,6 +12,7 @@ import numpy as np
 
 from .layout import VisualGrid
 from .plan import RedistributionPlan
+from .yes_no import parse_yes_no
 
 
 def entropy_nats(values: np.ndarray) -> float:
@@ -75,8 +76,6 @@ class GenerationResult:
     @property
     def yes_no(self) -> str:
         """"yes" / "no" by POPE's official rule (first sentence; "no" or "not" means no)."""
-        from .eval.parsing import parse_yes_no
-
         return parse_yes_no(self.text)
 
     def to_dict(self) -> dict:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .datafiles import json_object, read_text
 from .errors import DataError
 from .outputs import write_atomically
 
@@ -97,8 +98,6 @@ def read_records(path: Path, key: str, required: Sequence[str], fix: str, repair
     Every other line must be a JSON object with ``required`` fields, else ``DataError`` naming the
     file and the line (``fix`` says what to do).
     """
-    from .eval.files import json_object, read_text
-
     if not path.is_file():
         return {}
     done, lines = {}, read_text(path, "predictions file").splitlines()

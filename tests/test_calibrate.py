@@ -15,7 +15,7 @@ from scipy.stats import binomtest
 
 from scr_core.calibrate import (Question, bootstrap_mean_ci, build_grid, calibrate, default_hook_grid, holm,
                                 load_questions, markdown, parse_hook_grid, split_holdout)
-from scr_core.config import SCRConfig
+from scr_core.config import SCRConfig, parse_layer_ranges
 from scr_core.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,15 +66,31 @@ def test_holdout_split_is_disjoint_by_image_and_deterministic():
 def test_grid_defaults_and_parsing():
     assert default_hook_grid(32) == [tuple(range(8)), tuple(range(12)), tuple(range(16))]
     assert default_hook_grid(8) == [(0, 1), (0, 1, 2), (0, 1, 2, 3)]  # the testbed's scaled ranges
-    assert parse_hook_grid("0-7,0-11") == (tuple(range(8)), tuple(range(12)))
+    assert parse_hook_grid("0-7;0-11") == (tuple(range(8)), tuple(range(12)))
     assert parse_hook_grid("0,2;0-3") == ((0, 2), (0, 1, 2, 3))
     grid = build_grid([1.1, 1.2], [8], [(0, 1), (0, 1, 2)], depth=8)
     assert [s.label for s in grid] == ["λ=1.1 K=8 hooks 0-1", "λ=1.2 K=8 hooks 0-1",
                                        "λ=1.1 K=8 hooks 0-2", "λ=1.2 K=8 hooks 0-2"]
-    with pytest.raises(ConfigError, match="reach layer 8"):
+    with pytest.raises(ConfigError, match="reaches layer 8"):
         build_grid([1.1], [8], [(0, 8)], depth=8)
     with pytest.raises(ConfigError, match="λ must be > 1"):
         build_grid([1.0], [8], [(0, 1)], depth=8)
+
+
+def test_hook_layer_sets_are_written_as_the_flag_is_everywhere_else():
+    """One meaning of --hook-layers: a comma joins ranges into one set (as for caption); ';' or a
+    repeated flag gives several sets; the old comma-separated grid is refused with its new spelling."""
+    assert parse_hook_grid("0-3,8") == ((0, 1, 2, 3, 8),) == (parse_layer_ranges("0-3,8"),)
+    assert parse_hook_grid(["0-2", "0-3,8"]) == ((0, 1, 2), (0, 1, 2, 3, 8)) == parse_hook_grid("0-2;0-3,8")
+    with pytest.raises(ConfigError, match=r"overlapping ranges in one set.*\"0-7;0-11;0-15\""):
+        parse_hook_grid("0-7,0-11,0-15")
+    with pytest.raises(ConfigError, match="empty list"):
+        parse_hook_grid(" ; ")
+    from scr_core.cli import build_parser
+
+    args = build_parser().parse_args(["calibrate", "--data", "d", "--out", "o", "--hook-layers", "0-1",
+                                      "--hook-layers", "0-3,5"])
+    assert parse_hook_grid(args.hook_layers) == ((0, 1), (0, 1, 2, 3, 5))
 
 
 def test_question_file_format(tmp_path):

@@ -2,7 +2,9 @@ import math
 
 import pytest
 
-from scr_core.config import SCRConfig, paper_range, resolve_layers
+from scr_core.config import (IDENTITY_LAM, SCRConfig, check_lam_value, check_redistributes, paper_range,
+                             resolve_layers)
+from scr_core.plan import RedistributionPlan
 from scr_core.errors import ConfigError, SCRError
 from scr_core.grid import interior_mask, neighbours8, to_index, to_row_col
 
@@ -16,6 +18,24 @@ def test_bad_config_raises_one_clear_error(kwargs):
         SCRConfig(**kwargs)
     assert isinstance(info.value, SCRError)
     assert next(iter(kwargs)) in str(info.value)
+
+
+def test_lam_bounds_have_one_owner():
+    """Every λ (a config's, a plan's) passes the one lower bound of config.py: a finite number > 0, named as
+    its caller knows it; λ = 1 is the identity, and only a grid of SCR settings also asks for more."""
+    assert check_lam_value(1.1) == 1.1 and check_lam_value(1, "plan.lam") == 1.0 and check_lam_value(0.5) == 0.5
+    for bad in (0, -1.0, math.nan, math.inf, True, "1.1", None):
+        with pytest.raises(ConfigError, match=r"^plan\.lam must be a finite number > 0 \(got "):
+            check_lam_value(bad, "plan.lam")
+    plan = {"lam": 0, "hook_layers": [0], "grids": [{"size": [4, 4], "sources": [], "neighbours": [], "owners": []}]}
+    for build in (lambda: SCRConfig(lam=0), lambda: RedistributionPlan.from_dict(plan)):
+        with pytest.raises(ConfigError, match=r"lam must be a finite number > 0 \(got 0\); the paper uses 1\.10"):
+            build()
+    assert IDENTITY_LAM == 1.0 and SCRConfig(lam=IDENTITY_LAM).lam == 1.0  # allowed: the identity
+    check_redistributes(1.05)
+    for lam in (IDENTITY_LAM, 0.9):
+        with pytest.raises(ConfigError, match=r"does not redistribute \(λ must be > 1 for SCR\)"):
+            check_redistributes(lam)
 
 
 def test_defaults_follow_the_paper():

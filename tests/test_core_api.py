@@ -350,6 +350,29 @@ def test_cli_flags_come_from_adapter_declarations(monkeypatch):
     assert (built.family_max_tiles, built.family_max_pixels) == (2, 9)
 
 
+def test_family_options_and_defaults_are_checked_once_by_the_base():
+    """The base checks every declared adapter option (direct construction as much as loading) and keeps it
+    as an attribute; families state hook fractions and a shared K as data."""
+    from scr_core.adapters import (Adapter, AdapterOption, Gemma3Adapter, Idefics3Adapter, InternVLAdapter,
+                                   LlavaNextAdapter, Qwen3VLAdapter)
+
+    assert InternVLAdapter(None, None).max_tiles == 1 and InternVLAdapter(None, None, max_tiles=6).max_tiles == 6
+    assert Idefics3Adapter(None, None, no_image_splitting=None).no_image_splitting == 0
+    refused = ((InternVLAdapter, {"max_tiles": 0}, "internvl option max_tiles must be >= 1"),
+               (Idefics3Adapter, {"no_image_splitting": 2}, "no_image_splitting must be 0 or 1"),
+               (Gemma3Adapter, {"pan_and_scan": True}, "pan_and_scan must be int"),
+               (Gemma3Adapter, {"max_tiles": 2}, "take no option 'max_tiles'"))
+    for cls, options, message in refused:
+        with pytest.raises(ConfigError, match=message):
+            cls(None, None, **options)
+    assert AdapterOption("n", int, 1, "", minimum=1, maximum=12).bounds == "between 1 and 12"
+    assert [cls.shares_k for cls in (Adapter, InternVLAdapter, LlavaNextAdapter, Qwen3VLAdapter)] == [
+        False, True, True, False]
+    assert Gemma3Adapter(None, None).default_hook_layers(28) == tuple(range(16))  # the first 16/28
+    assert LlavaNextAdapter(None, None).default_hook_layers(32) == tuple(range(12))  # the first 12/32
+    assert InternVLAdapter(None, None).default_hook_layers(28) == tuple(range(16))  # the paper's 0..15
+
+
 def test_scr_config_refuses_booleans():
     with pytest.raises(ConfigError, match="lam"):
         SCRConfig(lam=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from scr_core import ConfigError, ModelLoadError, SCRConfig
-from scr_core.caption_files import caption_targets, list_images, write_captions
+from scr_core import ConfigError, InputError, ModelLoadError, SCRConfig
+from scr_core.caption_files import CaptionMode, caption_targets, list_images, write_captions
 from scr_core.cli import main as cli_main
 from scr_core.config import check_lam
 
@@ -34,7 +34,7 @@ def test_captions_get_ordinary_modes(tmp_path):
     from PIL import Image
 
     Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
-    target = caption_targets([str(p) for p in list_images(tmp_path)], "beside image", output_dir=".")
+    target = caption_targets([str(p) for p in list_images(tmp_path)], "beside images", output_dir=".")
     previous = os.umask(0o022)
     try:
         write_captions(["first"], target)
@@ -47,6 +47,25 @@ def test_captions_get_ordinary_modes(tmp_path):
         assert stat.S_IMODE(target[0].stat().st_mode) == 0o600
     finally:
         os.umask(previous)
+
+
+def test_caption_mode_is_one_checked_value(tmp_path):
+    """Save Captions' widget value and caption-folder's mode are one value; any other text is refused with
+    the modes named (it used to mean "beside")."""
+    from PIL import Image
+
+    tmp_path = tmp_path.resolve()
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    assert [CaptionMode(mode.value) for mode in CaptionMode] == [CaptionMode.BESIDE_IMAGES, CaptionMode.OUTPUT_FOLDER]
+    assert [mode.value for mode in CaptionMode] == ["beside images", "output folder"]  # the node's options
+    image = str(tmp_path / "a.png")
+    beside = caption_targets([image], CaptionMode.BESIDE_IMAGES, output_dir=tmp_path / "out")
+    assert beside == caption_targets([image], "beside images", output_dir=tmp_path / "out") == [tmp_path / "a.txt"]
+    assert caption_targets([image], "output folder", tmp_path / "out", "caps") == [tmp_path / "out" / "caps" / "a.txt"]
+    for bad in ("beside image", "Output folder", "", None):
+        with pytest.raises(InputError, match=r"caption mode .* is not one of: beside images, output folder"):
+            caption_targets([image], bad, tmp_path / "refused", "caps")
+    assert not (tmp_path / "refused").exists()  # refused before any folder is made
 
 
 # -- 2. λ that overflows the hooks' numbers ----------------------------------------------------

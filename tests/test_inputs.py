@@ -1,5 +1,6 @@
 """Bad input: one clear SCRError each, and nothing lost (the pipeline keeps working)."""
 
+import dataclasses
 import json
 import shutil
 
@@ -74,6 +75,49 @@ def test_k_larger_than_the_grid(pipe, images):
 def test_layers_beyond_the_model(pipe, images):
     with pytest.raises(SCRError, match="only 18 decoder layers"):
         pipe.caption(images[0], scr=SCRConfig(hook_layers=(0, 30)), max_new_tokens=2)
+
+
+def test_a_plan_beyond_the_model_meets_the_same_depth_check(pipe, images):
+    plan = dataclasses.replace(pipe.diagnose(images[0])[0].plan, hook_layers=(0, 30))
+    with pytest.raises(SCRError, match=r"the plan's hook_layers=\[0, 30\] reaches layer 30, but the model has only "
+                                       r"18 decoder layers \(0\.\.17\)"):
+        pipe.caption(images[0], scr=plan, max_new_tokens=2)
+    assert pipe.caption(images[0], max_new_tokens=2)  # still usable
+
+
+def test_a_checkpoints_config_json_has_one_reader(tmp_path, tiny_llava_dir):
+    from scr_core.loading import checkpoint_config, checkpoint_quantization, decoder_depth
+
+    assert checkpoint_config(tiny_llava_dir)["model_type"] == "llava" and decoder_depth(tiny_llava_dir) == 18
+    assert checkpoint_quantization(tiny_llava_dir) is None
+    for content, problem in ((None, "no config.json"), ("{", "cannot read"), ("[1, 2]", "is not a JSON object")):
+        folder = tmp_path / problem.replace(" ", "-")
+        folder.mkdir()
+        if content is not None:
+            (folder / "config.json").write_text(content)
+        assert checkpoint_config(folder) is None and decoder_depth(folder) is None
+        assert checkpoint_quantization(folder) is None
+        with pytest.raises(ModelLoadError, match=problem):
+            checkpoint_config(folder, required=True)
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "config.json").write_text(json.dumps({"quantization_config": {"load_in_4bit": True}}))
+    assert checkpoint_quantization(tmp_path / "q") == "4bit"
+
+
+@pytest.mark.parametrize("value,on", [("1", True), ("true", True), (" Yes ", True), ("ON", True), ("0", False),
+                                      ("", False), ("no", False), ("2", False), (None, False)])
+def test_environment_switches_read_alike(value, on):
+    from scr_core.allowed import DOWNLOADS_ENV, downloads_allowed
+    from scr_core.env import env_flag, hub_offline
+    from scr_core.loading import LoadOptions
+
+    env = {} if value is None else {"HF_HUB_OFFLINE": value, DOWNLOADS_ENV: value}
+    assert env_flag("HF_HUB_OFFLINE", env) is on and hub_offline(env) is on and downloads_allowed(env) is on
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("HF_HUB_OFFLINE", raising=False)
+        if value is not None:
+            patch.setenv("HF_HUB_OFFLINE", value)
+        assert LoadOptions().offline is on
 
 
 def test_folder_without_a_model(tmp_path):

@@ -52,7 +52,7 @@ def split_options(cls: type[Adapter], options: dict | None) -> tuple[dict, dict]
     ``None`` values mean "not set" and are dropped.
     """
     declared = {opt.name: opt for opt in cls.options}
-    family = "/".join(cls.model_types) or cls.__name__
+    family = cls.family_name()
     unknown = sorted(set(options or {}) - set(declared))
     if unknown:
         raise ConfigError(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -28,6 +27,7 @@ from ..layout import VisualGrid, VisualLayout, layout_from_rule
 from ..prompts import SHORT_ANSWER_PROMPT, chat_messages
 from ..template_guard import render_chat, warm_up
 from ..versions import MIN_TRANSFORMERS
+from .shared import fraction_range, shared_budgets
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class AdapterOption:
     help: str
     applies_to: Literal["adapter", "processor"] = "adapter"
     minimum: int | float | None = None
+    maximum: int | float | None = None
 
     def check(self, value: Any, family: str) -> Any:
         """``value`` converted to the option's type, or a ``ConfigError`` naming the option."""
@@ -59,23 +60,45 @@ class AdapterOption:
             raise ConfigError(f"{family} option {self.name} must be {self.type.__name__}, got {value!r}") from None
         if self.type is int and converted != value:
             raise ConfigError(f"{family} option {self.name} must be an integer, got {value!r}")
-        if self.minimum is not None and converted < self.minimum:
-            raise ConfigError(f"{family} option {self.name} must be >= {self.minimum}, got {value!r}")
+        if ((self.minimum is not None and converted < self.minimum)
+                or (self.maximum is not None and converted > self.maximum)):
+            raise ConfigError(f"{family} option {self.name} must be {self.bounds}, got {value!r}")
         return converted
+
+    @property
+    def bounds(self) -> str:
+        """The allowed range in words: ">= 1", "0 or 1", "between 1 and 12"."""
+        low, high = self.minimum, self.maximum
+        if high is None:
+            return f">= {low}"
+        if low is None:
+            return f"<= {high}"
+        return f"{low} or {high}" if self.type is int and high == low + 1 else f"between {low} and {high}"
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
 
-class Adapter(ABC):
-    """Base class; subclasses register themselves for one or more ``config.model_type`` values."""
+class Adapter:
+    """Base class; subclasses register themselves for one or more ``config.model_type`` values.
+
+    The defaults are what most families share (transformers 5's ``model.model.language_model``, one K
+    per grid, the paper's hook range); a family states only how it differs, as data where it can
+    (``hook_fraction``, ``shares_k``, ``options``).
+    """
 
     model_types: ClassVar[tuple[str, ...]] = ()
     #: Default hooked layers (the paper's table), as a function of decoder depth.
     paper_hook_layers: ClassVar[tuple[int, int]] = (0, 15)
-    #: The family's own loading options (see ``AdapterOption``); adapter options are also
-    #: keyword arguments of the subclass's ``__init__``.
+    #: Families the paper has no numbers for: hook this fraction of the decoder instead
+    #: (``shared.fraction_range``; ``None``: ``paper_hook_layers``).
+    hook_fraction: ClassVar[float | None] = None
+    #: One image shown as several grids (tiles, crops, a base and a high-res view) keeps one K, split
+    #: over its grids by attention mass (``shared.shared_budgets``); False: every grid gets K.
+    shares_k: ClassVar[bool] = False
+    #: The family's own loading options (see ``AdapterOption``); adapter options are keyword arguments
+    #: of the constructor, checked there against these declarations and kept as attributes.
     options: ClassVar[tuple[AdapterOption, ...]] = ()
     #: Appended (after one space) to yes/no and short-answer questions by ``SCRPipeline.answer``:
     #: the wording the family's own evaluations use (lmms-eval's LLaVA wording by default).
@@ -88,15 +111,29 @@ class Adapter(ABC):
     #: The first transformers with the family's classes as the adapter uses them (loading refuses older ones).
     min_transformers: ClassVar[str] = MIN_TRANSFORMERS
 
-    def __init__(self, model: nn.Module, processor) -> None:
+    def __init__(self, model: nn.Module, processor, **options) -> None:
         self.model = model
         self.processor = processor
+        family = self.family_name()
+        declared = {opt.name: opt for opt in self.options if opt.applies_to == "adapter"}
+        unknown = sorted(set(options) - set(declared))
+        if unknown:
+            raise ConfigError(f"{family} adapters take no option {', '.join(map(repr, unknown))}; "
+                              f"their options: {', '.join(declared) or 'none'}")
+        for name, option in declared.items():
+            value = option.check(options.get(name), family)
+            setattr(self, name, option.default if value is None else value)
         warm_up()  # the template renderer's process starts while the model loads
 
+    @classmethod
+    def family_name(cls) -> str:
+        """How messages name the family: its model types ("idefics3"), else the class name."""
+        return "/".join(cls.model_types) or cls.__name__
+
     # -- decoder -----------------------------------------------------------------
-    @abstractmethod
     def language_model(self) -> nn.Module:
-        """The decoder stack (has ``.layers`` and ``.config``)."""
+        """The decoder stack (has ``.layers`` and ``.config``): where transformers 5 puts it for most families."""
+        return self.model.model.language_model
 
     def decoder_layers(self) -> nn.ModuleList:
         return self.language_model().layers
@@ -112,7 +149,10 @@ class Adapter(ABC):
         return found if found is not None else self.language_model().config
 
     def default_hook_layers(self, depth: int) -> tuple[int, ...]:
-        """The paper's hook range for this family (see ``config.paper_range`` for shallow decoders)."""
+        """The paper's hook range for this family (see ``config.paper_range`` for shallow decoders), or
+        ``hook_fraction`` of the depth."""
+        if self.hook_fraction is not None:
+            return fraction_range(self.hook_fraction, depth)
         return paper_range(*self.paper_hook_layers, depth)
 
     # -- plan --------------------------------------------------------------------
@@ -120,8 +160,10 @@ class Adapter(ABC):
         """Sources each grid of one prompt may take (``grids`` and ``maps`` in sequence order).
 
         Default: every grid is an image with its own budget of ``cfg.k``. Families that cut one
-        image into several grids (tiles) split ``k`` among them instead.
+        image into several grids (tiles) split ``k`` among them instead (``shares_k``).
         """
+        if self.shares_k:
+            return shared_budgets(grids, maps, cfg)
         return [cfg.k] * len(maps)
 
     # -- inputs ------------------------------------------------------------------

@@ -27,35 +27,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
-from ..config import SCRConfig
-from ..errors import ConfigError, LayoutError
+from ..errors import LayoutError
 from ..layout import VisualGrid, VisualLayout, token_runs
 from .base import Adapter, AdapterOption
-from .shared import QWEN_FRACTION, fraction_range, prepare_grouped, shared_budgets
+from .shared import QWEN_FRACTION, prepare_grouped
 
 
 class Gemma3Adapter(Adapter):
     model_types = ("gemma3",)
     unquantized_modules = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
+    hook_fraction = QWEN_FRACTION
+    shares_k = True
     options = (AdapterOption("pan_and_scan", int, 0, "pan-and-scan: up to N crops of a wide or tall image, each "
                              "one more grid sharing the image's K (default 0: off)", minimum=0),)
-
-    def __init__(self, model: nn.Module, processor, pan_and_scan: int = 0) -> None:
-        super().__init__(model, processor)
-        if isinstance(pan_and_scan, bool) or not isinstance(pan_and_scan, int) or pan_and_scan < 0:
-            raise ConfigError(f"pan_and_scan must be an integer >= 0 (got {pan_and_scan!r})")
-        self.pan_and_scan = pan_and_scan
-
-    def language_model(self) -> nn.Module:
-        return self.model.model.language_model
-
-    def default_hook_layers(self, depth: int) -> tuple[int, ...]:
-        return fraction_range(QWEN_FRACTION, depth)
+    pan_and_scan: int
 
     def grid_size(self) -> tuple[int, int]:
         tokens = int(self.model.config.mm_tokens_per_image)
@@ -114,6 +102,3 @@ class Gemma3Adapter(Adapter):
                 used += count
                 image += 1
         return VisualLayout(tuple(grids), layout.batch_size, layout.seq_len)
-
-    def source_budgets(self, grids: Sequence[VisualGrid], maps: Sequence[np.ndarray], cfg: SCRConfig) -> list[int]:
-        return shared_budgets(grids, maps, cfg)

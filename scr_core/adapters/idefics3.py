@@ -38,31 +38,24 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..config import SCRConfig
-from ..errors import ConfigError, LayoutError
+from ..errors import LayoutError
 from ..layout import FULL_REGION, VisualGrid, VisualLayout
 from .base import Adapter, AdapterOption
-from .shared import QWEN_FRACTION, fraction_range, prepare_grouped, shared_budgets
+from .shared import QWEN_FRACTION, prepare_grouped
+
 
 class Idefics3Adapter(Adapter):
     model_types = ("idefics3",)
     unquantized_modules = ("model.vision_model", "model.connector", "lm_head")
+    hook_fraction = QWEN_FRACTION
+    shares_k = True
     options = (AdapterOption("no_image_splitting", int, 0, "1: turn the processor's do_image_splitting off (one "
-                             "global image per image); 0: tiles plus a global image (default)", minimum=0),)
-
-    def __init__(self, model: nn.Module, processor, no_image_splitting: int = 0) -> None:
-        super().__init__(model, processor)
-        if isinstance(no_image_splitting, bool):
-            no_image_splitting = int(no_image_splitting)
-        if not isinstance(no_image_splitting, int) or no_image_splitting not in (0, 1):
-            raise ConfigError(f"no_image_splitting must be 0 or 1 (got {no_image_splitting!r})")
-        self.no_image_splitting = no_image_splitting
+                             "global image per image); 0: tiles plus a global image (default)", minimum=0,
+                             maximum=1),)
+    no_image_splitting: int
 
     def language_model(self) -> nn.Module:
         return self.model.model.text_model
-
-    def default_hook_layers(self, depth: int) -> tuple[int, ...]:
-        return fraction_range(QWEN_FRACTION, depth)
 
     def grid_size(self) -> tuple[int, int]:
         vision, scale = self.model.config.vision_config, int(self.model.config.scale_factor)
@@ -126,9 +119,6 @@ class Idefics3Adapter(Adapter):
             if pending:
                 raise LayoutError(f"prompt {sample}: tiles without their global image at the end")
         return VisualLayout(tuple(grids), int(input_ids.shape[0]), int(input_ids.shape[1]))
-
-    def source_budgets(self, grids: Sequence[VisualGrid], maps: Sequence[np.ndarray], cfg: SCRConfig) -> list[int]:
-        return shared_budgets(grids, maps, cfg)
 
 
 class SmolVLMAdapter(Idefics3Adapter):

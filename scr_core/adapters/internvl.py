@@ -30,32 +30,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 from PIL import Image
-from torch import nn
 
-from ..config import SCRConfig
-from ..errors import ConfigError
 from ..layout import VisualGrid
 from .base import Adapter, AdapterOption
-from .shared import shared_budgets
 
 
 class InternVLAdapter(Adapter):
     model_types = ("internvl",)
     unquantized_modules = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
     paper_hook_layers = (0, 15)
+    shares_k = True
     options = (AdapterOption("max_tiles", int, 1, "tiles per image (default 1; more turns on dynamic tiling "
                              "plus a thumbnail)", minimum=1),)
-
-    def __init__(self, model: nn.Module, processor, max_tiles: int = 1) -> None:
-        super().__init__(model, processor)
-        if isinstance(max_tiles, bool) or not isinstance(max_tiles, int) or max_tiles < 1:
-            raise ConfigError(f"max_tiles must be an integer >= 1 (got {max_tiles!r})")
-        self.max_tiles = max_tiles
-
-    def language_model(self) -> nn.Module:
-        return self.model.model.language_model
+    max_tiles: int
 
     def grid_size(self) -> tuple[int, int]:
         """Tokens per tile side: (image_size / patch_size) · downsample_ratio."""
@@ -90,7 +78,3 @@ class InternVLAdapter(Adapter):
         regions = [(c / columns, r / rows, (c + 1) / columns, (r + 1) / rows)
                    for r in range(rows) for c in range(columns)]
         return regions + [grids[-1].region]
-
-    def source_budgets(self, grids: Sequence[VisualGrid], maps: Sequence[np.ndarray], cfg: SCRConfig) -> list[int]:
-        """K per image, split over the image's tiles in proportion to their attention mass."""
-        return shared_budgets(grids, maps, cfg)

@@ -37,9 +37,6 @@ class LlavaAdapter(Adapter):
     unquantized_modules = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
     paper_hook_layers = (0, 11)
 
-    def language_model(self) -> nn.Module:
-        return self.model.model.language_model
-
     def grid_size(self) -> tuple[int, int]:
         vision = self.model.config.vision_config
         side = vision.image_size // vision.patch_size

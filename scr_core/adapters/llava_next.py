@@ -35,24 +35,18 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
-from ..config import SCRConfig
 from ..errors import LayoutError
 from ..layout import VisualGrid, VisualLayout
 from .base import Adapter
-from .shared import LLAVA_FRACTION, fraction_range, prepare_grouped, shared_budgets
+from .shared import LLAVA_FRACTION, prepare_grouped
 
 
 class LlavaNextAdapter(Adapter):
     model_types = ("llava_next",)
     unquantized_modules = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
-
-    def language_model(self) -> nn.Module:
-        return self.model.model.language_model
-
-    def default_hook_layers(self, depth: int) -> tuple[int, ...]:
-        return fraction_range(LLAVA_FRACTION, depth)
+    hook_fraction = LLAVA_FRACTION
+    shares_k = True
 
     def base_side(self) -> int:
         vision = self.model.config.vision_config
@@ -116,9 +110,6 @@ class LlavaNextAdapter(Adapter):
         image_positions = torch.nonzero(row == self.model.config.image_token_id).flatten().cpu().numpy()
         in_grids = np.concatenate([g.positions for g in layout.grids_of(sample)])
         return np.setdiff1d(image_positions, in_grids)
-
-    def source_budgets(self, grids: Sequence[VisualGrid], maps: Sequence[np.ndarray], cfg: SCRConfig) -> list[int]:
-        return shared_budgets(grids, maps, cfg)
 
 
 class LlavaOnevisionAdapter(LlavaNextAdapter):

@@ -52,9 +52,6 @@ class Qwen2VLAdapter(Adapter):
             for key in PIXEL_KWARGS:
                 init_kwargs.pop(key, None)
 
-    def language_model(self) -> nn.Module:
-        return self.model.model.language_model
-
     def merge_size(self) -> int:
         return int(self.model.config.vision_config.spatial_merge_size)
 

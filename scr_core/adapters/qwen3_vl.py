@@ -29,14 +29,12 @@ text-model loop, layout and DeepStack; only its MLPs are sparse. Videos are not 
 from __future__ import annotations
 
 from .qwen2_vl import Qwen2VLAdapter
-from .shared import QWEN_FRACTION, fraction_range
+from .shared import QWEN_FRACTION
 
 
 class Qwen3VLAdapter(Qwen2VLAdapter):
     model_types = ("qwen3_vl", "qwen3_vl_moe")
-
-    def default_hook_layers(self, depth: int) -> tuple[int, ...]:
-        return fraction_range(QWEN_FRACTION, depth)
+    hook_fraction = QWEN_FRACTION
 
     def deepstack_layers(self) -> tuple[int, ...]:
         """Decoder layers after which DeepStack adds vision features (one per deepstack block)."""

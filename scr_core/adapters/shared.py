@@ -12,7 +12,7 @@ their decoder depth as the paper's rule for the nearest family:
 Shared K. A family that shows one image as several grids (a base view plus a high-resolution
 view, tiles plus a global image, pan-and-scan crops) gives the image one budget of K,
 split over its grids in proportion to their diagnostic attention mass, exactly InternVL's
-rule (``InternVLAdapter.source_budgets``: largest-remainder rounding, capped by what each
+rule (``Adapter.shares_k``: largest-remainder rounding, capped by what each
 grid can hold).
 """
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config import SCRConfig, paper_range, parse_layer_ranges
+from ..config import SCRConfig, check_depth, check_redistributes, paper_range, parse_layer_ranges
 from ..errors import ConfigError
 
 DEFAULT_LAMS = (1.05, 1.10, 1.15)
@@ -68,14 +68,25 @@ def parse_numbers(text: str, kind: type, flag: str) -> tuple:
     return values
 
 
-def parse_hook_grid(text: str) -> tuple[tuple[int, ...], ...]:
-    """"0-7,0-11,0-15" -> three hook-layer ranges (each item a range ``a-b`` or one layer;
-    ``;`` separates the items instead when one of them needs commas, e.g. "0,2,4;0-11")."""
-    items = str(text).split(";") if ";" in str(text) else str(text).split(",")
-    ranges = tuple(parse_layer_ranges(item) for item in items if item.strip())
-    if not ranges:
+def parse_hook_grid(text: str | Sequence[str]) -> tuple[tuple[int, ...], ...]:
+    """The hook-layer sets to try. Each set is written as ``--hook-layers`` is everywhere else
+    (``config.parse_layer_ranges``: "0-11", "0,2,4" and "0-3,8" are one set each); several sets are
+    separated by ``;`` ("0-7;0-11;0-15") or given one per flag (a sequence: the repeated flag).
+
+    Before, a comma separated the sets ("0-7,0-11" meant two ranges). Ranges that overlap inside one set
+    can only be that spelling, so they are refused with the new one instead of becoming their union.
+    """
+    texts = [text] if isinstance(text, str) else list(text)
+    items = [item for t in texts for item in str(t).split(";") if item.strip()]
+    if not items:
         raise ConfigError("--hook-layers: empty list")
-    return ranges
+    for item in items:
+        parts = [parse_layer_ranges(part) or () for part in item.split(",") if part.strip()]
+        if any(set(a) & set(b) for i, a in enumerate(parts) for b in parts[i + 1:]):
+            raise ConfigError(f"--hook-layers {item.strip()!r}: overlapping ranges in one set; several sets are "
+                              f"separated by ';' (e.g. \"{';'.join(p.strip() for p in item.split(','))}\") or given "
+                              "as a repeated --hook-layers")
+    return tuple(tuple(sorted(set(parse_layer_ranges(item)))) for item in items)
 
 
 def build_grid(lams: Sequence[float], ks: Sequence[int], hook_sets: Sequence[Sequence[int]],
@@ -84,14 +95,11 @@ def build_grid(lams: Sequence[float], ks: Sequence[int], hook_sets: Sequence[Seq
     settings = []
     for hooks in hook_sets:
         hooks = tuple(sorted(set(hooks)))
-        if max(hooks) >= depth:
-            raise ConfigError(f"hook layers {format_layers(hooks)} reach layer {max(hooks)}, but the model has only "
-                              f"{depth} decoder layers (0..{depth - 1})")
+        check_depth(f"hook layers {format_layers(hooks)}", hooks, depth)
         for k in ks:
             for lam in lams:
                 SCRConfig(k=k, lam=lam, hook_layers=hooks)  # validates k and λ
-                if lam <= 1:
-                    raise ConfigError(f"λ={lam:g} does not redistribute (λ must be > 1 for SCR)")
+                check_redistributes(lam)
                 settings.append(Setting(float(lam), int(k), hooks))
     if len(set(settings)) != len(settings):
         raise ConfigError("the grid repeats a setting; give each λ, K and hook range once")

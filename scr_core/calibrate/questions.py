@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..eval.files import check_image, field, load_json_records
 from ..eval.parsing import normalize_label
-from ..eval.suites import SHORT_ANSWER, Amber, Pope, _subset
+from ..eval.suites import SHORT_ANSWER, Amber, Pope, subset
 
 FORMATS = ("auto", "pope", "amber", "jsonl")
 
@@ -63,9 +63,9 @@ def load_questions(data: str | Path, fmt: str = "auto", limit: int | None = None
     elif fmt == "amber":
         samples = [s for s in Amber(data).samples if s.task != "generative"]
         questions = [Question(str(s.id), s.image_path, s.query.strip() + SHORT_ANSWER, s.label)
-                     for s in _subset(samples, limit, seed)]
+                     for s in subset(samples, limit, seed)]
     else:
-        questions = _subset(read_question_file(data), limit, seed)
+        questions = subset(read_question_file(data), limit, seed)
     if not questions:
         raise DataError(f"{data} holds no yes/no questions")
     return questions

@@ -28,9 +28,10 @@ from tqdm import tqdm
 from ..config import SCRConfig
 from ..diagnosis import plan_from_maps
 from ..errors import ConfigError
-from ..eval.parsing import NO, YES, parse_many
 from ..eval.pope import mcnemar_exact, pope_metrics
+from ..runs import check_run, check_sizes, model_numerics
 from ..shards import read_records
+from ..yes_no import NO, YES, parse_many
 from .grid import Setting, build_grid, default_hook_grid, DEFAULT_KS, DEFAULT_LAMS
 from .questions import Question, split_holdout
 from .stats import bootstrap_mean_ci, holm
@@ -233,22 +234,19 @@ def calibrate(pipe, questions: Sequence[Question], *, lams: Sequence[float] = DE
 
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be between 0 and 1 (got {alpha!r})")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"the batch size must be a positive integer (got {batch_size!r})")
+    check_sizes(None, batch_size)
     depth = pipe.depth
     settings = build_grid(lams, ks, hook_layers if hook_layers is not None else default_hook_grid(depth), depth)
     base = pipe.resolve(base.with_(selection="attention"))  # fills and checks the diagnostic layers
     tune, heldout = split_holdout(questions, holdout, seed)
     cache = None
     if work_dir is not None:
-        from ..eval.runner import _check_run, model_numerics
-
         record = {"questions": question_fingerprint(questions),
                   "model": str(getattr(getattr(pipe.model, "config", None), "_name_or_path", "")),
                   **model_numerics(pipe), "batch_size": batch_size,
                   "base": {k: v for k, v in base.__dict__.items() if not k.startswith("_")},
                   "settings": [s.label for s in settings]}
-        _check_run(Path(work_dir), json.loads(json.dumps(record)))
+        check_run(Path(work_dir), json.loads(json.dumps(record)))
         cache = Path(work_dir) / "answers.partial.jsonl"
     texts = answer_grid(pipe, questions, settings, base, batch_size=batch_size, progress=progress, cache=cache)
     vanilla, results, picked, recommended = evaluate(questions, texts, settings, tune, heldout, alpha=alpha,

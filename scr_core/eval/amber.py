@@ -26,7 +26,8 @@ list entry it matches, so a repeated ground-truth object (``"ship", "ship"``) is
 and a ground-truth noun that is also an association of an earlier ground-truth object marks that
 earlier object.
 
-Differences from ``inference.py`` (commit 534babf; README "Benchmarks" lists them all):
+Differences from ``inference.py`` (commit 534babf; docs/benchmarks.md lists them all under "Remaining
+differences from the official scripts"):
 
 * without NLTK's punkt and perceptron-tagger data (no package registry ships them), tokens are
   runs of letters/digits and every token is lemmatised as a noun and counted when it is an AMBER

@@ -18,7 +18,7 @@ version used by OPERA, PAI, SID, CRoPS and lmms-eval, which adds Recall and Len)
    punctuation included, after the two-word merge; his script prints it as 0.01 * that * 100);
    ``mean_words`` = words per caption (punctuation excluded).
 
-Remaining differences from the reference (each small; the README lists them with reasons):
+Remaining differences from the reference (each small; docs/benchmarks.md lists them with reasons):
 
 * every token is lemmatised as a noun (Maxlinn POS-tags first with NLTK's perceptron tagger,
   whose data no package registry ships; LisaAnne's original singularises with ``pattern`` 3.6,

@@ -16,7 +16,7 @@ from .text import LEMMATIZERS
 def add_parsers(sub, add_model_args, add_scr_args) -> None:
     ev = sub.add_parser("eval", help="run a benchmark from a local folder in its official format")
     ev.add_argument("bench", choices=sorted(SUITES))
-    ev.add_argument("--data", type=Path, required=True, help="the benchmark's folder (see README)")
+    ev.add_argument("--data", type=Path, required=True, help="the benchmark's folder (docs/benchmarks.md)")
     ev.add_argument("--method", choices=METHODS, default="scr")
     ev.add_argument("--out", type=Path, required=True, help="run folder (resumed if it exists)")
     ev.add_argument("--limit", type=int, help="seeded subset size (per POPE split)")
@@ -47,9 +47,9 @@ def add_parsers(sub, add_model_args, add_scr_args) -> None:
 
 
 def cmd_eval(args, make_pipeline, make_config) -> None:
+    from ..runs import check_sizes
     from ..shards import launched_shard
-    from .runner import check_sizes, run
-
+    from .runner import run
     from .suites import check_options
 
     check_sizes(args.limit, args.batch_size)  # before minutes of model loading

@@ -1,4 +1,5 @@
-"""Small file readers shared by the benchmark loaders.
+"""Small file readers shared by the benchmark loaders, on top of the library's own (``scr_core.datafiles``,
+re-exported here: ``require_file``, ``read_text``, ``load_json``, ``json_object``).
 
 Why: every benchmark reader must fail the same way on a missing, empty or corrupt file, with a
 ``DataError`` whose message names the file, instead of a bare ``KeyError`` or ``JSONDecodeError``
@@ -9,17 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from scr_core.datafiles import json_object, load_json, read_text, require_file
 from scr_core.errors import DataError
 
-
-def require_file(path: str | Path, what: str = "data file") -> Path:
-    """The path as a ``Path`` if it is an existing file, else ``DataError`` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} not found: {path}")
-    return path
+__all__ = ["check_image", "field", "json_object", "load_json", "load_json_records", "read_text", "require_dir",
+           "require_file"]
 
 
 def require_dir(path: str | Path, what: str = "data folder") -> Path:
@@ -28,26 +25,6 @@ def require_dir(path: str | Path, what: str = "data folder") -> Path:
     if not path.is_dir():
         raise DataError(f"{what} not found: {path}")
     return path
-
-
-def read_text(path: str | Path, what: str = "data file") -> str:
-    """Whole UTF-8 text of a file (a BOM is dropped); ``DataError`` if missing or not UTF-8."""
-    path = require_file(path, what)
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot read {what} {path}: {err}") from err
-
-
-def load_json(path: str | Path, what: str = "JSON file") -> Any:
-    """Parsed JSON document; ``DataError`` naming the file (and line) if it is empty or corrupt."""
-    text = read_text(path, what)
-    if not text.strip():
-        raise DataError(f"{what} is empty: {path}")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{what} {path} is not valid JSON (line {err.lineno}: {err.msg})") from err
 
 
 def load_json_records(path: str | Path, what: str = "JSON file") -> list[dict]:
@@ -84,22 +61,6 @@ def field(record: dict, key: str, path: str | Path, index: int | None = None) ->
     except KeyError:
         where = f" record {index + 1}" if index is not None else ""
         raise DataError(f"{path}{where} has no field {key!r} (fields: {sorted(record)})") from None
-
-
-_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
-
-
-def json_object(record: Any, keys: Sequence[str], path: str | Path, line: int, fix: str = "") -> dict:
-    """``record`` (parsed from ``line`` of a JSON-lines file) if it is an object holding ``keys``,
-    else ``DataError`` naming the file and the line, followed by ``fix`` (what to do)."""
-    fix = f"; {fix}" if fix else ""
-    if not isinstance(record, dict):
-        kind = _JSON_KINDS.get(type(record), type(record).__name__)
-        raise DataError(f"{path}: line {line} is a JSON {kind}, expected an object{fix}")
-    missing = [key for key in keys if key not in record]
-    if missing:
-        raise DataError(f"{path}: line {line} has no field {missing[0]!r} (fields: {sorted(record)}){fix}")
-    return record
 
 
 def check_image(path: Path, source: str | Path) -> Path:

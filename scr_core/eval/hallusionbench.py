@@ -27,7 +27,7 @@ On disk (tianyi-lab/HallusionBench plus ``hallusion_bench.zip``)::
     hallusion_bench/VD/illusion/0_0.png ...
 
 ``filename`` is resolved against the image folder; a leading ``./`` and a leading
-``hallusion_bench/`` are tolerated (the README and the JSON disagree on it). ``visual_input ==
+``hallusion_bench/`` are tolerated (HallusionBench's README and its JSON disagree on it). ``visual_input ==
 "0"`` questions have no image (``image_path`` is ``None``); the suite asks them as text only
 (``textonly.py``), so aAcc/qAcc cover the official set.
 """

@@ -1,6 +1,6 @@
 """Markdown comparison tables: one row per method, one column per metric, deltas vs. a baseline.
 
-Why: every results table in the README and the paper comparison has the same shape as SCR's
+Why: every results table of ``compare`` and the paper comparison has the same shape as SCR's
 Table 1 (docs/method.md §4.1): methods in rows, metrics in columns, and each method's change
 against vanilla decoding.
 """

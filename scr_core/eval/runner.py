@@ -2,7 +2,7 @@
 
 ``out/run.json`` records what the run is and everything that changes its answers (benchmark,
 method, model and its dtype/device/attention kernel, subset, seed, batch size, SCR settings);
-resuming in the same folder with other settings is refused, naming them.
+resuming in the same folder with other settings is refused, naming them (``scr_core.runs``).
 ``out/predictions.jsonl`` gains one line per task (flushed and fsynced batch by batch); after an
 interruption the next run skips the ids already there, drops a half-written last line, and
 produces the same summary as an uninterrupted run.
@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SCRConfig
-from ..errors import ConfigError, DataError, SCRError
+from ..datafiles import load_json
+from ..errors import SCRError
 from ..outputs import write_atomically
+from ..runs import check_run, check_sizes, model_numerics, on_cpu
 from ..shards import Shard, batches_of, read_records, run_shards
-from .files import load_json
 from .suites import Task, load_suite
 
 log = logging.getLogger(__name__)
@@ -90,62 +91,6 @@ def read_predictions(path: Path) -> dict[str, dict]:
 _START_OVER = "delete that line (its task is answered again) or the file (to start over)"
 
 
-def _flat(settings: dict, prefix: str = "") -> dict:
-    """{"config": {"k": 8}} -> {"config.k": 8}, so a refusal can name the setting that differs."""
-    out = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _check_run(out: Path, meta: dict, run_file: Path | None = None) -> None:
-    """Record ``meta`` in a new run folder (``run_file``, default ``out/run.json``), or refuse to
-    resume one recorded with other settings (its predictions would mix two settings into one score)."""
-    run_file = run_file or out / "run.json"
-    if run_file.is_file():
-        previous = load_json(run_file, "run record")
-        if not isinstance(previous, dict):
-            raise DataError(f"{run_file} is not a run record (a JSON object); use another --out")
-        previous = _flat(previous)
-        current = _flat(json.loads(json.dumps(meta)))  # as it would be recorded (tuples as lists)
-        changed = sorted(k for k in set(current) | set(previous) if current.get(k) != previous.get(k))
-        if changed:
-            details = ", ".join(f"{k}: recorded {previous.get(k)!r}, now {current.get(k)!r}" for k in changed)
-            raise ConfigError(f"{out} holds a run with other settings ({details}); use another --out, "
-                              f"or the settings recorded in {run_file}")
-    else:
-        out.mkdir(parents=True, exist_ok=True)  # every rank may get here first: same content, atomic
-        write_atomically(run_file, lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
-
-
-def model_numerics(pipe) -> dict:
-    """What of the loaded model changes its outputs besides the weights: dtype, device type,
-    attention kernel (recorded, so a resume on other hardware or precision is refused)."""
-    model = getattr(pipe, "model", None)
-    dtype, device = getattr(model, "dtype", None), getattr(model, "device", None)
-    return {"dtype": None if dtype is None else str(dtype), "device": getattr(device, "type", None),
-            "attention": getattr(getattr(model, "config", None), "_attn_implementation", None)}
-
-
-def check_sizes(limit: int | None, batch_size: int) -> None:
-    """ConfigError unless ``limit`` (None = every task) and ``batch_size`` are positive integers.
-
-    Checked before anything is loaded or written: a zero limit used to leave an empty run folder.
-    """
-    if limit is not None and not _positive(limit):
-        raise ConfigError(f"the limit (--limit) must be a positive number of tasks (got {limit!r}); "
-                          "leave it out to run every task")
-    if not _positive(batch_size):
-        raise ConfigError(f"the batch size (--batch-size) must be a positive number of tasks (got {batch_size!r})")
-
-
-def _positive(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 def run_benchmark(suite, generate: Generate, out: Path, meta: dict, batch_size: int = 8,
                   progress: bool = True, shard: Shard | None = None) -> dict:
     """Answer every task of ``suite`` not yet in ``out/predictions.jsonl``, then score all of them.
@@ -156,7 +101,7 @@ def run_benchmark(suite, generate: Generate, out: Path, meta: dict, batch_size: 
     shard = shard or Shard.current()
     out = Path(out)
     meta = {**meta, "batch_size": batch_size}  # recorded: left padding changes a batch's numerics
-    _check_run(out, meta)
+    check_run(out, meta)
     batches = batches_of(suite.tasks(), batch_size, group=lambda t: (t.max_new_tokens, t.image is None))
     # one batch never mixes lengths, nor questions with and without an image
 
@@ -214,5 +159,5 @@ def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig 
             **model_numerics(pipe), "limit": limit, "seed": seed, **({"options": options} if options else {}),
             "config": {k: v for k, v in config.__dict__.items() if not k.startswith("_")}}
     generate = method_generator(pipe, method, config, seed, entropy=(method == "vanilla" and hasattr(suite, "labels")))
-    shard = shard or Shard.current(cpu=model_numerics(pipe)["device"] in (None, "cpu"))
+    shard = shard or Shard.current(cpu=on_cpu(pipe))
     return run_benchmark(suite, generate, out, json.loads(json.dumps(meta)), batch_size, progress, shard)

@@ -44,7 +44,7 @@ def _first_existing(root: Path, *names: str) -> Path:
     raise DataError(f"{root}: expected one of {', '.join(names)}")
 
 
-def _subset(items: list, limit: int | None, seed: int) -> list:
+def subset(items: list, limit: int | None, seed: int) -> list:
     """A seeded subset of ``limit`` items in their original order (the seed redraws the subset)."""
     if limit is None or limit >= len(items):
         return list(items)
@@ -64,7 +64,7 @@ class Pope:
         questions = root / "questions" if (root / "questions").is_dir() else root
         images = _first_existing(root, "val2014", "images")
         splits = read_pope_splits(questions, images)
-        self.samples = [s for split in splits.values() for s in _subset(split, limit, seed)]
+        self.samples = [s for split in splits.values() for s in subset(split, limit, seed)]
         self.rule = rule
 
     def tasks(self) -> list[Task]:
@@ -124,7 +124,7 @@ class Amber:
         queries = [q for q in queries if q.is_file()] or [data_dir / "query" / "query_all.json"]
         self.samples = []
         for query in queries:  # query_all.json is read (and reported missing) when the others are absent
-            self.samples += _subset(read_amber(query, self.resources.annotations, images), limit, seed)
+            self.samples += subset(read_amber(query, self.resources.annotations, images), limit, seed)
 
     def tasks(self) -> list[Task]:
         return [Task(str(s.id), s.image_path, s.query if s.task == "generative" else s.query.strip() + SHORT_ANSWER,
@@ -152,7 +152,7 @@ class Mme:
     def __init__(self, data: Path, limit: int | None = None, seed: int = 0, rule: str = "mme") -> None:
         get_rule(rule)
         self.rule = rule
-        self.samples = _subset(read_mme(data), limit, seed)
+        self.samples = subset(read_mme(data), limit, seed)
 
     def tasks(self) -> list[Task]:
         return [Task(s.question_id, s.image_path, s.question, 10) for s in self.samples]
@@ -175,7 +175,7 @@ class HallusionBench:
             raise ValueError(f"unknown HallusionBench scope {scope!r}; choose all or visual")
         self.scope = scope
         root = Path(data)
-        self.samples = _subset(read_hallusionbench(root / "HallusionBench.json", root,
+        self.samples = subset(read_hallusionbench(root / "HallusionBench.json", root,
                                                    include_text_only=scope == "all"), limit, seed)
 
     def tasks(self) -> list[Task]:

@@ -4,7 +4,7 @@ Why: the reference scripts lemmatise with NLTK's ``WordNetLemmatizer`` (OPERA's 
 ``pattern`` (the original CHAIR). WordNet 3.0 installs from PyPI (``wordnet.py``), so
 ``WORDNET`` - ``WordNetLemmatizer().lemmatize(word, "n")``, word for word - is the default
 lemmatiser. NLTK's punkt and POS-tagger data do not install from a package registry, so every
-token is lemmatised as a noun (see the README for what that changes). Where WordNet is absent,
+token is lemmatised as a noun (docs/benchmarks.md says what that changes). Where WordNet is absent,
 ``LEMMINFLECT`` (lemminflect's own tables, on PyPI) is the fallback, and every score names the
 lemmatiser that produced it.
 

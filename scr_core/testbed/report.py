@@ -17,10 +17,10 @@ import numpy as np
 
 from ..config import SCRConfig
 from ..eval.analysis import entropy_hallucination_analysis
-from ..eval.parsing import parse_yes_no
 from ..eval.pope import mcnemar_exact
 from ..eval.runner import read_predictions, run
 from ..eval.suites import load_suite
+from ..yes_no import parse_yes_no
 from .benchmarks import write_benchmarks
 from .scenes import generate_scene
 from .train import TrainConfig

@@ -54,7 +54,7 @@ class TrainConfig:
     # auxiliary loss: each visual token must point the way of the word embedding of every
     # class its patch shows (cosine, BCE). It teaches the vision side to see every object in
     # the words the decoder already uses, so the decoder only has to learn where to look
-    # (a first recipe without it stayed near chance, see the README). 0 turns it off.
+    # (a first recipe without it stayed near chance, see docs/testbed.md). 0 turns it off.
     patch_loss_weight: float = 1.0
     patch_cover: float = 0.15  # a patch "shows" a class when it covers this share of the patch
     log_every: int = 25

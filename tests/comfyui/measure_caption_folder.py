@@ -1,4 +1,4 @@
-"""The README's Caption Folder memory figure: a real ComfyUI server captions a folder of 1024x1024 images
+"""docs/comfyui.md's Caption Folder memory figure: a real ComfyUI server captions a folder of 1024x1024 images
 with the bundled testbed, and its peak RSS is compared with its level once the model is loaded.
 
     .venv/bin/python -m tests.comfyui.measure_caption_folder --images 2000

@@ -1,4 +1,4 @@
-"""Yes/no parsing rules: the edge-case table in scr_core.eval.parsing's docstring, cell by cell."""
+"""Yes/no parsing rules: the edge-case table in scr_core.yes_no's docstring, cell by cell (through scr_core.eval.parsing)."""
 
 from __future__ import annotations
 

@@ -77,10 +77,10 @@ def test_bundled_checkpoint_answers_held_out_questions():
     answers = [r.text.split()[0].lower() if r.text else "" for r in
                pipe.answer(images, questions, scr=None, max_new_tokens=3)]
     accuracy = sum(a == b for a, b in zip(answers, labels)) / len(labels)
-    # README: ~70 % POPE accuracy, biased to "no"; 72.5 % here when it was bundled (chance: 50 %).
+    # docs/testbed.md: ~70 % POPE accuracy, biased to "no"; 72.5 % here when it was bundled (chance: 50 %).
     assert accuracy >= 0.65, (accuracy, answers)
     assert set(answers) <= {"yes", "no"}
-    # Its captions are grounded (CHAIR-s 0 in the README): they name present objects only.
+    # Its captions are grounded (CHAIR-s 0 in docs/testbed.md): they name present objects only.
     captions = pipe.caption([s.image for s in scenes[:8]], scr=None, max_new_tokens=24)
     for scene, result in zip(scenes, captions):
         named = {w.strip(".,") for w in result.text.split()} & set(CLASS_NAMES)
