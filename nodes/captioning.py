@@ -6,6 +6,7 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from scr_core import CAPTION_PROMPT, SCRConfig, SCRError, parse_layer_ranges
+from scr_core.config import IDENTITY_LAM
 from scr_core.runner import RUNNER_DEFAULT
 
 from .convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
@@ -21,7 +22,7 @@ class Settings(Node):
             description="Spatial Credit Redistribution settings (defaults: the paper's).",
             inputs=[
                 io.Int.Input("k", default=SCRConfig.k, min=1, max=4096, tooltip="source patches per image grid"),
-                io.Float.Input("lam", default=SCRConfig.lam, min=1.0, max=4.0, step=0.01, round=0.001,
+                io.Float.Input("lam", default=SCRConfig.lam, min=IDENTITY_LAM, max=4.0, step=0.01, round=0.001,
                                tooltip="λ: sources × 1/λ, each neighbour + (λ−1)·h_source"),
                 io.String.Input("diag_layers", default="", tooltip="e.g. 8-16; blank = the paper's"),
                 io.String.Input("hook_layers", default="", tooltip="e.g. 0-11; blank = the family's default"),

@@ -15,7 +15,8 @@ def _family_inputs() -> list:
 
     widgets = []
     for name, (option, families) in declared_options().items():
-        widgets.append(io.Int.Input(name, default=int(option.default or 0), min=0, max=1 << 30, optional=True,
+        widgets.append(io.Int.Input(name, default=int(option.default or 0), min=0,
+                                    max=option.maximum if option.maximum is not None else 1 << 30, optional=True,
                                     tooltip=f"{option.help} (only for {', '.join(families)}; 0 = default)"))
     return widgets
 
@@ -30,7 +31,7 @@ def _quantization_tooltip() -> str:
         return f"unavailable here: {missing}"
     loaded = [f"{m['name']} {m['bytes'] / 2**20:,.1f} MiB ({m['quantization'] or 'not quantized'})"
               for m in handle_statuses() if m.get("bytes")]
-    return ("bitsandbytes: 8bit ≈ half of fp16's bytes, 4bit (NF4) ≈ a quarter; the vision tower, projector and "
+    return ("bitsandbytes: 8bit ≈ half of fp16's bytes, 4bit (NF4) ≈ a third; the vision tower, projector and "
             "LM head stay unquantized. Loaded now (also GET /scr/models): " + ("; ".join(loaded) or "none"))
 
 
