@@ -4,12 +4,13 @@ staging folder beside the target and is renamed into place only when complete.
 
 A thread cannot be stopped, so a cancelled thread kept its socket and kept writing into deleted files;
 a process is killed, which closes its connections and files at once, and then the staging folder is
-removed. The node ends the download on Cancel, when the staging folder has not grown for
-``SCR_DOWNLOAD_STALL_SECONDS`` (60), when it has run ``SCR_DOWNLOAD_SECONDS`` (3600: a hub that trickles
-a few bytes a second is never silent) and when the repo is larger than ``SCR_DOWNLOAD_MAX_GB`` (40), from
-the repo's file listing before anything is fetched and from the bytes on disk while it runs. Staging
-folders a killed server left behind are removed when the pack starts (``remove_stale_downloads``); a
-finished download holds ``DOWNLOADED_MARK``, which keeps it out of Load ONNX VLM."""
+removed (the child also ends itself when its server is gone). The node ends the download on Cancel,
+when the staging folder has not grown for ``SCR_DOWNLOAD_STALL_SECONDS`` (60), when it has run
+``SCR_DOWNLOAD_SECONDS`` (3600: a hub that trickles a few bytes a second is never silent) and when the
+repo is larger than ``SCR_DOWNLOAD_MAX_GB`` (40), from the repo's file listing before anything is
+fetched and from the bytes on disk while it runs. Staging folders a killed server left behind are
+removed when the pack starts (``remove_stale_downloads``); a finished download holds
+``DOWNLOADED_MARK``, which keeps it out of Load ONNX VLM."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -160,11 +162,19 @@ def download(repo_id: str, target: Path) -> Path:
     return target
 
 
+def _exit_with(parent: int) -> None:
+    """End the child when its server is gone (killed, crashed), so no orphan keeps the transfer going."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(3)
+
+
 def _main(repo_id: str, staging: str, cap: str) -> int:
     """The child: print the repo's size (``SCR-TOTAL n``, when the hub lists it), then download unless it
     is over ``cap`` bytes; an error is its last line."""
     from huggingface_hub import HfApi, constants, snapshot_download
 
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     try:
         total = sum(getattr(f, "size", 0) or 0 for f in HfApi().list_repo_tree(repo_id, recursive=True))
         print(f"{_TOTAL}{total}", flush=True)
