@@ -15,9 +15,9 @@ import psutil
 import pytest
 from PIL import Image
 
-from .conftest import skip_or_fail
-from .fake_hub import FakeHub, Stream
-from .server import ComfyServer, comfyui_dir, free_port
+from .conftest import comfy_source, downloads_from
+from .fake_hub import Stream
+from .server import ComfyServer, free_port
 from .test_hostile import error_of, loading
 from .test_server import caption_folder_growth, failure, twin
 
@@ -26,25 +26,15 @@ DOWNLOAD_SECONDS, DOWNLOAD_GB = 12, 0.05
 
 
 @pytest.fixture(scope="module")
-def hub():
-    fake = FakeHub().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def server(hub, tmp_path_factory):
-    source = comfyui_dir()
-    if source is None:
-        skip_or_fail("no ComfyUI source tree: set COMFYUI_DIR (CI has ../shared/comfyui)")
+def server(fake_hub, tmp_path_factory):
+    source = comfy_source()
     base, data = tmp_path_factory.mktemp("budget-base"), tmp_path_factory.mktemp("budget-data")
     (base / "models" / "LLM").mkdir(parents=True)
     (base / "input").mkdir()
     started = ComfyServer(source, base, env={
-        "SCR_ALLOWED_FOLDERS": str(data), "SCR_ALLOW_DOWNLOADS": "1", "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0",
-        "HF_HUB_ETAG_TIMEOUT": "3", "HF_HUB_DOWNLOAD_TIMEOUT": "3", "SCR_DOWNLOAD_STALL_SECONDS": "20",
-        "SCR_DOWNLOAD_SECONDS": str(DOWNLOAD_SECONDS), "SCR_DOWNLOAD_MAX_GB": str(DOWNLOAD_GB),
-        "SCR_MAX_FOLDER_PIXELS": str(FOLDER_PIXELS), "SCR_MAX_BATCH_PIXELS": str(BATCH_PIXELS)}).start()
+        "SCR_ALLOWED_FOLDERS": str(data), **downloads_from(fake_hub), "SCR_DOWNLOAD_SECONDS": str(DOWNLOAD_SECONDS),
+        "SCR_DOWNLOAD_MAX_GB": str(DOWNLOAD_GB), "SCR_MAX_FOLDER_PIXELS": str(FOLDER_PIXELS),
+        "SCR_MAX_BATCH_PIXELS": str(BATCH_PIXELS)}).start()
     started.data = data
     yield started
     started.stop()
@@ -67,8 +57,8 @@ def processes(server) -> list[psutil.Process]:
     return [parent, *parent.children(recursive=True)]
 
 
-def hub_connections(server, hub) -> list:
-    port = int(hub.url.rsplit(":", 1)[1])
+def hub_connections(server, fake_hub) -> list:
+    port = int(fake_hub.url.rsplit(":", 1)[1])
     found = []
     for proc in processes(server):
         try:
@@ -97,7 +87,7 @@ def until(check, seconds: float) -> bool:
     return check()
 
 
-def checkpoint_files(server) -> dict[str, bytes]:
+def checkpoint_files() -> dict[str, bytes]:
     from scr_core import default_model
 
     source = Path(default_model()[0])
@@ -106,44 +96,44 @@ def checkpoint_files(server) -> dict[str, bytes]:
 
 # -- downloads -----------------------------------------------------------------------------------------
 
-def test_a_cancelled_download_stops_its_transfer_and_frees_the_disk(server, hub):
-    hub.repos["slow/big"] = {"config.json": b"{}", "model.safetensors": Stream(40_000_000, 1_000_000, 0.1)}
+def test_a_cancelled_download_stops_its_transfer_and_frees_the_disk(server, fake_hub):
+    fake_hub.repos["slow/big"] = {"config.json": b"{}", "model.safetensors": Stream(40_000_000, 1_000_000, 0.1)}
     before = used_bytes(models(server))
     status, body = server.queue(loading("slow/big", download=True))
     assert status == 200, body
-    assert until(lambda: hub.open_transfers == 1 and staging(server, "slow--big")
+    assert until(lambda: fake_hub.open_transfers == 1 and staging(server, "slow--big")
                  and used_bytes(staging(server, "slow--big")[0]) > 2_000_000, 30)
-    assert hub_connections(server, hub)  # the transfer is running
+    assert hub_connections(server, fake_hub)  # the transfer is running
     assert server.request("POST", "/interrupt", {})[0] == 200
     entry = server.wait(body["prompt_id"], timeout=30)
     assert failure(entry)["event"] == "execution_interrupted"
-    assert until(lambda: hub.open_transfers == 0, 5), "the hub still sends"
-    assert until(lambda: not hub_connections(server, hub), 5), hub_connections(server, hub)
+    assert until(lambda: fake_hub.open_transfers == 0, 5), "the hub still sends"
+    assert until(lambda: not hub_connections(server, fake_hub), 5), hub_connections(server, fake_hub)
     assert not files_open_under(server, models(server))  # no file kept open, deleted or not
     assert not staging(server, "slow--big") and used_bytes(models(server)) == before
 
 
-def test_a_hub_that_trickles_is_given_up_after_the_download_time_limit(server, hub):
-    hub.repos["trickle/tiny"] = {"config.json": b"{}", "model.safetensors": Stream(100_000, 64, 2)}
+def test_a_hub_that_trickles_is_given_up_after_the_download_time_limit(server, fake_hub):
+    fake_hub.repos["trickle/tiny"] = {"config.json": b"{}", "model.safetensors": Stream(100_000, 64, 2)}
     started = time.time()
     message = error_of(server.run(loading("trickle/tiny", download=True), timeout=120))
     assert f"it took longer than {DOWNLOAD_SECONDS} s (SCR_DOWNLOAD_SECONDS)" in message
     assert DOWNLOAD_SECONDS - 1 < time.time() - started < DOWNLOAD_SECONDS + 15
-    assert until(lambda: hub.open_transfers == 0 and not hub_connections(server, hub), 5)
+    assert until(lambda: fake_hub.open_transfers == 0 and not hub_connections(server, fake_hub), 5)
     assert not staging(server, "trickle--tiny") and not (models(server) / "trickle--tiny").exists()
 
 
-def test_a_repo_larger_than_the_size_cap_is_refused_from_its_file_listing(server, hub):
-    hub.repos["huge/model"] = {"config.json": b"{}", "model.safetensors": Stream(10**9, 10**6, 0.01)}
-    hub.requests.clear()
+def test_a_repo_larger_than_the_size_cap_is_refused_from_its_file_listing(server, fake_hub):
+    fake_hub.repos["huge/model"] = {"config.json": b"{}", "model.safetensors": Stream(10**9, 10**6, 0.01)}
+    fake_hub.requests.clear()
     message = error_of(server.run(loading("huge/model", download=True), timeout=60))
     assert f"more than {DOWNLOAD_GB:g} GB (SCR_DOWNLOAD_MAX_GB)" in message
-    assert not any("model.safetensors" in r and r.startswith("GET") for r in hub.requests)
+    assert not any("model.safetensors" in r and r.startswith("GET") for r in fake_hub.requests)
     assert not staging(server, "huge--model") and not (models(server) / "huge--model").exists()
 
 
-def test_a_downloaded_onnx_shaped_repo_is_kept_out_of_load_onnx_vlm(server, hub):
-    hub.repos["evil/onnx"] = {**checkpoint_files(server), "scr_config.json": b"{}"}
+def test_a_downloaded_onnx_shaped_repo_is_kept_out_of_load_onnx_vlm(server, fake_hub):
+    fake_hub.repos["evil/onnx"] = {**checkpoint_files(), "scr_config.json": b"{}"}
     server.run(loading("evil/onnx", download=True))  # downloads; loading it as a checkpoint may work or not
     folder = models(server) / "evil--onnx"
     assert (folder / "scr_config.json").is_file() and (folder / ".scr_downloaded.json").is_file()
@@ -220,15 +210,15 @@ def vlm_choices(server) -> list[str]:
 
 # -- a killed server -------------------------------------------------------------------------------------
 
-def test_a_server_killed_mid_download_leaves_nothing_listed_after_a_restart(server, hub):
-    hub.repos["cut/model"] = {"config.json": b"{}", "model.safetensors": Stream(40_000_000, 100_000, 0.1)}
+def test_a_server_killed_mid_download_leaves_nothing_listed_after_a_restart(server, fake_hub):
+    fake_hub.repos["cut/model"] = {"config.json": b"{}", "model.safetensors": Stream(40_000_000, 100_000, 0.1)}
     status, body = server.queue(loading("cut/model", download=True))
     assert status == 200, body
     assert until(lambda: any((s / "config.json").is_file() for s in staging(server, "cut--model")), 30)
     assert not [o for o in vlm_choices(server) if ".download-" in o]  # a staging folder is never listed
     os.kill(server.process.pid, signal.SIGKILL)  # the server alone, as the OOM killer would
     server.process.wait(20)
-    assert until(lambda: hub.open_transfers == 0, 10), "the orphaned download process still fetches"
+    assert until(lambda: fake_hub.open_transfers == 0, 10), "the orphaned download process still fetches"
     assert staging(server, "cut--model")  # what the crash left
     server.log.close()
     server.port = free_port()
