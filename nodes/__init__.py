@@ -13,12 +13,13 @@ async def comfy_entrypoint():
 
     from scr_core.template_guard import set_interrupt_check
 
+    from .download import remove_stale_downloads
     from .extension import SCRExtension
     from .handle import register_routes
     from .model_folders import llm_folders
     from .samples import install_samples
 
-    llm_folders()  # register models/LLM with folder_paths, shared with other packs
+    remove_stale_downloads(llm_folders())  # registers models/LLM with folder_paths (shared with other packs) too
     register_routes()
     install_samples(folder_paths.get_input_directory())  # what the shipped workflows caption
     # a chat template rendering in its own process stops on /interrupt (its exception: ComfyUI's own)

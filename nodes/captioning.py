@@ -104,11 +104,21 @@ def _report_line(index: int, diagnosis) -> str:
             f"λ={diagnosis.plan.lam}, hook layers {diagnosis.plan.hook_layers[0]}-{diagnosis.plan.hook_layers[-1]}")
 
 
+def model_runs(pictures, batch_size: int) -> list[range]:
+    """The pictures' model runs: ``batch_size`` at most, and at most ``SCR_MAX_BATCH_PIXELS`` pixels
+    (``scr_core.budgets``), so a large batch_size never puts a folder's worth of pixels through the
+    processor at once. ``pictures``: PIL images or ``convert.Pictures``."""
+    from scr_core.budgets import batch_pixel_budget, pixel_runs
+
+    pixels = pictures.pixels() if hasattr(pictures, "pixels") else [p.width * p.height for p in pictures]
+    return pixel_runs(pixels, batch_pixel_budget(), batch_size)
+
+
 def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, temperature, top_p, seed, bar,
                  offset=0, total=None, batch_size=4):
-    """Caption the pictures ``batch_size`` at a time (any sizes: the processor resizes each, prompts are
-    left-padded), advancing ``bar`` by the batch's size every token and stopping within a token on
-    ComfyUI's interrupt. ``scr``: a config, ``None``, or a tuple with one plan per picture. Sampling is
+    """Caption the pictures ``batch_size`` at a time, fewer when a batch holds more than
+    ``SCR_MAX_BATCH_PIXELS`` (any sizes: the processor resizes each, prompts are left-padded), advancing
+    ``bar`` by the batch's size every token and stopping within a token on ComfyUI's interrupt. ``scr``: a config, ``None``, or a tuple with one plan per picture. Sampling is
     seeded with ``seed`` + the index of the batch's first picture."""
     from transformers import set_seed
 
@@ -119,8 +129,8 @@ def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, tempe
         raise SCRError(f"the SCR plan holds {len(plans)} plan(s) for {len(pictures)} image(s); diagnose the same "
                        "images you caption")
     texts = []
-    for start in range(0, len(pictures), batch_size):
-        chunk = pictures[start:start + batch_size]
+    for run in model_runs(pictures, batch_size):
+        start, chunk = run.start, pictures[run.start:run.stop]
         done = offset + start * max_new_tokens
         set_seed(seed + start)
         with interruptible() as stop:
@@ -208,8 +218,9 @@ class CaptionCompare(Node):
         bar = comfy.utils.ProgressBar(total)
         vanilla, scr, images, diagnoses = [], [], [], []
         with vlm.use() as pipe:
-            for start in range(0, len(pictures), size):
-                batch = pipe.prepare(pictures[start:start + size], prompt)
+            for run in model_runs(pictures, size):
+                start = run.start
+                batch = pipe.prepare(pictures[run.start:run.stop], prompt)
                 found = pipe.diagnose(batch, config=scr_config or RUNNER_DEFAULT)
                 for phase, (texts, plans) in enumerate(((vanilla, None), (scr, [d.plan for d in found]))):
                     done = (2 * start + phase * batch.batch_size) * max_new_tokens

@@ -17,24 +17,49 @@ from scr_core import InputError
 def tensor_to_pils(image) -> list[Image.Image]:
     """All images of one IMAGE batch (B, H, W, C) — or one (H, W, C) image — as RGB PIL images."""
     array = image.detach().cpu().float().numpy() if hasattr(image, "detach") else np.asarray(image, np.float32)
+    _check_shape(array)
     if array.ndim == 3:
         array = array[None]
-    if array.ndim != 4 or array.shape[-1] not in (1, 3, 4) or 0 in array.shape:
-        raise InputError(f"expected an IMAGE of shape (batch, height, width, channels), got {tuple(array.shape)}")
     pixels = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     if pixels.shape[-1] == 1:
         pixels = np.repeat(pixels, 3, axis=-1)
     return [Image.fromarray(p[..., :3]) for p in pixels]
 
 
-def images_to_pils(images: Iterable) -> list[Image.Image]:
+def _check_shape(image) -> None:
+    if image.ndim not in (3, 4) or image.shape[-1] not in (1, 3, 4) or 0 in image.shape:
+        raise InputError(f"expected an IMAGE of shape (batch, height, width, channels), got {tuple(image.shape)}")
+
+
+class Pictures(Sequence):
+    """The pictures of a list of IMAGE batches, in order, as RGB PIL images converted only when taken (a
+    model run at a time), so captioning a list never holds a second copy of every picture; ``pixels``
+    gives their sizes without converting any."""
+
+    def __init__(self, images: Iterable) -> None:
+        images = list(images)
+        for batch in images:
+            _check_shape(batch)
+        self.spots = [(batch[index] if batch.ndim == 4 else batch) for batch in images
+                      for index in range(batch.shape[0] if batch.ndim == 4 else 1)]
+        if not self.spots:
+            raise InputError("no image given")
+
+    def __len__(self) -> int:
+        return len(self.spots)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return tensor_to_pils(self.spots[index])[0]
+
+    def pixels(self) -> list[int]:
+        return [int(image.shape[0] * image.shape[1]) for image in self.spots]
+
+
+def images_to_pils(images: Iterable) -> Pictures:
     """A list of IMAGE batches (ComfyUI list input) flattened to one PIL image per picture, in order."""
-    out: list[Image.Image] = []
-    for batch in images:
-        out.extend(tensor_to_pils(batch))
-    if not out:
-        raise InputError("no image given")
-    return out
+    return Pictures(images)
 
 
 def pils_to_tensor(pictures: Sequence):

@@ -17,6 +17,7 @@ from scr_core import SCRError
 from scr_core.caption_files import caption_targets, list_images, write_captions
 
 from .convert import first, pils_to_tensor
+from .held import held_pixels, hold, room
 from .shared import (CATEGORY, Node, SCRSettingsType, VLMModel, caption_inputs, caption_instruction,
                      check_caption_values, instruction_input, interruptible)
 
@@ -56,11 +57,13 @@ class LoadImageFolder(Node):
         return io.Schema(
             node_id="SCRLoadImageFolder", display_name="Load Image Folder (SCR)", category=CATEGORY,
             description="Every image of a folder as a list (any sizes), sorted by path, with their paths "
-                        "(folders inside input, output or SCR_ALLOWED_FOLDERS).",
+                        "(folders inside input, output or SCR_ALLOWED_FOLDERS); an unreadable image is named in "
+                        "the report and left out.",
             inputs=[*folder_inputs(""),
                     io.Int.Input("limit", default=0, min=0, max=1_000_000, tooltip="0 = all")],
             outputs=[io.Image.Output(display_name="images", is_output_list=True),
-                     io.String.Output(display_name="paths", is_output_list=True)],
+                     io.String.Output(display_name="paths", is_output_list=True),
+                     io.String.Output(display_name="report")],
         )
 
     @classmethod
@@ -74,14 +77,38 @@ class LoadImageFolder(Node):
 
     @classmethod
     def execute(cls, folder, filter, recursive, limit) -> io.NodeOutput:
-        from scr_core import load_image
-        from scr_core.allowed import check_pixel_budget, folder_pixel_budget
+        from scr_core.caption_folder import read_image
 
         cls.recheck({"limit": limit})
         paths = list_images(user_folder(folder), filter, recursive, limit, allowed=io_folders())
-        check_pixel_budget(paths, folder_pixel_budget())  # from the headers, before anything is decoded
-        images = [pils_to_tensor([load_image(p)]) for p in paths]
-        return io.NodeOutput(images, [str(p) for p in paths])
+        check_room(paths)  # from the headers, before anything is decoded
+        images, loaded, failed = [], [], []
+        for path in paths:
+            picture, error = read_image(path)
+            if picture is None:
+                failed.append(f"  {path.name}: {error}")
+                continue
+            images.append(pils_to_tensor([picture]))
+            hold(images[-1], picture.width * picture.height)  # released when ComfyUI drops the output
+            loaded.append(str(path))
+        if not images:
+            raise SCRError(f"none of the {len(paths)} image(s) in {folder} could be read; {failed[0].strip()}")
+        report = "\n".join([f"{folder}: {len(images)} image(s) loaded, {len(failed)} failed", *failed])
+        return io.NodeOutput(images, loaded, report, ui=ui.PreviewText(report))
+
+
+def check_room(paths: list[Path]) -> None:
+    """One line when the images' pixels (from their headers) do not fit in ``SCR_MAX_FOLDER_PIXELS``
+    beside what earlier Load Image Folder outputs still hold (``held``)."""
+    from scr_core.allowed import PIXELS_ENV, folder_pixel_budget
+    from scr_core.budgets import header_pixels
+
+    total, budget = sum(header_pixels(p) for p in paths), folder_pixel_budget()
+    if total > room(budget):
+        others = f" beside {held_pixels():,} that earlier Load Image Folder outputs still hold" if held_pixels() else ""
+        raise SCRError(f"the folder's images hold {total:,} pixels{others}: more than {budget:,} pixels in total "
+                       f"({PIXELS_ENV}); use the filter or limit, raise the budget, or caption it with Caption "
+                       "Folder (SCR) or python -m scr_core caption-folder, which read one batch at a time")
 
 
 class SaveCaptions(Node):

@@ -121,10 +121,11 @@ class LoadOnnxVLM(Node):
 
     @classmethod
     def execute(cls, model, provider, path="") -> io.NodeOutput:
+        cls.recheck({"model": model, "provider": provider})
+        folder = onnx_path(model, path)
+
         from export.runtime import OnnxVLM
 
         from .onnx_handle import OnnxHandle
 
-        cls.recheck({"model": model, "provider": provider})
-        folder = onnx_path(model, path)
         return io.NodeOutput(OnnxHandle(OnnxVLM(folder, provider=provider), (path or model).strip()))

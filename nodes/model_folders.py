@@ -36,15 +36,19 @@ def model_folders() -> list[str]:
     return [*llm_folders(), str(Path(default_model()[0]).parent)]
 
 
-def folders_holding(mark: str) -> list[str]:
-    """The folders under the LLM folders, one or two levels deep, that hold the file ``mark``, by their
-    names relative to their LLM folder (in folder order, sorted within one)."""
+def folders_holding(mark: str, unless: str | None = None) -> list[str]:
+    """The folders under the LLM folders, one or two levels deep, that hold the file ``mark`` (and not
+    the file ``unless``), by their names relative to their LLM folder (in folder order, sorted within
+    one). Hidden folders are never listed: a download's staging folder is one (``download``)."""
     names = []
     for root in llm_folders():
         base = Path(root)
         if base.is_dir():
             for found in sorted(list(base.glob(f"*/{mark}")) + list(base.glob(f"*/*/{mark}"))):
-                names.append(found.parent.relative_to(base).as_posix())
+                name = found.parent.relative_to(base)
+                hidden = any(part.startswith(".") for part in name.parts)
+                if not hidden and not (unless and (found.parent / unless).exists()):
+                    names.append(name.as_posix())
     return names
 
 
@@ -73,10 +77,14 @@ def model_choices() -> list[str]:
 
 
 def onnx_choices() -> list[str]:
-    """Exported folders (with scr_config.json) under the LLM folders."""
+    """Exported folders (with scr_config.json) under the LLM folders; never a hub download (a posted
+    workflow chose its files)."""
     from export.folder_config import CONFIG_NAME
 
-    return list(dict.fromkeys(folders_holding(CONFIG_NAME))) or ["(no exported folder in models/LLM)"]
+    from .download import DOWNLOADED_MARK
+
+    return list(dict.fromkeys(folders_holding(CONFIG_NAME, unless=DOWNLOADED_MARK))) or \
+        ["(no exported folder in models/LLM)"]
 
 
 def known_choice(choice: str) -> str | None:
@@ -129,11 +137,16 @@ def onnx_path(choice: str, path: str) -> Path:
     from scr_core import ModelLoadError
     from scr_core.allowed import check_model_folder
 
+    from .download import DOWNLOADED_MARK
+
     text = (path or "").strip()
     folder = check_model_folder(Path(text).expanduser(), model_folders()) if text else find_folder(choice, CONFIG_NAME)
     if folder is None or not folder.is_dir():
         raise ModelLoadError(f"exported folder not found: {path or choice}; make one with "
                              "python -m export.onnx --out models/LLM/<name>")
+    if (folder / DOWNLOADED_MARK).exists():
+        raise ModelLoadError(f"{folder} was downloaded from the hub by a workflow: Load ONNX VLM runs only "
+                             "folders exported on this machine (python -m export.onnx)")
     return folder
 
 

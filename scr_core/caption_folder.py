@@ -25,6 +25,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from .budgets import batch_pixel_budget, header_pixels, pixel_runs
 from .caption_files import IMAGE_PATTERNS, CaptionMode, is_image_name, caption_targets, list_images, write_captions
 from .config import SCRConfig
 from .errors import ConfigError, InputError
@@ -92,7 +93,7 @@ def plan_summary(plan) -> dict | None:
                       for g in plan.grids]}
 
 
-def _load(path: Path) -> tuple[Image.Image | None, str | None]:
+def read_image(path: Path) -> tuple[Image.Image | None, str | None]:
     """The image as every entry point reads it (``load_image``), or why it cannot be read."""
     try:
         return load_image(path), None
@@ -105,21 +106,34 @@ def _load(path: Path) -> tuple[Image.Image | None, str | None]:
 def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_new_tokens: int,
                   **generate_kwargs) -> list[dict]:
     """One record per item (module docstring). The batch's images are read here, so a folder of thousands
-    is never in memory at once; an unreadable one gets its error and the others are captioned.
-    ``generate_kwargs`` go to ``pipe.generate`` (``progress``, ``should_stop``)."""
-    loaded = [(item, *_load(item.path)) for item in batch]
-    readable = [(item, image) for item, image, error in loaded if image is not None]
+    is never in memory at once, and in runs of at most ``SCR_MAX_BATCH_PIXELS`` decoded pixels (sizes
+    from the headers: ``budgets``), so eight 64-megapixel scans never sit in memory together; an
+    unreadable one gets its error and the others are captioned. ``generate_kwargs`` go to
+    ``pipe.generate`` (``progress``, ``should_stop``)."""
+    budget = batch_pixel_budget()
+    records = []
+    for run in pixel_runs([header_pixels(item.path) for item in batch], budget):
+        records += _caption_run(pipe, [batch[i] for i in run], scr=scr, prompt=prompt,
+                                max_new_tokens=max_new_tokens, **generate_kwargs)
+    return records
+
+
+def _caption_run(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_new_tokens: int,
+                 **generate_kwargs) -> list[dict]:
+    """``caption_batch`` for images decoded together."""
+    loaded = [(item, *read_image(item.path)) for item in batch]
+    readable = [(index, image) for index, (_, image, _) in enumerate(loaded) if image is not None]
     results = {}
     if readable:
         answers = pipe.generate([[image] for _, image in readable], prompt if prompt is None else
                                 [prompt] * len(readable), scr=scr, max_new_tokens=max_new_tokens, **generate_kwargs)
-        results = {item.name: r for (item, _), r in zip(readable, answers)}
+        results = {index: r for (index, _), r in zip(readable, answers)}
     records = []
-    for item, image, error in loaded:
+    for index, (item, image, error) in enumerate(loaded):
         if error is not None:
             records.append({"image": item.name, "caption": None, "error": error})
             continue
-        r = results[item.name]
+        r = results[index]
         records.append({"image": item.name, "caption": r.text, "plan": plan_summary(r.plan),
                         "entropy": r.diagnosis.entropy if r.diagnosis else None})
     return records

@@ -185,3 +185,20 @@ def test_caption_folder_resumes_and_never_overwrites(image_tree, tiny_llava_dir,
     bad = subprocess.run(cli("caption-folder", image_tree, "--out", tmp_path / "x.txt"), cwd=ROOT,
                          capture_output=True, text=True, env=ENV)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and ".jsonl" in bad.stderr
+
+
+def test_a_batch_over_the_pixel_budget_is_captioned_in_smaller_runs_with_the_same_captions(image_tree, pipe,
+                                                                                             monkeypatch):
+    """``SCR_MAX_BATCH_PIXELS`` cuts a batch by the images' header sizes: the broken file costs nothing and is
+    reported, the others go one run each here, and greedy captions do not change."""
+    from scr_core.caption_folder import caption_batch, list_items
+
+    items = list_items(image_tree)
+    whole = caption_batch(pipe, items, scr=None, prompt=None, max_new_tokens=4)
+    runs = []
+    generate = pipe.generate
+    monkeypatch.setattr(pipe, "generate", lambda images, *a, **k: runs.append(len(images)) or generate(images, *a, **k))
+    monkeypatch.setenv("SCR_MAX_BATCH_PIXELS", str(64 * 64 + 80 * 64))  # broken, img0 and img2, then one each
+    split = caption_batch(pipe, items, scr=None, prompt=None, max_new_tokens=4)
+    assert split == whole and [r["image"] for r in split if r["caption"] is None] == ["broken.png"]
+    assert runs == [2, 1, 1, 1], runs

@@ -1,9 +1,10 @@
 // Shows each SCR node's text output (captions, the side-by-side comparison, the diagnostic report,
-// the files written) on the node itself, read-only. Public extension API only (app.registerExtension,
-// node.addDOMWidget), so it works on the classic canvas and on Nodes 2.0.
+// the files written, a folder load's report) on the node itself, read-only. Public extension API only
+// (app.registerExtension, node.addDOMWidget), so it works on the classic canvas and on Nodes 2.0.
 import { app } from "../../scripts/app.js";
 
-const TEXT_NODES = ["SCRCaption", "SCRCaptionCompare", "SCRDiagnose", "SCRSaveCaptions", "SCRCaptionFolder"];
+const TEXT_NODES = ["SCRCaption", "SCRCaptionCompare", "SCRDiagnose", "SCRSaveCaptions", "SCRCaptionFolder",
+  "SCRLoadImageFolder"];
 const LABEL = "result"; // what people see above the box; the widget's name stays scr_output
 
 function textWidget(node) {

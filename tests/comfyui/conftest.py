@@ -42,6 +42,24 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def comfy_source():
+    """The ComfyUI source tree, with its requirements installed (else a skip, or a failure in CI)."""
+    source = comfyui_dir()
+    if source is None:
+        skip_or_fail("no ComfyUI source tree: set COMFYUI_DIR (CI has ../shared/comfyui)")
+    missing = [m for m in ("aiohttp", "comfyui_frontend_package", "alembic", "av") if find_spec(m) is None]
+    if missing:
+        skip_or_fail(f"ComfyUI's requirements are not installed ({', '.join(missing)} missing): "
+                     f"pip install -r {source}/requirements.txt (without its torch lines) requests")
+    return source
+
+
+def downloads_from(hub: FakeHub) -> dict:
+    """A server's environment for downloads on, from ``hub`` only, giving up on a silent hub after 20 s."""
+    return {"SCR_ALLOW_DOWNLOADS": "1", "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_ETAG_TIMEOUT": "3",
+            "HF_HUB_DOWNLOAD_TIMEOUT": "3", "SCR_DOWNLOAD_STALL_SECONDS": "20"}
+
+
 @pytest.fixture(scope="session")
 def fake_hub():
     hub = FakeHub().start()
@@ -51,19 +69,11 @@ def fake_hub():
 
 @pytest.fixture(scope="session")
 def comfy(comfy_base, fake_hub, tmp_path_factory):
-    source = comfyui_dir()
-    if source is None:
-        skip_or_fail("no ComfyUI source tree: set COMFYUI_DIR (CI has ../shared/comfyui)")
-    missing = [m for m in ("aiohttp", "comfyui_frontend_package", "alembic", "av") if find_spec(m) is None]
-    if missing:
-        skip_or_fail(f"ComfyUI's requirements are not installed ({', '.join(missing)} missing): "
-                     f"pip install -r {source}/requirements.txt (without its torch lines) requests")
+    source = comfy_source()
     # the owner's choices a server can make: one dataset folder allowed, downloads on, from the fake hub only
     allowed = tmp_path_factory.mktemp("allowed-data")
-    server = ComfyServer(source, comfy_base, env={
-        "SCR_ALLOWED_FOLDERS": str(allowed), "SCR_ALLOW_DOWNLOADS": "1", "HF_ENDPOINT": fake_hub.url,
-        "HF_HUB_OFFLINE": "0", "HF_HUB_ETAG_TIMEOUT": "3", "HF_HUB_DOWNLOAD_TIMEOUT": "3",
-        "SCR_DOWNLOAD_STALL_SECONDS": "20"}).start()
+    server = ComfyServer(source, comfy_base, env={"SCR_ALLOWED_FOLDERS": str(allowed),
+                                                  **downloads_from(fake_hub)}).start()
     server.allowed, server.hub = allowed, fake_hub
     yield server
     server.stop()

@@ -36,6 +36,7 @@ def test_lists_of_batches_keep_every_image():
     batches = [torch.zeros(2, 4, 4, 3), torch.ones(1, 6, 3, 3)]
     pictures = images_to_pils(batches)
     assert [p.size for p in pictures] == [(4, 4), (4, 4), (3, 6)]
+    assert pictures.pixels() == [16, 16, 18] and [p.size for p in pictures[1:]] == [(4, 4), (3, 6)]
     with pytest.raises(InputError, match="different sizes"):
         pils_to_tensor(pictures)
     with pytest.raises(InputError, match="batch, height, width"):
@@ -181,3 +182,41 @@ def test_output_folder_mode_names_by_image_stem(tmp_path):
         caption_targets(["/a/cat.png", "/b/cat.jpg"], "output folder", tmp_path / "out")
     with pytest.raises(InputError, match="extension"):
         caption_targets(["x.png"], "output folder", tmp_path / "out", extension="/x")
+
+
+def test_pixel_runs_cut_a_batch_by_pixels_and_count():
+    from scr_core.budgets import env_number, pixel_runs
+
+    assert pixel_runs([3, 3, 3, 10, 1], 6) == [range(0, 2), range(2, 3), range(3, 4), range(4, 5)]
+    assert pixel_runs([1, 1, 1, 1, 1], 100, most=2) == [range(0, 2), range(2, 4), range(4, 5)]
+    assert pixel_runs([], 5) == [] and pixel_runs([10], 5) == [range(0, 1)]  # an image over it goes alone
+    assert env_number("X", 7, {}) == 7 and env_number("X", 7, {"X": "256_000_000"}) == 256e6
+    for bad in ("0", "-1", "lots"):
+        with pytest.raises(InputError, match="must be a positive number"):
+            env_number("X", 7, {"X": bad})
+
+
+def test_held_pixels_are_released_when_the_output_is_dropped():
+    from nodes.held import held_pixels, hold, room
+
+    before = held_pixels()
+    image = torch.zeros(1, 10, 20, 3)
+    hold(image, 200)
+    assert held_pixels() == before + 200 and room(1000) == 1000 - before - 200
+    cycle = [image]
+    cycle.append(cycle)  # only a collection frees it: room() runs one
+    del image, cycle
+    assert room(1000) == 1000 - before and held_pixels() == before
+
+
+def test_a_killed_servers_staging_folders_are_removed_and_nothing_else(tmp_path):
+    from nodes.download import remove_stale_downloads, staging_folder
+
+    stale = staging_folder(tmp_path / "owner--name")
+    (stale / "sub").mkdir(parents=True)
+    (stale / "config.json").write_text("{}")
+    kept = [tmp_path / "owner--name", tmp_path / ".hidden", tmp_path / "x.download-1"]
+    for folder in kept:
+        folder.mkdir()
+    assert remove_stale_downloads([tmp_path, tmp_path / "missing"]) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
