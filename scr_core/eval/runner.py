@@ -30,7 +30,7 @@ from .suites import Task, load_suite
 
 log = logging.getLogger(__name__)
 
-METHODS = ("vanilla", "scr", "uniform", "vcd", "dola")
+METHODS = ("vanilla", "scr", "uniform", "remove", "vcd", "dola")
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,11 @@ def method_generator(pipe, method: str, config: SCRConfig, seed: int = 0, entrop
             return [Answer(text, None, per_task) for text in texts]
         if method == "vanilla":
             results = pipe.generate(images, prompts, scr=None, diagnose=entropy, **kwargs)
-        elif method in ("scr", "uniform"):
-            # Uniform-Smooth seeds each prompt by its own content too, so answers do not depend on the batch
-            cfg = config.with_(selection="attention" if method == "scr" else "uniform", seed=seed)
-            results = pipe.generate(images, prompts, scr=cfg, **kwargs)
+        elif method in ("scr", "uniform", "remove"):
+            # Uniform-Smooth seeds each prompt by its own content too, so answers do not depend on the batch;
+            # remove: SCR's plan with its sources zeroed (the EAZY-style ablation)
+            cfg = config.with_(selection="uniform" if method == "uniform" else "attention", seed=seed)
+            results = pipe.generate(images, prompts, scr=cfg, remove_sources=method == "remove", **kwargs)
         elif method == "vcd":
             results = baselines.generate_vcd(pipe, images, prompts, seed=seed, **kwargs)
         else:
