@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = {
     "onnx": ("requirements-onnx.txt", ("onnx", "onnxscript", "onnx_ir", "onnxruntime")),
     "eval": ("requirements-eval.txt", ("nltk", "wn", "pycocotools", "lemminflect", "scipy")),
+    "peers": ("requirements-peers.txt", ("mitigv",)),
 }
 # import name -> the name pip installs it by, where they differ
 _PIP_NAMES = {"onnx_ir": "onnx-ir", "onnxruntime": "onnxruntime (or onnxruntime-gpu)"}

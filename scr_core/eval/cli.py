@@ -8,6 +8,8 @@ from pathlib import Path
 from ..errors import DataError, SCRError
 from .files import load_json
 from .parsing import available_rules
+from ..extras import require
+from .peers import PEERS
 from .runner import METHODS
 from .suites import SUITES
 from .text import LEMMATIZERS
@@ -53,6 +55,8 @@ def cmd_eval(args, make_pipeline, make_config) -> None:
     from .suites import check_options
 
     check_sizes(args.limit, args.batch_size)  # before minutes of model loading
+    if args.method in PEERS:
+        require("peers", f"--method {args.method}")
     options = {"rule": args.parser, "lemmatizer": args.lemmatizer, "similarity_model": args.spacy_model,
                "scope": args.scope}
     check_options(args.bench, options)

@@ -26,11 +26,12 @@ from ..errors import ConfigError, DataError, SCRError
 from ..outputs import write_atomically
 from ..shards import Shard, batches_of, read_records, run_shards
 from .files import load_json
+from .peers import PEERS
 from .suites import Task, load_suite
 
 log = logging.getLogger(__name__)
 
-METHODS = ("vanilla", "scr", "uniform", "remove", "vcd", "dola")
+METHODS = ("vanilla", "scr", "uniform", "remove", "vcd", "dola", *PEERS)  # PEERS: through mitigv (peers.py)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ def method_generator(pipe, method: str, config: SCRConfig, seed: int = 0, entrop
 
     if method not in METHODS:
         raise SCRError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method in PEERS:
+        from .peers import PeerGenerator
+
+        peer = PeerGenerator(pipe, method, seed)  # refuses an unsupported family before any work
 
     def run(tasks: Sequence[Task]) -> list[Answer]:
         images = [t.image for t in tasks]
@@ -68,6 +73,10 @@ def method_generator(pipe, method: str, config: SCRConfig, seed: int = 0, entrop
             # remove: SCR's plan with its sources zeroed (the EAZY-style ablation)
             cfg = config.with_(selection="uniform" if method == "uniform" else "attention", seed=seed)
             results = pipe.generate(images, prompts, scr=cfg, remove_sources=method == "remove", **kwargs)
+        elif method in PEERS:
+            texts = peer(images, prompts, **kwargs)
+            per_task = (time.perf_counter() - start) * 1000 / len(tasks)
+            return [Answer(text, None, per_task) for text in texts]
         elif method == "vcd":
             results = baselines.generate_vcd(pipe, images, prompts, seed=seed, **kwargs)
         else:
@@ -214,6 +223,10 @@ def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig 
     meta = {"benchmark": bench, "data": str(Path(data).resolve()), "method": method, "model": model_name,
             **model_numerics(pipe), "limit": limit, "seed": seed, **({"options": options} if options else {}),
             "config": {k: v for k, v in config.__dict__.items() if not k.startswith("_")}}
+    if method in PEERS:
+        from .peers import settings
+
+        meta["peer"] = settings(method)
     generate = method_generator(pipe, method, config, seed, entropy=(method == "vanilla" and hasattr(suite, "labels")))
     shard = shard or Shard.current(cpu=model_numerics(pipe)["device"] in (None, "cpu"))
     return run_benchmark(suite, generate, out, json.loads(json.dumps(meta)), batch_size, progress, shard)
