@@ -1,8 +1,9 @@
 """The optional parts and the one check that names what to install when one is missing.
 
 Why: ``requirements.txt`` holds only what captioning needs, since it goes into a shared ComfyUI
-environment; the ONNX export/runtime and the benchmarks install from their own files (mirrored as the
-``onnx`` and ``eval`` extras of pyproject.toml). Every entry point that needs one calls ``require``
+environment; the ONNX export/runtime, the benchmarks, the peer methods (mitigv) and the lmms-eval
+plug-in install from their own files (mirrored as the ``onnx``, ``eval``, ``peers`` and ``lmms`` extras
+of pyproject.toml). Every entry point that needs one calls ``require``
 before importing it, so a missing package is one line naming the file, never an import traceback.
 Imports nothing heavy (no torch): the torch-free runtime uses it too.
 """
