@@ -34,11 +34,11 @@ def pope_dir(tmp_path_factory):
 def vanilla(pipe, pope_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "vanilla"
     run("pope", pope_dir, pipe, "vanilla", out, SCRConfig(), limit=1, batch_size=3, progress=False)
-    return {k: v["text"] for k, v in read_predictions(out / "predictions.jsonl").items()}
+    return out
 
 
 @pytest.mark.parametrize("method", list(PEERS))
-def test_each_peer_runs_through_eval_on_llava_and_is_recorded(pipe, pope_dir, vanilla, tmp_path, method):
+def test_each_peer_runs_through_eval_on_llava_and_is_recorded(pipe, pope_dir, vanilla, tmp_path, method, capsys):
     need_extra("peers")
     import mitigv
 
@@ -50,9 +50,17 @@ def test_each_peer_runs_through_eval_on_llava_and_is_recorded(pipe, pope_dir, va
     defaults = mitigv.get_mitigator_class(PEERS[method]).config_class().to_dict()
     assert all(defaults[k] == v for k, v in recorded["settings"].items())  # the paper defaults mitigv ships
     answers = {k: v["text"] for k, v in read_predictions(tmp_path / method / "predictions.jsonl").items()}
-    assert answers.keys() == vanilla.keys()
+    base = {k: v["text"] for k, v in read_predictions(vanilla / "predictions.jsonl").items()}
+    assert answers.keys() == base.keys()
     if method in CONTRASTIVE:
-        assert answers != vanilla
+        assert answers != base
+    # compare puts it beside vanilla, labelled by its method alone
+    from scr_core.cli import main
+
+    capsys.readouterr()
+    assert main(["compare", str(vanilla), str(tmp_path / method)]) in (None, 0)
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert {"vanilla", method} <= set(rows)
     # resumable like every method: a second run in the same folder answers nothing again
     again = run("pope", pope_dir, pipe, method, tmp_path / method, SCRConfig(), limit=1, batch_size=3, seed=0,
                 progress=False)
@@ -97,3 +105,19 @@ def test_other_families_are_refused_in_one_line():
         check_family("qwen2_vl", "opera")
     with pytest.raises(ConfigError, match="does not run ICD on gemma3 models"):
         check_family("gemma3", "icd")
+
+
+def test_eval_without_mitigv_is_one_line_before_the_model_loads(tmp_path):
+    """Where requirements-peers.txt is not installed (hidden here), --method opera says what to install."""
+    import subprocess
+    import sys
+
+    from tests.extras import ROOT, without_extras
+
+    out = subprocess.run([sys.executable, "-m", "scr_core", "eval", "pope", "--data", str(tmp_path), "--method",
+                          "opera", "--out", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env=without_extras(keep=("scipy", "nltk", "wn", "pycocotools", "lemminflect")))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: --method opera needs mitigv, not installed here: "
+                                                          "pip install -r ")
+    assert "requirements-peers.txt" in out.stderr and not (tmp_path / "run").exists()

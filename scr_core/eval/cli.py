@@ -195,8 +195,10 @@ def _read_run(run_dir: Path) -> dict:
     if summary.get("latency_ms_mean") is not None:
         scores["latency_ms"] = summary["latency_ms_mean"]
     return {"name": str(run_dir), "method": summary["method"], "benchmark": summary.get("benchmark"),
-            "scores": scores, "raw_scores": summary["scores"], "config": meta.get("config") or {},
-            "run": {k: v for k, v in meta.items() if k not in ("method", "config")}}
+            "scores": scores, "raw_scores": summary["scores"],
+            # a peer's settings (peers.settings) belong to its method, like SCR's config
+            "config": {**(meta.get("config") or {}), **({"peer": meta["peer"]} if "peer" in meta else {})},
+            "run": {k: v for k, v in meta.items() if k not in ("method", "config", "peer")}}
 
 
 def run_labels(runs: list[dict]) -> list[str]:
