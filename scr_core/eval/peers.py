@@ -15,6 +15,9 @@ decoding (OPERA: its own beam search, 5 beams, as in its paper), resume and per-
   mitigv adapter is handed our adapter's decoder as ``language_model``; on Qwen2.5-VL, PAI and ONLY
   look for ``config.image_token_index`` (Qwen's config calls it ``image_token_id``), so the mitigv
   adapter gets a copy of the config with that name added (the model's own config is untouched).
+* No hooks left behind: asking for hidden states or attentions makes transformers install its own
+  recording hooks on the model for good (mitigv's VCD and VISTA do); each call removes the hooks it
+  added and transformers' "installed" marks, so the model is as it was (``_model_as_it_was``).
 * Not run: VISTA, AGLA and OPERA on Qwen2.5-VL (mitigv calls Qwen's vision tower without its grid,
   or expands Qwen's flat patch tensor per beam) and every family but LLaVA and Qwen2.5-VL: refused
   before any work, in one line.
@@ -27,7 +30,8 @@ batches, through transformers' ``generate``; mitigv's is here as ``vcd-mitigv`` 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from ..errors import ConfigError
 from ..extras import require
@@ -84,7 +88,8 @@ class PeerGenerator:
         texts = []
         for group, prompt in zip(group_images(list(images)), prompts):
             self._check_prompt(prompt, group)
-            out = self.mitigator.generate(group, [prompt], max_new_tokens=max_new_tokens, seed=self.seed)
+            with _model_as_it_was(self.pipe.model):
+                out = self.mitigator.generate(group, [prompt], max_new_tokens=max_new_tokens, seed=self.seed)
             texts.append((out[0] if isinstance(out, list) else out).strip())
         return texts
 
@@ -107,3 +112,30 @@ def _adapters(pipe, family: str):
         model.config = copy.copy(config)
         model.config.image_token_index = config.image_token_id
     return model, processor
+
+
+_INSTALLED_MARK = "_output_capturing_hooks_installed"  # transformers' "recording hooks are in place" flag
+
+
+@contextmanager
+def _model_as_it_was(model) -> Iterator[None]:
+    """Remove every forward hook added to ``model``'s modules inside the block, and transformers' marks
+    that its recording hooks are installed (so it installs them again when it next needs them)."""
+    modules = list(model.modules())
+    hooks = [(set(m._forward_hooks), set(m._forward_pre_hooks)) for m in modules]
+    marks = [m.__dict__.get(_INSTALLED_MARK) for m in modules]
+    try:
+        yield
+    finally:
+        for module, (post, pre), mark in zip(modules, hooks, marks):
+            for key in set(module._forward_hooks) - post:
+                del module._forward_hooks[key]
+                module._forward_hooks_with_kwargs.pop(key, None)
+                module._forward_hooks_always_called.pop(key, None)
+            for key in set(module._forward_pre_hooks) - pre:
+                del module._forward_pre_hooks[key]
+                module._forward_pre_hooks_with_kwargs.pop(key, None)
+            if mark is None:
+                module.__dict__.pop(_INSTALLED_MARK, None)
+            else:
+                module.__dict__[_INSTALLED_MARK] = mark
