@@ -42,10 +42,12 @@ def test_each_peer_runs_through_eval_on_llava_and_is_recorded(pipe, pope_dir, va
     need_extra("peers")
     import mitigv
 
+    hooks = lambda: [(list(m._forward_hooks), list(m._forward_pre_hooks)) for m in pipe.model.modules()]  # noqa: E731
+    before = hooks()
     summary = run("pope", pope_dir, pipe, method, tmp_path / method, SCRConfig(), limit=1, batch_size=3,
                   seed=0, progress=False)
-    # nothing left on the shared model: not mitigv's hooks, nor the recording hooks transformers installs
-    assert not any(m._forward_hooks or m._forward_pre_hooks for m in pipe.model.modules())
+    # nothing added to the shared model: not mitigv's hooks, nor the recording hooks transformers installs
+    assert hooks() == before
     assert summary["method"] == method and summary["n"] == 3 and summary["latency_ms_mean"] > 0
     recorded = json.loads((tmp_path / method / "run.json").read_text())["peer"]
     assert recorded["library"] == f"mitigv {mitigv.__version__}" and recorded["algorithm"] == PEERS[method]
