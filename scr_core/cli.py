@@ -203,6 +203,8 @@ def _add_calibrate_parser(sub) -> None:
     cal.add_argument("--seed", type=int, default=0, help="fixes the subset, the split and the bootstrap")
     cal.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
     cal.add_argument("--batch-size", type=int, default=8)
+    cal.add_argument("--removal", action="store_true",
+                     help="also run the removal ablation (SCR's sources zeroed) at each K and hook range")
     _add_model_args(cal)
 
 
@@ -313,7 +315,7 @@ def cmd_calibrate(args) -> None:
     pipe = _pipeline(args)
     result = calibrate(pipe, questions, lams=lams, ks=ks, hook_layers=hooks, base=base, holdout=args.holdout,
                        seed=args.seed, alpha=args.alpha, batch_size=args.batch_size, n_resamples=args.bootstrap,
-                       progress=True, work_dir=args.out)
+                       progress=True, work_dir=args.out, removal=args.removal)
     result.meta.update(model=str(args.model or "embedded default"), data=str(args.data))
     paths = write_outputs(result, args.out)
     print(result.verdict)

@@ -1,8 +1,9 @@
 """The optional parts and the one check that names what to install when one is missing.
 
 Why: ``requirements.txt`` holds only what captioning needs, since it goes into a shared ComfyUI
-environment; the ONNX export/runtime and the benchmarks install from their own files (mirrored as the
-``onnx`` and ``eval`` extras of pyproject.toml). Every entry point that needs one calls ``require``
+environment; the ONNX export/runtime, the benchmarks, the peer methods (mitigv) and the lmms-eval
+plug-in install from their own files (mirrored as the ``onnx``, ``eval``, ``peers`` and ``lmms`` extras
+of pyproject.toml). Every entry point that needs one calls ``require``
 before importing it, so a missing package is one line naming the file, never an import traceback.
 Imports nothing heavy (no torch): the torch-free runtime uses it too.
 """
@@ -21,9 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = {
     "onnx": ("requirements-onnx.txt", ("onnx", "onnxscript", "onnx_ir", "onnxruntime")),
     "eval": ("requirements-eval.txt", ("nltk", "wn", "pycocotools", "lemminflect", "scipy")),
+    "peers": ("requirements-peers.txt", ("mitigv",)),
+    "lmms": ("requirements-lmms.txt", ("lmms_eval", "loguru", "sacrebleu", "evaluate", "pytablewriter")),
 }
+# what an extra's file cannot say: a package installed first, without its own dependencies
+_FIRST = {"lmms": "pip install --no-deps lmms-eval==0.7.3 && "}
 # import name -> the name pip installs it by, where they differ
-_PIP_NAMES = {"onnx_ir": "onnx-ir", "onnxruntime": "onnxruntime (or onnxruntime-gpu)"}
+_PIP_NAMES = {"onnx_ir": "onnx-ir", "onnxruntime": "onnxruntime (or onnxruntime-gpu)", "lmms_eval": "lmms-eval"}
 
 
 def installed(module: str) -> bool:
@@ -38,8 +43,8 @@ def install_hint(extra: str) -> str:
     """``pip install -r <the extra's file>`` from a checkout (the ComfyUI pack), else the pip extra."""
     file = ROOT / EXTRAS[extra][0]
     if file.is_file():
-        return f"pip install -r {file}"
-    return f'pip install "scr-spatial-credit-redistribution[{extra}]"'
+        return f"{_FIRST.get(extra, '')}pip install -r {file}"
+    return f'{_FIRST.get(extra, "")}pip install "scr-spatial-credit-redistribution[{extra}]"'
 
 
 def require(extra: str, purpose: str, modules: Sequence[str] | None = None) -> None:

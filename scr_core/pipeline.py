@@ -280,7 +280,7 @@ class SCRPipeline(RunnerBase):
         return (time.perf_counter() - start) * 1000
 
     def generate(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = RUNNER_DEFAULT,
-                 max_new_tokens: int = 64, *, diagnose: bool = False,
+                 max_new_tokens: int = 64, *, diagnose: bool = False, remove_sources: bool = False,
                  transform_inputs: Callable[[dict], dict] | None = None,
                  progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
                  **generate_kwargs) -> list[GenerationResult]:
@@ -292,6 +292,8 @@ class SCRPipeline(RunnerBase):
         or one per prompt (from an earlier ``diagnose``, or ``RedistributionPlan.from_dict``), or
         ``None`` for the vanilla model.
         diagnose: with ``scr=None``, still run the diagnostic pass (for its entropy).
+        remove_sources: zero the plan's sources in its hook layers instead of redistributing them
+        (the removal ablation, ``redistribution.remove_sources``; λ and the neighbours are unused).
         progress: called as ``progress(step, max_new_tokens)`` after every new token, and with
         ``(max_new_tokens, max_new_tokens)`` at the end.
         should_stop: checked after every new token; when it returns true generation ends there
@@ -320,8 +322,9 @@ class SCRPipeline(RunnerBase):
         if plans is not None:
             arrays = plan_arrays(plans, layout)
             check_depth(f"the plan's hook_layers={list(arrays.hook_layers)}", arrays.hook_layers, self.depth)
-            check_lam(arrays.lam, str(self.model.dtype))  # the hooks compute in the model's dtype
-            edit, hook_layers = BatchEdit.from_arrays(arrays, self.model.device), arrays.hook_layers
+            if not remove_sources:
+                check_lam(arrays.lam, str(self.model.dtype))  # the hooks compute in the model's dtype
+            edit, hook_layers = BatchEdit.from_arrays(arrays, self.model.device, remove_sources), arrays.hook_layers
         else:
             edit, hook_layers = None, ()
         watch = _TokenWatch(max_new_tokens, progress, should_stop)

@@ -5,6 +5,10 @@ At each hooked decoder layer, for every source s and every neighbour n it owns:
     h_s <- h_s / λ
 on visual positions of the prefill only. Decode steps (one new token, no visual block)
 pass through untouched and read the edited visual states from the KV cache.
+
+The removal ablation (EAZY, arXiv 2503.07772: the same high-attention sources blamed, the opposite
+remedy) zeroes the planned sources instead, ``h_s <- 0``, in the same layers and with the same plans,
+so "does redistribution beat removal?" is one flag (``BatchEdit(remove=True)``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ def redistribute(hidden: torch.Tensor, sources: torch.Tensor, neighbours: torch.
     return out
 
 
+def remove_sources(hidden: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """Return a copy of ``hidden`` (N, D) with the ``sources`` rows zeroed (the removal ablation)."""
+    out = hidden.clone()
+    out[sources] = 0
+    return out
+
+
 @dataclass(frozen=True)
 class BatchEdit:
     """A batch of plans as (sample, position) index pairs into (batch, seq, D) hidden states."""
@@ -46,22 +57,24 @@ class BatchEdit:
     lam: float
     batch_size: int
     seq_len: int
+    remove: bool = False          # zero the sources instead (the removal ablation; neighbours untouched)
 
     @classmethod
     def build(cls, plans: Sequence[RedistributionPlan], layout: VisualLayout,
-              device: torch.device | str = "cpu") -> "BatchEdit":
+              device: torch.device | str = "cpu", remove: bool = False) -> "BatchEdit":
         """One plan per prompt of ``layout`` (checked to fit it and to share λ and hook layers)."""
-        return cls.from_arrays(plan_arrays(plans, layout), device)
+        return cls.from_arrays(plan_arrays(plans, layout), device, remove)
 
     @classmethod
-    def from_arrays(cls, arrays: PlanArrays, device: torch.device | str = "cpu") -> "BatchEdit":
+    def from_arrays(cls, arrays: PlanArrays, device: torch.device | str = "cpu",
+                    remove: bool = False) -> "BatchEdit":
         """The flat (sample, position) form of ``PlanArrays`` as index tensors on ``device``."""
         def column(rows, j: int) -> torch.Tensor:
             return torch.as_tensor(rows[:, j], dtype=torch.long, device=device)
 
         return cls(column(arrays.neighbours, 0), column(arrays.sources, 1), column(arrays.sources, 0),
                    column(arrays.neighbours, 1), column(arrays.owners, 1), arrays.lam, arrays.batch_size,
-                   arrays.seq_len)
+                   arrays.seq_len, remove)
 
     def apply(self, hidden: torch.Tensor) -> torch.Tensor:
         """Edit a (batch, seq, D) tensor that holds the prompt; shorter inputs (decode steps) pass unchanged.
@@ -78,6 +91,8 @@ class BatchEdit:
             )
         seq = hidden.shape[1]
         flat = hidden.reshape(-1, hidden.shape[-1])
+        if self.remove:
+            return remove_sources(flat, self.source_samples * seq + self.sources).view_as(hidden)
         edited = redistribute(
             flat,
             self.source_samples * seq + self.sources,  # row of (sample, position) in the flat view

@@ -23,21 +23,29 @@ PAPER_HOOK_RANGES = ((0, 7), (0, 11), (0, 15))
 
 @dataclass(frozen=True)
 class Setting:
-    """One point of the grid; the diagnostic layers are shared by the whole grid."""
+    """One point of the grid; the diagnostic layers are shared by the whole grid.
 
-    lam: float
+    remove: the removal ablation at this K and these hook layers (the same plans, sources zeroed;
+    ``lam`` is None: it has none).
+    """
+
+    lam: float | None
     k: int
     hook_layers: tuple[int, ...]
+    remove: bool = False
 
     @property
     def label(self) -> str:
-        return f"λ={self.lam:g} K={self.k} hooks {format_layers(self.hook_layers)}"
+        what = "remove" if self.remove else f"λ={self.lam:g}"
+        return f"{what} K={self.k} hooks {format_layers(self.hook_layers)}"
 
     def config(self, base: SCRConfig) -> SCRConfig:
-        return base.with_(lam=self.lam, k=self.k, hook_layers=self.hook_layers, selection="attention")
+        lam = base.lam if self.lam is None else self.lam
+        return base.with_(lam=lam, k=self.k, hook_layers=self.hook_layers, selection="attention")
 
     def to_dict(self) -> dict:
-        return {"lam": self.lam, "k": self.k, "hook_layers": list(self.hook_layers)}
+        return {"lam": self.lam, "k": self.k, "hook_layers": list(self.hook_layers),
+                **({"remove": True} if self.remove else {})}
 
 
 def format_layers(layers: Sequence[int]) -> str:
@@ -104,3 +112,8 @@ def build_grid(lams: Sequence[float], ks: Sequence[int], hook_sets: Sequence[Seq
     if len(set(settings)) != len(settings):
         raise ConfigError("the grid repeats a setting; give each λ, K and hook range once")
     return settings
+
+
+def removal_grid(settings: Sequence[Setting]) -> list[Setting]:
+    """The removal ablation at every K and hook range of ``settings`` (λ plays no part in it)."""
+    return list(dict.fromkeys(Setting(None, s.k, s.hook_layers, remove=True) for s in settings))

@@ -48,7 +48,7 @@ def table(cal, split: str) -> str:
             "new errors | McNemar p | Holm p |", "|---" * 11 + "|"]
     v = cal.vanilla[split]
     rows.append(f"| vanilla | {v.hr:.1f} | | {v.accuracy:.1f} | | {v.f1:.1f} | {v.yes_ratio:.1f} | | | | |")
-    for r in cal.results:
+    for r in cal.results + cal.removals:
         s = r.scores[split]
         low, high = s.hr_change_ci
         mark = " **(picked)**" if r.setting == cal.picked else ""
@@ -78,6 +78,10 @@ def markdown(cal, title: str = "SCR calibration") -> str:
               "that split. The pick is the setting with the most corrections minus new errors on the tuning "
               "split; it is recommended only if that gain holds on the held-out split with Holm p < "
               f"{m['alpha']:g}.", ""]
+    if cal.removals:
+        lines += ["\"remove\" rows: the removal ablation (EAZY, arXiv 2503.07772) — the same diagnosis and plans "
+                  "as the SCR rows of that K and hook range, with the sources zeroed instead of redistributed. "
+                  "They are never picked; their Holm p is corrected over the removal rows alone.", ""]
     return "\n".join(lines)
 
 
@@ -97,6 +101,10 @@ def plot(cal, path: Path, split: str = "heldout") -> Path:
         chosen = r.setting == cal.picked
         ax.scatter(s.accuracy_change, s.hr_change, s=60 if chosen else 25,
                    color="tab:red" if chosen else "tab:blue", zorder=4 if chosen else 3)
+        points.setdefault((round(s.accuracy_change, 9), round(s.hr_change, 9)), []).append(r.setting.label)
+    for r in cal.removals:  # the ablation, for reference: grey
+        s = r.scores[split]
+        ax.scatter(s.accuracy_change, s.hr_change, s=25, marker="s", color="tab:grey", zorder=3)
         points.setdefault((round(s.accuracy_change, 9), round(s.hr_change, 9)), []).append(r.setting.label)
     for (x, y), labels in points.items():
         ax.annotate("\n".join(labels), (x, y), fontsize=5, xytext=(3, 3), textcoords="offset points",

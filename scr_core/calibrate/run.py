@@ -32,7 +32,7 @@ from ..eval.pope import mcnemar_exact, pope_metrics
 from ..runs import check_run, check_sizes, model_numerics
 from ..shards import read_records
 from ..yes_no import NO, YES, parse_many
-from .grid import Setting, build_grid, default_hook_grid, DEFAULT_KS, DEFAULT_LAMS
+from .grid import Setting, build_grid, default_hook_grid, removal_grid, DEFAULT_KS, DEFAULT_LAMS
 from .questions import Question, split_holdout
 from .stats import bootstrap_mean_ci, holm
 
@@ -87,17 +87,23 @@ class Calibration:
     verdict: str
     meta: dict = field(default_factory=dict)
     answers: dict = field(default_factory=dict)  # ids, labels, split and raw texts per method, in question order
+    removals: list[SettingResult] = field(default_factory=list)  # the removal ablation: scored, never picked
 
     def result(self, setting: Setting) -> SettingResult:
         return next(r for r in self.results if r.setting == setting)
+
+    @staticmethod
+    def _rows(results: list[SettingResult]) -> list[dict]:
+        return [{**r.setting.to_dict(), "label": r.setting.label, **{k: v.to_dict() for k, v in r.scores.items()}}
+                for r in results]
 
     def to_dict(self) -> dict:
         return {"meta": self.meta, "verdict": self.verdict,
                 "picked": self.picked.to_dict() if self.picked else None,
                 "recommended": self.recommended.to_dict() if self.recommended else None,
                 "vanilla": {k: v.to_dict() for k, v in self.vanilla.items()},
-                "settings": [{**r.setting.to_dict(), "label": r.setting.label,
-                              **{k: v.to_dict() for k, v in r.scores.items()}} for r in self.results]}
+                "settings": self._rows(self.results),
+                **({"removals": self._rows(self.removals)} if self.removals else {})}
 
 
 def answer_grid(pipe, questions: Sequence[Question], settings: Sequence[Setting], base: SCRConfig,
@@ -122,7 +128,7 @@ def answer_grid(pipe, questions: Sequence[Question], settings: Sequence[Setting]
 
 
 def _answer(pipe, questions, settings, base, batch_size, progress, texts, cache) -> None:
-    configs = [(s.label, pipe.resolve(s.config(base))) for s in settings]
+    configs = [(s.label, pipe.resolve(s.config(base)), s.remove) for s in settings]
     diag_config = base.with_(selection="attention")
     done = read_records(cache, "start", ("start", "texts"), _START_OVER) if cache else {}
     width = len(texts)
@@ -150,9 +156,10 @@ def _answer_batch(pipe, chunk, configs, diag_config, bar) -> dict[str, list[str]
     out = {"vanilla": [r.text for r in pipe.generate(batch, scr=None, max_new_tokens=MAX_NEW_TOKENS)]}
     bar.update(len(chunk))
     diagnoses = pipe.diagnose(batch, config=diag_config)  # once for the whole grid
-    for label, cfg in configs:
+    for label, cfg, remove in configs:
         plans = [plan_from_maps(d.maps, cfg, pipe.adapter.source_budgets(d.grids, d.maps, cfg)) for d in diagnoses]
-        out[label] = [r.text for r in pipe.generate(batch, scr=plans, max_new_tokens=MAX_NEW_TOKENS)]
+        out[label] = [r.text for r in pipe.generate(batch, scr=plans, max_new_tokens=MAX_NEW_TOKENS,
+                                                    remove_sources=remove)]
         bar.update(len(chunk))
     return out
 
@@ -187,6 +194,24 @@ def score_split(labels: list[str], vanilla: list[str], preds: list[str], rng: np
                   accuracy_change=mine["accuracy"] - base["accuracy"])
 
 
+def score_family(parsed: dict[str, list[str]], labels: list[str], settings: Sequence[Setting],
+                 tune: Sequence[int], heldout: Sequence[int], seed: int, n_resamples: int,
+                 stream: tuple[int, ...] = ()) -> list[SettingResult]:
+    """Each setting against vanilla on both splits, Holm-corrected over ``settings`` per split
+    (``stream``: keeps one family's bootstrap draws apart from another's)."""
+    per_setting = {s: {} for s in settings}
+    for split_no, (split, idx) in enumerate(zip(SPLITS, (tune, heldout))):
+        split_labels = [labels[i] for i in idx]
+        base = [parsed["vanilla"][i] for i in idx]
+        raw = []
+        for number, s in enumerate(settings):
+            rng = np.random.default_rng([seed, split_no, number, *stream])  # independent of grid order elsewhere
+            raw.append(score_split(split_labels, base, [parsed[s.label][i] for i in idx], rng, n_resamples))
+        for s, scores, p_holm in zip(settings, raw, holm([r.p for r in raw])):
+            per_setting[s][split] = Scores(**{**scores.__dict__, "p_holm": p_holm})
+    return [SettingResult(s, per_setting[s]) for s in settings]
+
+
 def evaluate(questions: Sequence[Question], texts: dict[str, list[str]], settings: Sequence[Setting],
              tune: Sequence[int], heldout: Sequence[int], *, alpha: float = 0.05, seed: int = 0,
              n_resamples: int = 2000, rule: str = "pope") -> tuple[dict, list[SettingResult], Setting | None,
@@ -194,18 +219,9 @@ def evaluate(questions: Sequence[Question], texts: dict[str, list[str]], setting
     """Scores per split, Holm over the grid per split, the tuning pick and the held-out verdict."""
     parsed = {key: parse_many(value, rule) for key, value in texts.items()}
     labels = [q.label for q in questions]
-    vanilla, per_setting = {}, {s: {} for s in settings}
-    for split_no, (split, idx) in enumerate(zip(SPLITS, (tune, heldout))):
-        split_labels = [labels[i] for i in idx]
-        base = [parsed["vanilla"][i] for i in idx]
-        vanilla[split] = Scores(**_metrics(split_labels, base))
-        raw = []
-        for number, s in enumerate(settings):
-            rng = np.random.default_rng([seed, split_no, number])  # independent of grid order elsewhere
-            raw.append(score_split(split_labels, base, [parsed[s.label][i] for i in idx], rng, n_resamples))
-        for s, scores, p_holm in zip(settings, raw, holm([r.p for r in raw])):
-            per_setting[s][split] = Scores(**{**scores.__dict__, "p_holm": p_holm})
-    results = [SettingResult(s, per_setting[s]) for s in settings]
+    vanilla = {split: Scores(**_metrics([labels[i] for i in idx], [parsed["vanilla"][i] for i in idx]))
+               for split, idx in zip(SPLITS, (tune, heldout))}
+    results = score_family(parsed, labels, settings, tune, heldout, seed, n_resamples)
     best = max(results, key=lambda r: (r.tune_net, -r.scores["tune"].hr), default=None)
     picked = best.setting if best is not None and best.tune_net > 0 else None
     recommended = None
@@ -220,7 +236,7 @@ def calibrate(pipe, questions: Sequence[Question], *, lams: Sequence[float] = DE
               ks: Sequence[int] = DEFAULT_KS, hook_layers: Sequence[Sequence[int]] | None = None,
               base: SCRConfig = SCRConfig(), holdout: float = 0.5, seed: int = 0, alpha: float = 0.05,
               batch_size: int = 8, n_resamples: int = 2000, rule: str = "pope",
-              progress: bool = False, work_dir: str | Path | None = None) -> Calibration:
+              progress: bool = False, work_dir: str | Path | None = None, removal: bool = False) -> Calibration:
     """Run vanilla and the λ × K × hook-layer grid on ``questions`` and judge it (module docstring).
 
     hook_layers: the hook ranges to try (None: the paper's 0-7, 0-11, 0-15, scaled to shallow
@@ -229,6 +245,8 @@ def calibrate(pipe, questions: Sequence[Question], *, lams: Sequence[float] = DE
     (``answers.partial.jsonl`` gains each finished batch; ``run.json`` records what the answers
     depend on, and a resume with anything else is refused). A ComfyUI node calls this with its
     loaded pipeline; ``python -m scr_core calibrate`` is a thin wrapper.
+    removal: also run the removal ablation at each K and hook range (the same plans, sources zeroed):
+    scored against vanilla with its own Holm correction, never picked.
     """
     from .report import verdict
 
@@ -237,6 +255,7 @@ def calibrate(pipe, questions: Sequence[Question], *, lams: Sequence[float] = DE
     check_sizes(None, batch_size)
     depth = pipe.depth
     settings = build_grid(lams, ks, hook_layers if hook_layers is not None else default_hook_grid(depth), depth)
+    removals = removal_grid(settings) if removal else []
     base = pipe.resolve(base.with_(selection="attention"))  # fills and checks the diagnostic layers
     tune, heldout = split_holdout(questions, holdout, seed)
     cache = None
@@ -245,12 +264,15 @@ def calibrate(pipe, questions: Sequence[Question], *, lams: Sequence[float] = DE
                   "model": str(getattr(getattr(pipe.model, "config", None), "_name_or_path", "")),
                   **model_numerics(pipe), "batch_size": batch_size,
                   "base": {k: v for k, v in base.__dict__.items() if not k.startswith("_")},
-                  "settings": [s.label for s in settings]}
+                  "settings": [s.label for s in settings + removals]}
         check_run(Path(work_dir), json.loads(json.dumps(record)))
         cache = Path(work_dir) / "answers.partial.jsonl"
-    texts = answer_grid(pipe, questions, settings, base, batch_size=batch_size, progress=progress, cache=cache)
+    texts = answer_grid(pipe, questions, settings + removals, base, batch_size=batch_size, progress=progress,
+                        cache=cache)
     vanilla, results, picked, recommended = evaluate(questions, texts, settings, tune, heldout, alpha=alpha,
                                                      seed=seed, n_resamples=n_resamples, rule=rule)
+    removed = score_family({k: parse_many(v, rule) for k, v in texts.items()}, [q.label for q in questions],
+                           removals, tune, heldout, seed, n_resamples, stream=(1,))
     meta = {"questions": len(questions), "tune_questions": len(tune), "heldout_questions": len(heldout),
             "tune_images": len({str(questions[i].image) for i in tune}),
             "heldout_images": len({str(questions[i].image) for i in heldout}),
@@ -260,6 +282,6 @@ def calibrate(pipe, questions: Sequence[Question], *, lams: Sequence[float] = DE
     held = set(heldout)
     answers = {"ids": [q.id for q in questions], "labels": [q.label for q in questions],
                "split": ["heldout" if i in held else "tune" for i in range(len(questions))], **texts}
-    result = Calibration(vanilla, results, picked, recommended, "", meta, answers)
+    result = Calibration(vanilla, results, picked, recommended, "", meta, answers, removed)
     result.verdict = verdict(result)
     return result

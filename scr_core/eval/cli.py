@@ -8,6 +8,8 @@ from pathlib import Path
 from ..errors import DataError, SCRError
 from .files import load_json
 from .parsing import available_rules
+from ..extras import require
+from .peers import PEERS
 from .runner import METHODS
 from .suites import SUITES
 from .text import LEMMATIZERS
@@ -53,6 +55,8 @@ def cmd_eval(args, make_pipeline, make_config) -> None:
     from .suites import check_options
 
     check_sizes(args.limit, args.batch_size)  # before minutes of model loading
+    if args.method in PEERS:
+        require("peers", f"--method {args.method}")
     options = {"rule": args.parser, "lemmatizer": args.lemmatizer, "similarity_model": args.spacy_model,
                "scope": args.scope}
     check_options(args.bench, options)
@@ -191,8 +195,10 @@ def _read_run(run_dir: Path) -> dict:
     if summary.get("latency_ms_mean") is not None:
         scores["latency_ms"] = summary["latency_ms_mean"]
     return {"name": str(run_dir), "method": summary["method"], "benchmark": summary.get("benchmark"),
-            "scores": scores, "raw_scores": summary["scores"], "config": meta.get("config") or {},
-            "run": {k: v for k, v in meta.items() if k not in ("method", "config")}}
+            "scores": scores, "raw_scores": summary["scores"],
+            # a peer's settings (peers.settings) belong to its method, like SCR's config
+            "config": {**(meta.get("config") or {}), **({"peer": meta["peer"]} if "peer" in meta else {})},
+            "run": {k: v for k, v in meta.items() if k not in ("method", "config", "peer")}}
 
 
 def run_labels(runs: list[dict]) -> list[str]:

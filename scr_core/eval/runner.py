@@ -27,11 +27,12 @@ from ..errors import SCRError
 from ..outputs import write_atomically
 from ..runs import check_run, check_sizes, model_numerics, on_cpu
 from ..shards import Shard, batches_of, read_records, run_shards
+from .peers import PEERS
 from .suites import Task, load_suite
 
 log = logging.getLogger(__name__)
 
-METHODS = ("vanilla", "scr", "uniform", "vcd", "dola")
+METHODS = ("vanilla", "scr", "uniform", "remove", "vcd", "dola", *PEERS)  # PEERS: through mitigv (peers.py)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ def method_generator(pipe, method: str, config: SCRConfig, seed: int = 0, entrop
 
     if method not in METHODS:
         raise SCRError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method in PEERS:
+        from .peers import PeerGenerator
+
+        peer = PeerGenerator(pipe, method, seed)  # refuses an unsupported family before any work
 
     def run(tasks: Sequence[Task]) -> list[Answer]:
         images = [t.image for t in tasks]
@@ -64,10 +69,15 @@ def method_generator(pipe, method: str, config: SCRConfig, seed: int = 0, entrop
             return [Answer(text, None, per_task) for text in texts]
         if method == "vanilla":
             results = pipe.generate(images, prompts, scr=None, diagnose=entropy, **kwargs)
-        elif method in ("scr", "uniform"):
-            # Uniform-Smooth seeds each prompt by its own content too, so answers do not depend on the batch
-            cfg = config.with_(selection="attention" if method == "scr" else "uniform", seed=seed)
-            results = pipe.generate(images, prompts, scr=cfg, **kwargs)
+        elif method in ("scr", "uniform", "remove"):
+            # Uniform-Smooth seeds each prompt by its own content too, so answers do not depend on the batch;
+            # remove: SCR's plan with its sources zeroed (the EAZY-style ablation)
+            cfg = config.with_(selection="uniform" if method == "uniform" else "attention", seed=seed)
+            results = pipe.generate(images, prompts, scr=cfg, remove_sources=method == "remove", **kwargs)
+        elif method in PEERS:
+            texts = peer(images, prompts, **kwargs)
+            per_task = (time.perf_counter() - start) * 1000 / len(tasks)
+            return [Answer(text, None, per_task) for text in texts]
         elif method == "vcd":
             results = baselines.generate_vcd(pipe, images, prompts, seed=seed, **kwargs)
         else:
@@ -158,6 +168,10 @@ def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig 
     meta = {"benchmark": bench, "data": str(Path(data).resolve()), "method": method, "model": model_name,
             **model_numerics(pipe), "limit": limit, "seed": seed, **({"options": options} if options else {}),
             "config": {k: v for k, v in config.__dict__.items() if not k.startswith("_")}}
+    if method in PEERS:
+        from .peers import settings
+
+        meta["peer"] = settings(method)
     generate = method_generator(pipe, method, config, seed, entropy=(method == "vanilla" and hasattr(suite, "labels")))
     shard = shard or Shard.current(cpu=on_cpu(pipe))
     return run_benchmark(suite, generate, out, json.loads(json.dumps(meta)), batch_size, progress, shard)
