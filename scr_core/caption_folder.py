@@ -9,7 +9,8 @@ dataset builders — batched, resumable, data-parallel under ``accelerate launch
 ``image`` is relative to the folder (or to the list file's folder). Unreadable images are
 recorded with their error, listed in ``OUT``'s summary and skipped, never dropped silently.
 ``OUT.run.json`` holds the settings (a resume with other settings is refused, as for ``eval``);
-``OUT.summary.json`` the counts and the unreadable images. ``--txt`` also writes ``<stem>.txt``
+``OUT.summary.json`` the counts, the unreadable images and the empty or degenerate captions
+(``caption_quality``: no letters, a word loop), which the command also lists. ``--txt`` also writes ``<stem>.txt``
 beside each image with ComfyUI's Save Captions rules (``caption_files``; the local user may write
 beside any image this command lists), symlinks resolved, never over an existing file unless asked (checked before
 the model runs), each atomically, once the captions are safely in ``OUT`` (a resumed run writes
@@ -26,6 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from .caption_files import IMAGE_PATTERNS, _is_image_name, caption_targets, list_images, write_captions
+from .caption_quality import degenerate_captions
 from .config import SCRConfig
 from .errors import ConfigError, InputError
 from .images import load_image
@@ -124,10 +126,44 @@ def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_n
     return records
 
 
+def _affix_word(text: str) -> str:
+    """A prefix or suffix as it is written: trimmed of spaces and of the comma that joins it."""
+    return (text or "").strip().strip(",").strip()
+
+
 def with_prefix(prefix: str, caption: str) -> str:
     """A trigger word before the caption, as LoRA data sets want it: ``ohwx`` -> ``ohwx, a cup ...``."""
-    word = (prefix or "").strip().rstrip(",").strip()
+    word = _affix_word(prefix)
     return f"{word}, {caption}" if word else caption
+
+
+def with_suffix(caption: str, suffix: str) -> str:
+    """Words after the caption (the same rules as ``with_prefix``): ``best quality`` -> ``a cup ..., best quality``."""
+    word = _affix_word(suffix)
+    return f"{caption.rstrip()}, {word}" if word else caption
+
+
+def mirrored_targets(names: Sequence[str], base: Path, extension: str = ".txt") -> list[Path]:
+    """``base/<name with extension>`` for each image name relative to its source folder (``Item.name``):
+    the source's subfolders mirrored under ``base``, whose subfolders are created and must stay inside it
+    (a symlinked subfolder leading out is refused)."""
+    base = Path(base).resolve()
+    targets = []
+    for name in names:
+        relative = Path(name).with_suffix(extension)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise InputError(f"{name}: not a name inside the source folder")
+        target = base / relative
+        for made in (False, True):  # checked before the folders are made (a symlink out) and after
+            real = target.parent.resolve()
+            if real != base and base not in real.parents:
+                raise InputError(f"{target.parent} leads outside {base}")
+            if not made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+        targets.append(target)
+    if len(set(targets)) != len(targets):
+        raise InputError("two captions would go to the same file (e.g. a.png and a.jpg); rename one image")
+    return targets
 
 
 def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool) -> dict[str, Path]:
@@ -195,13 +231,15 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     summary_file = sidecar(out, "summary")
     if shard.main:
         unreadable = [{"image": r["image"], "error": r["error"]} for r in records.values() if r.get("error")]
+        degenerate = degenerate_captions((r["image"], r["caption"]) for r in records.values() if not r.get("error"))
         written = _write_txt(records, targets, overwrite_txt, prefix) if txt else 0
         summary = {**meta, "images": len(items), "captioned": len(records) - len(unreadable),
-                   "unreadable": unreadable, "txt_written": written}
+                   "unreadable": unreadable, "txt_written": written,
+                   "degenerate": [{"image": name, "reason": reason} for name, reason in degenerate]}
         write_atomically(summary_file, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     shard.barrier()
     return json.loads(summary_file.read_text())
 
 
-__all__ = ["IMAGE_PATTERNS", "Item", "caption_batch", "caption_folder", "list_items", "plan_summary", "sidecar",
-           "with_prefix"]
+__all__ = ["IMAGE_PATTERNS", "Item", "caption_batch", "caption_folder", "list_items", "mirrored_targets",
+           "plan_summary", "sidecar", "with_prefix", "with_suffix"]

@@ -205,11 +205,12 @@ def _add_calibrate_parser(sub) -> None:
 
 
 def _add_preset_args(p: argparse.ArgumentParser) -> None:
+    from .defaults import TESTBED_PRESET_NOTE
     from .prompts import CAPTION_LENGTHS, CAPTION_PRESETS
 
     p.add_argument("--preset", choices=tuple(CAPTION_PRESETS), default=None,
                    help="what to ask for (scr_core.prompts.CAPTION_PRESETS; default: descriptive, or custom "
-                        "when --prompt is given)")
+                        f"when --prompt is given). Without --model, {TESTBED_PRESET_NOTE}")
     p.add_argument("--length", choices=tuple(CAPTION_LENGTHS), default="any", help="caption length (default any)")
     p.add_argument("--prompt", default=None, help="your own instruction (the custom preset)")
 
@@ -228,6 +229,15 @@ def _caption_instruction(args) -> str | None:
     return instruction_for(preset, args.length, args.prompt)
 
 
+def _say_preset_note(args, prompt: str | None) -> None:
+    """On stderr, when the bundled testbed is asked what it was not trained on (``preset_note``)."""
+    from .defaults import TESTBED_CHECKPOINT, preset_note
+
+    note = preset_note(args.model if args.model is not None else TESTBED_CHECKPOINT, prompt)
+    if note:
+        print(note, file=sys.stderr)
+
+
 def _check_prompt_arg(args) -> None:
     from .prompts import check_prompt
 
@@ -243,6 +253,7 @@ def cmd_caption(args) -> None:
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
     pipe = _pipeline(args)
+    _say_preset_note(args, prompt)
     result = pipe.caption(args.image, prompt, scr=scr, max_new_tokens=args.max_new_tokens)[0]
     if args.json:
         print(json.dumps({"prompt": prompt or CAPTION_PROMPT, **result.to_dict()}, indent=2))
@@ -320,6 +331,7 @@ def cmd_calibrate(args) -> None:
 
 def cmd_caption_folder(args) -> None:
     from .caption_folder import caption_folder, check_caption_run
+    from .caption_quality import degenerate_line
     from .eval.runner import check_sizes
     from .shards import launched_shard
 
@@ -331,6 +343,8 @@ def cmd_caption_folder(args) -> None:
     shard, args.device = launched_shard(args.device)
     check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard)  # before the model loads
     pipe = _pipeline(args)
+    if shard.main:
+        _say_preset_note(args, prompt)
     summary = caption_folder(pipe, args.source, args.out, scr=scr, prompt=prompt,
                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, txt=args.txt,
                              overwrite_txt=args.overwrite_txt, prefix=args.prefix,
@@ -340,6 +354,9 @@ def cmd_caption_folder(args) -> None:
     print(f"{summary['captioned']} of {summary['images']} images captioned: {args.out}")
     for entry in summary["unreadable"]:
         print(f"unreadable: {entry['image']}: {entry['error']}", file=sys.stderr)
+    degenerate = [(e["image"], e["reason"]) for e in summary["degenerate"]]
+    if degenerate:
+        print(degenerate_line(degenerate, summary["captioned"]), file=sys.stderr)
 
 
 def cmd_compare(args) -> None:
