@@ -10,11 +10,13 @@ dataset builders — batched, resumable, data-parallel under ``accelerate launch
 recorded with their error, listed in ``OUT``'s summary and skipped, never dropped silently.
 ``OUT.run.json`` holds the settings (a resume with other settings is refused, as for ``eval``);
 ``OUT.summary.json`` the counts, the unreadable images and the empty or degenerate captions
-(``caption_quality``: no letters, a word loop), which the command also lists. ``--txt`` also writes ``<stem>.txt``
-beside each image with ComfyUI's Save Captions rules (``caption_files``; the local user may write
-beside any image this command lists), symlinks resolved, never over an existing file unless asked (checked before
-the model runs), each atomically, once the captions are safely in ``OUT`` (a resumed run writes
-the ones an interrupted run did not get to).
+(``caption_quality``: no letters, a word loop), which the command also lists. ``--txt`` also writes
+``<stem>.txt`` beside each image with ComfyUI's Save Captions rules (``caption_files``; the local user
+may write beside any image this command lists), or with ``--txt-dir`` under that folder, the source's
+names mirrored as Caption Folder's output folder does (``mirrored_targets``); symlinks resolved, never
+over an existing file unless asked (checked before the model runs), each atomically, once the captions
+are safely in ``OUT`` (a resumed run writes the ones an interrupted run did not get to). ``--prefix``
+and ``--suffix`` join the caption with commas.
 """
 
 from __future__ import annotations
@@ -138,9 +140,10 @@ def with_prefix(prefix: str, caption: str) -> str:
 
 
 def with_suffix(caption: str, suffix: str) -> str:
-    """Words after the caption (the same rules as ``with_prefix``): ``best quality`` -> ``a cup ..., best quality``."""
+    """Words after the caption (the same rules as ``with_prefix``), its final full stop giving way to the
+    comma: ``best quality`` -> ``a cup, best quality``."""
     word = _affix_word(suffix)
-    return f"{caption.rstrip()}, {word}" if word else caption
+    return f"{caption.rstrip().removesuffix('.')}, {word}" if word else caption
 
 
 def mirrored_targets(names: Sequence[str], base: Path, extension: str = ".txt") -> list[Path]:
@@ -166,12 +169,15 @@ def mirrored_targets(names: Sequence[str], base: Path, extension: str = ".txt") 
     return targets
 
 
-def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool) -> dict[str, Path]:
-    """``<stem>.txt`` beside each readable file (Save Captions' rules), by image name; refused up
-    front (before any captioning) if one is in the way for an image still to caption."""
+def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool,
+                txt_dir: Path | None = None) -> dict[str, Path]:
+    """``<stem>.txt`` beside each readable file (Save Captions' rules), or with ``txt_dir`` the image names
+    mirrored under it (``mirrored_targets``), by image name; refused up front (before any captioning) if one
+    is in the way for an image still to caption."""
     present = [i for i in items if i.path.is_file()]
-    targets = dict(zip((i.name for i in present), caption_targets([str(i.path) for i in present], "beside image",
-                                                                  output_dir=".", extension=".txt")))
+    targets = dict(zip((i.name for i in present), mirrored_targets([i.name for i in present], txt_dir)
+                       if txt_dir is not None else caption_targets([str(i.path) for i in present], "beside image",
+                                                                   output_dir=".", extension=".txt")))
     existing = [t for name, t in targets.items() if name not in done and t.exists()]
     if existing and not overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} caption file(s) in the way); pass "
@@ -179,10 +185,11 @@ def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool) -> dict[
     return targets
 
 
-def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bool, prefix: str = "") -> int:
+def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bool, prefix: str = "",
+               suffix: str = "") -> int:
     """Write the .txt of every captioned image whose file is missing (or all, with ``overwrite``):
     after the captions are safely in OUT, so a crash never leaves a .txt without its record."""
-    todo = [(with_prefix(prefix, r["caption"]), targets[name]) for name, r in records.items()
+    todo = [(with_suffix(with_prefix(prefix, r["caption"]), suffix), targets[name]) for name, r in records.items()
             if r.get("caption") is not None and name in targets and (overwrite or not targets[name].exists())]
     if todo:
         write_captions([c for c, _ in todo], [t for _, t in todo], overwrite=overwrite)
@@ -190,7 +197,7 @@ def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bo
 
 
 def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, overwrite_txt: bool = False,
-                      shard: Shard = Shard()) -> tuple[list[Item], dict[str, Path]]:
+                      shard: Shard = Shard(), txt_dir: Path | None = None) -> tuple[list[Item], dict[str, Path]]:
     """(images, .txt targets) after every check that needs no model: the output file's name and
     folder, the source, and (with ``txt``) the files beside the images still to caption."""
     out = Path(out)
@@ -200,13 +207,14 @@ def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, ov
         raise InputError(f"folder {out.parent} does not exist; create it first")
     items = list_items(source)
     targets = txt_targets(items, set(read_all(out, "image", ("image",), _FIX, own=shard.file(out))),
-                          overwrite_txt) if txt else {}
+                          overwrite_txt, txt_dir) if txt else {}
     return items, targets
 
 
 def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig | None = SCRConfig(),
                    prompt: str | None = None, max_new_tokens: int = 64, batch_size: int = 8, txt: bool = False,
-                   overwrite_txt: bool = False, prefix: str = "", model_name: str = "", progress: bool = True,
+                   overwrite_txt: bool = False, prefix: str = "", suffix: str = "", txt_dir: Path | None = None,
+                   model_name: str = "", progress: bool = True,
                    shard: Shard | None = None) -> dict:
     """Caption every image of ``source`` into ``out`` (module docstring); returns the summary."""
     from .eval.runner import _check_run, check_sizes, model_numerics
@@ -216,7 +224,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {max_new_tokens!r})")
     out = Path(out)
     shard = shard or Shard.current(cpu=model_numerics(pipe)["device"] in (None, "cpu"))
-    items, targets = check_caption_run(source, out, txt, overwrite_txt, shard)
+    items, targets = check_caption_run(source, out, txt, overwrite_txt, shard, txt_dir)
     meta = {"source": str(Path(source).resolve()), "model": model_name, **model_numerics(pipe),
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},
             "prompt": prompt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
@@ -232,7 +240,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     if shard.main:
         unreadable = [{"image": r["image"], "error": r["error"]} for r in records.values() if r.get("error")]
         degenerate = degenerate_captions((r["image"], r["caption"]) for r in records.values() if not r.get("error"))
-        written = _write_txt(records, targets, overwrite_txt, prefix) if txt else 0
+        written = _write_txt(records, targets, overwrite_txt, prefix, suffix) if txt else 0
         summary = {**meta, "images": len(items), "captioned": len(records) - len(unreadable),
                    "unreadable": unreadable, "txt_written": written,
                    "degenerate": [{"image": name, "reason": reason} for name, reason in degenerate]}

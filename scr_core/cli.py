@@ -168,6 +168,11 @@ def _add_caption_folder_parser(sub) -> None:
     cf.add_argument("--overwrite-txt", action="store_true", help="replace existing .txt files beside the images")
     cf.add_argument("--prefix", default="", help="with --txt: a trigger word put before each caption "
                                                  "(ohwx -> 'ohwx, a cup ...')")
+    cf.add_argument("--suffix", default="", help="with --txt: words put after each caption "
+                                                 "('best quality' -> 'a cup, best quality')")
+    cf.add_argument("--txt-dir", type=Path, default=None,
+                    help="with --txt: write the .txt files under this folder, the source's subfolders and names "
+                         "mirrored, instead of beside the images")
     scr = cf.add_mutually_exclusive_group()
     scr.add_argument("--scr", dest="scr", action="store_true", default=True, help="caption with SCR (default)")
     scr.add_argument("--no-scr", dest="scr", action="store_false", help="vanilla captions")
@@ -341,13 +346,16 @@ def cmd_caption_folder(args) -> None:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
     scr = _config(args) if args.scr else None
     shard, args.device = launched_shard(args.device)
-    check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard)  # before the model loads
+    if (args.txt_dir is not None or args.suffix) and not args.txt:
+        raise ConfigError("--txt-dir and --suffix apply to the .txt files: add --txt")
+    check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard, args.txt_dir)  # before the model loads
     pipe = _pipeline(args)
     if shard.main:
         _say_preset_note(args, prompt)
     summary = caption_folder(pipe, args.source, args.out, scr=scr, prompt=prompt,
                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, txt=args.txt,
-                             overwrite_txt=args.overwrite_txt, prefix=args.prefix,
+                             overwrite_txt=args.overwrite_txt, prefix=args.prefix, suffix=args.suffix,
+                             txt_dir=args.txt_dir,
                              model_name=str(args.model or "embedded default"), shard=shard)
     if not shard.main:
         return
