@@ -11,7 +11,8 @@ from scr_core.runner import RUNNER_DEFAULT
 
 from .convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
 from .shared import (CATEGORY, Node, SCRPlanType, SCRSettingsType, VLMModel, caption_inputs, caption_instruction,
-                     check_caption_values, check_instruction, generate_inputs, instruction_input, interruptible)
+                     check_caption_values, check_instruction, generate_inputs, instruction_input, interruptible,
+                     preset_note_for)
 
 
 class Settings(Node):
@@ -179,10 +180,11 @@ class Caption(Node):
         tokens = first(max_new_tokens)
         bar = comfy.utils.ProgressBar(len(pictures) * tokens)
         with first(vlm).use() as pipe:
+            note = preset_note_for(pipe, prompt)
             texts = _caption_all(pipe, pictures, prompt, scr, tokens, first(sample), first(temperature),
                                  first(top_p), first(seed), bar, batch_size=first(batch_size) or 4)
         out = ["\n".join(texts)] if first(join) else texts
-        return io.NodeOutput(out, ui={"text": out})
+        return io.NodeOutput(out, ui={"text": out + [note] if note else out})  # the note is shown, not output
 
 
 class CaptionCompare(Node):
@@ -218,6 +220,7 @@ class CaptionCompare(Node):
         bar = comfy.utils.ProgressBar(total)
         vanilla, scr, images, diagnoses = [], [], [], []
         with vlm.use() as pipe:
+            note = preset_note_for(pipe, prompt)
             for run in model_runs(pictures, size):
                 start = run.start
                 batch = pipe.prepare(pictures[run.start:run.stop], prompt)
@@ -231,5 +234,6 @@ class CaptionCompare(Node):
                     texts.extend(r.text for r in results)
                 images.extend(batch.images)
                 diagnoses.extend(found)
-        side = "\n\n".join(f"image {i}\n  vanilla: {v}\n  SCR:     {s}" for i, (v, s) in enumerate(zip(vanilla, scr)))
+        side = "\n\n".join([*(f"image {i}\n  vanilla: {v}\n  SCR:     {s}" for i, (v, s) in enumerate(zip(vanilla, scr))),
+                            *([note] if note else [])])
         return io.NodeOutput(vanilla, scr, side, _heatmaps(images, diagnoses), ui=ui.PreviewText(side))

@@ -15,11 +15,12 @@ from comfy_api.latest import io, ui
 
 from scr_core import SCRError
 from scr_core.caption_files import caption_targets, list_images, write_captions
+from scr_core.caption_quality import degenerate_captions, degenerate_line
 
 from .convert import first, pils_to_tensor
 from .held import held_pixels, hold, room
 from .shared import (CATEGORY, Node, SCRSettingsType, VLMModel, caption_inputs, caption_instruction,
-                     check_caption_values, instruction_input, interruptible)
+                     check_caption_values, instruction_input, interruptible, preset_note_for)
 
 
 def io_folders() -> list:
@@ -117,7 +118,8 @@ class SaveCaptions(Node):
         return io.Schema(
             node_id="SCRSaveCaptions", display_name="Save Captions (SCR)", category=CATEGORY,
             description="Write each caption as a .txt file: beside its image (an image inside input, output or "
-                        "SCR_ALLOWED_FOLDERS) or into ComfyUI's output folder. Never overwrites unless asked.",
+                        "SCR_ALLOWED_FOLDERS) or into ComfyUI's output folder. Never overwrites unless asked; "
+                        "empty or degenerate captions are written and listed.",
             is_input_list=True, is_output_node=True,
             inputs=[io.String.Input("captions", force_input=True), io.String.Input("paths", force_input=True),
                     io.Combo.Input("mode", options=["beside images", "output folder"], default="beside images"),
@@ -140,8 +142,31 @@ class SaveCaptions(Node):
         targets = caption_targets(paths, first(mode), folder_paths.get_output_directory(), first(subfolder),
                                   allowed=io_folders())
         written = [str(p) for p in write_captions(list(captions), targets, bool(first(overwrite)))]
-        return io.NodeOutput(written, ui={"text": written})
+        warning = degenerate_line(degenerate_captions(zip(written, captions)), len(written))
+        return io.NodeOutput(written, ui={"text": written + [warning] if warning else written})
 
+
+
+WRITE_TO = ("beside images", "output folder")
+
+
+def _mirrored(paths: list[Path], root: Path, output_folder: str) -> list[Path]:
+    """Caption Folder's output-folder targets: the images' names relative to ``root`` mirrored under
+    ``output_folder`` (relative: inside ComfyUI's output folder; absolute: inside the allowed folders)."""
+    import folder_paths
+
+    from scr_core.allowed import check_allowed
+    from scr_core.caption_files import safe_subfolder
+    from scr_core.caption_folder import mirrored_targets
+
+    text = str(output_folder or "").strip()
+    if text and Path(text).expanduser().is_absolute():
+        base = check_allowed(text, io_folders(), "output folder")
+        base.mkdir(parents=True, exist_ok=True)
+        base = check_allowed(base, io_folders(), "output folder")  # again, now that it exists
+    else:
+        base = safe_subfolder(folder_paths.get_output_directory(), text)
+    return mirrored_targets([p.relative_to(root).as_posix() for p in paths], base)  # list_images' paths lie under root
 
 
 class CaptionFolder(Node):
@@ -149,8 +174,9 @@ class CaptionFolder(Node):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SCRCaptionFolder", display_name="Caption Folder (SCR)", category=CATEGORY,
-            description="Caption every image of a folder into a .txt beside it, batch_size at a time, reading "
-                        "one batch from disk at a time; existing captions are skipped, so a rerun resumes.",
+            description="Caption every image of a folder into a .txt beside it (or, mirrored, into an output "
+                        "folder), batch_size at a time, reading one batch from disk at a time; existing captions "
+                        "are skipped, so a rerun resumes. Empty or degenerate captions are listed in the report.",
             is_output_node=True,
             inputs=[VLMModel.Input("vlm"), *folder_inputs("scr_testbed"), instruction_input(),
                     SCRSettingsType.Input("scr_config", optional=True,
@@ -162,7 +188,16 @@ class CaptionFolder(Node):
                                      tooltip="with skip_existing off: replace existing caption files"),
                     io.String.Input("prefix", default="",
                                     tooltip="a trigger word put before each caption: ohwx -> 'ohwx, a cup ...'"),
-                    *caption_inputs()],
+                    *caption_inputs(),
+                    # Added after the caption widgets (last, optional) so saved workflows keep their values:
+                    io.String.Input("suffix", default="", optional=True,
+                                    tooltip="words put after each caption: best quality -> 'a cup, best quality'"),
+                    io.Combo.Input("write_to", options=list(WRITE_TO), default=WRITE_TO[0], optional=True,
+                                   tooltip="beside each image (<image stem>.txt), or into the output folder below "
+                                           "with the source's subfolders and names mirrored"),
+                    io.String.Input("output_folder", default="captions", optional=True,
+                                    tooltip="with write_to output folder: a folder relative to ComfyUI's output "
+                                            "folder, or an absolute one inside output or SCR_ALLOWED_FOLDERS")],
             outputs=[io.String.Output(display_name="report")],
         )
 
@@ -177,19 +212,23 @@ class CaptionFolder(Node):
 
     @classmethod
     def execute(cls, vlm, folder, filter, recursive, instruction, max_new_tokens, skip_existing, overwrite, prefix,
-                scr_config=None, preset=None, length=None, batch_size=None) -> io.NodeOutput:
+                scr_config=None, preset=None, length=None, batch_size=None, suffix="", write_to=WRITE_TO[0],
+                output_folder="captions") -> io.NodeOutput:
         import comfy.model_management as mm
         import comfy.utils
 
-        from scr_core.caption_folder import Item, caption_batch, with_prefix
+        from scr_core.caption_folder import Item, caption_batch, with_prefix, with_suffix
         from scr_core.shards import batches_of
 
-        cls.recheck({"max_new_tokens": max_new_tokens, "preset": preset, "length": length, "batch_size": batch_size})
+        cls.recheck({"max_new_tokens": max_new_tokens, "preset": preset, "length": length, "batch_size": batch_size,
+                     "write_to": write_to})
         prompt = caption_instruction(preset, length, instruction)
         named = user_folder(folder)
         paths = list_images(named, filter, recursive, allowed=io_folders())  # refuses a blank folder
         root = Path(named).expanduser()
         targets = caption_targets([str(p) for p in paths], "beside images", ".", allowed=io_folders())
+        if write_to == "output folder":
+            targets = _mirrored(paths, root, output_folder)
         existing = [t for t in targets if t.exists()]
         if existing and not skip_existing and not overwrite:
             raise SCRError(f"{existing[0]} exists ({len(existing)} caption file(s) in the way); turn on "
@@ -197,20 +236,24 @@ class CaptionFolder(Node):
         todo = [(Item(p.relative_to(root).as_posix(), p), t)  # list_images' paths lie under root
                 for p, t in zip(paths, targets) if not (skip_existing and t.exists())]
         bar = comfy.utils.ProgressBar(max(len(todo), 1))
-        written, failed = 0, []
+        written, failed, degenerate = 0, [], []
         with vlm.use() as pipe:
+            note = preset_note_for(pipe, prompt)
             for batch in batches_of(todo, batch_size or 4):
                 mm.throw_exception_if_processing_interrupted()
                 with interruptible() as stop:
                     records = caption_batch(pipe, [item for item, _ in batch], scr=scr_config, prompt=prompt,
                                             max_new_tokens=max_new_tokens, should_stop=stop)
-                done = [(with_prefix(prefix, r["caption"]), t) for r, (_, t) in zip(records, batch)
-                        if r["caption"] is not None]
+                done = [(with_suffix(with_prefix(prefix, r["caption"]), suffix), t)
+                        for r, (_, t) in zip(records, batch) if r["caption"] is not None]
                 write_captions([c for c, _ in done], [t for _, t in done], overwrite=bool(overwrite))
                 written += len(done)
+                degenerate += degenerate_captions((str(t), r["caption"]) for r, (_, t) in zip(records, batch)
+                                                  if r["caption"] is not None)
                 failed += [f"  {r['image']}: {r['error']}" for r in records if r["caption"] is None]
                 bar.update(len(batch))
         skipped = len(paths) - len(todo)
-        report = "\n".join([f"{root}: {written} caption(s) written, {skipped} skipped (caption file exists), "
-                            f"{len(failed)} failed", *failed])
+        report = "\n".join(line for line in [
+            f"{root}: {written} caption(s) written, {skipped} skipped (caption file exists), {len(failed)} failed",
+            *failed, degenerate_line(degenerate, written), note] if line)
         return io.NodeOutput(report, ui=ui.PreviewText(report))

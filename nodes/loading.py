@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .model_folders import BUNDLED, model_choices, model_path, onnx_choices, onnx_path, same_model_choice
+from .model_folders import (BUNDLED, NOT_DOWNLOADED, model_choices, model_path, onnx_choices, onnx_path,
+                            same_model_choice)
 from .shared import CATEGORY, Node, VLMModel
 
 
@@ -38,9 +39,12 @@ def _quantization_tooltip() -> str:
 def _model_tooltip() -> str:
     from scr_core.known_models import KNOWN_MODELS
 
+    present = {c for c in model_choices() if not c.endswith(NOT_DOWNLOADED)}
     return ("a checkpoint folder under models/LLM (the bundled testbed needs no download), or a known hub model: "
-            "one marked not downloaded is downloaded into models/LLM/<owner>--<name> when the server allows "
-            "downloads (SCR_ALLOW_DOWNLOADS=1). Known: " + "; ".join(f"{m.hub_id}: {m.note}" for m in KNOWN_MODELS))
+            "one marked not downloaded is downloaded into models/LLM/<owner>--<name> when the server was started "
+            "with SCR_ALLOW_DOWNLOADS=1 (a restart turns it on). Known: "
+            + "; ".join(f"{m.hub_id} ({'present' if m.hub_id in present else 'not downloaded'}): {m.note}"
+                        for m in KNOWN_MODELS))
 
 
 class LoadVLM(Node):

@@ -179,9 +179,9 @@ def _download(repo_id: str) -> str:
         raise ModelLoadError(f"{target} exists but holds no complete checkpoint (no config.json); remove it "
                              "to download again")
     if not downloads_allowed():
-        raise ModelLoadError(f"{repo_id}: this server does not download models (its owner can allow it by starting "
-                             f"ComfyUI with {DOWNLOADS_ENV}=1); put the model folder under models/LLM/{target.name} "
-                             "instead")
+        raise ModelLoadError(f"{repo_id} is not downloaded and this server does not download models: restart "
+                             f"ComfyUI with {DOWNLOADS_ENV}=1 in its environment (e.g. {DOWNLOADS_ENV}=1 python "
+                             f"main.py) to allow it, or put the model folder under models/LLM/{target.name}")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         raise ModelLoadError(f"{repo_id}: HF_HUB_OFFLINE is set, so nothing is downloaded; put the model folder "
                              f"under models/LLM/{target.name}")

@@ -80,12 +80,13 @@ def generate_inputs() -> list:
 def caption_inputs() -> list:
     """Preset, length and batch size of the caption nodes: optional, so workflows saved before them still run."""
     from scr_core import CAPTION_LENGTHS, CAPTION_PRESETS
+    from scr_core.defaults import TESTBED_PRESET_NOTE
 
     return [
         io.Combo.Input("preset", options=list(CAPTION_PRESETS), default="descriptive", optional=True,
                        tooltip="what to ask for: descriptive (the paper's one-sentence caption), short, detailed, "
                                "tags (comma-separated), training (a LoRA training caption) or custom (the "
-                               "instruction as typed)"),
+                               f"instruction as typed). Note: {TESTBED_PRESET_NOTE}"),
         io.Combo.Input("length", options=list(CAPTION_LENGTHS), default="any", optional=True,
                        tooltip="a length asked of the model, added to the preset's instruction"),
         io.Int.Input("batch_size", default=4, min=1, max=256, optional=True,
@@ -100,6 +101,14 @@ def caption_instruction(preset, length, instruction) -> str:
     from scr_core import instruction_for
 
     return instruction_for(preset or "custom", length or "any", instruction)
+
+
+def preset_note_for(pipe, instruction: str) -> str | None:
+    """``scr_core.defaults.preset_note`` for a runner: the checkpoint it loaded (an ONNX export has none,
+    so it gets no note)."""
+    from scr_core.defaults import preset_note
+
+    return preset_note(getattr(getattr(pipe, "model", None), "name_or_path", None), instruction)
 
 
 def check_instruction(instruction) -> bool | str:

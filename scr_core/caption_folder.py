@@ -9,11 +9,14 @@ dataset builders — batched, resumable, data-parallel under ``accelerate launch
 ``image`` is relative to the folder (or to the list file's folder). Unreadable images are
 recorded with their error, listed in ``OUT``'s summary and skipped, never dropped silently.
 ``OUT.run.json`` holds the settings (a resume with other settings is refused, as for ``eval``);
-``OUT.summary.json`` the counts and the unreadable images. ``--txt`` also writes ``<stem>.txt``
-beside each image with ComfyUI's Save Captions rules (``caption_files``; the local user may write
-beside any image this command lists), symlinks resolved, never over an existing file unless asked (checked before
-the model runs), each atomically, once the captions are safely in ``OUT`` (a resumed run writes
-the ones an interrupted run did not get to).
+``OUT.summary.json`` the counts, the unreadable images and the empty or degenerate captions
+(``caption_quality``: no letters, a word loop), which the command also lists. ``--txt`` also writes
+``<stem>.txt`` beside each image with ComfyUI's Save Captions rules (``caption_files``; the local user
+may write beside any image this command lists), or with ``--txt-dir`` under that folder, the source's
+names mirrored as Caption Folder's output folder does (``mirrored_targets``); symlinks resolved, never
+over an existing file unless asked (checked before the model runs), each atomically, once the captions
+are safely in ``OUT`` (a resumed run writes the ones an interrupted run did not get to). ``--prefix``
+and ``--suffix`` join the caption with commas.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from PIL import Image
 
 from .budgets import batch_pixel_budget, header_pixels, pixel_runs
 from .caption_files import IMAGE_PATTERNS, CaptionMode, is_image_name, caption_targets, list_images, write_captions
+from .caption_quality import degenerate_captions
 from .config import SCRConfig
 from .errors import ConfigError, InputError
 from .images import load_image
@@ -139,18 +143,56 @@ def _caption_run(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_ne
     return records
 
 
+def _affix_word(text: str) -> str:
+    """A prefix or suffix as it is written: trimmed of spaces and of the comma that joins it."""
+    return (text or "").strip().strip(",").strip()
+
+
 def with_prefix(prefix: str, caption: str) -> str:
     """A trigger word before the caption, as LoRA data sets want it: ``ohwx`` -> ``ohwx, a cup ...``."""
-    word = (prefix or "").strip().rstrip(",").strip()
+    word = _affix_word(prefix)
     return f"{word}, {caption}" if word else caption
 
 
-def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool) -> dict[str, Path]:
-    """``<stem>.txt`` beside each readable file (Save Captions' rules), by image name; refused up
-    front (before any captioning) if one is in the way for an image still to caption."""
+def with_suffix(caption: str, suffix: str) -> str:
+    """Words after the caption (the same rules as ``with_prefix``), its final full stop giving way to the
+    comma: ``best quality`` -> ``a cup, best quality``."""
+    word = _affix_word(suffix)
+    return f"{caption.rstrip().removesuffix('.')}, {word}" if word else caption
+
+
+def mirrored_targets(names: Sequence[str], base: Path, extension: str = ".txt") -> list[Path]:
+    """``base/<name with extension>`` for each image name relative to its source folder (``Item.name``):
+    the source's subfolders mirrored under ``base``, whose subfolders are created and must stay inside it
+    (a symlinked subfolder leading out is refused)."""
+    base = Path(base).resolve()
+    targets = []
+    for name in names:
+        relative = Path(name).with_suffix(extension)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise InputError(f"{name}: not a name inside the source folder")
+        target = base / relative
+        for made in (False, True):  # checked before the folders are made (a symlink out) and after
+            real = target.parent.resolve()
+            if real != base and base not in real.parents:
+                raise InputError(f"{target.parent} leads outside {base}")
+            if not made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+        targets.append(target)
+    if len(set(targets)) != len(targets):
+        raise InputError("two captions would go to the same file (e.g. a.png and a.jpg); rename one image")
+    return targets
+
+
+def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool,
+                txt_dir: Path | None = None) -> dict[str, Path]:
+    """``<stem>.txt`` beside each readable file (Save Captions' rules), or with ``txt_dir`` the image names
+    mirrored under it (``mirrored_targets``), by image name; refused up front (before any captioning) if one
+    is in the way for an image still to caption."""
     present = [i for i in items if i.path.is_file()]
-    targets = dict(zip((i.name for i in present), caption_targets([str(i.path) for i in present],
-                                                                  CaptionMode.BESIDE_IMAGES, output_dir=".")))
+    targets = dict(zip((i.name for i in present), mirrored_targets([i.name for i in present], txt_dir)
+                       if txt_dir is not None else caption_targets([str(i.path) for i in present],
+                                                                    CaptionMode.BESIDE_IMAGES, output_dir=".")))
     existing = [t for name, t in targets.items() if name not in done and t.exists()]
     if existing and not overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} caption file(s) in the way); pass "
@@ -158,10 +200,11 @@ def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool) -> dict[
     return targets
 
 
-def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bool, prefix: str = "") -> int:
+def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bool, prefix: str = "",
+               suffix: str = "") -> int:
     """Write the .txt of every captioned image whose file is missing (or all, with ``overwrite``):
     after the captions are safely in OUT, so a crash never leaves a .txt without its record."""
-    todo = [(with_prefix(prefix, r["caption"]), targets[name]) for name, r in records.items()
+    todo = [(with_suffix(with_prefix(prefix, r["caption"]), suffix), targets[name]) for name, r in records.items()
             if r.get("caption") is not None and name in targets and (overwrite or not targets[name].exists())]
     if todo:
         write_captions([c for c, _ in todo], [t for _, t in todo], overwrite=overwrite)
@@ -169,7 +212,7 @@ def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bo
 
 
 def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, overwrite_txt: bool = False,
-                      shard: Shard = Shard()) -> tuple[list[Item], dict[str, Path]]:
+                      shard: Shard = Shard(), txt_dir: Path | None = None) -> tuple[list[Item], dict[str, Path]]:
     """(images, .txt targets) after every check that needs no model: the output file's name and
     folder, the source, and (with ``txt``) the files beside the images still to caption."""
     out = Path(out)
@@ -179,13 +222,14 @@ def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, ov
         raise InputError(f"folder {out.parent} does not exist; create it first")
     items = list_items(source)
     targets = txt_targets(items, set(read_all(out, "image", ("image",), _FIX, own=shard.file(out))),
-                          overwrite_txt) if txt else {}
+                          overwrite_txt, txt_dir) if txt else {}
     return items, targets
 
 
 def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig | None = SCRConfig(),
                    prompt: str | None = None, max_new_tokens: int = 64, batch_size: int = 8, txt: bool = False,
-                   overwrite_txt: bool = False, prefix: str = "", model_name: str = "", progress: bool = True,
+                   overwrite_txt: bool = False, prefix: str = "", suffix: str = "", txt_dir: Path | None = None,
+                   model_name: str = "", progress: bool = True,
                    shard: Shard | None = None) -> dict:
     """Caption every image of ``source`` into ``out`` (module docstring); returns the summary."""
     check_sizes(None, batch_size)
@@ -193,7 +237,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {max_new_tokens!r})")
     out = Path(out)
     shard = shard or Shard.current(cpu=on_cpu(pipe))
-    items, targets = check_caption_run(source, out, txt, overwrite_txt, shard)
+    items, targets = check_caption_run(source, out, txt, overwrite_txt, shard, txt_dir)
     meta = {"source": str(Path(source).resolve()), "model": model_name, **model_numerics(pipe),
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},
             "prompt": prompt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
@@ -208,13 +252,15 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     summary_file = sidecar(out, "summary")
     if shard.main:
         unreadable = [{"image": r["image"], "error": r["error"]} for r in records.values() if r.get("error")]
-        written = _write_txt(records, targets, overwrite_txt, prefix) if txt else 0
+        degenerate = degenerate_captions((r["image"], r["caption"]) for r in records.values() if not r.get("error"))
+        written = _write_txt(records, targets, overwrite_txt, prefix, suffix) if txt else 0
         summary = {**meta, "images": len(items), "captioned": len(records) - len(unreadable),
-                   "unreadable": unreadable, "txt_written": written}
+                   "unreadable": unreadable, "txt_written": written,
+                   "degenerate": [{"image": name, "reason": reason} for name, reason in degenerate]}
         write_atomically(summary_file, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     shard.barrier()
     return json.loads(summary_file.read_text())
 
 
-__all__ = ["IMAGE_PATTERNS", "Item", "caption_batch", "caption_folder", "list_items", "plan_summary", "sidecar",
-           "with_prefix"]
+__all__ = ["IMAGE_PATTERNS", "Item", "caption_batch", "caption_folder", "list_items", "mirrored_targets",
+           "plan_summary", "sidecar", "with_prefix", "with_suffix"]

@@ -168,6 +168,11 @@ def _add_caption_folder_parser(sub) -> None:
     cf.add_argument("--overwrite-txt", action="store_true", help="replace existing .txt files beside the images")
     cf.add_argument("--prefix", default="", help="with --txt: a trigger word put before each caption "
                                                  "(ohwx -> 'ohwx, a cup ...')")
+    cf.add_argument("--suffix", default="", help="with --txt: words put after each caption "
+                                                 "('best quality' -> 'a cup, best quality')")
+    cf.add_argument("--txt-dir", type=Path, default=None,
+                    help="with --txt: write the .txt files under this folder, the source's subfolders and names "
+                         "mirrored, instead of beside the images")
     scr = cf.add_mutually_exclusive_group()
     scr.add_argument("--scr", dest="scr", action="store_true", default=True, help="caption with SCR (default)")
     scr.add_argument("--no-scr", dest="scr", action="store_false", help="vanilla captions")
@@ -209,11 +214,12 @@ def _add_calibrate_parser(sub) -> None:
 
 
 def _add_preset_args(p: argparse.ArgumentParser) -> None:
+    from .defaults import TESTBED_PRESET_NOTE
     from .prompts import CAPTION_LENGTHS, CAPTION_PRESETS
 
     p.add_argument("--preset", choices=tuple(CAPTION_PRESETS), default=None,
                    help="what to ask for (scr_core.prompts.CAPTION_PRESETS; default: descriptive, or custom "
-                        "when --prompt is given)")
+                        f"when --prompt is given). Without --model, {TESTBED_PRESET_NOTE}")
     p.add_argument("--length", choices=tuple(CAPTION_LENGTHS), default="any", help="caption length (default any)")
     p.add_argument("--prompt", default=None, help="your own instruction (the custom preset)")
 
@@ -232,6 +238,15 @@ def _caption_instruction(args) -> str | None:
     return instruction_for(preset, args.length, args.prompt)
 
 
+def _say_preset_note(args, prompt: str | None) -> None:
+    """On stderr, when the bundled testbed is asked what it was not trained on (``preset_note``)."""
+    from .defaults import TESTBED_CHECKPOINT, preset_note
+
+    note = preset_note(args.model if args.model is not None else TESTBED_CHECKPOINT, prompt)
+    if note:
+        print(note, file=sys.stderr)
+
+
 def _check_prompt_arg(args) -> None:
     from .prompts import check_prompt
 
@@ -247,6 +262,7 @@ def cmd_caption(args) -> None:
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
     pipe = _pipeline(args)
+    _say_preset_note(args, prompt)
     result = pipe.caption(args.image, prompt, scr=scr, max_new_tokens=args.max_new_tokens)[0]
     if args.json:
         print(json.dumps({"prompt": prompt or CAPTION_PROMPT, **result.to_dict()}, indent=2))
@@ -324,6 +340,7 @@ def cmd_calibrate(args) -> None:
 
 def cmd_caption_folder(args) -> None:
     from .caption_folder import caption_folder, check_caption_run
+    from .caption_quality import degenerate_line
     from .runs import check_sizes
     from .shards import launched_shard
 
@@ -333,17 +350,25 @@ def cmd_caption_folder(args) -> None:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
     scr = _config(args) if args.scr else None
     shard, args.device = launched_shard(args.device)
-    check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard)  # before the model loads
+    if (args.txt_dir is not None or args.suffix) and not args.txt:
+        raise ConfigError("--txt-dir and --suffix apply to the .txt files: add --txt")
+    check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard, args.txt_dir)  # before the model loads
     pipe = _pipeline(args)
+    if shard.main:
+        _say_preset_note(args, prompt)
     summary = caption_folder(pipe, args.source, args.out, scr=scr, prompt=prompt,
                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, txt=args.txt,
-                             overwrite_txt=args.overwrite_txt, prefix=args.prefix,
+                             overwrite_txt=args.overwrite_txt, prefix=args.prefix, suffix=args.suffix,
+                             txt_dir=args.txt_dir,
                              model_name=str(args.model or "embedded default"), shard=shard)
     if not shard.main:
         return
     print(f"{summary['captioned']} of {summary['images']} images captioned: {args.out}")
     for entry in summary["unreadable"]:
         print(f"unreadable: {entry['image']}: {entry['error']}", file=sys.stderr)
+    degenerate = [(e["image"], e["reason"]) for e in summary["degenerate"]]
+    if degenerate:
+        print(degenerate_line(degenerate, summary["captioned"]), file=sys.stderr)
 
 
 def cmd_compare(args) -> None:

@@ -131,3 +131,36 @@ def test_the_readme_shows_the_presets_table():
     for preset, text in CAPTION_PRESETS.items():
         assert f"| `{preset}` | {text or 'the instruction as typed'}" in readme
     assert all(phrase in readme for phrase in CAPTION_LENGTHS.values())
+
+
+# -- the bundled testbed follows only its training instruction (scr_core.defaults.preset_note) ----------------
+def test_the_preset_note_is_one_rule_for_the_testbed_and_instructions_it_was_not_trained_on(tmp_path):
+    from scr_core.defaults import TESTBED_PRESET_NOTE, preset_note
+
+    assert preset_note(TESTBED_CHECKPOINT, None) is None  # the default instruction
+    for length in CAPTION_LENGTHS:
+        assert preset_note(TESTBED_CHECKPOINT, instruction_for("descriptive", length)) is None
+    for preset in ("short", "detailed", "tags", "training"):
+        assert preset_note(TESTBED_CHECKPOINT, instruction_for(preset)) == f"note: {TESTBED_PRESET_NOTE}"
+    assert preset_note(TESTBED_CHECKPOINT, QUESTION) == f"note: {TESTBED_PRESET_NOTE}"  # custom
+    assert preset_note(TESTBED_CHECKPOINT / ".." / "checkpoint", instruction_for("tags")) is not None
+    assert preset_note(tmp_path, instruction_for("tags")) is None  # any other model follows presets
+    assert preset_note(None, instruction_for("tags")) is None
+
+
+def test_where_the_preset_is_chosen_the_testbed_note_is_said(capsys):
+    from scr_core.defaults import TESTBED_PRESET_NOTE
+
+    with pytest.raises(SystemExit):
+        main(["caption", "--help"])
+    assert " ".join(TESTBED_PRESET_NOTE.split()) in " ".join(capsys.readouterr().out.split())
+
+
+@bundled
+def test_the_cli_says_the_note_when_the_testbed_gets_another_preset(testbed, scene, capsys):
+    from scr_core.defaults import TESTBED_PRESET_NOTE
+
+    code, out, err = run_cli(capsys, "caption", scene, "--no-scr", "--max-new-tokens", 8, "--preset", "tags")
+    assert code == 0 and f"note: {TESTBED_PRESET_NOTE}" in err.splitlines()
+    code, out, err = run_cli(capsys, "caption", scene, "--no-scr", "--max-new-tokens", 8, "--length", "short")
+    assert code == 0 and "note:" not in err  # descriptive with a length: what it was trained on

@@ -50,3 +50,50 @@ def test_links_into_docs_resolve():
             if not (page.parent / path).exists():
                 missing.append(f"docs/{page.name}: {target}")
     assert not missing, "links to files that do not exist:\n" + "\n".join(missing)
+
+
+def _block(readme: str, fence: str, containing: str) -> str:
+    """The first fenced block of kind ``fence`` whose text holds ``containing``."""
+    blocks = re.findall(rf"```{fence}\n(.*?)\n```", readme, re.S)
+    return next(b for b in blocks if containing in b)
+
+
+def test_the_comfyui_install_block_installs_what_ci_puts_beside_comfyui():
+    """Followed alone, the README's ComfyUI install commands (usual and portable) give a server that starts:
+    they install requirements.txt and requests, which .ci/run adds to ComfyUI's own requirements."""
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    beside_comfyui = re.findall(r"^echo (\S+) >> \.venv/comfyui-requirements\.txt$", ci, re.M)
+    assert beside_comfyui == ["requests"]
+    usual = _block(readme, "bash", "custom_nodes && git clone")
+    portable = _block(readme, "bat", "python_embeded")
+    for block in (usual, portable):
+        line = next(line for line in block.splitlines() if "requirements.txt" in line)
+        assert all(re.search(rf"\s{re.escape(name)}(\s|$)", line) for name in beside_comfyui), line
+
+
+def test_the_test_command_says_how_to_run_the_skipped_comfyui_tests():
+    readme = (ROOT / "README.md").read_text()
+    after = " ".join(readme.split("Set up and run the tests:", 1)[1].split("## Contents", 1)[0].split())
+    for needed in ("no ComfyUI source tree: set COMFYUI_DIR", "COMFYUI_DIR=", "chromium", "requests",
+                   "comfyui-frontend-package==1.58.1", "v0.3.64", "SCR_REQUIRE_COMFYUI=1"):
+        assert needed in after, needed
+    skip = (ROOT / "tests" / "comfyui" / "conftest.py").read_text()
+    assert "no ComfyUI source tree: set COMFYUI_DIR" in skip  # the README quotes the real skip reason
+
+
+def test_the_first_command_says_what_it_downloads():
+    readme = (ROOT / "README.md").read_text()
+    top = readme.split("Set up and run the tests:", 1)[0]
+    assert "no download)" not in top.replace("no model download", "")
+    assert "CUDA libraries" in top and "https://download.pytorch.org/whl/cpu" in top
+
+
+def test_the_python_example_says_how_to_install_the_package():
+    readme = (ROOT / "README.md").read_text()
+    python = readme.split("### Python", 1)[1].split("```python", 1)[0]
+    assert "pip install ." in python and "pip install -e ." in python and "`scr`" in python
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"scr": "scr_core.cli:main"}

@@ -19,6 +19,44 @@ from .server import ROOT, ComfyServer, comfyui_dir, shipped, today_frontend
 TWINS = Path(__file__).parent / "workflows"
 
 
+# The colour word of each testbed class's RGB (scr_core.testbed.scenes.OBJECT_CLASSES), for the Notes.
+COLOUR_WORDS = {"fork": "red", "knife": "blue", "cup": "green", "plate": "orange", "dog": "purple", "cat": "teal",
+                "ball": "pink", "box": "brown"}
+
+# What each shipped workflow's Note adds to what the bundled model sees (``canvas_note``).
+EXPECT = {
+    "scr_caption": "The caption node shows the caption with SCR's plan from the Diagnose node; the heatmap shows "
+                   "the source patches SCR spreads attention from (red) and to (cyan).",
+    "scr_compare_heatmap": "Vanilla and SCR captions are often the same on this small model: SCR moves a little "
+                           "attention between patches, which changes what a large VLM mentions; its effect shows "
+                           "on real VLMs (Load VLM: a model under models/LLM).",
+    "scr_folder_captions": "Every image of input/scr_testbed gets a .txt (beside it, or mirrored into an output "
+                           "folder); the report lists empty or degenerate captions. Other presets than "
+                           "descriptive give word loops on this model.",
+}
+
+
+def canvas_note(twin: str) -> str:
+    """The Note each shipped workflow carries: what the bundled model sees, and what to expect of SCR on it."""
+    from scr_core.testbed.scenes import OBJECT_CLASSES
+
+    shapes = ", ".join(f"{COLOUR_WORDS[c.name]} {c.shape} = {c.name}" for c in OBJECT_CLASSES)
+    return ("The bundled testbed model (1.8 M parameters) was trained on synthetic scenes of coloured shapes, "
+            f"each named as an object: {shapes}. So 'a cat and a fork.' means a teal diamond and a red cross. "
+            f"{EXPECT[twin]}")
+
+
+ADD_NOTE = """
+(text) => {
+  const note = window.LiteGraph.createNode("Note");
+  note.widgets[0].value = text;
+  note.size = [440, 240];
+  note.title = "What the bundled model sees";
+  window.app.graph.add(note);
+}
+"""
+
+
 def without_nulls(value):
     """JavaScript's ``undefined`` arrives as None; the frontend's schema rejects such keys, so drop them."""
     if isinstance(value, dict):
@@ -109,6 +147,7 @@ def main() -> None:
                 for twin in sorted(TWINS.glob("*.api.json")):
                     page.evaluate("([api, name]) => window.app.loadApiJson(api, name)", [json.loads(twin.read_text()), twin.stem])
                     page.wait_for_timeout(500)
+                    page.evaluate(ADD_NOTE, canvas_note(twin.name.removesuffix(".api.json")))
                     page.evaluate(ARRANGE, sizes.get(twin.name, {}))
                     page.evaluate(HOME_VIEW)  # saved as the file's view: it opens at zoom 1, nodes in sight
                     ui = without_nulls(page.evaluate("() => window.app.graph.serialize()"))
