@@ -30,7 +30,7 @@ from .config import SCRConfig
 from .errors import ConfigError, InputError
 from .images import load_image
 from .outputs import write_atomically
-from .shards import Shard, batches_of, read_all, run_shards
+from .shards import Shard, batches_of, one_by_one, read_all, run_shards
 
 _FIX = "delete that line (its image is captioned again) or the file (to start over)"
 
@@ -124,6 +124,20 @@ def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_n
     return records
 
 
+@dataclass(frozen=True)
+class CaptionJob:
+    """What is done to each batch, apart from the model: ``job(pipe)`` is the batch function
+    (``caption_batch``). Picklable, so a Ray actor builds the same function around its own model."""
+
+    scr: SCRConfig | None
+    prompt: str | None
+    max_new_tokens: int
+
+    def __call__(self, pipe):
+        return lambda batch: caption_batch(pipe, batch, scr=self.scr, prompt=self.prompt,
+                                           max_new_tokens=self.max_new_tokens)
+
+
 def with_prefix(prefix: str, caption: str) -> str:
     """A trigger word before the caption, as LoRA data sets want it: ``ohwx`` -> ``ohwx, a cup ...``."""
     word = (prefix or "").strip().rstrip(",").strip()
@@ -171,27 +185,30 @@ def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, ov
 def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig | None = SCRConfig(),
                    prompt: str | None = None, max_new_tokens: int = 64, batch_size: int = 8, txt: bool = False,
                    overwrite_txt: bool = False, prefix: str = "", model_name: str = "", progress: bool = True,
-                   shard: Shard | None = None) -> dict:
-    """Caption every image of ``source`` into ``out`` (module docstring); returns the summary."""
+                   shard: Shard | None = None, engine=None) -> dict:
+    """Caption every image of ``source`` into ``out`` (module docstring); returns the summary.
+
+    engine: where the batches run when not here with ``pipe`` (``scr_core.ray_engine.RayEngine``; ``pipe``
+    is then None): the records, files and summary are the same.
+    """
     from .eval.runner import _check_run, check_sizes, model_numerics
 
     check_sizes(None, batch_size)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {max_new_tokens!r})")
     out = Path(out)
-    shard = shard or Shard.current(cpu=model_numerics(pipe)["device"] in (None, "cpu"))
+    numerics = engine.numerics() if engine else model_numerics(pipe)
+    shard = shard or (Shard() if engine else Shard.current(cpu=numerics["device"] in (None, "cpu")))
     items, targets = check_caption_run(source, out, txt, overwrite_txt, shard)
-    meta = {"source": str(Path(source).resolve()), "model": model_name, **model_numerics(pipe),
+    meta = {"source": str(Path(source).resolve()), "model": model_name, **numerics,
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},
             "prompt": prompt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
     _check_run(out.parent, json.loads(json.dumps(meta)), run_file=sidecar(out, "run"))
 
-    def work(batch: list[Item]) -> list[dict]:
-        return caption_batch(pipe, batch, scr=scr, prompt=prompt, max_new_tokens=max_new_tokens)
-
+    job = CaptionJob(scr, prompt, max_new_tokens)
     batches = batches_of(items, batch_size)
-    records = run_shards(batches, lambda i: i.name, work, out, shard, "image", ("image",), _FIX, progress,
-                         desc="caption-folder")
+    records = run_shards(batches, lambda i: i.name, None, out, shard, "image", ("image",), _FIX, progress,
+                         desc="caption-folder", execute=engine.executor(job) if engine else one_by_one(job(pipe)))
     summary_file = sidecar(out, "summary")
     if shard.main:
         unreadable = [{"image": r["image"], "error": r["error"]} for r in records.values() if r.get("error")]
@@ -203,5 +220,5 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     return json.loads(summary_file.read_text())
 
 
-__all__ = ["IMAGE_PATTERNS", "Item", "caption_batch", "caption_folder", "list_items", "plan_summary", "sidecar",
+__all__ = ["IMAGE_PATTERNS", "CaptionJob", "Item", "caption_batch", "caption_folder", "list_items", "plan_summary", "sidecar",
            "with_prefix"]

@@ -1,8 +1,8 @@
 """The optional parts and the one check that names what to install when one is missing.
 
 Why: ``requirements.txt`` holds only what captioning needs, since it goes into a shared ComfyUI
-environment; the ONNX export/runtime and the benchmarks install from their own files (mirrored as the
-``onnx`` and ``eval`` extras of pyproject.toml). Every entry point that needs one calls ``require``
+environment; the ONNX export/runtime, the benchmarks and the Ray engine install from their own files
+(mirrored as the ``onnx``, ``eval`` and ``ray`` extras of pyproject.toml). Every entry point that needs one calls ``require``
 before importing it, so a missing package is one line naming the file, never an import traceback.
 Imports nothing heavy (no torch): the torch-free runtime uses it too.
 """
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = {
     "onnx": ("requirements-onnx.txt", ("onnx", "onnxscript", "onnx_ir", "onnxruntime")),
     "eval": ("requirements-eval.txt", ("nltk", "wn", "pycocotools", "lemminflect", "scipy")),
+    "ray": ("requirements-ray.txt", ("ray", "pyarrow")),  # --engine ray (Ray Data needs pyarrow)
 }
 # import name -> the name pip installs it by, where they differ
 _PIP_NAMES = {"onnx_ir": "onnx-ir", "onnxruntime": "onnxruntime (or onnxruntime-gpu)"}

@@ -1,4 +1,5 @@
-"""Tests that need an optional part (requirements-onnx.txt, requirements-eval.txt) where it may be absent.
+"""Tests that need an optional part (requirements-onnx.txt, requirements-eval.txt, requirements-ray.txt) where it
+may be absent.
 
 CI's floor job installs requirements.txt alone, so there they skip; CI's main job installs every extra
 and sets ``SCR_REQUIRE_EXTRAS=1``, so there a missing extra fails instead of skipping silently."""
