@@ -1,5 +1,6 @@
 """``python -m scr_core caption-folder``: caption every image of a folder tree (or a list file) for
-dataset builders — batched, resumable, data-parallel under ``accelerate launch`` / ``torchrun``.
+dataset builders — batched, resumable, data-parallel under ``accelerate launch`` / ``torchrun`` or on
+Ray actors (``--engine ray``, ``scr_core.ray_engine``), with the same files.
 
 ``OUT`` (JSON lines) gains one record per image, in path order once the run ends::
 

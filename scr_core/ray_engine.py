@@ -104,20 +104,20 @@ class RayEngine:
         self._started = False
 
     def connect(self) -> None:
-        """Join the cluster (``address``, ``RAY_ADDRESS``), or start a local Ray; no-op when connected."""
+        """Join the cluster (``address``, ``RAY_ADDRESS``), or start a local Ray; a Ray this process has
+        already joined (``ray.init`` by the caller) is used as it is."""
         import ray
 
-        if ray.is_initialized():
-            return
-        address = self.options.address or os.environ.get("RAY_ADDRESS") or "local"
-        extra = {"include_dashboard": False} if address == "local" else {}
-        try:
-            ray.init(address=address, log_to_driver=self.options.verbose,
-                     logging_level=logging.INFO if self.options.verbose else logging.WARNING, **extra)
-        except (ConnectionError, TimeoutError, ValueError, RuntimeError) as err:
-            raise ConfigError(f"cannot join the Ray cluster at {address} ({_first_line(err)}); start it with "
-                              "`ray start --head` or pass its address with --ray-address") from None
-        self._started = True
+        if not ray.is_initialized():
+            address = self.options.address or os.environ.get("RAY_ADDRESS") or "local"
+            extra = {"include_dashboard": False} if address == "local" else {}
+            try:
+                ray.init(address=address, log_to_driver=self.options.verbose,
+                         logging_level=logging.INFO if self.options.verbose else logging.WARNING, **extra)
+            except (ConnectionError, TimeoutError, ValueError, RuntimeError) as err:
+                raise ConfigError(f"cannot join the Ray cluster at {address} ({_first_line(err)}); start it with "
+                                  "`ray start --head` or pass its address with --ray-address") from None
+            self._started = True
         if not self.options.verbose:
             import ray.data  # configures its logger on import: quieted after
 
@@ -182,12 +182,14 @@ class RayEngine:
         context.enable_progress_bars = False  # one bar over items, drawn by shards.run_shards
         context.print_on_execution_start = self.options.verbose
         with _worker_errors():
-            for row in dataset.iter_rows():
-                numerics = json.loads(row["numerics"])
-                if numerics != expected:
-                    raise ConfigError(f"a Ray actor loaded the model with {numerics}, the run records {expected}: "
-                                      "every node must load it alike (same hardware kind, --dtype, --attn)")
-                yield batches[row["index"]], json.loads(row["records"])
+            # block by block as each arrives: prefetching would hold every result back until the next one
+            for block in dataset.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy"):
+                for index, records, numerics in zip(block["index"], block["records"], block["numerics"]):
+                    if json.loads(numerics) != expected:
+                        raise ConfigError(f"a Ray actor loaded the model with {numerics}, the run records "
+                                          f"{json.dumps(expected)}: every node must load it alike (same hardware "
+                                          "kind, --dtype, --attn)")
+                    yield batches[int(index)], json.loads(records)
 
     def _check_fits(self, actors: int) -> None:
         """Warn when the cluster (as it is now) cannot hold every actor: Ray waits for room, or a node."""

@@ -175,8 +175,8 @@ def slow_run(tiny_llava_dir, tmp_path_factory):
     """A folder whose run lasts long enough to be interrupted (a random model writes every one of its
     tokens), and the one-process run's records of it."""
     root = tmp_path_factory.mktemp("faults")
-    images = image_folder(root / "images", 16, broken=False)
-    args = ["--model", tiny_llava_dir, "--k", "4", "--max-new-tokens", "40", "--batch-size", "1"]
+    images = image_folder(root / "images", 12, broken=False)
+    args = ["--model", tiny_llava_dir, "--k", "4", "--max-new-tokens", "32", "--batch-size", "1"]
     run(cli("caption-folder", images, "--out", root / "one.jsonl", *args))
     return images, args, lines(root / "one.jsonl")
 

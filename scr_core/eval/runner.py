@@ -9,7 +9,8 @@ produces the same summary as an uninterrupted run.
 ``out/summary.json`` holds the scores and mean latency.
 Under ``accelerate launch`` / ``torchrun`` the fixed batches are shared out across the processes,
 each with its own resumable file, and rank 0 merges them (``scr_core.shards``): the merged
-predictions and summary equal a one-process run at the same batch size (latencies aside).
+predictions and summary equal a one-process run at the same batch size (latencies aside); so do
+those of ``--engine ray`` (``scr_core.ray_engine``: the batches on Ray actors, this process writing).
 """
 
 from __future__ import annotations
