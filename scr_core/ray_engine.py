@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import pickle
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class RayEngine:
         if not ray.is_initialized():
             address = self.options.address or os.environ.get("RAY_ADDRESS") or "local"
             extra = {"include_dashboard": False} if address == "local" else {}
+            _check_reachable(address)  # Ray itself retries an unreachable address for minutes
             try:
                 ray.init(address=address, log_to_driver=self.options.verbose,
                          logging_level=logging.INFO if self.options.verbose else logging.WARNING, **extra)
@@ -260,6 +262,19 @@ def _user_error(err: BaseException) -> BaseException | None:
             return err
         err = err.__cause__ or err.__context__
     return None
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """``ConfigError`` unless ``HOST:PORT`` accepts a connection (other forms, e.g. ``local``, ``auto`` or
+    ``ray://…``, are left to Ray)."""
+    host, _, port = address.rpartition(":")
+    if not host or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConfigError(f"cannot reach the Ray cluster at {address} ({err.strerror or err}); start it with "
+                          "`ray start --head`, or check --ray-address / RAY_ADDRESS") from None
 
 
 def _first_line(err: BaseException) -> str:

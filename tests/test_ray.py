@@ -39,15 +39,20 @@ def cluster():
     need_extra("ray")
     import ray
 
+    auth = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a token written by another local ray.init would lock drivers out
     temp = tempfile.mkdtemp(prefix="scr-ray-")  # short: Ray's socket paths must fit in 107 characters
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", _temp_dir=temp,
-             log_to_driver=False, object_store_memory=256 * 1024 * 1024)
     try:
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", _temp_dir=temp,
+                 log_to_driver=False, object_store_memory=256 * 1024 * 1024)
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+        if auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth
 
 
 def cli(*args) -> list[str]:
@@ -217,6 +222,15 @@ def test_a_killed_driver_leaves_a_folder_the_same_command_completes(cluster, slo
     assert lines(out) == one
     for record in one:
         assert (copy / Path(record["image"]).with_suffix(".txt")).read_text() == record["caption"] + "\n"
+
+
+def test_an_unreachable_cluster_is_one_line(tmp_path):
+    need_extra("ray")
+    image_folder(tmp_path / "images", 1, broken=False)
+    out = run(cli("caption-folder", tmp_path / "images", "--out", tmp_path / "c.jsonl", "--engine", "ray",
+                  "--ray-address", "127.0.0.2:1"), code=2)  # nothing listens on port 1: refused at once
+    assert out.stderr.startswith("error: cannot reach the Ray cluster at 127.0.0.2:1")
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "c.jsonl").exists()
 
 
 # -- flags ---------------------------------------------------------------------------------------------
