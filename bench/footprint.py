@@ -4,10 +4,11 @@ Why: ``requirements.txt`` goes into a user's shared ComfyUI venv (ComfyUI-Manage
 size is a cost every user pays; the extras are paid only by those who use them. This builds a fresh venv
 with ComfyUI's requirements (without its torch lines, plus ``requests``) and torch/torchvision at CI's
 pins, then installs ``requirements.txt``, ``requirements-onnx.txt``, ``requirements-eval.txt`` and
-``requirements-ray.txt`` one after the other (``-c constraints/ci.txt``, the versions CI tests) and reports, per step, the MB its
-site-packages grew by (apparent file sizes, 1 MB = 10^6 bytes) and the packages it added. Needs the
-ComfyUI source tree (``COMFYUI_DIR``, default ``../shared/comfyui``), a package index, ~7 GB of disk
-and a few minutes; the venv is deleted afterwards unless ``--keep``. Imports only the standard library.
+``requirements-ray.txt`` one after the other (``-c constraints/ci.txt``, the versions CI tests) and
+reports, per step, the MB its site-packages grew by (apparent file sizes, 1 MB = 10^6 bytes) and the
+packages it added. Needs the ComfyUI source tree (``COMFYUI_DIR``, default ``../shared/comfyui``), a
+package index, ~7 GB of disk and a few minutes; the venv is deleted afterwards unless ``--keep``.
+Imports only the standard library.
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
 """Scale-out: ``caption-folder``'s batches in one process against the Ray engine with 1 and 2 actors.
 
-What a user of ``--engine ray`` pays and gets on this machine: the same folder of testbed scenes,
-the same batches (``caption_folder.CaptionJob``, SCR on, greedy), run by the one-process executor
+What a user of ``--engine ray`` pays and gets on this machine: the same folder of testbed scenes, the
+same batches (``caption_folder.CaptionJob``, SCR on, greedy), run by the one-process executor
 (``shards.one_by_one``, the model loaded first) and by ``ray_engine.RayEngine`` on a local Ray
-(loopback, sized to the machine; one CPU and one torch thread per actor). Per run: the wall time
-from nothing loaded to the last caption (items/s over it, start-up included: a Ray run loads the
-model once to record its numerics, then once per actor), the time to the first finished batch
-(start-up), and the rate after it (as the driver sees the batches arrive: Ray may hand
-over several at once, which makes the first late and the rate after it high on small folders). At 1 actor the ratio to one process is the engine's
-overhead; at 2 actors on 2 cores, its gain. The variants run in interleaved rounds (``timing``).
-Skipped, with the reason, where the ray extra is not installed.
+(loopback, sized to the machine; one CPU and one torch thread per actor). Per run: the wall time from
+nothing loaded to the last caption (items/s over it, start-up included: a Ray run loads the model once
+to record its numerics, then once per actor), the time to the first finished batch (start-up), and the
+rate after it (as the driver receives the batches; on a small folder a handful of batches make it
+noisy). At 1 actor the ratio to one process is the engine's overhead; at 2 actors on 2 cores, its gain.
+The variants run in interleaved rounds (``timing``). Skipped, with the reason, where the ray extra is
+not installed.
 """
 
 from __future__ import annotations

@@ -221,5 +221,6 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     return json.loads(summary_file.read_text())
 
 
-__all__ = ["IMAGE_PATTERNS", "CaptionJob", "Item", "caption_batch", "caption_folder", "list_items", "plan_summary", "sidecar",
+__all__ = ["IMAGE_PATTERNS", "CaptionJob", "Item", "caption_batch", "caption_folder", "list_items", "plan_summary",
+           "sidecar",
            "with_prefix"]

@@ -198,8 +198,8 @@ def _ray_engine(args):
     if args.device.startswith("cuda:"):
         raise ConfigError(f"with --engine ray, Ray gives each actor its GPU(s): use --device cuda, not {args.device}")
     gpus = args.ray_gpus_per_actor if args.ray_gpus_per_actor is not None else float(args.device == "cuda")
-    options = RayOptions(address=args.ray_address, actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor or 1.0,
-                         gpus_per_actor=gpus, verbose=args.verbose,
+    options = RayOptions(address=args.ray_address, actors=args.ray_actors, gpus_per_actor=gpus, verbose=args.verbose,
+                         cpus_per_actor=1.0 if args.ray_cpus_per_actor is None else args.ray_cpus_per_actor,
                          task_retries=3 if args.ray_task_retries is None else args.ray_task_retries)
     return RayEngine(partial(_pipeline, args), options)
 

@@ -2,9 +2,9 @@
 
 Why: ``requirements.txt`` holds only what captioning needs, since it goes into a shared ComfyUI
 environment; the ONNX export/runtime, the benchmarks and the Ray engine install from their own files
-(mirrored as the ``onnx``, ``eval`` and ``ray`` extras of pyproject.toml). Every entry point that needs one calls ``require``
-before importing it, so a missing package is one line naming the file, never an import traceback.
-Imports nothing heavy (no torch): the torch-free runtime uses it too.
+(mirrored as the ``onnx``, ``eval`` and ``ray`` extras of pyproject.toml). Every entry point that needs
+one calls ``require`` before importing it, so a missing package is one line naming the file, never an
+import traceback. Imports nothing heavy (no torch): the torch-free runtime uses it too.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """requirements.txt is what captioning needs; the ONNX stack, the benchmark scorers and the Ray engine are
-extras (requirements-onnx.txt, requirements-eval.txt, requirements-ray.txt). Captioning runs where the extras are missing, a command
-that needs one says in one line which file to install, and the runtime runs on either onnxruntime wheel."""
+extras (requirements-onnx.txt, requirements-eval.txt, requirements-ray.txt). Captioning runs where the
+extras are missing, a command that needs one says in one line which file to install, and the runtime runs on
+either onnxruntime wheel."""
 
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ def test_caption_folder_runs_without_the_extras(tiny_llava_dir, tmp_path):
     (["-m", "scr_core", "calibrate", "--data", "{tmp}", "--out", "{tmp}/cal"], "requirements-eval.txt"),
     (["-m", "export.onnx", "--out", "{tmp}/onnx"], "requirements-onnx.txt"),
     (["-m", "export.run", "--model", "{tmp}", "{tmp}/image.png"], "requirements-onnx.txt"),
-    (["-m", "scr_core", "caption-folder", "{tmp}", "--out", "{tmp}/c.jsonl", "--engine", "ray"], "requirements-ray.txt"),
+    (["-m", "scr_core", "caption-folder", "{tmp}", "--out", "{tmp}/c.jsonl", "--engine", "ray"],
+     "requirements-ray.txt"),
 ], ids=["eval", "compare", "calibrate", "export.onnx", "export.run", "ray"])
 def test_a_missing_extra_is_one_line_naming_its_file(command, file, tmp_path):
     out = run(*[part.format(tmp=tmp_path) for part in command], env=without_extras())
