@@ -222,5 +222,4 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
 
 
 __all__ = ["IMAGE_PATTERNS", "CaptionJob", "Item", "caption_batch", "caption_folder", "list_items", "plan_summary",
-           "sidecar",
-           "with_prefix"]
+           "sidecar", "with_prefix"]
