@@ -3,11 +3,12 @@
 Why: ``requirements.txt`` goes into a user's shared ComfyUI venv (ComfyUI-Manager installs it), so its
 size is a cost every user pays; the extras are paid only by those who use them. This builds a fresh venv
 with ComfyUI's requirements (without its torch lines, plus ``requests``) and torch/torchvision at CI's
-pins, then installs ``requirements.txt``, ``requirements-onnx.txt`` and ``requirements-eval.txt`` one
-after the other (``-c constraints/ci.txt``, the versions CI tests) and reports, per step, the MB its
-site-packages grew by (apparent file sizes, 1 MB = 10^6 bytes) and the packages it added. Needs the
-ComfyUI source tree (``COMFYUI_DIR``, default ``../shared/comfyui``), a package index, ~7 GB of disk
-and a few minutes; the venv is deleted afterwards unless ``--keep``. Imports only the standard library.
+pins, then installs ``requirements.txt``, ``requirements-onnx.txt``, ``requirements-eval.txt`` and
+``requirements-ray.txt`` one after the other (``-c constraints/ci.txt``, the versions CI tests) and
+reports, per step, the MB its site-packages grew by (apparent file sizes, 1 MB = 10^6 bytes) and the
+packages it added. Needs the ComfyUI source tree (``COMFYUI_DIR``, default ``../shared/comfyui``), a
+package index, ~7 GB of disk and a few minutes; the venv is deleted afterwards unless ``--keep``.
+Imports only the standard library.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TORCH = ("torch==2.14.1", "torchvision==0.29.1")  # CI's pins (constraints/ci.txt)
 STEPS = (("requirements.txt", "requirements.txt"), ("onnx extra", "requirements-onnx.txt"),
-         ("eval extra", "requirements-eval.txt"))
+         ("eval extra", "requirements-eval.txt"), ("ray extra", "requirements-ray.txt"))
 
 
 def comfyui_requirements(comfy: Path, into: Path) -> Path:

@@ -17,7 +17,8 @@ NAMES = {"vanilla": "vanilla", "scr": "SCR", "uniform": "Uniform-Smooth", "vcd":
 def render(doc: dict, plot_name: str | None = None) -> str:
     parts = [_header(doc)]
     for key, renderer in (("end_to_end", _end_to_end), ("diagnostic", _diagnostic), ("decode_hooks", _hooks),
-                          ("growth", _growth), ("throughput", _throughput), ("onnx_runtime", _onnx)):
+                          ("growth", _growth), ("throughput", _throughput), ("onnx_runtime", _onnx),
+                          ("scale_out", _scale_out)):
         if doc.get(key) is not None:
             parts.append(renderer(doc[key]))
     if any(doc.get(key) for key in ("end_to_end", "diagnostic", "decode_hooks", "onnx_runtime")):
@@ -128,6 +129,22 @@ def _throughput(cells: list[dict]) -> str:
         rows.append(f"| {c['model']} | {c['images']} | {c['new_tokens']} | "
                     + " | ".join(f"{c['images_per_s'][b]['median']:.2f}" for b in batches) + " | "
                     + " | ".join(_x(c['speedup'][b], 2) for b in batches[1:]) + " |")
+    return "\n".join(rows)
+
+
+def _scale_out(section: dict) -> str:
+    if section.get("status") != "measured":
+        return f"**Scale-out** (Ray engine): skipped: {section.get('reason', 'not measured')}"
+    rows = [f"**Scale-out** (caption-folder's batches: {section['images']} testbed scenes, batch {section['batch']}, "
+            f"up to {section['max_new_tokens']} new tokens, SCR; one process with "
+            f"{section['torch_threads_one_process']} torch thread(s) against Ray actors of "
+            f"{section['cpus_per_actor']} CPU each; items/s from nothing loaded to the last caption; medians of "
+            f"{section['rounds']} interleaved round(s))", "",
+            "| run | items/s | × one process | first batch (s) | items/s after it |", "|---|---|---|---|---|"]
+    for c in section["cells"]:
+        name = "one process" if c["actors"] == 0 else f"Ray, {c['actors']} actor{'s' * (c['actors'] > 1)}"
+        rows.append(f"| {name} | {_x(c['items_per_s'], 2)} | {_x(c['vs_one_process'], 2)} | "
+                    f"{_x(c['first_batch_s'], 1)} | {_x(c['steady_items_per_s'], 2)} |")
     return "\n".join(rows)
 
 

@@ -58,7 +58,16 @@ SECTIONS = {
     "throughput": ("throughput[].model", "throughput[].images", "throughput[].new_tokens",
                    "throughput[].images_per_s", "throughput[].speedup"),
     "onnx_runtime": ("onnx_runtime.status",),
+    "scale_out": ("scale_out.status",),
 }
+
+# The scale-out section's fields once it has measured (a skipped run holds status and reason).
+SCALE_OUT_MEASURED = (
+    "scale_out.model", "scale_out.rounds", "scale_out.images", "scale_out.batch", "scale_out.max_new_tokens",
+    "scale_out.torch_threads_one_process", "scale_out.cpus_per_actor", "scale_out.cells[].variant",
+    "scale_out.cells[].actors", *(f"scale_out.cells[].{what}#" for what in (
+        "items_per_s", "first_batch_s", "steady_items_per_s", "vs_one_process")),
+)
 
 # The ONNX Runtime section's fields once it has measured (a skipped run holds status and reason).
 ONNX_MEASURED = (
@@ -99,6 +108,8 @@ def problems(doc) -> list[str]:
             found += [p for path in ONNX_MEASURED for p in _check(doc, path)]
             if "int4" in doc[section]:
                 found += [p for path in ONNX_INT4 for p in _check(doc, path)]
+        if section == "scale_out" and doc[section].get("status") == "measured":
+            found += [p for path in SCALE_OUT_MEASURED for p in _check(doc, path)]
     return found
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from . import shapes
 
-SECTIONS = ("end_to_end", "diagnostic", "decode_hooks", "growth", "throughput", "onnx_runtime")
+SECTIONS = ("end_to_end", "diagnostic", "decode_hooks", "growth", "throughput", "onnx_runtime", "scale_out")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,11 @@ class Settings:
     growth_tokens: int = 100       # new tokens per run of the growth section
     throughput_batches: tuple[int, ...] = (1, 4, 8)  # batch sizes of the throughput section (max = images)
     throughput_tokens: int = 32    # new tokens per caption in the throughput section
+    scale_out_images: int = 48     # the scale-out section's folder of testbed scenes
+    scale_out_batch: int = 4       # its --batch-size
+    scale_out_tokens: int = 32     # its --max-new-tokens (the testbed stops at its end of sentence)
+    scale_out_actors: tuple[int, ...] = (1, 2)  # Ray actor counts measured against one process
+    scale_out_repeats: int = 3     # rounds (each loads the model afresh: no warm-up round)
     k: int = 32                    # SCR's K (the paper's); quick mode's 8x8 grid takes fewer
     threads: int | None = None     # torch threads; None keeps torch's default
     sections: tuple[str, ...] = field(default=SECTIONS)
@@ -47,7 +52,10 @@ class Settings:
                 "lengths": list(self.lengths), "batches": list(self.batches), "repeats": self.repeats,
                 "warmup": self.warmup, "memory_repeats": self.memory_repeats, "hook_tokens": self.hook_tokens,
                 "growth_tokens": self.growth_tokens, "throughput_batches": list(self.throughput_batches),
-                "throughput_tokens": self.throughput_tokens, "k": self.k, "threads": self.threads,
+                "throughput_tokens": self.throughput_tokens, "scale_out_images": self.scale_out_images,
+                "scale_out_batch": self.scale_out_batch, "scale_out_tokens": self.scale_out_tokens,
+                "scale_out_actors": list(self.scale_out_actors), "scale_out_repeats": self.scale_out_repeats,
+                "k": self.k, "threads": self.threads,
                 "sections": list(self.sections), "seed": self.seed}
 
 
@@ -57,7 +65,8 @@ def make(quick: bool, device: str, model: str | None = None, dtype: str | None =
     if quick:
         base = Settings("quick", device, dtype or "float32", shapes.TINY, model, lengths=(2, 8), batches=(1, 2),
                         repeats=5, warmup=1, memory_repeats=1, hook_tokens=8, growth_tokens=4, k=4, threads=1,
-                        throughput_batches=(1, 4), throughput_tokens=4)
+                        throughput_batches=(1, 4), throughput_tokens=4, scale_out_images=6, scale_out_batch=2,
+                        scale_out_tokens=8, scale_out_repeats=1)
     else:
         base = Settings("full", device, dtype or ("float16" if gpu else "float32"),
                         shapes.LLAVA_15_7B if gpu else shapes.LLAVA_15_CPU, model, repeats=6)

@@ -1,5 +1,6 @@
 """``python -m scr_core caption-folder``: caption every image of a folder tree (or a list file) for
-dataset builders — batched, resumable, data-parallel under ``accelerate launch`` / ``torchrun``.
+dataset builders — batched, resumable, data-parallel under ``accelerate launch`` / ``torchrun`` or on
+Ray actors (``--engine ray``, ``scr_core.ray_engine``), with the same files.
 
 ``OUT`` (JSON lines) gains one record per image, in path order once the run ends::
 
@@ -35,8 +36,8 @@ from .config import SCRConfig
 from .errors import ConfigError, InputError
 from .images import load_image
 from .outputs import write_atomically
-from .runs import check_run, check_sizes, model_numerics, on_cpu
-from .shards import Shard, batches_of, read_all, run_shards
+from .runs import check_run, check_sizes, model_numerics
+from .shards import Shard, batches_of, one_by_one, read_all, run_shards
 
 _FIX = "delete that line (its image is captioned again) or the file (to start over)"
 
@@ -148,6 +149,20 @@ def _affix_word(text: str) -> str:
     return (text or "").strip().strip(",").strip()
 
 
+@dataclass(frozen=True)
+class CaptionJob:
+    """What is done to each batch, apart from the model: ``job(pipe)`` is the batch function
+    (``caption_batch``). Picklable, so a Ray actor builds the same function around its own model."""
+
+    scr: SCRConfig | None
+    prompt: str | None
+    max_new_tokens: int
+
+    def __call__(self, pipe):
+        return lambda batch: caption_batch(pipe, batch, scr=self.scr, prompt=self.prompt,
+                                           max_new_tokens=self.max_new_tokens)
+
+
 def with_prefix(prefix: str, caption: str) -> str:
     """A trigger word before the caption, as LoRA data sets want it: ``ohwx`` -> ``ohwx, a cup ...``."""
     word = _affix_word(prefix)
@@ -229,26 +244,28 @@ def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, ov
 def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig | None = SCRConfig(),
                    prompt: str | None = None, max_new_tokens: int = 64, batch_size: int = 8, txt: bool = False,
                    overwrite_txt: bool = False, prefix: str = "", suffix: str = "", txt_dir: Path | None = None,
-                   model_name: str = "", progress: bool = True,
-                   shard: Shard | None = None) -> dict:
-    """Caption every image of ``source`` into ``out`` (module docstring); returns the summary."""
+                   model_name: str = "", progress: bool = True, shard: Shard | None = None, engine=None) -> dict:
+    """Caption every image of ``source`` into ``out`` (module docstring); returns the summary.
+
+    engine: where the batches run when not here with ``pipe`` (``scr_core.ray_engine.RayEngine``; ``pipe``
+    is then None): the records, files and summary are the same.
+    """
     check_sizes(None, batch_size)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {max_new_tokens!r})")
     out = Path(out)
-    shard = shard or Shard.current(cpu=on_cpu(pipe))
+    numerics = engine.numerics() if engine else model_numerics(pipe)
+    shard = shard or (Shard() if engine else Shard.current(cpu=numerics["device"] in (None, "cpu")))
     items, targets = check_caption_run(source, out, txt, overwrite_txt, shard, txt_dir)
-    meta = {"source": str(Path(source).resolve()), "model": model_name, **model_numerics(pipe),
+    meta = {"source": str(Path(source).resolve()), "model": model_name, **numerics,
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},
             "prompt": prompt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
     check_run(out.parent, json.loads(json.dumps(meta)), run_file=sidecar(out, "run"))
 
-    def work(batch: list[Item]) -> list[dict]:
-        return caption_batch(pipe, batch, scr=scr, prompt=prompt, max_new_tokens=max_new_tokens)
-
+    job = CaptionJob(scr, prompt, max_new_tokens)
     batches = batches_of(items, batch_size)
-    records = run_shards(batches, lambda i: i.name, work, out, shard, "image", ("image",), _FIX, progress,
-                         desc="caption-folder")
+    records = run_shards(batches, lambda i: i.name, None, out, shard, "image", ("image",), _FIX, progress,
+                         desc="caption-folder", execute=engine.executor(job) if engine else one_by_one(job(pipe)))
     summary_file = sidecar(out, "summary")
     if shard.main:
         unreadable = [{"image": r["image"], "error": r["error"]} for r in records.values() if r.get("error")]
@@ -262,5 +279,5 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     return json.loads(summary_file.read_text())
 
 
-__all__ = ["IMAGE_PATTERNS", "Item", "caption_batch", "caption_folder", "list_items", "mirrored_targets",
-           "plan_summary", "sidecar", "with_prefix", "with_suffix"]
+__all__ = ["IMAGE_PATTERNS", "CaptionJob", "Item", "caption_batch", "caption_folder", "list_items",
+           "mirrored_targets", "plan_summary", "sidecar", "with_prefix", "with_suffix"]

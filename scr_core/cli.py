@@ -156,7 +156,52 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub, _add_model_args, _add_scr_args)
     _add_calibrate_parser(sub)
     _add_caption_folder_parser(sub)
+    for name in ("eval", "caption-folder"):
+        _add_engine_args(sub.choices[name])
     return parser
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (or the ranks of accelerate launch / torchrun); ray: a pool of Ray "
+                        "actors on this machine or a cluster, same outputs (docs/scale-out.md; the ray extra)")
+    ray = p.add_argument_group("Ray engine (--engine ray)")
+    ray.add_argument("--ray-address", metavar="HOST:PORT",
+                     help="the cluster to join (default: RAY_ADDRESS, else a local Ray sized to this machine)")
+    ray.add_argument("--ray-actors", type=int, metavar="N",
+                     help="model copies at work (default: one per GPU of the cluster with GPUs per actor, else 1)")
+    ray.add_argument("--ray-cpus-per-actor", type=float, metavar="C", help="CPUs Ray reserves per actor (default 1)")
+    ray.add_argument("--ray-gpus-per-actor", type=float, metavar="G",
+                     help="GPUs Ray reserves per actor (default: 1 with --device cuda, else 0)")
+    ray.add_argument("--ray-task-retries", type=int, metavar="N",
+                     help="retries of a batch whose actor process died (default 3; actors are always recreated)")
+
+
+RAY_FLAGS = ("ray_address", "ray_actors", "ray_cpus_per_actor", "ray_gpus_per_actor", "ray_task_retries")
+
+
+def _ray_engine(args):
+    """A ``RayEngine`` for ``--engine ray`` (None for ``local``), every flag checked before a model loads."""
+    import os
+    from functools import partial
+
+    given = ["--" + name.replace("_", "-") for name in RAY_FLAGS if getattr(args, name) is not None]
+    if args.engine != "ray":
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --engine ray")
+        return None
+    require("ray", "--engine ray")
+    from .ray_engine import RayEngine, RayOptions
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("--engine ray runs from one process: start it without accelerate launch / torchrun")
+    if args.device.startswith("cuda:"):
+        raise ConfigError(f"with --engine ray, Ray gives each actor its GPU(s): use --device cuda, not {args.device}")
+    gpus = args.ray_gpus_per_actor if args.ray_gpus_per_actor is not None else float(args.device == "cuda")
+    options = RayOptions(address=args.ray_address, actors=args.ray_actors, gpus_per_actor=gpus, verbose=args.verbose,
+                         cpus_per_actor=1.0 if args.ray_cpus_per_actor is None else args.ray_cpus_per_actor,
+                         task_retries=3 if args.ray_task_retries is None else args.ray_task_retries)
+    return RayEngine(partial(_pipeline, args), options)
 
 
 def _add_caption_folder_parser(sub) -> None:
@@ -302,7 +347,7 @@ def cmd_eval(args) -> None:
     require("eval", "python -m scr_core eval")
     from .eval.cli import cmd_eval as run_eval
 
-    run_eval(args, _pipeline, _config)
+    run_eval(args, _pipeline, _config, _ray_engine)
 
 
 def cmd_calibrate(args) -> None:
@@ -339,28 +384,31 @@ def cmd_calibrate(args) -> None:
 
 
 def cmd_caption_folder(args) -> None:
+    from contextlib import nullcontext
+
     from .caption_folder import caption_folder, check_caption_run
     from .caption_quality import degenerate_line
     from .runs import check_sizes
-    from .shards import launched_shard
+    from .shards import Shard, launched_shard
 
     prompt = _caption_instruction(args)
     check_sizes(None, args.batch_size)
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
     scr = _config(args) if args.scr else None
-    shard, args.device = launched_shard(args.device)
+    engine = _ray_engine(args)
+    shard, args.device = (Shard(), args.device) if engine else launched_shard(args.device)
     if (args.txt_dir is not None or args.suffix) and not args.txt:
         raise ConfigError("--txt-dir and --suffix apply to the .txt files: add --txt")
     check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard, args.txt_dir)  # before the model loads
-    pipe = _pipeline(args)
     if shard.main:
         _say_preset_note(args, prompt)
-    summary = caption_folder(pipe, args.source, args.out, scr=scr, prompt=prompt,
-                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, txt=args.txt,
-                             overwrite_txt=args.overwrite_txt, prefix=args.prefix, suffix=args.suffix,
-                             txt_dir=args.txt_dir,
-                             model_name=str(args.model or "embedded default"), shard=shard)
+    with engine or nullcontext():
+        summary = caption_folder(None if engine else _pipeline(args), args.source, args.out, scr=scr, prompt=prompt,
+                                 max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, txt=args.txt,
+                                 overwrite_txt=args.overwrite_txt, prefix=args.prefix, suffix=args.suffix,
+                                 txt_dir=args.txt_dir, model_name=str(args.model or "embedded default"),
+                                 shard=shard, engine=engine)
     if not shard.main:
         return
     print(f"{summary['captioned']} of {summary['images']} images captioned: {args.out}")

@@ -1,8 +1,8 @@
 """The optional parts and the one check that names what to install when one is missing.
 
 Why: ``requirements.txt`` holds only what captioning needs, since it goes into a shared ComfyUI
-environment; the ONNX export/runtime, the benchmarks, the peer methods (mitigv) and the lmms-eval
-plug-in install from their own files (mirrored as the ``onnx``, ``eval``, ``peers`` and ``lmms`` extras
+environment; the ONNX export/runtime, the benchmarks, the Ray engine, the peer methods (mitigv) and the lmms-eval
+plug-in install from their own files (mirrored as the ``onnx``, ``eval``, ``ray``, ``peers`` and ``lmms`` extras
 of pyproject.toml). Every entry point that needs one calls ``require``
 before importing it, so a missing package is one line naming the file, never an import traceback.
 Imports nothing heavy (no torch): the torch-free runtime uses it too.
@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = {
     "onnx": ("requirements-onnx.txt", ("onnx", "onnxscript", "onnx_ir", "onnxruntime")),
     "eval": ("requirements-eval.txt", ("nltk", "wn", "pycocotools", "lemminflect", "scipy")),
+    "ray": ("requirements-ray.txt", ("ray", "pyarrow")),  # --engine ray (Ray Data needs pyarrow)
     "peers": ("requirements-peers.txt", ("mitigv",)),
     "lmms": ("requirements-lmms.txt", ("lmms_eval", "loguru", "sacrebleu", "evaluate", "pytablewriter")),
 }

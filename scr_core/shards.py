@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,13 +125,22 @@ def read_all(merged: Path, key: str, required: Sequence[str], fix: str, own: Pat
 
 
 Work = Callable[[list], list[dict]]
+# Runs the batches still to do and yields (batch, its records) as each is done, in any order:
+# one after another in this process (``one_by_one``), or by Ray actors (``scr_core.ray_engine``).
+Execute = Callable[[list[list]], Iterable[tuple[list, list[dict]]]]
 
 
-def run_shards(batches: Sequence[Sequence], key_of: Callable[[object], str], work: Work, merged: Path,
+def one_by_one(work: Work) -> Execute:
+    """``work`` on each batch in turn, in this process."""
+    return lambda batches: ((batch, work(list(batch))) for batch in batches)
+
+
+def run_shards(batches: Sequence[Sequence], key_of: Callable[[object], str], work: Work | None, merged: Path,
                shard: Shard, key: str, required: Sequence[str], fix: str, progress: bool = True,
-               desc: str = "") -> dict[str, dict] | None:
-    """Do this rank's unfinished batches (``work(batch)`` -> one record per item, carrying ``key``),
-    then merge on rank 0: returns every record by key on rank 0, None on the others."""
+               desc: str = "", execute: Execute | None = None) -> dict[str, dict] | None:
+    """Do this rank's unfinished batches (``work(batch)`` -> one record per item, carrying ``key``;
+    or ``execute`` them elsewhere), then merge on rank 0: returns every record by key on rank 0, None
+    on the others."""
     merged = Path(merged)
     own = shard.file(merged)
     done = read_all(merged, key, required, fix, own=own)
@@ -140,9 +149,9 @@ def run_shards(batches: Sequence[Sequence], key_of: Callable[[object], str], wor
     todo = sum(sum(key_of(item) not in done for item in batch) for _, batch in mine)
     log.info("rank %d of %d: %d done before, %d to do", shard.rank, shard.world, len(done), todo)
     with open(own, "a") as sink, tqdm(total=todo, disable=not progress or not shard.main, desc=desc) as bar:
-        for _, batch in mine:
+        for batch, records in (execute or one_by_one(work))([list(batch) for _, batch in mine]):
             new = 0
-            for item, record in zip(batch, work(list(batch))):
+            for item, record in zip(batch, records):
                 if key_of(item) in done:
                     continue  # a batch cut short earlier: rerun whole (same numerics), keep the old record
                 sink.write(json.dumps(record) + "\n")

@@ -14,6 +14,7 @@ from PIL import Image
 
 from bench import memory, schema, timing
 from bench.settings import SECTIONS
+from tests.extras import has_extra
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +49,11 @@ def test_quick_json_has_every_field_the_report_needs(quick_json):
     assert onnx["memory"]["scr_sessions_mib"] > 0 and onnx["memory"]["plain_sessions_mib"] > 0
     assert onnx["int4"]["parts"] == ["decoder"] and onnx["memory"]["disk_mib"]["int4_decoder"] > 0  # the int4 rows
     assert all(c["decode_tokens_per_s"]["onnxruntime_int4"]["median"] > 0 for c in onnx["cells"])
+    scale = doc["scale_out"]  # measured wherever the ray extra is (CI requires it)
+    assert scale["status"] == "measured" or not has_extra("ray"), scale
+    if scale["status"] == "measured":
+        assert [c["actors"] for c in scale["cells"]] == [0, *s["scale_out_actors"]] and scale["images"] == 6
+        assert all(c["items_per_s"]["median"] > 0 and c["first_batch_s"]["median"] > 0 for c in scale["cells"])
     assert doc["machine"]["torch_threads"] == 1 and doc["machine"]["load_average_end"] is not None
 
 
@@ -65,7 +71,7 @@ def test_report_renders_the_tables_and_a_png(quick_json, tmp_path):
     doc = json.loads(quick_json.read_text())
     for heading in ("**End to end**", "**Where the time goes**", "**Extra time over vanilla per generated token**",
                     "**Diagnostic pass**", "**Decode steps with the SCR hooks", "**How the cost grows**",
-                    "**Captioning throughput**",
+                    "**Captioning throughput**", "**Scale-out**",
                     "**ONNX Runtime vs PyTorch** (`python -m export.onnx`", "**Targets**"):
         assert heading in text
     table_rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| batch")]

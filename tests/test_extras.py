@@ -1,6 +1,7 @@
-"""requirements.txt is what captioning needs; the ONNX stack and the benchmark scorers are extras
-(requirements-onnx.txt, requirements-eval.txt). Captioning runs where the extras are missing, a command
-that needs one says in one line which file to install, and the runtime runs on either onnxruntime wheel."""
+"""requirements.txt is what captioning needs; the ONNX stack, the benchmark scorers and the Ray engine are
+extras (requirements-onnx.txt, requirements-eval.txt, requirements-ray.txt). Captioning runs where the
+extras are missing, a command that needs one says in one line which file to install, and the runtime runs on
+either onnxruntime wheel."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from scr_core.extras import EXTRAS
 from tests.extras import HIDDEN, ROOT, need_extra, without_extras
 
 MOVED = {"onnx", "onnxscript", "onnx-ir", "onnxruntime", "onnxruntime-gpu", "nltk", "wn", "pycocotools",
-         "lemminflect", "scipy"}
+         "lemminflect", "scipy", "ray"}
 CPU_WHEEL = "onnxruntime==1.31.1"
 
 
@@ -42,7 +43,7 @@ def run(*args, env=None, timeout=300):
 def test_requirements_txt_pulls_none_of_the_moved_packages():
     core = requirements("requirements.txt")
     assert not names(core) & MOVED
-    assert names(requirements("requirements-onnx.txt")) | names(requirements("requirements-eval.txt")) >= MOVED
+    assert set().union(*(names(requirements(file)) for file, _ in EXTRAS.values())) >= MOVED
     # nor through a dependency: the closure of requirements.txt over what is installed here
     seen, todo = set(), [r for r in core if r.marker is None or r.marker.evaluate()]
     while todo:
@@ -112,7 +113,9 @@ def test_caption_folder_runs_without_the_extras(tiny_llava_dir, tmp_path):
     (["-m", "scr_core", "calibrate", "--data", "{tmp}", "--out", "{tmp}/cal"], "requirements-eval.txt"),
     (["-m", "export.onnx", "--out", "{tmp}/onnx"], "requirements-onnx.txt"),
     (["-m", "export.run", "--model", "{tmp}", "{tmp}/image.png"], "requirements-onnx.txt"),
-], ids=["eval", "compare", "calibrate", "export.onnx", "export.run"])
+    (["-m", "scr_core", "caption-folder", "{tmp}", "--out", "{tmp}/c.jsonl", "--engine", "ray"],
+     "requirements-ray.txt"),
+], ids=["eval", "compare", "calibrate", "export.onnx", "export.run", "ray"])
 def test_a_missing_extra_is_one_line_naming_its_file(command, file, tmp_path):
     out = run(*[part.format(tmp=tmp_path) for part in command], env=without_extras())
     assert out.returncode == 2, out.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from scr_core.calibrate import calibrate, load_questions, markdown

@@ -48,10 +48,13 @@ def add_parsers(sub, add_model_args, add_scr_args) -> None:
     cmp.add_argument("--out", type=Path, help="also write the table here")
 
 
-def cmd_eval(args, make_pipeline, make_config) -> None:
+def cmd_eval(args, make_pipeline, make_config, make_engine=lambda args: None) -> None:
+    from contextlib import nullcontext
+
     from ..runs import check_sizes
-    from ..shards import launched_shard
+    from ..shards import Shard, launched_shard
     from .runner import run
+
     from .suites import check_options
 
     check_sizes(args.limit, args.batch_size)  # before minutes of model loading
@@ -61,12 +64,14 @@ def cmd_eval(args, make_pipeline, make_config) -> None:
                "scope": args.scope}
     check_options(args.bench, options)
     config = make_config(args)
-    shard, args.device = launched_shard(args.device)  # under accelerate launch / torchrun: this rank's share
-    pipe = make_pipeline(args)
-    summary = run(args.bench, args.data, pipe, args.method, args.out, config, limit=args.limit,
-                  seed=args.seed, batch_size=args.batch_size, model_name=str(args.model or "embedded default"),
-                  options={k: v for k, v in options.items() if v is not None},
-                  shard=shard)
+    engine = make_engine(args)  # --engine ray: the batches run on Ray actors
+    # under accelerate launch / torchrun: this rank's share
+    shard, args.device = (Shard(), args.device) if engine else launched_shard(args.device)
+    with engine or nullcontext():
+        summary = run(args.bench, args.data, None if engine else make_pipeline(args), args.method, args.out, config,
+                      limit=args.limit, seed=args.seed, batch_size=args.batch_size,
+                      model_name=str(args.model or "embedded default"),
+                      options={k: v for k, v in options.items() if v is not None}, shard=shard, engine=engine)
     if not shard.main:
         return
     print(json.dumps({"n": summary["n"], "scores": summary["scores"],

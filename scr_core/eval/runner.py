@@ -9,7 +9,8 @@ produces the same summary as an uninterrupted run.
 ``out/summary.json`` holds the scores and mean latency.
 Under ``accelerate launch`` / ``torchrun`` the fixed batches are shared out across the processes,
 each with its own resumable file, and rank 0 merges them (``scr_core.shards``): the merged
-predictions and summary equal a one-process run at the same batch size (latencies aside).
+predictions and summary equal a one-process run at the same batch size (latencies aside); so do
+those of ``--engine ray`` (``scr_core.ray_engine``: the batches on Ray actors, this process writing).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from ..config import SCRConfig
 from ..datafiles import load_json
 from ..errors import SCRError
 from ..outputs import write_atomically
-from ..runs import check_run, check_sizes, model_numerics, on_cpu
-from ..shards import Shard, batches_of, read_records, run_shards
+from ..runs import check_run, check_sizes, model_numerics
+from ..shards import Execute, Shard, batches_of, one_by_one, read_records, run_shards
 from .peers import PEERS
 from .suites import Task, load_suite
 
@@ -45,12 +46,16 @@ class Answer:
 Generate = Callable[[Sequence[Task]], list[Answer]]
 
 
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise SCRError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
 def method_generator(pipe, method: str, config: SCRConfig, seed: int = 0, entropy: bool = False) -> Generate:
     """A function answering a batch of tasks (same max_new_tokens) with ``method``."""
     from . import baselines
 
-    if method not in METHODS:
-        raise SCRError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    check_method(method)
     if method in PEERS:
         from .peers import PeerGenerator
 
@@ -89,6 +94,27 @@ def method_generator(pipe, method: str, config: SCRConfig, seed: int = 0, entrop
     return run
 
 
+def answer_records(generate: Generate, batch: Sequence[Task]) -> list[dict]:
+    """One predictions line per task of ``batch``."""
+    return [{"id": task.id, "text": answer.text, "entropy": answer.entropy, "latency_ms": answer.latency_ms}
+            for task, answer in zip(batch, generate(batch))]
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """What is done to each batch, apart from the model: ``job(pipe)`` is the batch function.
+    Picklable, so a Ray actor builds the same function around its own model."""
+
+    method: str
+    config: SCRConfig
+    seed: int = 0
+    entropy: bool = False
+
+    def __call__(self, pipe):
+        generate = method_generator(pipe, self.method, self.config, self.seed, self.entropy)
+        return lambda batch: answer_records(generate, batch)
+
+
 def read_predictions(path: Path) -> dict[str, dict]:
     """Predictions written so far; a truncated last line (a crash mid-write) is dropped.
 
@@ -101,11 +127,12 @@ def read_predictions(path: Path) -> dict[str, dict]:
 _START_OVER = "delete that line (its task is answered again) or the file (to start over)"
 
 
-def run_benchmark(suite, generate: Generate, out: Path, meta: dict, batch_size: int = 8,
-                  progress: bool = True, shard: Shard | None = None) -> dict:
+def run_benchmark(suite, generate: Generate | None, out: Path, meta: dict, batch_size: int = 8,
+                  progress: bool = True, shard: Shard | None = None, execute: Execute | None = None) -> dict:
     """Answer every task of ``suite`` not yet in ``out/predictions.jsonl``, then score all of them.
 
     shard: this process's share of a data-parallel run (default: from the launcher's environment).
+    execute: runs the batches elsewhere (Ray actors) instead of ``generate`` here.
     """
     check_sizes(None, batch_size)
     shard = shard or Shard.current()
@@ -115,12 +142,9 @@ def run_benchmark(suite, generate: Generate, out: Path, meta: dict, batch_size: 
     batches = batches_of(suite.tasks(), batch_size, group=lambda t: (t.max_new_tokens, t.image is None))
     # one batch never mixes lengths, nor questions with and without an image
 
-    def work(batch: list[Task]) -> list[dict]:
-        return [{"id": task.id, "text": answer.text, "entropy": answer.entropy, "latency_ms": answer.latency_ms}
-                for task, answer in zip(batch, generate(batch))]
-
-    done = run_shards(batches, lambda t: t.id, work, out / "predictions.jsonl", shard, "id", ("id", "text"),
-                      _START_OVER, progress, desc=f"{meta['benchmark']}/{meta['method']}")
+    done = run_shards(batches, lambda t: t.id, None, out / "predictions.jsonl", shard, "id", ("id", "text"),
+                      _START_OVER, progress, desc=f"{meta['benchmark']}/{meta['method']}",
+                      execute=execute or one_by_one(lambda batch: answer_records(generate, batch)))
     if shard.main:
         summarize(suite, done, out, meta)
     shard.barrier()
@@ -159,19 +183,23 @@ def entropy_analysis(suite, answers: dict[str, str], entropies: dict[str, float]
 
 def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig = SCRConfig(),
         limit: int | None = None, seed: int = 0, batch_size: int = 8, model_name: str = "",
-        progress: bool = True, options: dict | None = None, shard: Shard | None = None) -> dict:
+        progress: bool = True, options: dict | None = None, shard: Shard | None = None, engine=None) -> dict:
     """Run ``method`` on benchmark ``bench`` into ``out`` (see the module docstring); the settings
     are checked before the data is read or ``out`` is created. ``options``: the suite's scoring
-    options (``suites.OPTIONS``), recorded when given."""
+    options (``suites.OPTIONS``), recorded when given. ``engine``: where the batches run when not
+    here with ``pipe`` (``scr_core.ray_engine.RayEngine``; ``pipe`` is then None), with the same outputs."""
     check_sizes(limit, batch_size)
+    check_method(method)
     suite = load_suite(bench, data, limit, seed, **(options or {}))
+    numerics = engine.numerics() if engine else model_numerics(pipe)
     meta = {"benchmark": bench, "data": str(Path(data).resolve()), "method": method, "model": model_name,
-            **model_numerics(pipe), "limit": limit, "seed": seed, **({"options": options} if options else {}),
+            **numerics, "limit": limit, "seed": seed, **({"options": options} if options else {}),
             "config": {k: v for k, v in config.__dict__.items() if not k.startswith("_")}}
     if method in PEERS:
         from .peers import settings
 
         meta["peer"] = settings(method)
-    generate = method_generator(pipe, method, config, seed, entropy=(method == "vanilla" and hasattr(suite, "labels")))
-    shard = shard or Shard.current(cpu=on_cpu(pipe))
-    return run_benchmark(suite, generate, out, json.loads(json.dumps(meta)), batch_size, progress, shard)
+    job = EvalJob(method, config, seed, entropy=(method == "vanilla" and hasattr(suite, "labels")))
+    shard = shard or (Shard() if engine else Shard.current(cpu=numerics["device"] in (None, "cpu")))
+    return run_benchmark(suite, None, out, json.loads(json.dumps(meta)), batch_size, progress, shard,
+                         execute=engine.executor(job) if engine else one_by_one(job(pipe)))

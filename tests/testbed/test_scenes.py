@@ -24,7 +24,6 @@ from scr_core.testbed.scenes import (
     generate_scenes,
     get_class,
     partners_of,
-    question_for,
     relation,
     vocabulary,
     words_of,
