@@ -2,7 +2,8 @@
 
 Why: ``requirements.txt`` holds only what captioning needs, since it goes into a shared ComfyUI
 environment; the ONNX export/runtime and the benchmarks install from their own files (mirrored as the
-``onnx`` and ``eval`` extras of pyproject.toml). Every entry point that needs one calls ``require``
+``onnx`` and ``eval`` extras of pyproject.toml); ``requirements-runtime.txt`` (extra ``runtime``) is a
+torch-free deployment's environment on its own. Every entry point that needs one calls ``require``
 before importing it, so a missing package is one line naming the file, never an import traceback.
 Imports nothing heavy (no torch): the torch-free runtime uses it too.
 """
@@ -21,6 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = {
     "onnx": ("requirements-onnx.txt", ("onnx", "onnxscript", "onnx_ir", "onnxruntime")),
     "eval": ("requirements-eval.txt", ("nltk", "wn", "pycocotools", "lemminflect", "scipy")),
+    # a torch-free deployment's whole environment (python -m export.run, OnnxVLM), not an addition to
+    # requirements.txt: of its packages only onnxruntime is not in requirements.txt's closure
+    "runtime": ("requirements-runtime.txt", ("onnxruntime",)),
 }
 # import name -> the name pip installs it by, where they differ
 _PIP_NAMES = {"onnx_ir": "onnx-ir", "onnxruntime": "onnxruntime (or onnxruntime-gpu)"}
