@@ -23,6 +23,7 @@ from .folder_config import DecoderGraph, Model
 from .sessions import Sessions
 
 LogitsHook = Callable[[int, np.ndarray], None]
+PLAN_INPUTS = ("visual_positions", "scr_map", "query_start")  # query_start: the head's alone
 
 
 def grid_inputs(grids_per_prompt: Sequence[Sequence[VisualGrid]], budgets: Sequence[Sequence[int]]):
@@ -61,6 +62,11 @@ class GreedyDecoder:
         self.eos_token_ids = frozenset(model.eos_token_id)
         self.pad_token_id = model.pad_token_id
         self._logits_hooks: list[LogitsHook] = []
+        # per part, once: what it returns first (the hidden state, or the logits at the end) and which plan
+        # inputs it takes
+        self._first_output = {name: "logits" if "logits" in part.outputs else "hidden_state"
+                              for name, part in self.parts}
+        self._plan_inputs = {name: [k for k in PLAN_INPUTS if k in part.inputs] for name, part in self.parts}
 
     # -- the public hook --------------------------------------------------------------------
     @contextmanager
@@ -124,10 +130,10 @@ class GreedyDecoder:
         for step in range(max_new_tokens):
             hidden, present = embeds, {}
             for name, part in self.parts:
-                wanted = ["logits" if "logits" in part.outputs else "hidden_state", *part.present_names]
-                out = self.sessions.run(name, {**self._step_inputs(part, hidden, mask, position_ids, past),
-                                               **{k: v for k, v in plan.items() if k in part.inputs}}, wanted)
-                hidden = out.pop(wanted[0])
+                feeds = self._step_inputs(part, hidden, mask, position_ids, past)
+                feeds.update((key, plan[key]) for key in self._plan_inputs[name])
+                out = self.sessions.run(name, feeds, [self._first_output[name], *part.present_names])
+                hidden = out.pop(self._first_output[name])
                 present.update(out)
             logits = hidden.numpy()[:, -1, :]
             for hook in self._logits_hooks:

@@ -62,7 +62,7 @@ class OnnxVLM(RunnerBase):
 
     ``config`` is the folder's ``FolderConfig``, ``settings`` what the export baked in (the default
     ``SCRConfig``), ``sessions`` the graphs' sessions and ``decoder`` the greedy loop (its
-    ``logits_hook`` sees each step's logits).
+    ``logits_hook`` sees each step's logits; ``export.measure`` puts a one-graph plain decoder there).
 
     >>> vlm = OnnxVLM("scr-onnx")                 # python -m export.onnx --out scr-onnx
     >>> vlm.caption("photo.jpg")[0].text
