@@ -39,9 +39,12 @@ def agreement(fp32, int4, images, prompts, tokens: int) -> dict:
             maps = [(np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel())
                     for x, y in zip(a.maps, b.maps)]
             sources = [(set(g.sources), set(h.sources)) for g, h in zip(a.plan.grids, b.plan.grids)]
-            same = [fp32.generate(fp32.prepare(image, prompt), scr=[a.plan], max_new_tokens=1)[0].token_ids,
-                    int4.generate(int4.prepare(image, prompt), scr=[a.plan], max_new_tokens=1)[0].token_ids]
-            la, lb = (np.asarray(v.last_step_logits[0], np.float64).ravel() for v in (fp32, int4))  # same plan
+            same, logits = [], []
+            for vlm in (fp32, int4):  # the same plan: the first step's logits of each
+                with vlm.decoder.record_logits() as steps:
+                    same.append(vlm.generate(vlm.prepare(image, prompt), scr=[a.plan], max_new_tokens=1)[0].token_ids)
+                logits.append(np.asarray(steps[0], np.float64).ravel())
+            la, lb = logits
             ta = fp32.caption(image, prompt, max_new_tokens=tokens)[0].token_ids
             tb = int4.caption(image, prompt, max_new_tokens=tokens)[0].token_ids
             prefix = next((i for i, (x, y) in enumerate(zip(ta, tb)) if x != y), min(len(ta), len(tb)))
@@ -155,7 +158,7 @@ def measure(model: str | None, n_images: int, tokens: int, repeats: int, threads
         agree = agreement(vlms["onnx_fp32"], vlms["onnx_int4"], images, PROMPTS, tokens)
         log("timing decode: PyTorch fp32, ONNX fp32, ONNX int4")
         timed = speed(pipe, vlms, images[:1], cfg, tokens, repeats)
-        quantization = vlms["onnx_int4"].model_config["quantization"]
+        quantization = vlms["onnx_int4"].config.model.quantization.to_json()
         disk = {"fp32": decoder_mib(fp32_folder), "int4": decoder_mib(int4_folder)}
     grids = pipe.prepare(images[:1]).layout.grids_of(0)
     return {"model": name, "visual_tokens": sum(g.height * g.width for g in grids),

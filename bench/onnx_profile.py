@@ -22,7 +22,6 @@ from . import inputs, settings, shapes
 
 
 def profile(batch: int, tokens: int, quick: bool, threads: int | None, opset: int | None = None) -> dict:
-    import onnxruntime as ort
     import torch
 
     from scr_core import SCRConfig
@@ -44,17 +43,16 @@ def profile(batch: int, tokens: int, quick: bool, threads: int | None, opset: in
         onnx_batch = vlm.prepare(images)
         plans = [d.plan for d in pipe.diagnose(pipe.prepare(images), config=cfg)]
         vlm.generate(onnx_batch, scr=plans, max_new_tokens=2, min_new_tokens=2)  # warm-up
-        options = vlm.session_options
+        options = vlm.sessions.options
         options.enable_profiling = True
-        for name in ("head", "tail"):
+        for name in ("head", "tail"):  # the decoder's sessions again, with onnxruntime's profiler on
             options.profile_file_prefix = str(Path(tmp) / name)
-            spec = vlm.model_config["decoder"][name]
-            vlm.sessions[name] = ort.InferenceSession(str(folder / spec["filename"]), options, providers=vlm.providers)
+            vlm.sessions.open(name, options=options)
         vlm.generate(onnx_batch, scr=plans, max_new_tokens=1, min_new_tokens=1)  # first runs of the new sessions
         result = vlm.generate(onnx_batch, scr=plans, max_new_tokens=tokens, min_new_tokens=tokens)[0]
         traces = [json.loads(Path(vlm.sessions[name].end_profiling()).read_text()) for name in ("head", "tail")]
     return {"batch": batch, "tokens": tokens, "threads": torch.get_num_threads(), "shape": plan.shape.name,
-            "opset": vlm.config["export"]["opset"],
+            "opset": vlm.config.export.opset,
             "prefill_ms": result.timings.prefill_ms, "decode_ms_per_token": result.timings.decode_ms_per_token,
             **split_by_run(traces, skip_runs=1)}
 

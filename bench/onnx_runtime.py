@@ -25,25 +25,21 @@ from .context import Context, check_length
 from .timing import column, interleave, paired, stats
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPORT_DTYPES = {"float32": "fp32", "float16": "fp16"}
-INT4_DTYPES = {"float32": "int4", "float16": "int4-fp16"}  # int4 weights, the run's activations
 
 
 def run(ctx: Context) -> dict:
+    from export.dtypes import for_activations
+
     s = ctx.settings
-    if s.dtype not in EXPORT_DTYPES:
+    plain, int4 = for_activations(s.dtype), for_activations(s.dtype, quantized=True)  # the run's activations
+    if plain is None:
         return {"status": "skipped", "reason": f"the exporter writes fp32 or fp16 graphs, not {s.dtype}"}
     with tempfile.TemporaryDirectory(prefix="scr-bench-onnx-") as tmp:
-        checkpoint, folder = _export(ctx, Path(tmp))
+        checkpoint, folder = export_checkpoint(ctx.pipe, ctx.config(), s.model, plain.name, Path(tmp), ctx.log)
         (Path(tmp) / "int4").mkdir()
-        _, int4 = export_checkpoint(ctx.pipe, ctx.config(), str(checkpoint), INT4_DTYPES[s.dtype], Path(tmp) / "int4",
-                                    ctx.log)
-        return _measure(ctx, checkpoint, folder, int4)
-
-
-def _export(ctx: Context, tmp: Path) -> tuple[Path, Path]:
-    return export_checkpoint(ctx.pipe, ctx.config(), ctx.settings.model, EXPORT_DTYPES[ctx.settings.dtype], tmp,
-                             ctx.log)
+        _, int4_folder = export_checkpoint(ctx.pipe, ctx.config(), str(checkpoint), int4.name, Path(tmp) / "int4",
+                                           ctx.log)
+        return _measure(ctx, checkpoint, folder, int4_folder)
 
 
 def export_checkpoint(pipe, cfg, model: str | None, dtype: str, tmp: Path, log,
@@ -102,7 +98,7 @@ def _measure(ctx: Context, checkpoint: Path, folder: Path, int4: Path) -> dict:
     memory = _memory(ctx, checkpoint, folder, provider)
     memory["disk_mib"]["int4_decoder"] = round(decoder_bytes(int4) / 2**20, 1)
     return {"status": "measured", "provider": vlm.providers[0], "threads": threads,
-            "opset": vlm.config["export"]["opset"], "cells": cells, "int4": vlm_int4.model_config["quantization"],
+            "opset": vlm.config.export.opset, "cells": cells, "int4": vlm_int4.config.model.quantization.to_json(),
             "ratio": stats(c["ratio"]["median"] for c in cells), "memory": memory}
 
 

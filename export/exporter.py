@@ -8,15 +8,18 @@ Layout of the output folder (onnxruntime-genai's split, plus the SCR pieces):
                       KV, and scr_scores = the diagnostic map at the visual tokens
     decoder_tail.onnx the remaining layers (+ their hook layers), final norm, LM head: logits, KV
     select.onnx       ai.scr SCRSelect: scr_scores → scr_map (the plan)
-    NAME.onnx.data    the weights of a graph past folder_config.EXTERNAL_DATA_BYTES
+    NAME.onnx.data    the weights of a graph past folder_config.EXTERNAL_DATA_BYTES (the decoder's always)
     scr_config.json   graphs, inputs/outputs, the grid rule, SCR defaults, the ai.scr opset version
 
-The folder is built in a temporary sibling and renamed into place at the end: a failure leaves
-nothing behind, and an existing folder is replaced only with ``overwrite``.
+The folder is built in a temporary sibling and renamed into place at the end: a failure (a full disk
+included: one ``ExportWriteError`` line) leaves nothing behind, every file gets the mode a plain ``open``
+gives (the umask's), and an existing folder is replaced only with ``overwrite`` and only when it is an
+SCR export that does not hold the checkpoint.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -24,21 +27,27 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from scr_core import ConfigError, InputError, ModelLoadError, UnsupportedModelError
+from scr_core import ConfigError, InputError, ModelLoadError, SCRError, UnsupportedModelError
 from scr_core.config import check_depth
 from scr_core.outputs import ordinary_mode
 
 from . import quantize
-from .folder_config import write_config
+from .dtypes import EXPORT_DTYPES, ExportDtype, export_dtype
+from .folder_config import CONFIG_NAME, is_export
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 23  # the decoder's attention as ONNX Attention nodes (1.4-1.5x faster in onnxruntime, README)
 OPSETS = (18, 19, 20, 21, 23)  # 18-21: sdpa's decomposition, for runtimes older than onnxruntime 1.23
-DTYPES = ("fp32", "fp16", *quantize.DTYPES)  # int4: int4 weights (export/quantize.py), fp32 or fp16 activations
+DTYPES = tuple(EXPORT_DTYPES)  # int4: int4 weights (export/quantize.py), fp32 or fp16 activations
+FULL = (errno.ENOSPC, errno.EDQUOT)  # what a full disk or quota says
+
+
+class ExportWriteError(SCRError):
+    """The output folder could not be written (the disk is full, a file-size limit, a permission)."""
 
 
 @dataclass(frozen=True)
@@ -59,13 +68,13 @@ class ExportOptions:
     int4_vision: bool = False  # int4 only: quantize the vision tower too
 
     @property
-    def activations(self) -> str:
-        """The graphs' float dtype: fp32 or fp16 (an int4 export's activations)."""
-        return quantize.DTYPES.get(self.dtype, self.dtype)
+    def export_dtype(self) -> ExportDtype:
+        """The ``--dtype`` row: weights and activations (``ConfigError`` for an unknown one)."""
+        return export_dtype(self.dtype)
 
     @property
     def int4(self) -> "quantize.Int4 | None":
-        if self.dtype not in quantize.DTYPES:
+        if not self.export_dtype.quantized:
             return None
         parts = ("decoder", *(["lm_head"] if self.int4_lm_head else []), *(["vision"] if self.int4_vision else []))
         return quantize.Int4(block_size=quantize.DEFAULT_BLOCK_SIZE if self.block_size is None else self.block_size,
@@ -81,13 +90,11 @@ class ExportOptions:
 
     def check(self) -> None:
         checked = self.scr_config()
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
         if self.int4 is None and (self.block_size is not None or self.int4_lm_head or self.int4_vision):
             raise ConfigError("--block-size, --int4-lm-head and --int4-vision go with --dtype int4 or int4-fp16")
         from scr_core.config import check_lam
 
-        check_lam(checked.lam, "float16" if self.activations == "fp16" else "float32")
+        check_lam(checked.lam, self.export_dtype.torch)
         if self.opset not in OPSETS:
             raise ConfigError(f"--opset must be one of {', '.join(map(str, OPSETS))} (got {self.opset}); 23 puts "
                               "ONNX's Attention op in the decoder graphs, 18-21 the decomposed attention")
@@ -114,15 +121,31 @@ class ExportOptions:
         depth = decoder_depth(self.model)
         for name, layers in (("diag_layers", self.diag_layers), ("hook_layers", self.hook_layers)):
             check_depth(f"{name}={list(layers)}" if layers else name, layers, depth)
-        check_output_folder(self.out, self.overwrite)
+        check_output_folder(self.out, self.overwrite, self.model)
 
 
-def check_output_folder(out: Path, overwrite: bool) -> None:
+def check_output_folder(out: Path, overwrite: bool, model: Path | None = None) -> None:
+    """``out`` may be written: new, or (with ``overwrite``) an earlier SCR export that neither holds
+    ``model`` nor lies inside it: ``--overwrite`` never deletes a checkpoint or a user's other files."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(f"{out} exists; pass --overwrite to replace it")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file, not a folder")
+    if out.exists() and model is not None:
+        here, there = out.resolve(), Path(model).resolve()
+        where = "is" if here == there else "holds" if here in there.parents else \
+            "lies inside" if there in here.parents else None
+        if where:
+            raise InputError(f"--out {out} {where} the checkpoint {model}; --overwrite only replaces an earlier "
+                             "export: pick another --out")
+    try:
+        filled = out.exists() and any(out.iterdir())
+    except OSError as err:
+        raise InputError(f"cannot read {out} ({err.strerror})") from None
+    if filled and not is_export(out):
+        raise InputError(f"{out} is not an SCR export (no valid {CONFIG_NAME}); --overwrite only replaces an "
+                         "earlier export: pick another --out, or empty the folder yourself")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"folder {parent} does not exist; create it first")
@@ -146,7 +169,13 @@ def export(options: ExportOptions, progress: Callable[[str], None] = lambda mess
     ordinary_mode(staging, folder=True)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         _export_into(options, staging, progress)
+        for path in staging.iterdir():  # onnx writes external data 0600: every file as a plain open makes it
+            ordinary_mode(path)
         _replace(staging, out)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportWriteError(f"cannot write the export into {out}: {err.strerror or err}; nothing was written"
+                               f"{' (free some space and export again)' if err.errno in FULL else ''}") from err
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -200,7 +229,7 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
 
     started = time.perf_counter()
     progress(f"loading {options.model}")
-    pipe = SCRPipeline.from_pretrained(options.model, dtype="float16" if options.activations == "fp16" else "float32",
+    pipe = SCRPipeline.from_pretrained(options.model, dtype=options.export_dtype.torch,
                                        device="cpu", attn_implementation="sdpa")
     family = family_for(pipe)
     cfg = pipe.resolve(options.scr_config())
@@ -218,18 +247,18 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
         for name in int4.graphs():
             progress(f"quantizing {name}.onnx to int4 (block size {int4.block_size})")
             done = quantize.quantize_graph(folder / f"{name}.onnx", int4, keep_lm_head="lm_head" not in int4.parts)
-            files[name]["external_data"] = done["external_data"]
+            files[name] = replace(files[name], external_data=done["external_data"])
     progress("writing select.onnx")
     onnx.save(ops.select_model(cfg.exclude_border), folder / "select.onnx")
     for name in (*files, "select"):
-        external = " (external data)" if files.get(name, {}).get("external_data") else ""
+        external = " (external data)" if name in files and files[name].external_data else ""
         progress(f"checking {name}.onnx by path{external}")
         # by path: the checker reads the graph and leaves external data on disk (a proto holds < 2 GiB)
         onnx.checker.check_model(str(folder / f"{name}.onnx"), full_check=True)
     progress("writing processor files and scr_config.json")
     pipe.processor.save_pretrained(folder)
-    config = graphs.config(cfg, files, options.activations)
+    config = graphs.config(cfg, files, options.export_dtype)
     if int4:
-        config["model"]["quantization"] = int4.to_dict()
-    write_config(folder, config)
+        config = replace(config, model=replace(config.model, quantization=int4.record()))
+    config.write(folder)
     progress(f"done in {time.perf_counter() - started:.1f} s")

@@ -8,6 +8,7 @@ which families export.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -18,6 +19,8 @@ from torch.export import Dim
 from scr_core import UnsupportedModelError
 from scr_core.adapters import Adapter, ChameleonAdapter, InternVLAdapter, LlavaAdapter, Qwen2VLAdapter
 
+from .folder_config import Expand, ProcessorRule, VisionGrid
+
 
 class FamilyExport:
     """Base: subclasses set ``adapter_class`` and implement the vision tower."""
@@ -25,7 +28,7 @@ class FamilyExport:
     #: the scr_core adapter of the models this class traces
     adapter_class: ClassVar[type[Adapter]]
     #: "sequential": position ids = cumsum(attention_mask) - 1 (decode: +1 per token); "mrope": Qwen2-VL's 3-D ids
-    position_rule: ClassVar[str] = "sequential"
+    position_rule: ClassVar[str] = "sequential"  # folder_config.POSITION_RULES
     #: "image_features" (rows merged by embedding.onnx) or "image_token_ids" (written into input_ids)
     vision_output: ClassVar[str] = "image_features"
 
@@ -69,11 +72,11 @@ class FamilyExport:
             raise UnsupportedModelError(f"{type(self.adapter).__name__} has no layout rule the runtime can follow")
         return rule
 
-    def processor_rule(self) -> dict:
+    def processor_rule(self) -> ProcessorRule:
         """How the runtime runs the processor without torch, as data ``export.preprocess.Preprocessor``
         follows: the folder's ``AutoProcessor`` (PIL backend) unless ``expand`` says how to expand the image
         placeholders by hand; the reserved tokens are the adapter's (prompts are refused on both runtimes alike)."""
-        return {"backend": "pil", "reserved_tokens": sorted(self.adapter.reserved_tokens())}
+        return ProcessorRule(backend="pil", reserved_tokens=tuple(sorted(self.adapter.reserved_tokens())))
 
 
 class LlavaVision(nn.Module):
@@ -194,15 +197,15 @@ class Qwen2VLExport(FamilyExport):
     def position_dims(self, batch, seq) -> dict:
         return {1: batch, 2: seq}
 
-    def processor_rule(self) -> dict:
+    def processor_rule(self) -> ProcessorRule:
         """Image processor and tokenizer apart (Qwen2-VL's ``AutoProcessor`` needs torchvision for its video
         processor): one placeholder per merged patch, and the tower's rotary ids and segments from the grids."""
         tokenizer = self.pipe.processor.tokenizer
         merge = self.adapter.merge_size()
-        return {**super().processor_rule(),
-                "expand": {"image_token": tokenizer.convert_ids_to_tokens(self.image_token_id()),
-                           "count": "image_grid_thw", "merge_size": merge},
-                "vision_grid": {"merge_size": merge}}
+        return replace(super().processor_rule(),
+                       expand=Expand(image_token=tokenizer.convert_ids_to_tokens(self.image_token_id()),
+                                     count="image_grid_thw", merge_size=merge),
+                       vision_grid=VisionGrid(merge_size=merge))
 
 
 class InternVLVision(nn.Module):
@@ -238,15 +241,15 @@ class InternVLExport(FamilyExport):
                              dtype=self.model.dtype)
         return {"pixel_values": pixels}, {"pixel_values": {0: Dim("tiles")}}
 
-    def processor_rule(self) -> dict:
+    def processor_rule(self) -> ProcessorRule:
         """Image processor and tokenizer apart (``InternVLProcessor`` needs torchvision): one tile per image,
         ``image_seq_length`` placeholders per tile between the start and end tokens."""
         processor = self.pipe.processor
-        return {**super().processor_rule(),
-                "expand": {"image_token": processor.image_token, "count": "num_patches",
-                           "tokens_per_patch": int(processor.image_seq_length),
-                           "prefix": processor.start_image_token, "suffix": processor.end_image_token},
-                "image_kwargs": {"crop_to_patches": False, "min_patches": 1, "max_patches": 1}}
+        return replace(super().processor_rule(),
+                       expand=Expand(image_token=processor.image_token, count="num_patches",
+                                     tokens_per_patch=int(processor.image_seq_length),
+                                     prefix=processor.start_image_token, suffix=processor.end_image_token),
+                       image_kwargs={"crop_to_patches": False, "min_patches": 1, "max_patches": 1})
 
 
 class Qwen25VLVision(Qwen2VLVision):
@@ -289,11 +292,11 @@ class Qwen25VLExport(Qwen2VLExport):
                       reverse_index={0: units})
         return inputs, shapes
 
-    def processor_rule(self) -> dict:
+    def processor_rule(self) -> ProcessorRule:
         vision = self._vision_config()
         rule = super().processor_rule()
-        return {**rule, "vision_grid": {**rule["vision_grid"], "window_size": int(vision.window_size),
-                                        "patch_size": int(vision.patch_size)}}
+        return replace(rule, vision_grid=replace(rule.vision_grid, window_size=int(vision.window_size),
+                                                 patch_size=int(vision.patch_size)))
 
 
 class ChameleonVision(nn.Module):
@@ -331,8 +334,8 @@ class ChameleonExport(FamilyExport):
         """``ChameleonForConditionalGeneration.forward`` forbids the image codes in generated text."""
         return [int(t) for t in self.model.model.vocabulary_mapping.image_tokens]
 
-    def processor_rule(self) -> dict:
-        return {**super().processor_rule(), "chat_template": self.adapter.chat_template()}
+    def processor_rule(self) -> ProcessorRule:
+        return replace(super().processor_rule(), chat_template=self.adapter.chat_template())
 
 
 def _windowed(config) -> bool:

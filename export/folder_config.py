@@ -1,153 +1,453 @@
-"""``scr_config.json``, the one file that says what an exported folder holds: its name, format version and
-the size past which a graph keeps its weights apart, how it is written, and how it is read back.
+"""``scr_config.json``, the one file that says what an exported folder holds, as typed frozen records: the
+model (its graphs, decoder, layout and processor rules, int4 record), the SCR settings baked into the
+graphs (an ``SCRConfig``) and the export's provenance. The exporter builds a ``FolderConfig`` and writes
+it (``to_json``); the runtime reads one back (``FolderConfig.from_json``) and reads attributes.
 
-Read, it is checked before onnxruntime opens anything: an exported folder may come from someone else,
-so a wrong type is one ``ModelLoadError`` line and a graph name is a plain file name inside the folder
-(no absolute path, no ``..``, no separator, no NUL). torch-free (the runtime reads it).
+Read, it is checked field by field before onnxruntime opens anything: an exported folder may come from
+someone else, so a wrong field is one ``ModelLoadError`` line that names it, a size that would divide by
+zero or a negative context is refused here, and a graph name is a plain file name inside the folder (no
+absolute path, no ``..``, no separator, no NUL). torch-free (the runtime reads it).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
-from scr_core import ModelLoadError
+from scr_core import ModelLoadError, SCRConfig, SCRError
+from scr_core.layout import RULE_FIELDS, layout_from_rule
+
+from .dtypes import JSON_DTYPES, ExportDtype, for_activations
 
 CONFIG_NAME = "scr_config.json"
 FORMAT_VERSION = 2  # 2: the processor rule as steps with the adapter's reserved tokens; short_answer_suffix
 # (model.quantization, an int4 export's record, is optional: folders without it are fp32/fp16 ones)
 EXTERNAL_DATA_BYTES = 1 << 30  # graphs with more weights than this keep them in a .onnx.data file
-
-GRAPHS = (("vision",), ("embedding",), ("decoder", "head"), ("decoder", "tail"), ("select",))
 MAX_NAME = 255
+OPTIONAL = {"omit_none": True}  # see optional()
+POSITION_RULES = ("sequential", "mrope")  # how the runtime builds position ids (FamilyExport.position_rule)
+# the graphs by the runtime's session names, and where each sits under ``model``
+GRAPHS = {"vision": ("vision",), "embedding": ("embedding",), "head": ("decoder", "head"), "tail": ("decoder", "tail"),
+          "select": ("select",)}
 
 
-def _fail(config_path: Path, where: str, why: str) -> ModelLoadError:
-    return ModelLoadError(f"{config_path}: {where} {why}; export the folder again")
+class _Reader:
+    """One JSON object of the file and where it sits (``model.decoder``): its fields read one by one, each
+    wrong one a ``ModelLoadError`` naming it. ``optional``: an absent or null field reads as None."""
+
+    def __init__(self, tree: dict, where: str, source: Path) -> None:
+        self.tree, self.where, self.source = tree, where, source
+
+    def fail(self, key: str, why: str) -> ModelLoadError:
+        name = f"{self.where}.{key}" if self.where and key else self.where or key
+        return ModelLoadError(f"{self.source}: {name} {why}; export the folder again")
+
+    def value(self, key: str, optional: bool = False):
+        if optional:
+            return self.tree.get(key)
+        if key not in self.tree:
+            raise self.fail(key, "is missing")
+        return self.tree[key]
+
+    def section(self, key: str, optional: bool = False) -> "_Reader | None":
+        value = self.value(key, optional)
+        if value is None and optional:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a dict (got {value!r:.40})")
+        return _Reader(value, f"{self.where}.{key}" if self.where else key, self.source)
+
+    def integer(self, key: str, least: int | None = None, optional: bool = False) -> int | None:
+        value = self.value(key, optional)
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"must be an integer (got {value!r:.40})")
+        if least is not None and value < least:
+            raise self.fail(key, f"must be >= {least} (got {value})")
+        return value
+
+    def string(self, key: str, choices: tuple[str, ...] = (), optional: bool = False) -> str | None:
+        value = self.value(key, optional)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(key, f"must be a str (got {value!r:.40})")
+        if choices and value not in choices:
+            raise self.fail(key, f"must be {' or '.join(choices)} (got {value!r:.40})")
+        return value
+
+    def boolean(self, key: str, optional: bool = False) -> bool | None:
+        value = self.value(key, optional)
+        if not isinstance(value, bool) and not (value is None and optional):
+            raise self.fail(key, f"must be a bool (got {value!r:.40})")
+        return value
+
+    def number(self, key: str) -> float:
+        value = self.value(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.fail(key, f"must be a number (got {value!r:.40})")
+        return value
+
+    def integers(self, key: str, least: int | None = None, length: int | None = None) -> tuple[int, ...]:
+        value = self.value(key)
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise self.fail(key, "must be a list of integers")
+        if length is not None and len(value) != length:
+            raise self.fail(key, f"must hold {length} integers (got {len(value)})")
+        if least is not None and any(v < least for v in value):
+            raise self.fail(key, f"must hold integers >= {least} (got {value!r:.40})")
+        return tuple(value)
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.value(key)
+        if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
+            raise self.fail(key, "must be a list of strings")
+        return tuple(value)
 
 
-def _get(tree: dict, keys: tuple[str, ...], kind, config_path: Path):
-    value = tree
-    for depth, key in enumerate(keys):
-        if not isinstance(value, dict) or key not in value:
-            raise _fail(config_path, ".".join(keys[:depth + 1]), "is missing")
-        value = value[key]
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise _fail(config_path, ".".join(keys), f"must be an integer (got {value!r:.40})")
-    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
-        raise _fail(config_path, ".".join(keys), f"must be a number (got {value!r:.40})")
-    if kind not in (int, float) and not isinstance(value, kind):
-        raise _fail(config_path, ".".join(keys), f"must be a {getattr(kind, '__name__', kind)} (got {value!r:.40})")
+def optional():
+    """A field that is None unless the file has it, and is then left out of the file (not written as null)."""
+    return field(default=None, metadata=OPTIONAL)
+
+
+def _json(value):
+    """A record as the file writes it: tuples as lists, ``OPTIONAL`` fields left out when None."""
+    if is_dataclass(value):
+        return {f.name: _json(getattr(value, f.name)) for f in fields(value) if f.metadata.get("json", True)
+                and not (f.metadata.get("omit_none") and getattr(value, f.name) is None)}
+    if isinstance(value, (tuple, list)):
+        return [_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _json(v) for k, v in value.items()}
     return value
 
 
-def _int_list(tree: dict, keys: tuple[str, ...], config_path: Path) -> list[int]:
-    value = _get(tree, keys, list, config_path)
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-        raise _fail(config_path, ".".join(keys), "must be a list of integers")
-    return value
+class _Record:
+    def to_json(self) -> dict:
+        return _json(self)
 
 
-def graph_path(folder: Path, name, config_path: Path, where: str) -> Path:
-    """``folder / name`` for a plain file name that stays in ``folder`` (symlinks resolved)."""
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME or "\0" in name or "/" in name \
-            or "\\" in name or name in (".", "..") or not name.endswith(".onnx"):
-        raise _fail(config_path, where, f"must be a plain .onnx file name in the folder (got {name!r:.60})")
-    path = folder / name
+@dataclass(frozen=True, kw_only=True)
+class Graph(_Record):
+    """One ONNX graph of the folder: its file, input and output names, whether its weights are apart."""
+
+    filename: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    external_data: bool | None = optional()  # not recorded for select.onnx
+
+    @classmethod
+    def from_record(cls, tree: object, source: Path) -> "Graph":
+        """A graph's record on its own (``export.measure``'s plain decoder), checked as in the folder's file."""
+        if not isinstance(tree, dict):
+            raise ModelLoadError(f"{source} must hold a JSON object")
+        return cls.read(_Reader(tree, "", source))
+
+    @classmethod
+    def read(cls, r: _Reader, **extra) -> "Graph":
+        filename = r.value("filename")
+        if not isinstance(filename, str) or not filename or len(filename) > MAX_NAME or "\0" in filename \
+                or "/" in filename or "\\" in filename or filename in (".", "..") or not filename.endswith(".onnx"):
+            raise r.fail("filename", f"must be a plain .onnx file name in the folder (got {filename!r:.60})")
+        return cls(filename=filename, inputs=r.strings("inputs"), outputs=r.strings("outputs"),
+                   external_data=r.boolean("external_data", optional=True), **extra)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecoderGraph(Graph):
+    """``decoder_head.onnx`` (layers 0 … the last diagnostic layer) or ``decoder_tail.onnx`` (the rest, the LM head)."""
+
+    layers: tuple[int, int]  # first, last (inclusive)
+    past_names: tuple[str, ...]
+    present_names: tuple[str, ...]
+    hook_layers: tuple[int, ...]  # the ai.scr nodes in this part
+
+    @property
+    def layer_range(self) -> range:
+        return range(self.layers[0], self.layers[1] + 1)
+
+    @property
+    def has_scr(self) -> bool:
+        """Whether the part takes the plan (``visual_positions``, ``scr_map``): it holds hook layers."""
+        return "scr_map" in self.inputs
+
+    @classmethod
+    def read(cls, r: _Reader, **extra) -> "DecoderGraph":
+        layers = r.integers("layers", least=0, length=2)
+        if layers[0] > layers[1]:
+            raise r.fail("layers", f"must be [first, last] with first <= last (got {list(layers)})")
+        return super().read(r, layers=layers, past_names=r.strings("past_names"),
+                            present_names=r.strings("present_names"), hook_layers=r.integers("hook_layers", least=0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decoder(_Record):
+    """The language model's sizes (the KV cache's shape) and its two parts."""
+
+    head_size: int
+    hidden_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    num_hidden_layers: int
+    past_key_names: str
+    past_value_names: str
+    present_key_names: str
+    present_value_names: str
+    head: DecoderGraph
+    tail: DecoderGraph
+    position_ids: str  # POSITION_RULES
+
+    @classmethod
+    def read(cls, r: _Reader) -> "Decoder":
+        sizes = {key: r.integer(key, least=1) for key in ("head_size", "hidden_size", "num_attention_heads",
+                                                          "num_key_value_heads", "num_hidden_layers")}
+        names = {key: r.string(key) for key in ("past_key_names", "past_value_names", "present_key_names",
+                                                "present_value_names")}
+        head, tail = (DecoderGraph.read(r.section(part)) for part in ("head", "tail"))
+        for part, spec in (("head", head), ("tail", tail)):
+            if spec.layers[1] >= sizes["num_hidden_layers"]:
+                raise r.fail(f"{part}.layers", f"reach layer {spec.layers[1]} of a {sizes['num_hidden_layers']}"
+                                               "-layer decoder")
+        return cls(**sizes, **names, head=head, tail=tail, position_ids=r.string("position_ids", POSITION_RULES))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayoutRule(_Record):
+    """Where a family's processor puts each image's tokens (``scr_core.layout.layout_from_rule``'s data)."""
+
+    kind: str  # scr_core.layout.RULE_FIELDS
+    start_token_id: int | None = optional()
+    end_token_id: int | None = optional()
+    image_token_id: int
+    grid: tuple[int, int] | None = optional()
+    lead: int | None = optional()
+    merge_size: int | None = optional()
+
+    def locate(self, input_ids, image_grid_thw=None):
+        """The ``VisualLayout`` of a batch by this rule."""
+        return layout_from_rule(self.to_json(), input_ids, image_grid_thw)
+
+    @classmethod
+    def of(cls, rule: dict) -> "LayoutRule":
+        """An adapter's ``layout_rule()``."""
+        return cls(**{key: tuple(value) if key == "grid" else value for key, value in rule.items()})
+
+    @classmethod
+    def read(cls, r: _Reader) -> "LayoutRule":
+        kind = r.string("kind", tuple(RULE_FIELDS))
+        found = {"kind": kind}
+        for key in RULE_FIELDS[kind]:
+            found[key] = r.integers(key, least=1, length=2) if key == "grid" \
+                else r.integer(key, least=1 if key == "merge_size" else 0)
+        if kind == "token_runs":
+            found["lead"] = r.integer("lead", least=0, optional=True)
+        return cls(**found)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expand(_Record):
+    """The image placeholders expanded by the runtime: ``count`` names the image processor's output that
+    sizes each image (``image_grid_thw`` over ``merge_size``², or ``tokens_per_patch`` per tile)."""
+
+    image_token: str
+    count: str
+    merge_size: int | None = optional()
+    tokens_per_patch: int | None = optional()
+    prefix: str | None = optional()
+    suffix: str | None = optional()
+
+    @classmethod
+    def read(cls, r: _Reader) -> "Expand":
+        count = r.string("count", ("image_grid_thw", "num_patches"))
+        size = "merge_size" if count == "image_grid_thw" else "tokens_per_patch"
+        return cls(image_token=r.string("image_token"), count=count, **{size: r.integer(size, least=1)},
+                   prefix=r.string("prefix", optional=True), suffix=r.string("suffix", optional=True))
+
+
+@dataclass(frozen=True, kw_only=True)
+class VisionGrid(_Record):
+    """The vision tower's rotary ids and segments computed on the host (and windows, with ``window_size``)."""
+
+    merge_size: int
+    window_size: int | None = optional()
+    patch_size: int | None = optional()
+
+    @classmethod
+    def read(cls, r: _Reader) -> "VisionGrid":
+        window = r.integer("window_size", least=1, optional=True)
+        return cls(merge_size=r.integer("merge_size", least=1), window_size=window,
+                   patch_size=r.integer("patch_size", least=1) if window is not None else None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessorRule(_Record):
+    """How the runtime runs the processor without torch (``export.preprocess.Preprocessor``): the folder's
+    ``AutoProcessor`` unless ``expand`` says how to expand the image placeholders by hand."""
+
+    backend: str = "pil"
+    reserved_tokens: tuple[str, ...]
+    expand: Expand | None = optional()
+    vision_grid: VisionGrid | None = optional()
+    image_kwargs: Mapping | None = optional()
+    chat_template: str | None = optional()
+
+    @classmethod
+    def read(cls, r: _Reader) -> "ProcessorRule":
+        expand, grid, kwargs = (r.section(key, optional=True) for key in ("expand", "vision_grid", "image_kwargs"))
+        return cls(backend=r.string("backend", optional=True) or "pil", reserved_tokens=r.strings("reserved_tokens"),
+                   expand=expand and Expand.read(expand), vision_grid=grid and VisionGrid.read(grid),
+                   image_kwargs=kwargs and kwargs.tree, chat_template=r.string("chat_template", optional=True))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quantization(_Record):
+    """An int4 export's record (``export/quantize.py``): what was quantized and how."""
+
+    bits: int
+    block_size: int
+    symmetric: bool
+    accuracy_level: int
+    parts: tuple[str, ...]
+    op: str
+
+    @classmethod
+    def read(cls, r: _Reader) -> "Quantization":
+        if r.integer("bits") not in (2, 4, 8):
+            raise r.fail("bits", "must be 2, 4 or 8")
+        return cls(bits=r.integer("bits"), block_size=r.integer("block_size", least=1),
+                   symmetric=r.boolean("symmetric"), accuracy_level=r.integer("accuracy_level"),
+                   parts=r.strings("parts"), op=r.string("op"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Model(_Record):
+    """The exported model: its tokens, context, dtype (``dtypes.JSON_DTYPES``) and graphs."""
+
+    type: str
+    image_token_id: int
+    context_length: int | None  # written as null when the checkpoint does not say
+    short_answer_suffix: str
+    eos_token_id: tuple[int, ...]
+    pad_token_id: int
+    dtype: str
+    vision: Graph
+    embedding: Graph
+    decoder: Decoder
+    select: Graph
+    layout: LayoutRule
+    processor: ProcessorRule
+    quantization: Quantization | None = optional()
+
+    @classmethod
+    def read(cls, r: _Reader) -> "Model":
+        quantization = r.section("quantization", optional=True)
+        return cls(type=r.string("type"), image_token_id=r.integer("image_token_id"),
+                   context_length=r.integer("context_length", least=1, optional=True),
+                   short_answer_suffix=r.string("short_answer_suffix"), eos_token_id=r.integers("eos_token_id"),
+                   pad_token_id=r.integer("pad_token_id"), dtype=r.string("dtype", JSON_DTYPES),
+                   vision=Graph.read(r.section("vision")), embedding=Graph.read(r.section("embedding")),
+                   decoder=Decoder.read(r.section("decoder")), select=Graph.read(r.section("select")),
+                   layout=LayoutRule.read(r.section("layout")), processor=ProcessorRule.read(r.section("processor")),
+                   quantization=quantization and Quantization.read(quantization))
+
+    @property
+    def export_dtype(self) -> ExportDtype:
+        """The row of ``dtypes.EXPORT_DTYPES`` this export was made with."""
+        return for_activations(self.dtype, quantized=self.quantization is not None)
+
+    def graphs(self) -> dict[str, Graph]:
+        """The graphs by the runtime's session names."""
+        return {name: functools.reduce(getattr, keys, self) for name, keys in GRAPHS.items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provenance(_Record):
+    """What made the export: the opset and IR version of its graphs and the packages' versions."""
+
+    opset: int
+    ir_version: int
+    torch: str
+    transformers: str
+    onnx: str
+    onnxruntime: str
+    python: str
+
+    @classmethod
+    def read(cls, r: _Reader) -> "Provenance":
+        return cls(opset=r.integer("opset"), ir_version=r.integer("ir_version"),
+                   **{key: r.string(key) for key in ("torch", "transformers", "onnx", "onnxruntime", "python")})
+
+
+def _read_scr(r: _Reader) -> SCRConfig:
+    """The settings baked into the graphs (``scr``), as the runner's ``SCRConfig``."""
+    k, lam = r.integer("k", least=1), r.number("lam")
+    if lam <= 0:
+        raise r.fail("lam", "must be > 0")
+    diag, hooks = r.integers("diag_layers", least=0), r.integers("hook_layers", least=0)
+    query = r.string("query", ("post_image", "last"), optional=True) or "post_image"
     try:
-        inside = path.resolve().parent == folder.resolve()
-    except (OSError, RuntimeError):
-        inside = False
-    if not inside:
-        raise _fail(config_path, where, f"({name!r}) leads outside {folder}")
-    return path
+        return SCRConfig(k=k, lam=float(lam), diag_layers=diag, hook_layers=hooks, query=query,
+                         exclude_border=r.boolean("exclude_border"))
+    except SCRError as err:
+        raise r.fail("", f"holds settings SCRConfig refuses ({err})") from None
 
 
-def check_config(config: object, folder: Path, config_path: Path) -> dict[str, Path]:
-    """Raise ``ModelLoadError`` naming the first field of the wrong type; returns the graph paths."""
-    if not isinstance(config, dict):
-        raise _fail(config_path, "the file", "must hold a JSON object")
-    model = ("model",)
-    _get(config, model, dict, config_path)
-    for key in ("pad_token_id",):
-        _get(config, (*model, key), int, config_path)
-    _int_list(config, (*model, "eos_token_id"), config_path)
-    if config["model"].get("context_length") is not None:
-        _get(config, (*model, "context_length"), int, config_path)
-    if _get(config, (*model, "dtype"), str, config_path) not in ("float16", "float32"):
-        raise _fail(config_path, "model.dtype", "must be float16 or float32")
-    for key in ("head_size", "hidden_size", "num_key_value_heads", "num_hidden_layers"):
-        if _get(config, (*model, "decoder", key), int, config_path) < 1:
-            raise _fail(config_path, f"model.decoder.{key}", "must be >= 1")
-    _get(config, (*model, "decoder", "position_ids"), str, config_path)
-    _get(config, (*model, "layout"), dict, config_path)
-    _get(config, (*model, "short_answer_suffix"), str, config_path)
-    if config["model"].get("quantization") is not None:
-        _check_quantization(config, config_path)
-    processor = (*model, "processor")
-    _get(config, processor, dict, config_path)
-    if any(not isinstance(t, str) for t in _get(config, (*processor, "reserved_tokens"), list, config_path)):
-        raise _fail(config_path, "model.processor.reserved_tokens", "must be a list of strings")
-    if config["model"]["processor"].get("expand") is not None:
-        expand = (*processor, "expand")
-        _get(config, (*expand, "image_token"), str, config_path)
-        if _get(config, (*expand, "count"), str, config_path) not in ("image_grid_thw", "num_patches"):
-            raise _fail(config_path, "model.processor.expand.count", "must be image_grid_thw or num_patches")
-        size = "merge_size" if config["model"]["processor"]["expand"]["count"] == "image_grid_thw" \
-            else "tokens_per_patch"
-        if _get(config, (*expand, size), int, config_path) < 1:
-            raise _fail(config_path, f"model.processor.expand.{size}", "must be >= 1")
-    paths = {}
-    for keys in GRAPHS:
-        spec = (*model, *keys)
-        _get(config, spec, dict, config_path)
-        paths[keys[-1]] = graph_path(folder, _get(config, (*spec, "filename"), object, config_path), config_path,
-                                     ".".join((*spec, "filename")))
-    for part in ("head", "tail"):
-        if len(_int_list(config, (*model, "decoder", part, "layers"), config_path)) != 2:
-            raise _fail(config_path, f"model.decoder.{part}.layers", "must be [first, last]")
-        _get(config, (*model, "decoder", part, "inputs"), list, config_path)
-    scr = ("scr",)
-    if _get(config, (*scr, "k"), int, config_path) < 1:
-        raise _fail(config_path, "scr.k", "must be >= 1")
-    if _get(config, (*scr, "lam"), float, config_path) <= 0:
-        raise _fail(config_path, "scr.lam", "must be > 0")
-    _int_list(config, (*scr, "diag_layers"), config_path)
-    _int_list(config, (*scr, "hook_layers"), config_path)
-    if config["scr"].get("query", "post_image") not in ("post_image", "last"):
-        raise _fail(config_path, "scr.query", "must be post_image or last")
-    _get(config, (*scr, "exclude_border"), bool, config_path)
-    return paths
+@dataclass(frozen=True, kw_only=True)
+class FolderConfig:
+    """An exported folder's ``scr_config.json``. ``paths``: the graphs' files (by session name), filled by
+    ``from_json`` once each is checked to be a plain file inside the folder."""
+
+    model: Model
+    scr: SCRConfig  # the settings baked into the graphs (λ, layers, query, border) and the default K
+    scr_opset: Mapping[str, int]  # the ai.scr domain's version the graphs use (scr.opset_import)
+    export: Provenance
+    format_version: int = FORMAT_VERSION
+    paths: Mapping[str, Path] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_json(self) -> dict:
+        scr = self.scr
+        return {"format_version": self.format_version, "model": self.model.to_json(),
+                "scr": {"k": scr.k, "lam": scr.lam, "diag_layers": list(scr.diag_layers),
+                        "hook_layers": list(scr.hook_layers), "query": scr.query,
+                        "exclude_border": scr.exclude_border, "opset_import": dict(self.scr_opset)},
+                "export": self.export.to_json()}
+
+    def write(self, folder: Path) -> Path:
+        """``folder/scr_config.json``."""
+        path = Path(folder) / CONFIG_NAME
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_json(cls, folder: str | Path) -> "FolderConfig":
+        """The config of an exported folder, or one ``ModelLoadError`` line: not a folder made by
+        ``python -m export.onnx``, unreadable, another format version, or a field that is wrong."""
+        folder = Path(folder)
+        tree, source = _load(folder)
+        if tree.get("format_version") != FORMAT_VERSION:
+            raise ModelLoadError(f"{source} has format version {tree.get('format_version')!r}; this runtime reads "
+                                 f"version {FORMAT_VERSION}: export the folder again with this version")
+        top = _Reader(tree, "", source)
+        model, scr = Model.read(top.section("model")), top.section("scr")
+        opset = scr.value("opset_import")
+        if not isinstance(opset, dict) or any(isinstance(v, bool) or not isinstance(v, int) for v in opset.values()):
+            raise scr.fail("opset_import", "must map op domains to integer versions")
+        paths = {name: _inside(folder, graph.filename, source, ".".join(("model", *GRAPHS[name])))
+                 for name, graph in model.graphs().items()}
+        return cls(model=model, scr=_read_scr(scr), scr_opset=opset, export=Provenance.read(top.section("export")),
+                   paths=paths)
 
 
-def _check_quantization(config: dict, config_path: Path) -> None:
-    """``model.quantization``: what ``export/quantize.py`` records of an int4 export."""
-    keys = ("model", "quantization")
-    _get(config, keys, dict, config_path)
-    if _get(config, (*keys, "bits"), int, config_path) not in (2, 4, 8):
-        raise _fail(config_path, "model.quantization.bits", "must be 2, 4 or 8")
-    if _get(config, (*keys, "block_size"), int, config_path) < 1:
-        raise _fail(config_path, "model.quantization.block_size", "must be >= 1")
-    _get(config, (*keys, "symmetric"), bool, config_path)
-    _get(config, (*keys, "accuracy_level"), int, config_path)
-    if any(not isinstance(p, str) for p in _get(config, (*keys, "parts"), list, config_path)):
-        raise _fail(config_path, "model.quantization.parts", "must be a list of strings")
-
-
-def write_config(folder: Path, config: dict) -> Path:
-    """``config`` (everything but the version) as ``folder/scr_config.json``, stamped with this format."""
-    path = Path(folder) / CONFIG_NAME
-    path.write_text(json.dumps({"format_version": FORMAT_VERSION, **config}, indent=2) + "\n")
-    return path
-
-
-def read_config(folder: Path) -> tuple[dict, dict[str, Path]]:
-    """(the config, its graph paths) of an exported folder, or one ``ModelLoadError`` line: not a folder
-    made by ``python -m export.onnx``, unreadable, another format version, or a field of the wrong type."""
-    config_path = Path(folder) / CONFIG_NAME
+def _load(folder: Path) -> tuple[dict, Path]:
+    """(the parsed file, its path), or one ``ModelLoadError`` line."""
+    source = folder / CONFIG_NAME
     try:
-        found = config_path.is_file()
+        found = source.is_file()
     except (OSError, ValueError) as err:  # a name too long for the file system, a NUL
         raise ModelLoadError(f"cannot use {str(folder)[:80]!r} as an exported folder: "
                              f"{getattr(err, 'strerror', None) or err}") from None
@@ -155,12 +455,31 @@ def read_config(folder: Path) -> tuple[dict, dict[str, Path]]:
         raise ModelLoadError(f"{folder} is not an exported SCR folder (no {CONFIG_NAME}); "
                              "make one with python -m export.onnx --out FOLDER")
     try:
-        config = json.loads(config_path.read_text())
-        config["model"], config["scr"]
+        tree = json.loads(source.read_text())
+        tree["model"], tree["scr"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ModelLoadError(f"{config_path} is unreadable or incomplete ({err!s:.200}); export the folder "
+        raise ModelLoadError(f"{source} is unreadable or incomplete ({err!s:.200}); export the folder "
                              "again") from None
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ModelLoadError(f"{config_path} has format version {config.get('format_version')!r}; this "
-                             f"runtime reads version {FORMAT_VERSION}: export the folder again with this version")
-    return config, check_config(config, Path(folder), config_path)
+    return tree, source
+
+
+def _inside(folder: Path, name: str, source: Path, where: str) -> Path:
+    """``folder / name``, refused where it leads outside ``folder`` (a symlink)."""
+    path = folder / name
+    try:
+        inside = path.resolve().parent == folder.resolve()
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        raise ModelLoadError(f"{source}: {where}.filename ({name!r}) leads outside {folder}; export the folder again")
+    return path
+
+
+def is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds an SCR export of any format version (a ``scr_config.json`` object with
+    ``format_version``, ``model`` and ``scr``): what ``--overwrite`` may replace."""
+    try:
+        tree, _ = _load(Path(folder))
+    except SCRError:
+        return False
+    return isinstance(tree.get("format_version"), int) and all(isinstance(tree.get(k), dict) for k in ("model", "scr"))

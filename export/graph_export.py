@@ -25,7 +25,9 @@ from torch.export import Dim
 from scr_core import SCRError
 
 from . import ops
-from .folder_config import EXTERNAL_DATA_BYTES
+from .dtypes import ExportDtype
+from .folder_config import (EXTERNAL_DATA_BYTES, Decoder, DecoderGraph, FolderConfig, Graph, LayoutRule, Model,
+                            Provenance)
 from .graphs import FUSED_ATTENTION_OPSET, DecoderPart, Embedding, use_export_attention
 from .release import release
 from .torch_ops import translation_table
@@ -48,13 +50,13 @@ class GraphExporter:
         use_export_attention(pipe.adapter.decoder_config(), fused=opset >= FUSED_ATTENTION_OPSET)
 
     # -- graphs ------------------------------------------------------------------------
-    def vision(self, path: Path) -> dict:
+    def vision(self, path: Path) -> Graph:
         inputs, shapes = self.family.vision_example()
         return self._export(self.family.vision_module().eval(), inputs, shapes, list(inputs),
                             [self.family.vision_output],
                             path, dynamic={name: list(dims) for name, dims in shapes.items()})
 
-    def embedding(self, path: Path) -> dict:
+    def embedding(self, path: Path) -> Graph:
         image_id = self.family.image_token_id()
         ids = torch.full((BATCH, SEQ), int(self.text.bos_token_id or 0), dtype=torch.long)
         ids[:, 2:4] = image_id
@@ -77,25 +79,25 @@ class GraphExporter:
         keep = set().union(*(needs[name] for name in later))
         return release(p for p in self.model.parameters() if id(p) not in keep)
 
-    def head(self, path: Path) -> dict:
+    def head(self, path: Path) -> DecoderGraph:
         part = DecoderPart(self.lm, 0, self.split, lm_head=None, hook_layers=self.cfg.hook_layers, lam=self.cfg.lam,
                            diag_layers=self.cfg.diag_layers).eval()
         return self._decoder(part, path, first=0, last=self.split, head=True)
 
-    def tail(self, path: Path) -> dict:
+    def tail(self, path: Path) -> DecoderGraph:
         part = DecoderPart(self.lm, self.split + 1, self.depth - 1, lm_head=self.model.get_output_embeddings(),
                            hook_layers=self.cfg.hook_layers, lam=self.cfg.lam,
                            suppressed_tokens=self.family.suppressed_tokens()).eval()
         return self._decoder(part, path, first=self.split + 1, last=self.depth - 1, head=False)
 
-    def full_decoder(self, path: Path) -> dict:
+    def full_decoder(self, path: Path) -> DecoderGraph:
         """The whole decoder as one graph without SCR: the plain export that ``export.measure`` compares with."""
         part = DecoderPart(self.lm, 0, self.depth - 1, lm_head=self.model.get_output_embeddings(), hook_layers=(),
                            lam=1.0, suppressed_tokens=self.family.suppressed_tokens()).eval()
         return self._decoder(part, path, first=0, last=self.depth - 1, head=False)
 
     # -- helpers -----------------------------------------------------------------------
-    def _decoder(self, part: DecoderPart, path: Path, first: int, last: int, head: bool) -> dict:
+    def _decoder(self, part: DecoderPart, path: Path, first: int, last: int, head: bool) -> DecoderGraph:
         from .graphs import renumbered
 
         dtype = self.model.dtype
@@ -131,13 +133,13 @@ class GraphExporter:
         dynamic = {"inputs_embeds" if head else "hidden_state": [0, 1], "attention_mask": [0, 1],
                    **{n: [0, 2] for n in past_names}}
         with renumbered(part.part.layers):
-            info = self._export(part, kwargs, shapes, names, outputs, path, dynamic=dynamic, external=True)
-        info.update(layers=[first, last], past_names=past_names, present_names=present_names,
-                    hook_layers=[i for i in self.cfg.hook_layers if first <= i <= last])
-        return info
+            graph = self._export(part, kwargs, shapes, names, outputs, path, dynamic=dynamic, external=True)
+        return DecoderGraph(**vars(graph), layers=(first, last), past_names=tuple(past_names),
+                            present_names=tuple(present_names),
+                            hook_layers=tuple(i for i in self.cfg.hook_layers if first <= i <= last))
 
     def _export(self, module, kwargs, shapes, input_names, output_names, path: Path, dynamic: dict,
-                external: bool = False) -> dict:
+                external: bool = False) -> Graph:
         """Trace ``module`` into ``path``; ``external``: weights in ``path.onnx.data`` whatever their size."""
         program = torch.onnx.export(module, (), kwargs=kwargs, dynamic_shapes=shapes, input_names=input_names,
                                     output_names=output_names, dynamo=True, opset_version=self.opset, optimize=True,
@@ -157,12 +159,12 @@ class GraphExporter:
         model.ir_version = min(model.ir_version, ops.IR_VERSION)
         onnx.save(model, str(path))
         _check_dynamic(model, dynamic, path.name)
-        return {"filename": path.name, "inputs": [i.name for i in model.graph.input],
-                "outputs": [o.name for o in model.graph.output], "external_data": external}
+        return Graph(filename=path.name, inputs=tuple(i.name for i in model.graph.input),
+                     outputs=tuple(o.name for o in model.graph.output), external_data=external)
 
     # -- scr_config.json -----------------------------------------------------------------
-    def config(self, cfg, files: dict, dtype: str) -> dict:
-        """What ``scr_config.json`` records of this export (``folder_config`` adds the format version)."""
+    def config(self, cfg, files: dict[str, Graph], dtype: ExportDtype) -> FolderConfig:
+        """What ``scr_config.json`` records of this export."""
         import onnxruntime
         import transformers
 
@@ -170,39 +172,25 @@ class GraphExporter:
         eos = generation.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         head_dim = getattr(self.text, "head_dim", None) or self.text.hidden_size // self.text.num_attention_heads
-        return {
-            "model": {
-                "type": self.model.config.model_type,
-                "image_token_id": self.family.image_token_id(),
-                "context_length": self.pipe.adapter.context_length(),
-                "short_answer_suffix": self.pipe.adapter.short_answer_suffix,
-                "eos_token_id": eos,
-                "pad_token_id": generation.pad_token_id if generation.pad_token_id is not None else (eos or [0])[0],
-                "dtype": "float16" if dtype == "fp16" else "float32",
-                "vision": files["vision"],
-                "embedding": files["embedding"],
-                "decoder": {
-                    "head_size": head_dim, "hidden_size": self.text.hidden_size,
-                    "num_attention_heads": self.text.num_attention_heads,
-                    "num_key_value_heads": self.text.num_key_value_heads,
-                    "num_hidden_layers": self.depth,
-                    "past_key_names": "past_key_values.%d.key", "past_value_names": "past_key_values.%d.value",
-                    "present_key_names": "present.%d.key", "present_value_names": "present.%d.value",
-                    "head": files["decoder_head"], "tail": files["decoder_tail"],
-                    "position_ids": self.family.position_rule,
-                },
-                "select": {"filename": "select.onnx", "inputs": ["scores", "grid_shape", "budgets"],
-                           "outputs": ["scr_map"]},
-                "layout": self.family.layout_rule(),
-                "processor": self.family.processor_rule(),
-            },
-            "scr": {"k": cfg.k, "lam": cfg.lam, "diag_layers": list(cfg.diag_layers),
-                    "hook_layers": list(cfg.hook_layers), "query": cfg.query, "exclude_border": cfg.exclude_border,
-                    "opset_import": {ops.DOMAIN: ops.VERSION}},
-            "export": {"opset": self.opset, "ir_version": ops.IR_VERSION, "torch": torch.__version__,
-                       "transformers": transformers.__version__, "onnx": onnx.__version__,
-                       "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
-        }
+        decoder = Decoder(head_size=head_dim, hidden_size=self.text.hidden_size,
+                          num_attention_heads=self.text.num_attention_heads,
+                          num_key_value_heads=self.text.num_key_value_heads, num_hidden_layers=self.depth,
+                          past_key_names="past_key_values.%d.key", past_value_names="past_key_values.%d.value",
+                          present_key_names="present.%d.key", present_value_names="present.%d.value",
+                          head=files["decoder_head"], tail=files["decoder_tail"],
+                          position_ids=self.family.position_rule)
+        model = Model(type=self.model.config.model_type, image_token_id=self.family.image_token_id(),
+                      context_length=self.pipe.adapter.context_length(),
+                      short_answer_suffix=self.pipe.adapter.short_answer_suffix, eos_token_id=tuple(eos),
+                      pad_token_id=generation.pad_token_id if generation.pad_token_id is not None else (eos or [0])[0],
+                      dtype=dtype.json, vision=files["vision"], embedding=files["embedding"], decoder=decoder,
+                      select=Graph(filename="select.onnx", inputs=("scores", "grid_shape", "budgets"),
+                                   outputs=("scr_map",)),
+                      layout=LayoutRule.of(self.family.layout_rule()), processor=self.family.processor_rule())
+        provenance = Provenance(opset=self.opset, ir_version=ops.IR_VERSION, torch=torch.__version__,
+                                transformers=transformers.__version__, onnx=onnx.__version__,
+                                onnxruntime=onnxruntime.__version__, python=platform.python_version())
+        return FolderConfig(model=model, scr=cfg, scr_opset={ops.DOMAIN: ops.VERSION}, export=provenance)
 
 
 def _check_dynamic(model: onnx.ModelProto, dynamic: dict, filename: str) -> None:

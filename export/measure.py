@@ -34,61 +34,34 @@ def _memory_mib() -> dict:
 
 def _child(kind: str, folder: Path, image: Path, tokens: int, provider: str) -> dict:
     """Load one variant, caption ``image`` (``tokens`` forced new tokens), report memory and timings."""
-    import onnxruntime as ort
-
+    from .decoder import GreedyDecoder
+    from .folder_config import DecoderGraph
     from .runtime import OnnxVLM
 
     baseline = _memory_mib()
     import transformers  # noqa: F401  (the processor's import cost, shared by both variants, reported apart)
 
     imported = _memory_mib()
-    if kind == "plain":  # the single decoder graph instead of head, tail and select; same loop otherwise
+    if kind == "plain":  # the single decoder graph instead of head, tail and select; same runner and loop
+        plain = folder.with_suffix(".plain")
         vlm = OnnxVLM(folder, provider=provider, graphs=("vision", "embedding"))
-        spec = json.loads((folder.with_suffix(".plain") / "decoder.json").read_text())
-        vlm.sessions["decoder"] = ort.InferenceSession(str(folder.with_suffix(".plain") / "decoder.onnx"),
-                                                       vlm.session_options, providers=vlm.providers)
-        vlm.eos = set()  # decode exactly ``tokens`` tokens in both variants
-        vlm.tail_layers = range(spec["layers"][0], spec["layers"][1] + 1)
-        loaded = _memory_mib()
-        _plain_caption(vlm, image, 2)  # warm-up, as for the SCR variant
-        start = time.perf_counter()
-        result = _plain_caption(vlm, image, tokens)
+        graph = DecoderGraph.from_record(json.loads((plain / "decoder.json").read_text()), plain / "decoder.json")
+        vlm.sessions.open("decoder", plain / graph.filename)
+        vlm.decoder = GreedyDecoder(vlm.sessions, vlm.config.model, parts=[("decoder", graph)])
+        scr = None
     else:
         vlm = OnnxVLM(folder, provider=provider)
-        vlm.eos = set()
-        loaded = _memory_mib()
-        vlm.caption(image, max_new_tokens=2)  # warm-up: first runs allocate and pick kernels
-        start = time.perf_counter()
-        result = vlm.caption(image, max_new_tokens=tokens)[0]
+        scr = vlm.settings
+    loaded = _memory_mib()
+    vlm.caption(image, scr=scr, max_new_tokens=2, min_new_tokens=2)  # warm-up: first runs allocate, pick kernels
+    start = time.perf_counter()
+    result = vlm.caption(image, scr=scr, max_new_tokens=tokens, min_new_tokens=tokens)[0]  # exactly ``tokens``
     total = (time.perf_counter() - start) * 1000
     return {"variant": kind, "provider": vlm.providers[0], "rss_before_load_mib": baseline["VmRSS"],
             "rss_import_mib": imported["VmRSS"],
             "rss_loaded_mib": loaded["VmRSS"], "rss_after_caption_mib": _memory_mib()["VmRSS"],
             "peak_rss_mib": _memory_mib()["VmHWM"], "caption_ms": round(total, 1),
             "timings": result.timings.to_dict()}
-
-
-def _plain_caption(vlm, image: Path, tokens: int):
-    """The vanilla greedy loop on the single decoder graph (what an export without SCR runs)."""
-    from scr_core import GenerationResult, Timings
-
-    batch = vlm.prepare(image, None)
-    mask, positions = batch.attention_mask, batch.position_ids
-    embeds, past, steps, out = vlm._embed(batch.input_ids, batch.features), None, [], []
-    layers = vlm.tail_layers
-    for step in range(tokens):
-        start = time.perf_counter()
-        result = vlm._run("decoder", vlm._step_inputs(embeds, mask, positions, past, layers, first="hidden_state"),
-                          ["logits", *vlm._present_names(layers)])
-        token = np.argmax(result["logits"].numpy()[:, -1], axis=-1).astype(np.int64)
-        out.append(int(token[0]))
-        past = result
-        mask = np.concatenate([mask, np.ones((mask.shape[0], 1), np.int64)], axis=1)
-        positions = vlm._next_positions(positions)
-        embeds = vlm._embed(token[:, None], vlm._empty_features())
-        steps.append((time.perf_counter() - start) * 1000)
-    timings = Timings(batch.vision_ms, 0.0, steps[0], sum(steps[1:]) / max(1, len(steps) - 1), len(out))
-    return GenerationResult("", tuple(out), None, None, timings)
 
 
 def _export_plain(model: Path, folder: Path) -> None:
@@ -98,24 +71,23 @@ def _export_plain(model: Path, folder: Path) -> None:
     from scr_core import SCRConfig, SCRPipeline
 
     from .families import family_for
-    from .folder_config import read_config
+    from .folder_config import FolderConfig
     from .graph_export import GraphExporter
 
     plain = folder.with_suffix(".plain")
     if (plain / "decoder.json").is_file():
         return
-    config, _ = read_config(folder)
-    dtype = config["model"]["dtype"]
-    pipe = SCRPipeline.from_pretrained(model, dtype=dtype, device="cpu", attn_implementation="sdpa")
-    cfg = pipe.resolve(SCRConfig(diag_layers=tuple(config["scr"]["diag_layers"]),
-                                 hook_layers=tuple(config["scr"]["hook_layers"])))
+    config = FolderConfig.from_json(folder)
+    pipe = SCRPipeline.from_pretrained(model, dtype=config.model.export_dtype.torch, device="cpu",
+                                       attn_implementation="sdpa")
+    cfg = pipe.resolve(SCRConfig(diag_layers=config.scr.diag_layers, hook_layers=config.scr.hook_layers))
     staging = plain.with_suffix(".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     with torch.no_grad():
-        info = GraphExporter(pipe, family_for(pipe), cfg, config["export"]["opset"]).full_decoder(
+        graph = GraphExporter(pipe, family_for(pipe), cfg, config.export.opset).full_decoder(
             staging / "decoder.onnx")
-    (staging / "decoder.json").write_text(json.dumps(info))
+    (staging / "decoder.json").write_text(json.dumps(graph.to_json()))
     staging.rename(plain)
 
 

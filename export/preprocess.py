@@ -5,8 +5,12 @@ attention segments and the 3-D M-RoPE position ids of the decoder)."""
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .folder_config import ProcessorRule
 
 
 def vision_rotary_ids(grid_thw: np.ndarray, merge: int) -> np.ndarray:
@@ -110,14 +114,14 @@ class Preprocessor:
     the vision tower's rotary ids and segments (and windows, with ``window_size``).
     """
 
-    def __init__(self, folder, rule: dict) -> None:
+    def __init__(self, folder, rule: "ProcessorRule") -> None:
         from scr_core.template_guard import warm_up
         from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
         warm_up()  # the template renderer's process starts while the processor loads
         self.rule = rule
-        self.expand = rule.get("expand")
-        backend = rule.get("backend", "pil")
+        self.expand = rule.expand
+        backend = rule.backend
         if self.expand is not None:
             self.images = AutoImageProcessor.from_pretrained(folder, backend=backend)
             self.tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -130,7 +134,7 @@ class Preprocessor:
 
     def reserved_tokens(self) -> set[str]:
         """The adapter's reserved tokens, as the export recorded them."""
-        return set(self.rule.get("reserved_tokens", ()))
+        return set(self.rule.reserved_tokens)
 
     def format(self, prompt: str, num_images: int) -> str:
         """The chat template around ``num_images`` images followed by the prompt (as the adapters do), in
@@ -140,28 +144,27 @@ class Preprocessor:
 
         messages = chat_messages(prompt, num_images)
         if self.processor is not None:
-            return render_chat(self.processor, messages, self.rule.get("chat_template") or None)
+            return render_chat(self.processor, messages, self.rule.chat_template or None)
         return render_chat(self.tokenizer, messages, self.template)
 
     def __call__(self, images: list, texts: list[str]) -> dict:
         if self.processor is not None:
             return dict(self.processor(images=images, text=texts, return_tensors="np", padding=True,
                                        padding_side="left"))
-        pixels = dict(self.images(images=images, return_tensors="np", **self.rule.get("image_kwargs", {})))
+        pixels = dict(self.images(images=images, return_tensors="np", **(self.rule.image_kwargs or {})))
         expand = self.expand
-        if expand["count"] == "num_patches":
-            counts = [n * int(expand["tokens_per_patch"]) for n in np.asarray(pixels.pop("num_patches")).tolist()]
+        if expand.count == "num_patches":
+            counts = [n * expand.tokens_per_patch for n in np.asarray(pixels.pop("num_patches")).tolist()]
         else:
-            counts = (np.asarray(pixels["image_grid_thw"]).prod(axis=1) // int(expand["merge_size"]) ** 2).tolist()
-        texts = expand_image_tokens(texts, counts, expand["image_token"], expand.get("prefix", ""),
-                                    expand.get("suffix", ""))
+            counts = (np.asarray(pixels["image_grid_thw"]).prod(axis=1) // expand.merge_size ** 2).tolist()
+        texts = expand_image_tokens(texts, counts, expand.image_token, expand.prefix or "", expand.suffix or "")
         out = {**dict(self.tokenizer(texts, return_tensors="np", padding=True, padding_side="left")), **pixels}
-        grid_rule = self.rule.get("vision_grid")
+        grid_rule = self.rule.vision_grid
         if grid_rule is not None:
-            grid, merge = pixels["image_grid_thw"], int(grid_rule["merge_size"])
+            grid, merge = pixels["image_grid_thw"], grid_rule.merge_size
             out.update(vision_position_ids=vision_rotary_ids(grid, merge), cu_seqlens=vision_segments(grid))
-            if "window_size" in grid_rule:
-                out.update(window_inputs(grid, merge, int(grid_rule["window_size"]), int(grid_rule["patch_size"])))
+            if grid_rule.window_size is not None:
+                out.update(window_inputs(grid, merge, grid_rule.window_size, grid_rule.patch_size))
         return out
 
     def decode(self, tokens) -> list[str]:

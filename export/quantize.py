@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from scr_core import ConfigError
 
-from .folder_config import EXTERNAL_DATA_BYTES
+from .folder_config import EXTERNAL_DATA_BYTES, Quantization
 
 if TYPE_CHECKING:
     import onnx
@@ -29,7 +29,6 @@ SYMMETRIC = True
 ACCURACY_LEVEL = 4  # CPU: int8 activations inside MatMulNBits (onnxruntime-genai's CPU default); CUDA ignores it
 DEFAULT_BLOCK_SIZE = 32
 BLOCK_SIZES = (16, 32, 64, 128, 256)  # suggested when the asked one does not fit
-DTYPES = {"int4": "fp32", "int4-fp16": "fp16"}  # --dtype → the activations' dtype (CPU: fp32, CUDA: fp16)
 GRAPHS = {"decoder": ("decoder_head", "decoder_tail"), "lm_head": ("decoder_tail",), "vision": ("vision",)}
 
 
@@ -56,9 +55,10 @@ class Int4:
     def graphs(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(g for part in self.parts for g in GRAPHS[part]))
 
-    def to_dict(self) -> dict:
-        return {"bits": BITS, "block_size": self.block_size, "symmetric": SYMMETRIC,
-                "accuracy_level": ACCURACY_LEVEL, "parts": list(self.parts), "op": "com.microsoft.MatMulNBits"}
+    def record(self) -> Quantization:
+        """``model.quantization`` in ``scr_config.json``."""
+        return Quantization(bits=BITS, block_size=self.block_size, symmetric=SYMMETRIC, accuracy_level=ACCURACY_LEVEL,
+                            parts=self.parts, op="com.microsoft.MatMulNBits")
 
 
 def widths(model: Path, parts: tuple[str, ...]) -> dict[str, int]:

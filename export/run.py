@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -36,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     from .notorch import hide_torch
 
     hide_torch()  # this process needs no torch; transformers would import it anyway (~700 MiB)
-    if not args.debug:
+    if not args.debug:  # a quiet run prints what was asked for: not transformers' "PyTorch was not found" (hidden)
         warnings.filterwarnings("ignore")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
     def work() -> None:
         from .runtime import OnnxVLM
 
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             print(result.timings.summary(), f"| {vlm.providers[0]}", file=sys.stderr)
 
     return exit_code(work, args.debug)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,9 +1,10 @@
 """The optional parts and the one check that names what to install when one is missing.
 
 Why: ``requirements.txt`` holds only what captioning needs, since it goes into a shared ComfyUI
-environment; the ONNX export/runtime, the benchmarks, the Ray engine, the peer methods (mitigv) and the lmms-eval
-plug-in install from their own files (mirrored as the ``onnx``, ``eval``, ``ray``, ``peers`` and ``lmms`` extras
-of pyproject.toml). Every entry point that needs one calls ``require``
+environment; the ONNX export/runtime, the benchmarks, the Ray engine, the peer methods (mitigv) and the
+lmms-eval plug-in install from their own files (mirrored as the ``onnx``, ``eval``, ``ray``, ``peers`` and
+``lmms`` extras of pyproject.toml); ``requirements-runtime.txt`` (extra ``runtime``) is a torch-free
+deployment's environment on its own. Every entry point that needs one calls ``require``
 before importing it, so a missing package is one line naming the file, never an import traceback.
 Imports nothing heavy (no torch): the torch-free runtime uses it too.
 """
@@ -25,6 +26,9 @@ EXTRAS = {
     "ray": ("requirements-ray.txt", ("ray", "pyarrow")),  # --engine ray (Ray Data needs pyarrow)
     "peers": ("requirements-peers.txt", ("mitigv",)),
     "lmms": ("requirements-lmms.txt", ("lmms_eval", "loguru", "sacrebleu", "evaluate", "pytablewriter")),
+    # a torch-free deployment's whole environment (python -m export.run, OnnxVLM), not an addition to
+    # requirements.txt: of its packages only onnxruntime is not in requirements.txt's closure
+    "runtime": ("requirements-runtime.txt", ("onnxruntime",)),
 }
 # what an extra's file cannot say: a package installed first, without its own dependencies
 _FIRST = {"lmms": "pip install --no-deps lmms-eval==0.7.3 && "}

@@ -153,6 +153,11 @@ def merged_sizes(image_grid_thw, merge_size: int) -> list[tuple[int, int]]:
     return sizes
 
 
+# each rule's required fields, all integers but ``grid`` ([rows, cols]); ``token_runs`` may add ``lead``
+RULE_FIELDS = {"token_runs": ("image_token_id", "grid"), "thw_runs": ("image_token_id", "merge_size"),
+               "spans": ("start_token_id", "end_token_id", "image_token_id", "grid")}
+
+
 def layout_from_rule(rule: dict, input_ids, image_grid_thw=None) -> VisualLayout:
     """The grids by a family's layout rule as data (``{"kind": "token_runs" | "thw_runs" | "spans", ...}``,
     what the adapter writes into an export's ``scr_config.json``)."""

@@ -30,15 +30,15 @@ from .adapters import Adapter, adapter_class, adapter_for, split_options
 from .config import SCRConfig, check_depth, check_lam, resolve_layers
 from .diagnosis import attention_maps, plan_from_maps, run_until, uniform_plan
 from .results import entropy_nats
-from .errors import ConfigError, GenerationInterrupted, InputError, ModelLoadError, ReleasedError
+from .errors import ConfigError, InputError, ModelLoadError, ReleasedError
 from .images import group_images
 from .layout import VisualLayout
 from .loading import REMOTE_CODE_HINT, LoadOptions, bitsandbytes_config, checkpoint_source, needs_remote_code
 from .plan import plan_arrays
 from .prompts import pair_prompts
 from .redistribution import BatchEdit, redistribution
-from .results import Diagnosis, GenerationResult, Timings
-from .runner import RUNNER_DEFAULT, Progress, RunnerBase, ScrArg, config_arg, scr_arg
+from .results import Diagnosis, GenerationResult
+from .runner import RUNNER_DEFAULT, Progress, RunnerBase, ScrArg, TokenWatch, config_arg, scr_arg
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +77,15 @@ class PreparedBatch:
         return int.from_bytes(digest.digest(), "little")
 
 
-class _TokenWatch(StoppingCriteria):
-    """Reports each generated token and stops generation when the caller asks (within one token)."""
+class _WatchCriteria(StoppingCriteria):
+    """The runners' ``TokenWatch`` as transformers' stopping criterion: told after each generated token,
+    stops generation when the caller asks (within one token)."""
 
-    def __init__(self, total: int, progress: Progress | None, should_stop: Callable[[], bool] | None) -> None:
-        self.total, self.progress, self.should_stop = total, progress, should_stop
-        self.step, self.stopped = 0, False
+    def __init__(self, watch: TokenWatch) -> None:
+        self.watch = watch
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        self.step += 1
-        if self.progress is not None:
-            self.progress(self.step, self.total)
-        if self.should_stop is not None and self.should_stop():
-            self.stopped = True
-        return torch.full((input_ids.shape[0],), self.stopped, dtype=torch.bool, device=input_ids.device)
+        return torch.full((input_ids.shape[0],), self.watch.tick(), dtype=torch.bool, device=input_ids.device)
 
 
 class SCRPipeline(RunnerBase):
@@ -327,12 +322,11 @@ class SCRPipeline(RunnerBase):
             edit, hook_layers = BatchEdit.from_arrays(arrays, self.model.device, remove_sources), arrays.hook_layers
         else:
             edit, hook_layers = None, ()
-        watch = _TokenWatch(max_new_tokens, progress, should_stop)
-        stopping = StoppingCriteriaList([*generate_kwargs.pop("stopping_criteria", []), watch])
+        watch = TokenWatch(max_new_tokens, progress, should_stop)
+        stopping = StoppingCriteriaList([*generate_kwargs.pop("stopping_criteria", []), _WatchCriteria(watch)])
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, **generate_kwargs}
         self._check_length(layout.seq_len, max_new_tokens)
-        if should_stop is not None and should_stop():
-            raise GenerationInterrupted("stopped before generation started", [])
+        watch.start()
         cached = kwargs.get("use_cache", getattr(self.model.generation_config, "use_cache", True)) is not False
         with self._timed_forwards() as steps, self.adapter.shared_vision(batch.vision), \
                 redistribution(self.adapter.decoder_layers(), hook_layers, edit, prefill_only=cached):
@@ -340,24 +334,7 @@ class SCRPipeline(RunnerBase):
                 output = self.model.generate(**batch.inputs, **kwargs, stopping_criteria=stopping)
         new_tokens = output[:, layout.seq_len:]
         texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
-        decode = steps[1:]
-        timings = Timings(
-            vision_ms=batch.vision_ms,
-            diagnostic_ms=diagnostic_ms,
-            prefill_ms=steps[0] if steps else 0.0,
-            decode_ms_per_token=sum(decode) / len(decode) if decode else 0.0,
-            new_tokens=int(new_tokens.shape[1]),
-        )
-        results = [
-            GenerationResult(texts[i].strip(), tuple(new_tokens[i].tolist()), plans[i] if plans else None,
-                             diagnoses[i], timings)
-            for i in range(layout.batch_size)
-        ]
-        if watch.stopped:
-            raise GenerationInterrupted(f"stopped after {watch.step} of {max_new_tokens} new tokens", results)
-        if progress is not None:
-            progress(max_new_tokens, max_new_tokens)
-        return results
+        return self._results(new_tokens, texts, plans, diagnoses, batch.vision_ms, diagnostic_ms, steps, watch)
 
     # -- internals ---------------------------------------------------------------
     def _batch(self, images, prompt, transform_inputs: Callable[[dict], dict] | None = None) -> PreparedBatch:

@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .config import SCRConfig
-from .errors import ConfigError, InputError
+from .errors import ConfigError, GenerationInterrupted, InputError
 from .plan import RedistributionPlan
-from .results import Diagnosis, GenerationResult
+from .results import Diagnosis, GenerationResult, Timings
 
 
 class _RunnerDefault:
@@ -119,8 +119,32 @@ class VLMRunner(Protocol):
         """Free the weights; the runner cannot be used afterwards (``ReleasedError``)."""
 
 
+class TokenWatch:
+    """Per-token progress and the caller's stop check, one for both runners (the pipeline hands it to
+    transformers as a ``StoppingCriteria``, the ONNX decoder calls it in its loop)."""
+
+    def __init__(self, total: int, progress: Progress | None, should_stop: Callable[[], bool] | None) -> None:
+        self.total, self.progress, self.should_stop = total, progress, should_stop
+        self.step, self.stopped = 0, False
+
+    def start(self) -> None:
+        """``GenerationInterrupted`` (no results) when the caller asked to stop before the first token."""
+        if self.should_stop is not None and self.should_stop():
+            raise GenerationInterrupted("stopped before generation started", [])
+
+    def tick(self) -> bool:
+        """After each new token: report it; whether generation stops here."""
+        self.step += 1
+        if self.progress is not None:
+            self.progress(self.step, self.total)
+        if self.should_stop is not None and self.should_stop():
+            self.stopped = True
+        return self.stopped
+
+
 class RunnerBase:
-    """What both runners share word for word: ``caption`` and ``answer`` on top of their ``generate``.
+    """What both runners share word for word: ``caption`` and ``answer`` on top of their ``generate``, and
+    ``generate``'s last step (``_results``).
 
     Subclasses set ``prepared_type`` (what their ``prepare`` returns) and ``short_answer_suffix``.
     """
@@ -152,3 +176,21 @@ class RunnerBase:
             questions = [self.answer_prompt(q) if isinstance(q, str) else q for q in questions]
         return self.generate(images, questions if len(questions) > 1 else questions[0], scr=scr,
                              max_new_tokens=max_new_tokens, **kwargs)
+
+    def _results(self, new_tokens, texts: Sequence[str], plans, diagnoses: Sequence[Diagnosis | None],
+                 vision_ms: float, diagnostic_ms: float, steps: Sequence[float],
+                 watch: TokenWatch) -> list[GenerationResult]:
+        """One ``GenerationResult`` per prompt (``len(diagnoses)``; ``new_tokens[B, n]`` and ``texts`` may hold
+        more rows) sharing one ``Timings`` (``steps``: milliseconds per forward, the prefill first); then
+        ``GenerationInterrupted`` carrying them if the watch stopped generation, else the final progress call."""
+        decode = steps[1:]
+        timings = Timings(vision_ms=vision_ms, diagnostic_ms=diagnostic_ms, prefill_ms=steps[0] if steps else 0.0,
+                          decode_ms_per_token=sum(decode) / len(decode) if decode else 0.0,
+                          new_tokens=int(new_tokens.shape[1]))
+        results = [GenerationResult(texts[i].strip(), tuple(int(t) for t in new_tokens[i].tolist()),
+                                    plans[i] if plans else None, diagnoses[i], timings) for i in range(len(diagnoses))]
+        if watch.stopped:
+            raise GenerationInterrupted(f"stopped after {watch.step} of {watch.total} new tokens", results)
+        if watch.progress is not None:
+            watch.progress(watch.total, watch.total)
+        return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -143,6 +144,9 @@ CRAFTED = {
     "climbing_name": (_set("model", "decoder", "head", "filename", value="../elsewhere/decoder_head.onnx"),
                       "model.decoder.head.filename"),
     "model_list": (_set("model", value=["x"]), "model"),
+    "zero_grid": (_set("model", "layout", "grid", value=[0, 0]), "model.layout.grid"),  # was a ZeroDivisionError
+    "negative_context": (_set("model", "context_length", value=-5), "model.context_length"),  # was accepted
+    "unknown_layout": (_set("model", "layout", "kind", value="rows"), "model.layout.kind"),
 }
 
 
@@ -194,6 +198,75 @@ def test_auto_provider_with_missing_select_graph(tmp_path, exported):
     (folder / "select.onnx").unlink()
     with pytest.raises(ModelLoadError, match="select.onnx is missing"):
         OnnxVLM(folder, provider="auto")
+
+
+def files_and_modes(folder: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+
+
+def test_every_exported_file_follows_the_umask(exported):
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = files_and_modes(exported)
+    assert {"decoder_head.onnx.data", "scr_config.json", "tokenizer.json"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)
+    assert stat.S_IMODE(exported.stat().st_mode) == 0o777 & ~umask
+
+
+def test_a_quiet_run_prints_only_what_was_asked(exported, tmp_path):
+    """A real ``python -m export.run`` where torch is installed (it hides it): the caption on stdout, the
+    timings line on stderr, and nothing of transformers' ("PyTorch was not found", twice, before)."""
+    from PIL import Image
+
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (200, 40, 40)).save(image)
+    command = [sys.executable, "-m", "export.run", "--model", str(exported), str(image), "--provider", "cpu",
+               "--max-new-tokens", "3"]
+    plain = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0 and "PyTorch" not in plain.stderr + plain.stdout, plain.stderr
+    assert one_error_line(plain.stderr).endswith("| CPUExecutionProvider") and plain.stdout.strip()
+    shown = subprocess.run([*command, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and shown.stderr == "" and json.loads(shown.stdout)["token_ids"]
+
+
+# -- 4. the exporter's output folder ---------------------------------------------------------------
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_never_deletes_a_checkpoint_or_a_users_files(tmp_path, tiny_llava, exported, monkeypatch, capsys):
+    """``python -m export.onnx --model home/tiny --out home --overwrite`` deleted the checkpoint and the notes
+    beside it: --overwrite replaces an earlier export only, never the checkpoint or a folder around or in it."""
+    from export.onnx import main as export_main
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_llava, tmp_path / "home" / "tiny")
+    (tmp_path / "home" / "notes.txt").write_text("my notes")
+    shutil.copytree(exported, tmp_path / "home" / "tiny" / "onnx")  # an export, but inside the checkpoint
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"not an export")
+    before = _snapshot(tmp_path)
+    for out, message in (("home", "holds the checkpoint home/tiny"), ("home/tiny", "is the checkpoint"),
+                         ("home/tiny/onnx", "lies inside the checkpoint"), ("photos", "is not an SCR export")):
+        assert export_main(["--model", "home/tiny", "--out", out, "--overwrite"]) == 2, out
+        assert message in one_error_line(capsys.readouterr().err)
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tiny_llava):
+    """The kernel refuses the export's writes past 64 KiB (RLIMIT_FSIZE: EFBIG, the write error a full disk
+    gives as ENOSPC): one line, no traceback, no folder and no staging folder left."""
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "export.onnx", "--model", str(tiny_llava), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, preexec_fn=small_files,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2
+    line = one_error_line(done.stderr)
+    assert line.startswith("error: cannot write the export into") and "File too large" in line, line
+    assert "nothing was written" in line and list(tmp_path.iterdir()) == []
 
 
 # -- 5. exports killed midway ----------------------------------------------------------------------

@@ -42,9 +42,10 @@ def _check(vlm, pipe, images, prompts):
         for map_x, map_y in zip(x.maps, y.maps):
             np.testing.assert_allclose(map_x, map_y, atol=1e-5, rtol=0)
     tokens, logits = torch_reference(pipe, images, prompts, [d.plan for d in theirs])
-    results = vlm.caption(images, prompts, max_new_tokens=NEW_TOKENS)
+    with vlm.decoder.record_logits() as steps:
+        results = vlm.caption(images, prompts, max_new_tokens=NEW_TOKENS)
     assert vlm.prepare(images, prompts).attention_mask[1, 0] == 0  # the one-image prompt is left-padded
-    assert_parity(vlm, results, tokens, logits)
+    assert_parity(steps, results, tokens, logits)
 
 
 @pytest.mark.parametrize("opset", [18, 23], ids=["decomposed-attention", "attention-op"])

@@ -8,6 +8,8 @@ close int4 stays to fp32 is measured, not asserted (``python -m bench.onnx_int4`
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import onnx
 import pytest
 
 from export.exporter import ExportOptions, export
-from export.folder_config import read_config
+from export.folder_config import FolderConfig
 from export.onnx import main as export_main
 from export.quantize import lm_head_nodes
 from export.runtime import OnnxVLM
@@ -54,10 +56,19 @@ def test_int4_decoder_holds_matmulnbits_and_keeps_the_scr_nodes(int4_onnx, llava
     assert len([n for n in head.graph.node if n.domain == "ai.scr"]) == 4  # the hook layers 0..3, as in fp32
     assert {f.name for f in head.functions} >= {"SpatialCreditRedistribution"}
     assert "scr_scores" in [o.name for o in head.graph.output]
-    config, _ = read_config(int4_onnx)
-    assert config["model"]["dtype"] == "float32"
-    assert config["model"]["quantization"] == {"bits": 4, "block_size": 32, "symmetric": True, "accuracy_level": 4,
+    config = FolderConfig.from_json(int4_onnx)
+    assert config.model.dtype == "float32"
+    assert config.model.quantization.to_json() == {"bits": 4, "block_size": 32, "symmetric": True, "accuracy_level": 4,
                                                "parts": ["decoder"], "op": "com.microsoft.MatMulNBits"}
+
+
+def test_int4_export_files_follow_the_umask(int4_onnx):
+    """onnx writes external data 0600; every file of the export gets a plain ``open``'s mode, as fp32's."""
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in int4_onnx.iterdir()}
+    assert {"decoder_head.onnx.data", "decoder_tail.onnx.data"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)
 
 
 def test_int4_runs_without_torch_and_plans_k_sources(int4_onnx, images, tmp_path):
@@ -75,10 +86,11 @@ def test_int4_fp16_with_lm_head_and_vision(tmp_path, llava_dir, images):  # noqa
         assert {a.i for n in model.graph.node if n.op_type == "MatMulNBits" for a in n.attribute
                 if a.name == "block_size"} == {16}
     vlm = OnnxVLM(out, provider="cpu")
-    assert vlm.dtype == np.float16 and vlm.model_config["quantization"]["parts"] == ["decoder", "lm_head", "vision"]
-    result = vlm.caption(images[1], max_new_tokens=4)[0]
+    assert vlm.decoder.dtype == np.float16 and vlm.config.model.quantization.parts == ("decoder", "lm_head", "vision")
+    with vlm.decoder.record_logits() as steps:
+        result = vlm.caption(images[1], max_new_tokens=4)[0]
     assert [g.num_sources for g in result.plan.grids] == [K] and result.token_ids
-    assert np.isfinite(vlm.last_step_logits[0].astype(np.float32)).all()
+    assert np.isfinite(steps[0].astype(np.float32)).all()
 
 
 def test_int4_keeps_large_graphs_weights_in_external_data(tmp_path, llava_dir, images, monkeypatch):  # noqa: F811
@@ -87,11 +99,11 @@ def test_int4_keeps_large_graphs_weights_in_external_data(tmp_path, llava_dir, i
     monkeypatch.setattr("export.graph_export.EXTERNAL_DATA_BYTES", 4096, raising=False)
     monkeypatch.setattr("export.quantize.EXTERNAL_DATA_BYTES", 4096)
     out = export(ExportOptions(model=llava_dir, out=tmp_path / "external", k=K, dtype="int4"))
-    config, _ = read_config(out)
+    config = FolderConfig.from_json(out)
     assert (out / "embedding.onnx.data").is_file()  # the float graphs were written with external data too
     for part in ("head", "tail"):
         path = out / f"decoder_{part}.onnx"
-        assert config["model"]["decoder"][part]["external_data"] and (out / f"{path.name}.data").stat().st_size > 0
+        assert getattr(config.model.decoder, part).external_data and (out / f"{path.name}.data").stat().st_size > 0
         onnx.checker.check_model(str(path), full_check=True)
         assert not _weight_matmuls(onnx.load(str(path))) or part == "tail"
     assert [g.num_sources for g in OnnxVLM(out, provider="cpu").caption(images[0], max_new_tokens=2)[0].plan.grids] \
@@ -120,7 +132,7 @@ def test_a_wrong_quantization_record_is_refused(int4_onnx, tmp_path):
     config["model"]["quantization"]["block_size"] = "32"
     (folder / "scr_config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="model.quantization.block_size must be an integer"):
-        read_config(folder)
+        FolderConfig.from_json(folder)
 
 
 def test_bench_onnx_int4_measures_agreement_size_and_speed(llava_dir):  # noqa: F811

@@ -69,10 +69,11 @@ def torch_reference(pipe: SCRPipeline, images, prompt, plans, max_new_tokens: in
     return out.sequences[:, batch.layout.seq_len:].numpy(), [step.float().numpy() for step in out.logits]
 
 
-def assert_parity(vlm: OnnxVLM, results, tokens, logits, atol: float = 1e-4) -> None:
+def assert_parity(steps: list, results, tokens, logits, atol: float = 1e-4) -> None:
+    """``steps``: the ONNX side's per-step logits (``OnnxVLM.decoder.record_logits``)."""
     assert [r.token_ids for r in results] == [tuple(int(t) for t in row) for row in tokens]
-    assert len(vlm.last_step_logits) == len(logits)
-    for step, (ours, theirs) in enumerate(zip(vlm.last_step_logits, logits)):
+    assert len(steps) == len(logits)
+    for step, (ours, theirs) in enumerate(zip(steps, logits)):
         np.testing.assert_allclose(ours, theirs, atol=atol, rtol=0, err_msg=f"step {step}")
 
 
@@ -81,13 +82,9 @@ def test_min_new_tokens_masks_end_of_sequence_as_transformers_does(llava_vlm, ll
     sequence; plain decoding stops there, ``min_new_tokens`` masks it and matches HF ``generate``."""
     free = llava_vlm.caption(images[0], scr=None, max_new_tokens=12)[0].token_ids
     stop = free[2]
-    saved = llava_vlm.eos
-    try:
-        llava_vlm.eos = {stop}
-        assert llava_vlm.caption(images[0], scr=None, max_new_tokens=12)[0].token_ids == free[:free.index(stop) + 1]
-        forced = llava_vlm.caption(images[0], scr=None, max_new_tokens=12, min_new_tokens=12)[0]
-    finally:
-        llava_vlm.eos = saved
+    assert llava_vlm.caption(images[0], scr=None, max_new_tokens=12, eos_token_id=stop)[0].token_ids \
+        == free[:free.index(stop) + 1]
+    forced = llava_vlm.caption(images[0], scr=None, max_new_tokens=12, min_new_tokens=12, eos_token_id=stop)[0]
     tokens, _ = torch_reference(llava_pil_pipe, images[0], None, None, max_new_tokens=12, min_new_tokens=12,
                                 eos_token_id=stop)
     assert forced.token_ids == tuple(int(t) for t in tokens[0]) and len(forced.token_ids) == 12
@@ -142,8 +139,10 @@ def test_logits_and_tokens_match_pytorch(llava_vlm, llava_pil_pipe, images, scr)
     prompt = "Describe the image."
     plans = [d.plan for d in llava_pil_pipe.diagnose(images[0], prompt)] if scr else None
     tokens, logits = torch_reference(llava_pil_pipe, images[0], prompt, plans)
-    results = llava_vlm.caption(images[0], prompt, scr=RUNNER_DEFAULT if scr else None, max_new_tokens=NEW_TOKENS)
-    assert_parity(llava_vlm, results, tokens, logits)
+    with llava_vlm.decoder.record_logits() as steps:
+        results = llava_vlm.caption(images[0], prompt, scr=RUNNER_DEFAULT if scr else None,
+                                    max_new_tokens=NEW_TOKENS)
+    assert_parity(steps, results, tokens, logits)
     assert (results[0].plan == plans[0]) if scr else results[0].plan is None
     assert results[0].timings.new_tokens == tokens.shape[1] and results[0].timings.prefill_ms > 0
 
@@ -177,41 +176,46 @@ def test_left_padded_batch_of_two(graphs, llava_pil_pipe, images, request):
     prompts = ["Describe the image.", "Is there a red cat on the left of the large blue square?"]
     diagnoses = llava_pil_pipe.diagnose(images[:2], prompts)
     tokens, logits = torch_reference(llava_pil_pipe, images[:2], prompts, [d.plan for d in diagnoses])
-    results = vlm.caption(images[:2], prompts, max_new_tokens=NEW_TOKENS)
+    with vlm.decoder.record_logits() as steps:
+        results = vlm.caption(images[:2], prompts, max_new_tokens=NEW_TOKENS)
     assert vlm.prepare(images[:2], prompts).attention_mask[0, 0] == 0  # really left-padded
     assert [r.plan for r in results] == [d.plan for d in diagnoses]
-    assert_parity(vlm, results, tokens, logits)
+    assert_parity(steps, results, tokens, logits)
 
 
 def test_scr_changes_the_output(llava_vlm, images):
     """The ai.scr nodes really act: the SCR prefill logits differ from the vanilla ones."""
-    llava_vlm.caption(images[1], max_new_tokens=1)
-    with_scr = llava_vlm.last_step_logits[0]
-    llava_vlm.caption(images[1], scr=None, max_new_tokens=1)
-    assert np.abs(with_scr - llava_vlm.last_step_logits[0]).max() > 1e-3
+    with llava_vlm.decoder.record_logits() as with_scr:
+        llava_vlm.caption(images[1], max_new_tokens=1)
+    with llava_vlm.decoder.record_logits() as vanilla:
+        llava_vlm.caption(images[1], scr=None, max_new_tokens=1)
+    assert np.abs(with_scr[0] - vanilla[0]).max() > 1e-3
 
 
-def test_lam_one_fp16_export_equals_vanilla_and_overwrite(tmp_path, images, capsys):
-    """The bundled testbed (the default --model) exported by the CLI in fp16 with --lam 1.0: SCR = vanilla
-    exactly, and the fp16 graphs follow PyTorch's fp32 model to fp16 precision (CPU execution provider)."""
+def test_lam_one_fp16_export_equals_vanilla_and_overwrite(tmp_path, images, capsys, llava_onnx):
+    """The bundled testbed (the default --model) exported by the CLI in fp16 with --lam 1.0 over an earlier
+    export: SCR = vanilla exactly, and the fp16 graphs follow PyTorch's fp32 model to fp16 precision (CPU
+    execution provider)."""
     out = tmp_path / "lam1"
     out.mkdir()
+    (out / "scr_config.json").write_text((llava_onnx / "scr_config.json").read_text())  # an earlier export's
     (out / "stale.txt").write_text("old export")
     assert export_main(["--out", str(out), "--lam", "1.0", "--dtype", "fp16", "--overwrite"]) == 0
     assert not (out / "stale.txt").exists() and "exporting decoder_head.onnx" in capsys.readouterr().out
     vlm = OnnxVLM(out, provider="cpu")
-    scr = vlm.caption(images[2], max_new_tokens=8)
-    scr_logits = vlm.last_step_logits
-    vanilla = vlm.caption(images[2], scr=None, max_new_tokens=8)
+    with vlm.decoder.record_logits() as scr_logits:
+        scr = vlm.caption(images[2], max_new_tokens=8)
+    with vlm.decoder.record_logits() as vanilla_logits:
+        vanilla = vlm.caption(images[2], scr=None, max_new_tokens=8)
     assert scr[0].plan.grids[0].num_sources > 0 and scr[0].token_ids == vanilla[0].token_ids
-    for a, b in zip(scr_logits, vlm.last_step_logits):
+    for a, b in zip(scr_logits, vanilla_logits):
         np.testing.assert_array_equal(a, b)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lam1"]  # no temporary folder left
     testbed = SCRPipeline.from_pretrained(ROOT / "scr_core" / "testbed" / "checkpoint", processor_kwargs={"backend": "pil"})
     tokens, logits = torch_reference(testbed, images[2], None, None, max_new_tokens=8)
     assert vanilla[0].token_ids == tuple(int(t) for t in tokens[0])
     scale = np.abs(logits[0]).max()
-    np.testing.assert_allclose(vlm.last_step_logits[0].astype(np.float32), logits[0], atol=2e-2 * scale, rtol=0)
+    np.testing.assert_allclose(vanilla_logits[0].astype(np.float32), logits[0], atol=2e-2 * scale, rtol=0)
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -315,9 +319,9 @@ def test_runtime_runs_without_torch(llava_onnx, llava_vlm, images, tmp_path):
 def test_generated_image_token_keeps_its_embedding(llava_onnx, llava_vlm, llava_pil_pipe):
     """A decode step that produces the image token itself (no image features) embeds it like the
     PyTorch model does, instead of an empty feature row."""
-    image_id = llava_vlm.model_config["image_token_id"]
+    image_id = llava_vlm.config.model.image_token_id
     ids = np.array([[image_id, 5], [7, image_id]], dtype=np.int64)
-    out = llava_vlm._embed(ids, llava_vlm._empty_features()).numpy()
+    out = llava_vlm.decoder.embed(ids, llava_vlm.decoder.empty_features()).numpy()
     table = llava_pil_pipe.adapter.language_model().get_input_embeddings().weight.detach().numpy()
     np.testing.assert_allclose(out, table[ids], atol=0, rtol=0)
 

@@ -41,7 +41,7 @@ def qwen_vlm(qwen_dir, tmp_path_factory) -> OnnxVLM:
     out = export(ExportOptions(model=qwen_dir, out=tmp_path_factory.mktemp("onnx") / "qwen2_vl", k=K,
                                hook_layers=HOOKS))
     vlm = OnnxVLM(out, provider="cpu")
-    assert vlm.tail_has_scr and vlm.model_config["decoder"]["tail"]["hook_layers"] == [4, 5]
+    assert vlm.config.model.decoder.tail.has_scr and vlm.config.model.decoder.tail.hook_layers == (4, 5)
     return vlm
 
 
@@ -69,9 +69,10 @@ def _check(vlm, pipe, images, prompts):
             assert map_a.shape == map_b.shape
             np.testing.assert_allclose(map_a, map_b, atol=1e-5, rtol=0)
     tokens, logits = torch_reference(pipe, images, prompts, [d.plan for d in theirs])
-    results = vlm.caption(images, prompts, max_new_tokens=NEW_TOKENS)
+    with vlm.decoder.record_logits() as steps:
+        results = vlm.caption(images, prompts, max_new_tokens=NEW_TOKENS)
     assert [r.plan for r in results] == [d.plan for d in theirs]
-    assert_parity(vlm, results, tokens, logits)
+    assert_parity(steps, results, tokens, logits)
     return ours, tokens
 
 
@@ -86,7 +87,8 @@ def test_left_padded_batch_of_two(qwen_vlm, qwen_pipe, pictures):
     prompts = ["Describe the image.", "Is there a red cat on the left of the large blue square?"]
     _, tokens = _check(qwen_vlm, qwen_pipe, pictures[1:], prompts)
     assert qwen_vlm.prepare(pictures[1:], prompts).attention_mask[0, 0] == 0
-    assert max((row != qwen_vlm.pad).sum() for row in tokens) >= 10  # long enough to compare decode steps
+    pad = qwen_vlm.config.model.pad_token_id
+    assert max((row != pad).sum() for row in tokens) >= 10  # long enough to compare decode steps
 
 
 def test_opset_18_decomposed_attention_with_grouped_kv_heads_and_mrope(qwen_dir, qwen_pipe, pictures, tmp_path):
@@ -139,4 +141,6 @@ def test_qwen2_5_vl_windowed_vision_tower(tmp_path_factory, pictures):
         for map_a, map_b in zip(a.maps, b.maps):
             np.testing.assert_allclose(map_a, map_b, atol=1e-5, rtol=0)
     tokens, logits = torch_reference(pipe, images, prompts, [d.plan for d in theirs])
-    assert_parity(vlm, vlm.caption(images, prompts, max_new_tokens=NEW_TOKENS), tokens, logits)
+    with vlm.decoder.record_logits() as steps:
+        results = vlm.caption(images, prompts, max_new_tokens=NEW_TOKENS)
+    assert_parity(steps, results, tokens, logits)

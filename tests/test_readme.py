@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ci_runs_the_readme_test_command():
     """The one line of .ci/run that builds .venv and runs pytest (the floor job follows it) is in the
-    README, and it installs every requirements file (the full suite needs both extras)."""
+    README, and it installs every requirements file (the full suite needs both extras) but the torch-free
+    runtime's, which the runtime job installs alone into a venv of its own."""
     readme = (ROOT / "README.md").read_text()
     lines = (ROOT / ".ci" / "run").read_text().splitlines()
     ci_commands = [line for line in lines if line.startswith("python3 -m venv .venv &&")]
@@ -19,9 +20,12 @@ def test_ci_runs_the_readme_test_command():
     assert ci_commands[0] in readme
     installed = set(re.findall(r"-r (\S+)", ci_commands[0]))
     own_venv = {EXTRAS[extra][0] for extra in OWN_VENV}  # the harness extras: a CI block of their own
-    assert installed == {p.name for p in ROOT.glob("requirements*.txt")} - own_venv
+    runtime = "requirements-runtime.txt"  # a torch-free venv of its own
+    assert installed == {p.name for p in ROOT.glob("requirements*.txt")} - own_venv - {runtime}
     harness = [line for line in lines if line.startswith(".venv-harness/bin/pip install")]
     assert own_venv <= set(re.findall(r"-r (\S+)", " ".join(harness)))
+    runtime_job = [line for line in lines if line.startswith(".venv-runtime/bin/pip install")]
+    assert len(runtime_job) == 1 and set(re.findall(r"-r (\S+)", runtime_job[0])) == {runtime}
 
 
 def test_readme_starts_with_the_demo_command():
