@@ -20,7 +20,6 @@ SCR export that does not hold the checkpoint.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import shutil
@@ -30,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from scr_core import ConfigError, InputError, ModelLoadError, SCRError, UnsupportedModelError
+from scr_core import ConfigError, InputError, SCRError, UnsupportedModelError
 from scr_core.config import check_depth
 from scr_core.outputs import ordinary_mode
 
@@ -40,7 +39,7 @@ from .folder_config import CONFIG_NAME, is_export
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 23  # the decoder's attention as ONNX Attention nodes (1.4-1.5x faster in onnxruntime, README)
+DEFAULT_OPSET = 23  # the decoder's attention as ONNX Attention nodes (docs/performance.md#onnx-runtime-at-the-default-opset-23)
 OPSETS = (18, 19, 20, 21, 23)  # 18-21: sdpa's decomposition, for runtimes older than onnxruntime 1.23
 DTYPES = tuple(EXPORT_DTYPES)  # int4: int4 weights (export/quantize.py), fp32 or fp16 activations
 FULL = (errno.ENOSPC, errno.EDQUOT)  # what a full disk or quota says
@@ -98,17 +97,12 @@ class ExportOptions:
         if self.opset not in OPSETS:
             raise ConfigError(f"--opset must be one of {', '.join(map(str, OPSETS))} (got {self.opset}); 23 puts "
                               "ONNX's Attention op in the decoder graphs, 18-21 the decomposed attention")
-        config = Path(self.model) / "config.json"
-        if not config.is_file():
-            raise ModelLoadError(f"{self.model} is not a checkpoint folder (no config.json); pass --model PATH")
-        try:
-            model_type = json.loads(config.read_text()).get("model_type")
-        except (OSError, ValueError) as err:
-            raise ModelLoadError(f"cannot read {config}: {err}") from None
-        from scr_core.loading import checkpoint_quantization
+        from scr_core.loading import checkpoint_config, checkpoint_quantization
 
-        if checkpoint_quantization(self.model):
-            raise UnsupportedModelError(f"{self.model} is a {checkpoint_quantization(self.model)} quantized checkpoint; "
+        model_type = checkpoint_config(self.model, required=True).get("model_type")
+        quantized = checkpoint_quantization(self.model)
+        if quantized:
+            raise UnsupportedModelError(f"{self.model} is a {quantized} quantized checkpoint; "
                                         "the ONNX export needs its unquantized weights (for int4 graphs: export "
                                         "the unquantized checkpoint with --dtype int4)")
         if self.int4:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from scr_core import ModelLoadError, SCRConfig, SCRError
+from scr_core.config import check_lam_value
+from scr_core.errors import ConfigError
 from scr_core.layout import RULE_FIELDS, layout_from_rule
 
 from .dtypes import JSON_DTYPES, ExportDtype, for_activations
@@ -386,8 +388,10 @@ class Provenance(_Record):
 def _read_scr(r: _Reader) -> SCRConfig:
     """The settings baked into the graphs (``scr``), as the runner's ``SCRConfig``."""
     k, lam = r.integer("k", least=1), r.number("lam")
-    if lam <= 0:
-        raise r.fail("lam", "must be > 0")
+    try:
+        check_lam_value(lam)  # the one lower bound of any λ (also refuses NaN and inf)
+    except ConfigError:
+        raise r.fail("lam", "must be a finite number > 0") from None
     diag, hooks = r.integers("diag_layers", least=0), r.integers("hook_layers", least=0)
     query = r.string("query", ("post_image", "last"), optional=True) or "post_image"
     try:

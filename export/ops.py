@@ -3,7 +3,7 @@
 Why functions: onnxruntime inlines a FunctionProto carried by the model at load time, so the
 same ``.onnx`` file runs on every execution provider (CPU, CUDA, TensorRT, …) with no custom
 kernel library; a fused kernel registered with ``register_custom_ops_library`` takes
-precedence where one exists (see the README's ONNX section).
+precedence where one exists (see docs/onnx.md, "The `ai.scr` op domain").
 
 Both ops work on the *visual-token form* of a batch of plans (``scr_core.plan_arrays``):
 ``visual_positions[B, Nv]`` is the sequence position of prompt b's v-th visual token (all its

@@ -11,7 +11,6 @@ tower likewise (it runs once per image, not per token).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,11 +63,9 @@ class Int4:
 def widths(model: Path, parts: tuple[str, ...]) -> dict[str, int]:
     """The input widths of the Linears to quantize, read from ``config.json`` (no weights read):
     the decoder's hidden, attention-output and MLP widths; the vision tower's when it is quantized."""
-    try:
-        config = json.loads((Path(model) / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    from scr_core.loading import decoder_section
+    from scr_core.loading import checkpoint_config, decoder_section
+
+    config = checkpoint_config(model) or {}
 
     text, found = decoder_section(config), {}
     if text:

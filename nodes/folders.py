@@ -14,13 +14,15 @@ from pathlib import Path
 from comfy_api.latest import io, ui
 
 from scr_core import SCRError
-from scr_core.caption_files import caption_targets, list_images, write_captions
+from scr_core.caption_files import CaptionMode, caption_targets, list_images, write_captions
 from scr_core.caption_quality import degenerate_captions, degenerate_line
 
 from .convert import first, pils_to_tensor
 from .held import held_pixels, hold, room
 from .shared import (CATEGORY, Node, SCRSettingsType, VLMModel, caption_inputs, caption_instruction,
                      check_caption_values, instruction_input, interruptible, preset_note_for)
+
+WRITE_TO = tuple(mode.value for mode in CaptionMode)  # "beside images", "output folder": the one checked value
 
 
 def io_folders() -> list:
@@ -122,7 +124,7 @@ class SaveCaptions(Node):
                         "empty or degenerate captions are written and listed.",
             is_input_list=True, is_output_node=True,
             inputs=[io.String.Input("captions", force_input=True), io.String.Input("paths", force_input=True),
-                    io.Combo.Input("mode", options=["beside images", "output folder"], default="beside images"),
+                    io.Combo.Input("mode", options=list(WRITE_TO), default=WRITE_TO[0]),
                     io.String.Input("subfolder", default="captions", tooltip="inside the output folder"),
                     io.Boolean.Input("overwrite", default=False)],
             outputs=[io.String.Output(display_name="files", is_output_list=True)],
@@ -147,7 +149,6 @@ class SaveCaptions(Node):
 
 
 
-WRITE_TO = ("beside images", "output folder")
 
 
 def _mirrored(paths: list[Path], root: Path, output_folder: str) -> list[Path]:
@@ -226,7 +227,7 @@ class CaptionFolder(Node):
         named = user_folder(folder)
         paths = list_images(named, filter, recursive, allowed=io_folders())  # refuses a blank folder
         root = Path(named).expanduser()
-        targets = caption_targets([str(p) for p in paths], "beside images", ".", allowed=io_folders())
+        targets = caption_targets([str(p) for p in paths], CaptionMode.BESIDE_IMAGES, ".", allowed=io_folders())
         if write_to == "output folder":
             targets = _mirrored(paths, root, output_folder)
         existing = [t for t in targets if t.exists()]

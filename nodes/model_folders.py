@@ -182,7 +182,9 @@ def _download(repo_id: str) -> str:
         raise ModelLoadError(f"{repo_id} is not downloaded and this server does not download models: restart "
                              f"ComfyUI with {DOWNLOADS_ENV}=1 in its environment (e.g. {DOWNLOADS_ENV}=1 python "
                              f"main.py) to allow it, or put the model folder under models/LLM/{target.name}")
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    from scr_core.env import hub_offline
+
+    if hub_offline():
         raise ModelLoadError(f"{repo_id}: HF_HUB_OFFLINE is set, so nothing is downloaded; put the model folder "
                              f"under models/LLM/{target.name}")
     return str(download(repo_id, target))
