@@ -7,7 +7,7 @@ rules live here as data (``layout_from_rule``) for both runtimes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,9 @@ class VisualGrid:
     ``region`` is the part of that image the grid shows, as fractions (x0, y0, x1, y1) of its
     width and height: the whole image for most families, one tile for InternVL's tiling. It is
     only used to draw heatmaps.
+    ``frames`` is set on the grids of a video clip: the clip's sampled frames ``[first, stop)`` the grid
+    (one temporal slice) shows; a slice is a grid of its own with its own budget (``selection.slice_budget``),
+    and ``image`` is then the clip's place among the prompt's images and clips.
     """
 
     sample: int
@@ -35,6 +38,12 @@ class VisualGrid:
     positions: np.ndarray  # int64, shape (height * width,)
     image: int | None = None
     region: tuple[float, float, float, float] = FULL_REGION
+    frames: tuple[int, int] | None = None
+
+    @property
+    def is_slice(self) -> bool:
+        """One temporal slice of a video clip."""
+        return self.frames is not None
 
     @property
     def is_full_image(self) -> bool:
@@ -141,6 +150,55 @@ def spans(input_ids, start_id: int, end_id: int, height: int, width: int, inner_
     return VisualLayout(tuple(grids), int(ids.shape[0]), int(ids.shape[1]))
 
 
+def video_runs(input_ids, token_id: int, video_grid_thw, merge_size: int, frames_per_slice: int) -> VisualLayout:
+    """Clips whose every temporal slice is a run of ``h*w`` copies of one token, slice after slice, in the
+    processor's order: ``video_grid_thw`` = (slices, H, W) patches per clip before the merge (Qwen2-VL's
+    video grid). Text between slices (Qwen3-VL's timestamps) is skipped: only the token's positions count."""
+    ids = _rows(input_ids)
+    slices = []
+    for index, (t, h, w) in enumerate(_rows(video_grid_thw).tolist()):
+        if h % merge_size or w % merge_size:
+            raise LayoutError(f"clip {index} has grid (t, h, w) = ({t}, {h}, {w}); h and w must be divisible by "
+                              f"the merge size {merge_size}")
+        slices.append((int(t), h // merge_size, w // merge_size))
+    grids, queue = [], iter(enumerate(slices))
+    for sample, row in enumerate(ids):
+        positions = np.flatnonzero(row == token_id).astype(np.int64)
+        used, clip = 0, 0
+        while used < positions.size:
+            index, size = next(queue, (None, None))
+            if size is None:
+                raise LayoutError(f"prompt {sample} has more video tokens (id {token_id}) than video_grid_thw "
+                                  "accounts for")
+            t, height, width = size
+            for step in range(t):
+                chunk = positions[used:used + height * width]
+                if chunk.size != height * width:
+                    raise LayoutError(f"prompt {sample}: clip {index}, slice {step} needs {height * width} tokens "
+                                      f"({height}x{width}) but only {chunk.size} video tokens are left")
+                grids.append(VisualGrid(sample, height, width, chunk, clip,
+                                        frames=(step * frames_per_slice, (step + 1) * frames_per_slice)))
+                used += chunk.size
+            clip += 1
+    if next(queue, None) is not None:
+        raise LayoutError("video_grid_thw lists more clips than the prompts have video tokens")
+    return VisualLayout(tuple(grids), int(ids.shape[0]), int(ids.shape[1]))
+
+
+def by_appearance(layouts: Sequence[VisualLayout]) -> VisualLayout:
+    """The grids of several layouts of one batch (images, clips) as one, in sequence order, with ``image``
+    renumbered per prompt in order of appearance: the place of each image or clip among the prompt's."""
+    first = layouts[0]
+    grids = sorted((g for layout in layouts for g in layout.grids), key=lambda g: (g.sample, int(g.positions[0])))
+    renumbered, seen = [], {}
+    for g in grids:
+        key = (g.sample, g.is_slice, g.image if g.image is not None else ("own", int(g.positions[0])))
+        if key not in seen:
+            seen[key] = sum(1 for k in seen if k[0] == g.sample)
+        renumbered.append(replace(g, image=seen[key]))
+    return VisualLayout(tuple(renumbered), first.batch_size, first.seq_len)
+
+
 def merged_sizes(image_grid_thw, merge_size: int) -> list[tuple[int, int]]:
     """(rows, cols) of merged tokens for each image, in processor order: ``image_grid_thw``'s patches over
     the merge (still images only)."""
@@ -153,17 +211,26 @@ def merged_sizes(image_grid_thw, merge_size: int) -> list[tuple[int, int]]:
     return sizes
 
 
-def layout_from_rule(rule: dict, input_ids, image_grid_thw=None) -> VisualLayout:
+def layout_from_rule(rule: dict, input_ids, image_grid_thw=None, video_grid_thw=None) -> VisualLayout:
     """The grids by a family's layout rule as data (``{"kind": "token_runs" | "thw_runs" | "spans", ...}``,
-    what the adapter writes into an export's ``scr_config.json``)."""
+    what the adapter writes into an export's ``scr_config.json``). A ``thw_runs`` rule with a
+    ``video_token_id`` places clips too (``video_runs``), ``frames_per_slice`` frames per slice."""
     kind = rule.get("kind")
     if kind == "token_runs":
         return token_runs(input_ids, int(rule["image_token_id"]), *(int(v) for v in rule["grid"]),
                           lead=int(rule.get("lead", 0)))
     if kind == "thw_runs":
-        if image_grid_thw is None:
+        clips = video_grid_thw is not None and "video_token_id" in rule
+        if image_grid_thw is None and not clips:
             raise LayoutError("the processor output has no image_grid_thw; was an image passed to the processor?")
-        return sized_runs(input_ids, int(rule["image_token_id"]), merged_sizes(image_grid_thw, int(rule["merge_size"])))
+        merge = int(rule["merge_size"])
+        images = sized_runs(input_ids, int(rule["image_token_id"]),
+                            merged_sizes(image_grid_thw, merge) if image_grid_thw is not None else [])
+        if not clips:
+            return images
+        videos = video_runs(input_ids, int(rule["video_token_id"]), video_grid_thw, merge,
+                            int(rule.get("frames_per_slice", 1)))
+        return by_appearance([images, videos])
     if kind == "spans":
         return spans(input_ids, int(rule["start_token_id"]), int(rule["end_token_id"]), *(int(v) for v in rule["grid"]),
                      inner_id=int(rule["image_token_id"]))

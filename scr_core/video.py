@@ -237,3 +237,25 @@ def _count_frames(container, stream) -> int:
 def clip_picture(clip: SampledClip, frame: int) -> Image.Image:
     """Sampled frame ``frame`` (clamped: Qwen2-VL pads a clip's last slice by repeating its last frame)."""
     return clip.frames[min(max(frame, 0), len(clip.frames) - 1)]
+
+
+def group_media(items, defaults: SamplingDefaults = SamplingDefaults()) -> list[list]:
+    """One list per prompt of RGB images and ``SampledClip``s, from what ``group_images`` takes plus clips
+    (``is_clip``) anywhere an image may be: each clip sampled with ``defaults`` unless it says otherwise."""
+    if items is None:
+        raise InputError("no image or clip given")
+    if not isinstance(items, (list, tuple)):
+        items = [items]
+    if not items:
+        raise InputError("no image or clip given")
+    grouped = [list(item) if isinstance(item, (list, tuple)) else [item] for item in items]
+    if any(not group for group in grouped):
+        raise InputError("every prompt needs at least one image or clip")
+    return [[read_clip(m, defaults) if is_clip(m) else load_image(m) for m in group] for group in grouped]
+
+
+def holds_clip(items) -> bool:
+    """Whether ``items`` (what a runner's ``images`` takes) holds a clip anywhere."""
+    if isinstance(items, (list, tuple)):
+        return any(holds_clip(item) for item in items)
+    return is_clip(items)
