@@ -14,6 +14,12 @@ beside each image with ComfyUI's Save Captions rules (``caption_files``; the loc
 beside any image this command lists), symlinks resolved, never over an existing file unless asked (checked before
 the model runs), each atomically, once the captions are safely in ``OUT`` (a resumed run writes
 the ones an interrupted run did not get to).
+
+Video clips (``.mp4``, ``.webm``, ``.mov``, ``.mkv``, animated ``.gif``) are captioned too, each as one
+clip sampled by ``frames`` / ``fps`` or the family's defaults (``SCRPipeline.read_clip``), one clip per
+model call (clips of different lengths do not batch in every family); their record's ``image`` is the
+clip's name, ``frames`` the frames sampled. A runner without video (an ONNX export) records an error per
+clip. A video-LoRA data set is ``--txt`` (and ``--prefix``) on a folder of clips.
 """
 
 from __future__ import annotations
@@ -23,14 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
 from .caption_files import IMAGE_PATTERNS, _is_image_name, caption_targets, list_images, write_captions
 from .config import SCRConfig
 from .errors import ConfigError, InputError
 from .images import load_image
 from .outputs import write_atomically
 from .shards import Shard, batches_of, read_all, run_shards
+from .video import Clip, SampledClip, is_clip
 
 _FIX = "delete that line (its image is captioned again) or the file (to start over)"
 
@@ -49,7 +54,7 @@ def list_items(source: str | Path) -> list[Item]:
     they are reported per image, not here)."""
     source = Path(source).expanduser()
     if source.is_dir():
-        return [Item(p.relative_to(source).as_posix(), p) for p in list_images(source, recursive=True)]
+        return [Item(p.relative_to(source).as_posix(), p) for p in list_images(source, recursive=True, clips=True)]
     if not source.is_file():
         raise InputError(f"{source} is neither an image folder nor a list file")
     not_a_list = InputError(f"{source} lists no images (one image path per line)")
@@ -59,7 +64,7 @@ def list_items(source: str | Path) -> list[Item]:
         raise not_a_list from None
     except OSError as err:
         raise InputError(f"cannot read {source} ({err.strerror})") from None
-    if not any(_is_image_name(Path(line.strip()).name) for line in text_lines if "\0" not in line):
+    if not any(_is_image_name(Path(line.strip()).name, clips=True) for line in text_lines if "\0" not in line):
         raise not_a_list  # e.g. /etc/passwd: refused without echoing a line of it
     items, seen = [], set()
     for line in text_lines:
@@ -91,36 +96,47 @@ def plan_summary(plan) -> dict | None:
                       for g in plan.grids]}
 
 
-def _load(path: Path) -> tuple[Image.Image | None, str | None]:
-    """The image as every entry point reads it (``load_image``), or why it cannot be read."""
+def _load(path: Path, pipe=None, sampling: dict | None = None) -> tuple[object | None, str | None]:
+    """The image as every entry point reads it (``load_image``), or a clip's sampled frames
+    (``pipe.read_clip``), or why it cannot be read."""
+    clip = is_clip(path)
     try:
-        return load_image(path), None
+        if not clip:
+            return load_image(path), None
+        reader = getattr(pipe, "read_clip", None)
+        if reader is None:
+            return None, "cannot read clip: this runner has no video (an ONNX export); caption clips with the model"
+        return reader(path, **(sampling or {})), None
     except InputError as err:
-        return None, f"cannot read image: {err}"
+        return None, f"cannot read {'clip' if clip else 'image'}: {err}"
     except Exception as err:  # unreadable for any reason: reported per image
-        return None, f"cannot read image: {type(err).__name__}: {err}"
+        return None, f"cannot read {'clip' if clip else 'image'}: {type(err).__name__}: {err}"
 
 
 def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_new_tokens: int,
-                  **generate_kwargs) -> list[dict]:
+                  sampling: dict | None = None, **generate_kwargs) -> list[dict]:
     """One record per item (module docstring). The batch's images are read here, so a folder of thousands
     is never in memory at once; an unreadable one gets its error and the others are captioned.
-    ``generate_kwargs`` go to ``pipe.generate`` (``progress``, ``should_stop``)."""
-    loaded = [(item, *_load(item.path)) for item in batch]
-    readable = [(item, image) for item, image, error in loaded if image is not None]
+    ``sampling``: ``frames`` / ``fps`` for the clips. ``generate_kwargs`` go to ``pipe.generate``
+    (``progress``, ``should_stop``)."""
+    loaded = [(item, *_load(item.path, pipe, sampling)) for item in batch]
+    readable = [(item, media) for item, media, error in loaded if media is not None]
+    stills = [(item, media) for item, media in readable if not isinstance(media, SampledClip)]
+    calls = ([stills] if stills else []) + [[pair] for pair in readable if isinstance(pair[1], SampledClip)]
     results = {}
-    if readable:
-        answers = pipe.generate([[image] for _, image in readable], prompt if prompt is None else
-                                [prompt] * len(readable), scr=scr, max_new_tokens=max_new_tokens, **generate_kwargs)
-        results = {item.name: r for (item, _), r in zip(readable, answers)}
+    for call in calls:
+        answers = pipe.generate([[media] for _, media in call], prompt if prompt is None else
+                                [prompt] * len(call), scr=scr, max_new_tokens=max_new_tokens, **generate_kwargs)
+        results.update({item.name: r for (item, _), r in zip(call, answers)})
     records = []
-    for item, image, error in loaded:
+    for item, media, error in loaded:
         if error is not None:
             records.append({"image": item.name, "caption": None, "error": error})
             continue
         r = results[item.name]
         records.append({"image": item.name, "caption": r.text, "plan": plan_summary(r.plan),
-                        "entropy": r.diagnosis.entropy if r.diagnosis else None})
+                        "entropy": r.diagnosis.entropy if r.diagnosis else None,
+                        **({"frames": len(media.frames)} if isinstance(media, SampledClip) else {})})
     return records
 
 
@@ -171,8 +187,9 @@ def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, ov
 def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig | None = SCRConfig(),
                    prompt: str | None = None, max_new_tokens: int = 64, batch_size: int = 8, txt: bool = False,
                    overwrite_txt: bool = False, prefix: str = "", model_name: str = "", progress: bool = True,
-                   shard: Shard | None = None) -> dict:
-    """Caption every image of ``source`` into ``out`` (module docstring); returns the summary."""
+                   shard: Shard | None = None, frames: int | None = None, fps: float | None = None) -> dict:
+    """Caption every image of ``source`` into ``out`` (module docstring); returns the summary.
+    ``frames`` / ``fps``: how the folder's clips are sampled (default: the family's sampling)."""
     from .eval.runner import _check_run, check_sizes, model_numerics
 
     check_sizes(None, batch_size)
@@ -184,10 +201,14 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     meta = {"source": str(Path(source).resolve()), "model": model_name, **model_numerics(pipe),
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},
             "prompt": prompt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
+    sampling = {k: v for k, v in (("frames", frames), ("fps", fps)) if v is not None}
+    if sampling:
+        Clip("clip", **sampling)  # checked before any captioning
+        meta["clip_sampling"] = sampling  # a resume with other sampling is refused
     _check_run(out.parent, json.loads(json.dumps(meta)), run_file=sidecar(out, "run"))
 
     def work(batch: list[Item]) -> list[dict]:
-        return caption_batch(pipe, batch, scr=scr, prompt=prompt, max_new_tokens=max_new_tokens)
+        return caption_batch(pipe, batch, scr=scr, prompt=prompt, max_new_tokens=max_new_tokens, sampling=sampling)
 
     batches = batches_of(items, batch_size)
     records = run_shards(batches, lambda i: i.name, work, out, shard, "image", ("image",), _FIX, progress,

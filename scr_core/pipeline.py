@@ -31,7 +31,7 @@ from .config import SCRConfig, check_lam, resolve_layers
 from .diagnosis import attention_maps, plan_from_maps, run_until, uniform_plan
 from .results import entropy_nats
 from .errors import ConfigError, GenerationInterrupted, InputError, ModelLoadError, ReleasedError
-from .video import SampledClip, group_media
+from .video import Clip, SampledClip, group_media, read_clip
 from .layout import VisualLayout
 from .loading import REMOTE_CODE_HINT, LoadOptions, bitsandbytes_config, checkpoint_source, needs_remote_code
 from .plan import plan_arrays
@@ -231,12 +231,22 @@ class SCRPipeline(RunnerBase):
     def short_answer_suffix(self) -> str:
         return self.adapter.short_answer_suffix
 
+    def read_clip(self, clip, frames: int | None = None, fps: float | None = None) -> SampledClip:
+        """``clip`` (a video path, frames as a list or array, or a ``Clip``) sampled as this family samples:
+        ``frames`` / ``fps`` when given, else its video processor's defaults (docs/method.md "Video clips")."""
+        self._model()
+        if frames is not None or fps is not None:
+            source = clip.source if isinstance(clip, Clip) else clip
+            clip = Clip(source, frames=frames, fps=fps, source_fps=getattr(clip, "source_fps", None))
+        return read_clip(clip, self.adapter.sampling_defaults())
+
     def prepare(self, images, prompt: str | Sequence[str] | None = None, *,
                 transform_inputs: Callable[[dict], dict] | None = None) -> PreparedBatch:
         """Run the processor and the vision tower once; the result feeds ``diagnose`` and ``generate``.
 
         images: an image (path, PIL image or array), a list (one image per prompt) or a list of
-        lists (several images per prompt); prompt: one for all or one per prompt (default: the
+        lists (several images per prompt); a video clip (``Clip``, a video file's path, a T x H x W x C
+        array, or ``read_clip``'s result) may stand wherever an image does; prompt: one for all or one per prompt (default: the
         caption instruction). transform_inputs: applied to the processor outputs
         before the vision tower (decoding baselines such as VCD that extend the batch).
         """
