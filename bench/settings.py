@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from . import shapes
 
-SECTIONS = ("end_to_end", "diagnostic", "decode_hooks", "growth", "throughput", "onnx_runtime")
+SECTIONS = ("end_to_end", "diagnostic", "decode_hooks", "growth", "throughput", "onnx_runtime", "video")
 
 
 @dataclass(frozen=True)
