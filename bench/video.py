@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from . import shapes
-from .context import Context, check_length, timings
-from .timing import column, interleave, paired, stats
+from .context import Context
+from .growth import timed
 
 #: (frame width, height, seconds at 8 fps, patch) of the clip: quick = a few 4x6 slices, full = 12x16 slices
 QUICK_CLIP = (96, 64, 3, 8)
@@ -46,37 +46,6 @@ def run(ctx: Context) -> list[dict]:
 
 
 def measure(ctx: Context, pipe, clip, n: int, read_ms: float) -> dict:
-    s = ctx.settings
-    prepared = pipe.prepare(clip)
-    cfg = ctx.config(pipe)
-    forced = {"max_new_tokens": n, "min_new_tokens": n}
-
-    def caption(scr, name):
-        def run():
-            results = pipe.caption(clip, scr=scr, **forced)
-            check_length(results, n, name)
-            return timings(results)
-
-        return run
-
-    rounds = interleave({
-        "vanilla": caption(None, "vanilla"),
-        "scr": caption(cfg, "SCR"),
-        "early_exit": lambda: {"ms": pipe.early_exit(prepared, last_layer=max(cfg.diag_layers))},
-    }, s.repeats, s.warmup, ctx.device)
-    ms = {name: column(r) for name, r in rounds.items()}
-    limit = [v + e for v, e in zip(ms["vanilla"], ms["early_exit"])]
-    grids = prepared.layout.grids_of(0)
-    return {
-        "new_tokens": n, "frames": len(clip.frames), "slices": len(grids),
-        "slice_grid": [grids[0].height, grids[0].width], "visual_tokens": sum(g.height * g.width for g in grids),
-        "depth": pipe.depth, "read_ms": read_ms,
-        "ms": {**{name: stats(v) for name, v in ms.items()}, "two_pass_limit": stats(limit)},
-        "ratios": {
-            "scr/vanilla": paired(ms["scr"], ms["vanilla"], lambda a, b: a / b),
-            "scr/two_pass_limit": paired(ms["scr"], limit, lambda a, b: a / b),
-            "two_pass_limit/vanilla": paired(limit, ms["vanilla"], lambda a, b: a / b),
-            "diagnostic/prefill": paired(column(rounds["scr"], "diagnostic_ms"), column(rounds["scr"], "prefill_ms"),
-                                         lambda a, b: a / b),
-        },
-    }
+    grids = pipe.prepare(clip).layout.grids_of(0)
+    return {**timed(ctx, pipe, clip, n), "frames": len(clip.frames), "slices": len(grids),
+            "slice_grid": [grids[0].height, grids[0].width], "read_ms": read_ms}
