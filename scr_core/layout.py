@@ -98,26 +98,31 @@ def token_runs(input_ids, token_id: int, height: int, width: int, lead: int = 0)
 def sized_runs(input_ids, token_id: int, sizes: Sequence[tuple[int, int]]) -> VisualLayout:
     """Images of their own sizes, in the processor's order, each a run of ``h*w`` copies of one token
     (Qwen2-VL's ``image_grid_thw`` after the merge)."""
+    return _runs(input_ids, token_id, [[(h, w, None)] for h, w in sizes], "image", "image_grid_thw")
+
+
+def _runs(input_ids, token_id: int, items: Sequence[Sequence[tuple]], what: str, source: str) -> VisualLayout:
+    """Per sample, the positions of ``token_id`` cut into the grids of ``items`` in order: each item (an
+    image, a clip) is a list of (h, w, frames) grids whose ``h*w`` tokens follow one another."""
     ids = _rows(input_ids)
-    grids, queue = [], iter(enumerate(sizes))
+    grids, queue = [], iter(enumerate(items))
     for sample, row in enumerate(ids):
         positions = np.flatnonzero(row == token_id).astype(np.int64)
-        used, image = 0, 0
+        used, number = 0, 0
         while used < positions.size:
-            index, size = next(queue, (None, None))
-            if size is None:
-                raise LayoutError(f"prompt {sample} has more image tokens (id {token_id}) than image_grid_thw "
-                                  "accounts for")
-            height, width = size
-            chunk = positions[used:used + height * width]
-            if chunk.size != height * width:
-                raise LayoutError(f"prompt {sample}: image {index} needs {height * width} tokens ({height}x{width}) "
-                                  f"but only {chunk.size} image tokens are left")
-            grids.append(VisualGrid(sample, height, width, chunk, image))
-            used += chunk.size
-            image += 1
+            index, parts = next(queue, (None, None))
+            if parts is None:
+                raise LayoutError(f"prompt {sample} has more {what} tokens (id {token_id}) than {source} accounts for")
+            for height, width, frames in parts:
+                chunk = positions[used:used + height * width]
+                if chunk.size != height * width:
+                    raise LayoutError(f"prompt {sample}: {what} {index} needs {height * width} tokens ({height}x{width}) "
+                                      f"but only {chunk.size} {what} tokens are left")
+                grids.append(VisualGrid(sample, height, width, chunk, number, frames=frames))
+                used += chunk.size
+            number += 1
     if next(queue, None) is not None:
-        raise LayoutError("image_grid_thw lists more images than the prompts have image tokens")
+        raise LayoutError(f"{source} lists more {what}s than the prompts have {what} tokens")
     return VisualLayout(tuple(grids), int(ids.shape[0]), int(ids.shape[1]))
 
 
@@ -154,35 +159,14 @@ def video_runs(input_ids, token_id: int, video_grid_thw, merge_size: int, frames
     """Clips whose every temporal slice is a run of ``h*w`` copies of one token, slice after slice, in the
     processor's order: ``video_grid_thw`` = (slices, H, W) patches per clip before the merge (Qwen2-VL's
     video grid). Text between slices (Qwen3-VL's timestamps) is skipped: only the token's positions count."""
-    ids = _rows(input_ids)
-    slices = []
+    clips = []
     for index, (t, h, w) in enumerate(_rows(video_grid_thw).tolist()):
         if h % merge_size or w % merge_size:
             raise LayoutError(f"clip {index} has grid (t, h, w) = ({t}, {h}, {w}); h and w must be divisible by "
                               f"the merge size {merge_size}")
-        slices.append((int(t), h // merge_size, w // merge_size))
-    grids, queue = [], iter(enumerate(slices))
-    for sample, row in enumerate(ids):
-        positions = np.flatnonzero(row == token_id).astype(np.int64)
-        used, clip = 0, 0
-        while used < positions.size:
-            index, size = next(queue, (None, None))
-            if size is None:
-                raise LayoutError(f"prompt {sample} has more video tokens (id {token_id}) than video_grid_thw "
-                                  "accounts for")
-            t, height, width = size
-            for step in range(t):
-                chunk = positions[used:used + height * width]
-                if chunk.size != height * width:
-                    raise LayoutError(f"prompt {sample}: clip {index}, slice {step} needs {height * width} tokens "
-                                      f"({height}x{width}) but only {chunk.size} video tokens are left")
-                grids.append(VisualGrid(sample, height, width, chunk, clip,
-                                        frames=(step * frames_per_slice, (step + 1) * frames_per_slice)))
-                used += chunk.size
-            clip += 1
-    if next(queue, None) is not None:
-        raise LayoutError("video_grid_thw lists more clips than the prompts have video tokens")
-    return VisualLayout(tuple(grids), int(ids.shape[0]), int(ids.shape[1]))
+        clips.append([(h // merge_size, w // merge_size, (step * frames_per_slice, (step + 1) * frames_per_slice))
+                      for step in range(int(t))])
+    return _runs(input_ids, token_id, clips, "clip", "video_grid_thw")
 
 
 def by_appearance(layouts: Sequence[VisualLayout]) -> VisualLayout:

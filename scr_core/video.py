@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DependencyError, InputError
-from .images import check_size, load_image
+from .images import check_file, check_size, group_images, load_image
 
 #: Container suffixes read as clips (an animated ``.gif`` is a clip too, a still one an image).
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv")
@@ -193,12 +193,7 @@ def _av():
 def _read_file(path: Path, clip: Clip, defaults: SamplingDefaults) -> SampledClip:
     """Decode ``path`` once, front to back, keeping only the sampled frames."""
     av = _av()
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not a video file")
-    if not path.is_file():
-        raise InputError(f"video file not found: {path}")
-    if path.stat().st_size == 0:
-        raise InputError(f"video file {path} is empty (0 bytes)")
+    check_file(path, "video")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -242,16 +237,7 @@ def clip_picture(clip: SampledClip, frame: int) -> Image.Image:
 def group_media(items, defaults: SamplingDefaults = SamplingDefaults()) -> list[list]:
     """One list per prompt of RGB images and ``SampledClip``s, from what ``group_images`` takes plus clips
     (``is_clip``) anywhere an image may be: each clip sampled with ``defaults`` unless it says otherwise."""
-    if items is None:
-        raise InputError("no image or clip given")
-    if not isinstance(items, (list, tuple)):
-        items = [items]
-    if not items:
-        raise InputError("no image or clip given")
-    grouped = [list(item) if isinstance(item, (list, tuple)) else [item] for item in items]
-    if any(not group for group in grouped):
-        raise InputError("every prompt needs at least one image or clip")
-    return [[read_clip(m, defaults) if is_clip(m) else load_image(m) for m in group] for group in grouped]
+    return group_images(items, lambda item: read_clip(item, defaults) if is_clip(item) else load_image(item))
 
 
 def holds_clip(items) -> bool:
