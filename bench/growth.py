@@ -36,9 +36,14 @@ def run(ctx: Context) -> list[dict]:
 
 
 def measure(ctx: Context, pipe, shape: shapes.Shape) -> dict:
+    return {"family": shape.family, "shape": shape.to_dict(),
+            **timed(ctx, pipe, ctx.images(1, shape.image), ctx.settings.growth_tokens)}
+
+
+def timed(ctx: Context, pipe, images, n: int) -> dict:
+    """Vanilla, SCR and the early exit on ``images`` (one prompt) at ``n`` forced new tokens, interleaved:
+    times, ratios and the two-pass limit (the video section measures a clip with it too)."""
     s = ctx.settings
-    n = s.growth_tokens
-    images = ctx.images(1, shape.image)
     prepared = pipe.prepare(images)
     cfg = ctx.config(pipe)
     forced = {"max_new_tokens": n, "min_new_tokens": n}
@@ -60,8 +65,6 @@ def measure(ctx: Context, pipe, shape: shapes.Shape) -> dict:
     limit = [v + e for v, e in zip(ms["vanilla"], ms["early_exit"])]
     div = lambda a, b: a / b  # noqa: E731
     return {
-        "family": shape.family,
-        "shape": shape.to_dict(),
         "visual_tokens": sum(g.height * g.width for g in prepared.layout.grids_of(0)),
         "depth": pipe.depth,
         "new_tokens": n,

@@ -18,7 +18,7 @@ def render(doc: dict, plot_name: str | None = None) -> str:
     parts = [_header(doc)]
     for key, renderer in (("end_to_end", _end_to_end), ("diagnostic", _diagnostic), ("decode_hooks", _hooks),
                           ("growth", _growth), ("throughput", _throughput), ("onnx_runtime", _onnx),
-                          ("scale_out", _scale_out)):
+                          ("video", _video), ("scale_out", _scale_out)):
         if doc.get(key) is not None:
             parts.append(renderer(doc[key]))
     if any(doc.get(key) for key in ("end_to_end", "diagnostic", "decode_hooks", "onnx_runtime")):
@@ -116,6 +116,19 @@ def _growth(points: list[dict]) -> str:
         rows.append(f"| {p['axis'].replace('_', ' ')} | {p['label']} | {p['visual_tokens']} | {p['depth']} | "
                     f"{p['new_tokens']} | {_ms(p['ms']['vanilla'])} | {_ms(p['ms']['scr'])} | {_x(r['scr/vanilla'])} | "
                     f"{_x(r['scr/two_pass_limit'])} | {_x(r['diagnostic/prefill'])} | {_ms(p['overhead_ms'])} |")
+    return "\n".join(rows)
+
+
+def _video(cells: list[dict]) -> str:
+    rows = ["**A video clip** (a random Qwen2-VL of the base shape, batch 1, one synthetic clip at the family's "
+            "default sampling; every temporal slice a grid of its own)", "",
+            "| frames | slices | visual tokens | layers | new tokens | vanilla | SCR | two-pass limit | SCR / vanilla "
+            "| SCR / limit | diagnostic / prefill |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        r = c["ratios"]
+        rows.append(f"| {c['frames']} | {c['slices']} | {c['visual_tokens']} | {c['depth']} | {c['new_tokens']} | "
+                    f"{_ms(c['ms']['vanilla'])} | {_ms(c['ms']['scr'])} | {_ms(c['ms']['two_pass_limit'])} | "
+                    f"{_x(r['scr/vanilla'])} | {_x(r['scr/two_pass_limit'])} | {_x(r['diagnostic/prefill'])} |")
     return "\n".join(rows)
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 import warnings
 
-from . import decode_hooks, diagnostic, end_to_end, growth, machine, onnx_runtime, scale_out, throughput
+from . import decode_hooks, diagnostic, end_to_end, growth, machine, onnx_runtime, scale_out, throughput, video
 from .context import Context
 from .settings import SECTIONS, Settings
 
 SCHEMA_VERSION = 1
 RUNNERS = {"end_to_end": end_to_end.run, "diagnostic": diagnostic.run, "decode_hooks": decode_hooks.run,
-           "growth": growth.run, "throughput": throughput.run, "onnx_runtime": onnx_runtime.run,
+           "growth": growth.run, "throughput": throughput.run, "onnx_runtime": onnx_runtime.run, "video": video.run,
            "scale_out": scale_out.run}
 assert tuple(RUNNERS) == SECTIONS
 

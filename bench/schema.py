@@ -58,6 +58,13 @@ SECTIONS = {
     "throughput": ("throughput[].model", "throughput[].images", "throughput[].new_tokens",
                    "throughput[].images_per_s", "throughput[].speedup"),
     "onnx_runtime": ("onnx_runtime.status",),
+    "video": (
+        "video[].new_tokens", "video[].frames", "video[].slices", "video[].visual_tokens", "video[].depth",
+        "video[].read_ms",
+        *(f"video[].ms.{v}#" for v in ("vanilla", "scr", "early_exit", "two_pass_limit")),
+        *(f"video[].ratios.{r}#" for r in ("scr/vanilla", "scr/two_pass_limit", "two_pass_limit/vanilla",
+                                            "diagnostic/prefill")),
+    ),
     "scale_out": ("scale_out.status",),
 }
 

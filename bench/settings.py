@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 
 from . import shapes
 
-SECTIONS = ("end_to_end", "diagnostic", "decode_hooks", "growth", "throughput", "onnx_runtime", "scale_out")
+SECTIONS = ("end_to_end", "diagnostic", "decode_hooks", "growth", "throughput", "onnx_runtime", "video",
+            "scale_out")
 
 
 @dataclass(frozen=True)

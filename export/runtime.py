@@ -28,6 +28,7 @@ from scr_core.plan import plan_from_map, visual_positions
 from scr_core.prompts import pair_prompts
 from scr_core.runner import RUNNER_DEFAULT, RunnerBase, TokenWatch, config_arg, scr_arg
 from scr_core.selection import check_k_fits, warn_if_short
+from scr_core.video import holds_clip
 
 from .decoder import GreedyDecoder, check_lengths, grid_inputs
 from .folder_config import FolderConfig
@@ -124,6 +125,9 @@ class OnnxVLM(RunnerBase):
     def prepare(self, images, prompt: str | Sequence[str] | None = None) -> OnnxBatch:
         """Processor and vision graph once; the result feeds ``diagnose`` and ``generate``."""
         self.sessions.check_open()
+        if holds_clip(images):
+            raise InputError("video clips are not exported: an ONNX folder reads images only; caption clips with "
+                             "the PyTorch pipeline (SCRPipeline, python -m scr_core caption)")
         start = time.perf_counter()
         model, per_prompt = self.config.model, group_images(images)
         prompts = pair_prompts(prompt, len(per_prompt), self.processor.reserved_tokens())

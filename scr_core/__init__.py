@@ -9,7 +9,9 @@ Public API (everything the CLI, the ComfyUI nodes and the ONNX exporter use):
 * plans as data — ``RedistributionPlan`` / ``GridPlan`` (JSON round trip), ``plan_arrays`` →
   ``PlanArrays`` (the index arrays an exported graph takes), ``VisualLayout`` / ``VisualGrid``;
 * results — ``Diagnosis``, ``GenerationResult``, ``Timings``;
-* ``render_heatmap`` — a diagnosis drawn over its images, as an RGB array;
+* ``render_heatmap`` — a diagnosis drawn over its images (a clip: a strip of its slices), as an RGB array;
+* video clips — ``Clip`` (a path or frames, with ``frames`` / ``fps`` sampling), accepted wherever an image
+  is, and ``SampledClip`` (its sampled frames, what a ``PreparedBatch`` holds);
 * adapters' declared options — ``AdapterOption``, ``declared_options``;
 * input and output helpers the shells share with the CLI — ``load_image``, ``check_prompt``,
   ``CAPTION_PROMPT``, the caption presets (``CAPTION_PRESETS``, ``CAPTION_LENGTHS``, ``instruction_for``),
@@ -34,6 +36,7 @@ from .outputs import check_new_file, write_atomically
 from .plan import GridPlan, PlanArrays, RedistributionPlan, plan_arrays
 from .prompts import CAPTION_LENGTHS, CAPTION_PRESETS, CAPTION_PROMPT, check_prompt, instruction_for
 from .results import Diagnosis, GenerationResult, Timings, entropy_nats
+from .video import Clip, SampledClip
 
 __version__ = "0.1.0"
 
@@ -41,7 +44,7 @@ __all__ = [
     "SCRConfig", "SCRPipeline", "PreparedBatch", "LoadOptions", "RedistributionPlan", "GridPlan", "PlanArrays",
     "plan_arrays", "VisualLayout", "VisualGrid", "Diagnosis", "GenerationResult", "Timings", "render_heatmap",
     "save_heatmap", "AdapterOption", "declared_options", "load_image", "group_images", "entropy_nats", "check_prompt", "CAPTION_PROMPT",
-    "CAPTION_PRESETS", "CAPTION_LENGTHS", "instruction_for",
+    "CAPTION_PRESETS", "CAPTION_LENGTHS", "instruction_for", "Clip", "SampledClip",
     "parse_layer_ranges", "check_new_file", "write_atomically", "default_model",
     "SCRError", "ConfigError", "InputError", "ModelLoadError", "UnsupportedModelError", "LayoutError", "DataError",
     "DependencyError", "GenerationInterrupted", "ReleasedError", "MissingExtraError",

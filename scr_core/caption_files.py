@@ -23,6 +23,8 @@ from .errors import InputError
 from .outputs import write_atomically
 
 IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.webp", "*.bmp", "*.gif", "*.tif", "*.tiff")
+#: Video clips (``scr_core.video.VIDEO_SUFFIXES``), listed too where a caller asks for clips.
+VIDEO_PATTERNS = ("*.mp4", "*.webm", "*.mov", "*.mkv")
 
 #: Entries a recursive walk looks at before giving up (a walk of a huge tree cannot hold the queue).
 MAX_WALK_ENTRIES = 200_000
@@ -42,10 +44,10 @@ class CaptionMode(str, Enum):
 
 
 def list_images(folder: str | Path, patterns: str = "", recursive: bool = False, limit: int = 0,
-                allowed: Sequence[Path] | None = None) -> list[Path]:
+                allowed: Sequence[Path] | None = None, clips: bool = False) -> list[Path]:
     """Image files of ``folder`` sorted by path, filtered by ``patterns`` ("*.png;*cat*"), at most
     ``limit`` (0 = all); with ``allowed``, the folder and every file (symlinks resolved) must lie
-    inside those folders."""
+    inside those folders. ``clips``: video files too (``VIDEO_PATTERNS``)."""
     if not str(folder).strip():
         raise InputError("no folder given")
     root = Path(str(folder).strip()).expanduser()
@@ -53,8 +55,9 @@ def list_images(folder: str | Path, patterns: str = "", recursive: bool = False,
         check_allowed(root, allowed, "image folder")
     if not root.is_dir():
         raise InputError(f"image folder not found: {root}")
-    wanted = [p.strip().lower() for p in patterns.replace(",", ";").split(";") if p.strip()] or list(IMAGE_PATTERNS)
-    found = sorted(p for p in _walk(root, recursive) if is_image_name(p.name)
+    kinds = IMAGE_PATTERNS + (VIDEO_PATTERNS if clips else ())
+    wanted = [p.strip().lower() for p in patterns.replace(",", ";").split(";") if p.strip()] or list(kinds)
+    found = sorted(p for p in _walk(root, recursive) if is_image_name(p.name, clips)
                    and any(fnmatch.fnmatch(p.name.lower(), w) for w in wanted))
     if limit and limit > 0:
         found = found[:limit]
@@ -80,8 +83,9 @@ def _walk(root: Path, recursive: bool) -> list[Path]:
     return files
 
 
-def is_image_name(name: str) -> bool:
-    return any(fnmatch.fnmatch(name.lower(), p) for p in IMAGE_PATTERNS)
+def is_image_name(name: str, clips: bool = False) -> bool:
+    """Whether ``name`` is a file the loaders read (an image; with ``clips``, a video file too)."""
+    return any(fnmatch.fnmatch(name.lower(), p) for p in IMAGE_PATTERNS + (VIDEO_PATTERNS if clips else ()))
 
 
 def safe_subfolder(output_dir: str | Path, subfolder: str) -> Path:

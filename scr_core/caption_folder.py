@@ -18,6 +18,12 @@ names mirrored as Caption Folder's output folder does (``mirrored_targets``); sy
 over an existing file unless asked (checked before the model runs), each atomically, once the captions
 are safely in ``OUT`` (a resumed run writes the ones an interrupted run did not get to). ``--prefix``
 and ``--suffix`` join the caption with commas.
+
+Video clips (``.mp4``, ``.webm``, ``.mov``, ``.mkv``, animated ``.gif``) are captioned too, each as one
+clip sampled by ``frames`` / ``fps`` or the family's defaults (``SCRPipeline.read_clip``), one clip per
+model call (clips of different lengths do not batch in every family); their record's ``image`` is the
+clip's name, ``frames`` the frames sampled. A runner without video (an ONNX export) records an error per
+clip. A video-LoRA data set is ``--txt`` (and ``--prefix``) on a folder of clips.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from .images import load_image
 from .outputs import write_atomically
 from .runs import check_run, check_sizes, model_numerics
 from .shards import Shard, batches_of, one_by_one, read_all, run_shards
+from .video import Clip, SampledClip, is_clip
 
 _FIX = "delete that line (its image is captioned again) or the file (to start over)"
 
@@ -56,7 +63,7 @@ def list_items(source: str | Path) -> list[Item]:
     they are reported per image, not here)."""
     source = Path(source).expanduser()
     if source.is_dir():
-        return [Item(p.relative_to(source).as_posix(), p) for p in list_images(source, recursive=True)]
+        return [Item(p.relative_to(source).as_posix(), p) for p in list_images(source, recursive=True, clips=True)]
     if not source.is_file():
         raise InputError(f"{source} is neither an image folder nor a list file")
     not_a_list = InputError(f"{source} lists no images (one image path per line)")
@@ -66,7 +73,7 @@ def list_items(source: str | Path) -> list[Item]:
         raise not_a_list from None
     except OSError as err:
         raise InputError(f"cannot read {source} ({err.strerror})") from None
-    if not any(is_image_name(Path(line.strip()).name) for line in text_lines if "\0" not in line):
+    if not any(is_image_name(Path(line.strip()).name, clips=True) for line in text_lines if "\0" not in line):
         raise not_a_list  # e.g. /etc/passwd: refused without echoing a line of it
     items, seen = [], set()
     for line in text_lines:
@@ -100,47 +107,65 @@ def plan_summary(plan) -> dict | None:
 
 def read_image(path: Path) -> tuple[Image.Image | None, str | None]:
     """The image as every entry point reads it (``load_image``), or why it cannot be read."""
+    return _load(path)
+
+
+def _load(path: Path, pipe=None, sampling: dict | None = None) -> tuple[object | None, str | None]:
+    """The image as every entry point reads it (``load_image``), or a clip's sampled frames
+    (``pipe.read_clip``), or why it cannot be read."""
+    clip = is_clip(path)
     try:
-        return load_image(path), None
+        if not clip:
+            return load_image(path), None
+        reader = getattr(pipe, "read_clip", None)
+        if reader is None:
+            return None, "cannot read clip: this runner has no video (an ONNX export); caption clips with the model"
+        return reader(path, **(sampling or {})), None
     except InputError as err:
-        return None, f"cannot read image: {err}"
+        return None, f"cannot read {'clip' if clip else 'image'}: {err}"
     except Exception as err:  # unreadable for any reason: reported per image
-        return None, f"cannot read image: {type(err).__name__}: {err}"
+        return None, f"cannot read {'clip' if clip else 'image'}: {type(err).__name__}: {err}"
 
 
 def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_new_tokens: int,
-                  **generate_kwargs) -> list[dict]:
+                  sampling: dict | None = None, **generate_kwargs) -> list[dict]:
     """One record per item (module docstring). The batch's images are read here, so a folder of thousands
     is never in memory at once, and in runs of at most ``SCR_MAX_BATCH_PIXELS`` decoded pixels (sizes
-    from the headers: ``budgets``), so eight 64-megapixel scans never sit in memory together; an
-    unreadable one gets its error and the others are captioned. ``generate_kwargs`` go to
-    ``pipe.generate`` (``progress``, ``should_stop``)."""
-    budget = batch_pixel_budget()
-    records = []
-    for run in pixel_runs([header_pixels(item.path) for item in batch], budget):
-        records += _caption_run(pipe, [batch[i] for i in run], scr=scr, prompt=prompt,
-                                max_new_tokens=max_new_tokens, **generate_kwargs)
-    return records
+    from the headers: ``budgets``), so eight 64-megapixel scans never sit in memory together; each clip
+    is a model call of its own (clips of different lengths do not batch in every family); an unreadable
+    one gets its error and the others are captioned. ``sampling``: ``frames`` / ``fps`` for the clips.
+    ``generate_kwargs`` go to ``pipe.generate`` (``progress``, ``should_stop``)."""
+    stills = [item for item in batch if not is_clip(item.path)]
+    runs = [[stills[i] for i in run]
+            for run in pixel_runs([header_pixels(item.path) for item in stills], batch_pixel_budget())]
+    runs += [[item] for item in batch if is_clip(item.path)]
+    done = {}
+    for run in runs:
+        for record in _caption_run(pipe, run, scr=scr, prompt=prompt, max_new_tokens=max_new_tokens,
+                                   sampling=sampling, **generate_kwargs):
+            done[record["image"]] = record
+    return [done[item.name] for item in batch]
 
 
 def _caption_run(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_new_tokens: int,
-                 **generate_kwargs) -> list[dict]:
-    """``caption_batch`` for images decoded together."""
-    loaded = [(item, *read_image(item.path)) for item in batch]
-    readable = [(index, image) for index, (_, image, _) in enumerate(loaded) if image is not None]
+                 sampling: dict | None = None, **generate_kwargs) -> list[dict]:
+    """``caption_batch`` for pictures decoded together (or one clip)."""
+    loaded = [(item, *_load(item.path, pipe, sampling)) for item in batch]
+    readable = [(index, media) for index, (_, media, _) in enumerate(loaded) if media is not None]
     results = {}
     if readable:
-        answers = pipe.generate([[image] for _, image in readable], prompt if prompt is None else
+        answers = pipe.generate([[media] for _, media in readable], prompt if prompt is None else
                                 [prompt] * len(readable), scr=scr, max_new_tokens=max_new_tokens, **generate_kwargs)
         results = {index: r for (index, _), r in zip(readable, answers)}
     records = []
-    for index, (item, image, error) in enumerate(loaded):
+    for index, (item, media, error) in enumerate(loaded):
         if error is not None:
             records.append({"image": item.name, "caption": None, "error": error})
             continue
         r = results[index]
         records.append({"image": item.name, "caption": r.text, "plan": plan_summary(r.plan),
-                        "entropy": r.diagnosis.entropy if r.diagnosis else None})
+                        "entropy": r.diagnosis.entropy if r.diagnosis else None,
+                        **({"frames": len(media.frames)} if isinstance(media, SampledClip) else {})})
     return records
 
 
@@ -157,10 +182,11 @@ class CaptionJob:
     scr: SCRConfig | None
     prompt: str | None
     max_new_tokens: int
+    sampling: dict | None = None  # frames / fps for the clips
 
     def __call__(self, pipe):
         return lambda batch: caption_batch(pipe, batch, scr=self.scr, prompt=self.prompt,
-                                           max_new_tokens=self.max_new_tokens)
+                                           max_new_tokens=self.max_new_tokens, sampling=self.sampling)
 
 
 def with_prefix(prefix: str, caption: str) -> str:
@@ -244,8 +270,10 @@ def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, ov
 def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig | None = SCRConfig(),
                    prompt: str | None = None, max_new_tokens: int = 64, batch_size: int = 8, txt: bool = False,
                    overwrite_txt: bool = False, prefix: str = "", suffix: str = "", txt_dir: Path | None = None,
-                   model_name: str = "", progress: bool = True, shard: Shard | None = None, engine=None) -> dict:
+                   model_name: str = "", progress: bool = True, shard: Shard | None = None, engine=None,
+                   frames: int | None = None, fps: float | None = None) -> dict:
     """Caption every image of ``source`` into ``out`` (module docstring); returns the summary.
+    ``frames`` / ``fps``: how the folder's clips are sampled (default: the family's sampling).
 
     engine: where the batches run when not here with ``pipe`` (``scr_core.ray_engine.RayEngine``; ``pipe``
     is then None): the records, files and summary are the same.
@@ -260,9 +288,13 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     meta = {"source": str(Path(source).resolve()), "model": model_name, **numerics,
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},
             "prompt": prompt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
+    sampling = {k: v for k, v in (("frames", frames), ("fps", fps)) if v is not None}
+    if sampling:
+        Clip("clip", **sampling)  # checked before any captioning
+        meta["clip_sampling"] = sampling  # a resume with other sampling is refused
     check_run(out.parent, json.loads(json.dumps(meta)), run_file=sidecar(out, "run"))
 
-    job = CaptionJob(scr, prompt, max_new_tokens)
+    job = CaptionJob(scr, prompt, max_new_tokens, sampling)
     batches = batches_of(items, batch_size)
     records = run_shards(batches, lambda i: i.name, None, out, shard, "image", ("image",), _FIX, progress,
                          desc="caption-folder", execute=engine.executor(job) if engine else one_by_one(job(pipe)))

@@ -1,4 +1,4 @@
-"""Command line: ``python -m scr_core caption|diagnose|demo|eval|compare|calibrate|caption-folder``."""
+"""Command line: ``python -m scr_core caption|diagnose|answer|demo|eval|compare|calibrate|caption-folder``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,26 @@ def _add_scr_args(p: argparse.ArgumentParser) -> None:
                    help="uniform = the Uniform-Smooth ablation (random sources)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-border", action="store_true", help="allow sources on the grid border")
+    p.add_argument("--slice-k", type=int, default=None,
+                   help="sources per temporal slice of a video clip (default: K scaled by the slice's size)")
+
+
+def _add_video_args(p: argparse.ArgumentParser) -> None:
+    clips = p.add_argument_group("video clips (.mp4 .webm .mov .mkv, animated .gif)")
+    clips.add_argument("--frames", type=int, default=None, help="frames to sample from a clip (default: the family's)")
+    clips.add_argument("--fps", type=float, default=None,
+                       help="frames per second of video to sample (with --frames: at most that many)")
+
+
+def _media(args, path: str):
+    """The positional input: a ``Clip`` (with --frames / --fps) for a video file, else the image path."""
+    from .video import Clip, is_clip
+
+    if is_clip(path):
+        return Clip(path, frames=args.frames, fps=args.fps)
+    if args.frames is not None or args.fps is not None:
+        raise ConfigError(f"--frames and --fps sample video clips; {path} is an image")
+    return path
 
 
 def _check_layers(args, cfg: SCRConfig) -> None:
@@ -82,7 +102,7 @@ def _check_layers(args, cfg: SCRConfig) -> None:
 def _config(args) -> SCRConfig:
     cfg = SCRConfig(k=args.k, lam=args.lam, diag_layers=args.diag_layers, hook_layers=args.hook_layers,
                     query=args.query, selection=args.selection, seed=args.seed,
-                    exclude_border=not args.keep_border)
+                    exclude_border=not args.keep_border, slice_k=getattr(args, "slice_k", None))
     _check_layers(args, cfg)
     return cfg
 
@@ -130,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    cap = sub.add_parser("caption", help="caption an image with (default) or without SCR")
-    cap.add_argument("image")
+    cap = sub.add_parser("caption", help="caption an image or a video clip with (default) or without SCR")
+    cap.add_argument("image", help="an image or a video clip")
+    _add_video_args(cap)
     _add_preset_args(cap)
     cap.add_argument("--no-scr", action="store_true", help="vanilla generation")
     cap.add_argument("--max-new-tokens", type=int, default=64)
@@ -140,12 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scr_args(cap)
 
     diag = sub.add_parser("diagnose", help="diagnostic pass: attention map, entropy, plan, heatmap")
-    diag.add_argument("image")
+    diag.add_argument("image", help="an image or a video clip (one map per slice)")
     diag.add_argument("--prompt", default=None)
+    _add_video_args(diag)
     diag.add_argument("--heatmap", type=Path, help="write the heatmap here (.png, .jpg, .webp, ...)")
     diag.add_argument("--overwrite", action="store_true", help="replace an existing heatmap file")
     _add_model_args(diag)
     _add_scr_args(diag)
+
+    ans = sub.add_parser("answer", help="answer a question about an image or a video clip")
+    ans.add_argument("image", help="an image or a video clip")
+    ans.add_argument("question")
+    ans.add_argument("--no-scr", action="store_true", help="vanilla generation")
+    ans.add_argument("--long", action="store_true", help="no short-answer instruction after the question")
+    ans.add_argument("--max-new-tokens", type=int, default=8)
+    _add_video_args(ans)
+    _add_model_args(ans)
+    _add_scr_args(ans)
 
     demo = sub.add_parser("demo", help="caption a bundled scene with and without SCR (offline, CPU)")
     demo.add_argument("--out", type=Path, default=Path("scr_demo"), help="folder for the heatmap PNG")
@@ -207,7 +239,8 @@ def _ray_engine(args):
 def _add_caption_folder_parser(sub) -> None:
     cf = sub.add_parser("caption-folder", help="caption a folder tree (or a list file) into resumable JSON lines "
                                                "(data-parallel under accelerate launch / torchrun)")
-    cf.add_argument("source", type=Path, help="image folder (searched recursively) or a text file of image paths")
+    cf.add_argument("source", type=Path, help="image folder (searched recursively; video clips too) or a text file "
+                                              "of image or clip paths")
     cf.add_argument("--out", type=Path, required=True, help="captions file (.jsonl; resumed if it exists)")
     cf.add_argument("--txt", action="store_true", help="also write <image stem>.txt beside each image")
     cf.add_argument("--overwrite-txt", action="store_true", help="replace existing .txt files beside the images")
@@ -224,6 +257,7 @@ def _add_caption_folder_parser(sub) -> None:
     _add_preset_args(cf)
     cf.add_argument("--max-new-tokens", type=int, default=64)
     cf.add_argument("--batch-size", type=int, default=8)
+    _add_video_args(cf)
     _add_model_args(cf)
     _add_scr_args(cf)
 
@@ -308,7 +342,7 @@ def cmd_caption(args) -> None:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
     pipe = _pipeline(args)
     _say_preset_note(args, prompt)
-    result = pipe.caption(args.image, prompt, scr=scr, max_new_tokens=args.max_new_tokens)[0]
+    result = pipe.caption(_media(args, args.image), prompt, scr=scr, max_new_tokens=args.max_new_tokens)[0]
     if args.json:
         print(json.dumps({"prompt": prompt or CAPTION_PROMPT, **result.to_dict()}, indent=2))
     else:
@@ -325,16 +359,32 @@ def cmd_diagnose(args) -> None:
     if args.heatmap:
         check_new_file(args.heatmap, IMAGE_SUFFIXES, overwrite=args.overwrite)
     pipe = _pipeline(args)
-    batch = pipe.prepare(args.image, args.prompt)
+    batch = pipe.prepare(_media(args, args.image), args.prompt)
     diagnosis = pipe.diagnose(batch, config=cfg)[0]
     for index, (amap, grid) in enumerate(zip(diagnosis.maps, diagnosis.plan.grids)):
-        print(f"grid {index}: {grid.height}x{grid.width}, {grid.num_sources} sources, "
+        where = diagnosis.grids[index].frames if index < len(diagnosis.grids) else None
+        name = f"grid {index}" if where is None else f"grid {index} (clip slice, frames {where[0]}-{where[1] - 1})"
+        print(f"{name}: {grid.height}x{grid.width}, {grid.num_sources} sources, "
               f"{len(grid.neighbours)} neighbours, coverage {grid.coverage:.0%}")
         print(f"  sources (row, col): {[divmod(s, grid.width) for s in grid.sources]}")
     print(f"entropy: {diagnosis.entropy:.3f} nats")
     if args.heatmap:
         save_heatmap(args.heatmap, batch.images[0], diagnosis)
         print(f"heatmap: {args.heatmap}")
+
+
+def cmd_answer(args) -> None:
+    from .prompts import check_prompt
+
+    check_prompt(args.question)
+    media = _media(args, args.image)
+    scr = None if args.no_scr else _config(args)
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
+    result = _pipeline(args).answer(media, args.question, scr=scr, max_new_tokens=args.max_new_tokens,
+                                    short_answer=not args.long)[0]
+    print(result.text)
+    print(result.timings.summary(), file=sys.stderr)
 
 
 def cmd_demo(args) -> None:
@@ -408,7 +458,7 @@ def cmd_caption_folder(args) -> None:
                                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, txt=args.txt,
                                  overwrite_txt=args.overwrite_txt, prefix=args.prefix, suffix=args.suffix,
                                  txt_dir=args.txt_dir, model_name=str(args.model or "embedded default"),
-                                 shard=shard, engine=engine)
+                                 shard=shard, engine=engine, frames=args.frames, fps=args.fps)
     if not shard.main:
         return
     print(f"{summary['captioned']} of {summary['images']} images captioned: {args.out}")
@@ -426,7 +476,7 @@ def cmd_compare(args) -> None:
     run_compare(args)
 
 
-COMMANDS = {"caption": cmd_caption, "diagnose": cmd_diagnose, "demo": cmd_demo, "eval": cmd_eval,
+COMMANDS = {"caption": cmd_caption, "diagnose": cmd_diagnose, "answer": cmd_answer, "demo": cmd_demo, "eval": cmd_eval,
             "compare": cmd_compare, "calibrate": cmd_calibrate,
             "caption-folder": cmd_caption_folder}
 

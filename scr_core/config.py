@@ -38,6 +38,9 @@ class SCRConfig:
     exclude_border: sources are never taken from the outer ring of the grid.
     selection: "attention" (SCR) or "uniform" (the Uniform-Smooth ablation, random sources).
     seed: seeds the Uniform-Smooth permutation.
+    slice_k: sources per temporal slice of a video clip; ``None`` (default) scales ``k`` by the slice's size
+        (``selection.slice_budget``: k·h·w/576, the paper's 32 on a 24x24 grid, at least 1, at most what the
+        slice holds); a number is taken as is, and refused if a slice cannot hold it.
     """
 
     k: int = 32
@@ -48,6 +51,7 @@ class SCRConfig:
     exclude_border: bool = True
     selection: Selection = "attention"
     seed: int = 0
+    slice_k: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k <= 0:
@@ -65,6 +69,9 @@ class SCRConfig:
             raise ConfigError(f"query must be 'post_image' or 'last' (got {self.query!r})")
         if self.selection not in ("attention", "uniform"):
             raise ConfigError(f"selection must be 'attention' or 'uniform' (got {self.selection!r})")
+        if self.slice_k is not None and (isinstance(self.slice_k, bool) or not isinstance(self.slice_k, int)
+                                         or self.slice_k <= 0):
+            raise ConfigError(f"slice_k must be a positive integer or None (got {self.slice_k!r})")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer (got {self.seed!r})")
 

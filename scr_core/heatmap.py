@@ -22,6 +22,7 @@ from .layout import FULL_REGION
 from .outputs import write_atomically
 from .plan import GridPlan
 from .results import Diagnosis
+from .video import SampledClip, clip_picture, read_clip
 
 PANEL_GAP = 8  # px of white between panels, and between the panels and the colour bar
 BAR_HEIGHT = 14  # px, the colour scale bar
@@ -48,6 +49,9 @@ def render_heatmap(images, diagnosis: Diagnosis, *, size: int = 512, alpha: floa
     top-aligned. One min..max normalisation over all maps, nearest-neighbour upsampling (one
     block per patch), sources outlined red and neighbours cyan. ``grids=()`` (older callers)
     means map i covers the whole of image i.
+
+    A clip (a ``SampledClip``, e.g. ``batch.images[i]``'s) is drawn as a strip of its slices, each slice's
+    map over the slice's first frame, panels of at most ``STRIP_PANEL`` px in rows of ``STRIP_ROW``.
     """
     from matplotlib import colormaps
 
@@ -72,15 +76,36 @@ def render_heatmap(images, diagnosis: Diagnosis, *, size: int = 512, alpha: floa
             else np.zeros_like(values)
         return (cmap(np.clip(norm, 0.0, 1.0))[..., :3] * 255).round().astype(np.uint8)
 
-    loaded: dict[int, Image.Image] = {}
+    loaded: dict[tuple, Image.Image] = {}
     panels = []
-    for image_index, grid_ids in _panels(placements):
-        if image_index not in loaded:
-            loaded[image_index] = load_image(pictures[image_index])
-        panels.append(_draw_panel(loaded[image_index], [(maps[g], placements[g][1], diagnosis.plan.grids[g])
-                                                        for g in grid_ids], size, float(alpha), colour))
+    for (image_index, frame), grid_ids in _panels(placements):
+        key = (image_index, frame)
+        if key not in loaded:
+            loaded[key] = _picture(pictures[image_index], frame)
+        panel_size = size if frame is None else min(size, STRIP_PANEL)
+        panels.append(_draw_panel(loaded[key], [(maps[g], placements[g][1], diagnosis.plan.grids[g])
+                                                for g in grid_ids], panel_size, float(alpha), colour))
 
     return _compose(panels, cmap, low, high)
+
+
+STRIP_PANEL = 192  # px, the longer side of one slice's panel in a clip's strip
+STRIP_ROW = 8  # panels per row once a prompt has more than this many
+
+
+def _picture(item, frame: int | None) -> Image.Image:
+    """The picture a panel is drawn over: an image, or frame ``frame`` of a clip."""
+    if frame is None:
+        if isinstance(item, SampledClip):
+            raise InputError("a clip was given where the diagnosis has an image grid; pass the prompt's items in order")
+        return load_image(item)
+    if not isinstance(item, SampledClip):
+        if isinstance(item, np.ndarray) and item.ndim == 4:
+            item = read_clip(item)
+        else:
+            raise InputError("the diagnosis has a clip's slices here but an image was given; pass the prepared "
+                             "batch's items (batch.images[i]), which hold the sampled frames")
+    return clip_picture(item, frame)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -100,7 +125,7 @@ def _format(path: Path) -> str:
 
 def _as_list(images) -> list:
     """One image or a sequence of them, as a list (an array or a path is one image, not a sequence)."""
-    if isinstance(images, (str, Path, Image.Image, np.ndarray)):
+    if isinstance(images, (str, Path, Image.Image, np.ndarray, SampledClip)):
         return [images]
     if isinstance(images, Sequence):
         if not len(images):
@@ -140,19 +165,21 @@ def _placements(diagnosis: Diagnosis, num_images: int):
         x0, y0, x1, y1 = region
         if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
             raise InputError(f"grid {i} has region {region}; expected fractions 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1")
-        placements.append((image, region))
+        frame = None if grid is None or grid.frames is None else int(grid.frames[0])
+        placements.append((image, region, frame))
     return maps, placements
 
 
-def _panels(placements) -> list[tuple[int, list[int]]]:
-    """(image index, grid indices) per panel: per image in order, its tiles as one mosaic and each
-    whole-image grid alone, panels of one image in the order their first grid appears."""
-    panels: dict[tuple[int, int], list[int]] = {}
-    for g, (image, region) in enumerate(placements):
-        key = (image, -1) if region != FULL_REGION else (image, g)  # -1: the image's mosaic
+def _panels(placements) -> list[tuple[tuple[int, int | None], list[int]]]:
+    """((image index, frame), grid indices) per panel: per image in order, its tiles as one mosaic and each
+    whole-image grid alone, panels of one image in the order their first grid appears; a clip's slices are
+    panels of their own (the tiles of one frame a mosaic), ``frame`` the slice's first frame."""
+    panels: dict[tuple, list[int]] = {}
+    for g, (image, region, frame) in enumerate(placements):
+        key = (image, frame, -1) if region != FULL_REGION else (image, frame, g)  # -1: a mosaic
         panels.setdefault(key, []).append(g)
     ordered = sorted(panels.items(), key=lambda item: (item[0][0], item[1][0]))
-    return [(image, ids) for (image, _), ids in ordered]
+    return [((image, frame), ids) for (image, frame, _), ids in ordered]
 
 
 def _draw_panel(picture: Image.Image, grids, size: int, alpha: float, colour) -> Image.Image:
@@ -199,14 +226,20 @@ def _compose(panels: list[Image.Image], cmap, low: float, high: float) -> np.nda
     font = ImageFont.load_default()
     labels = (f"{low:.3g}", f"{high:.3g}")
     label_w = [int(np.ceil(font.getlength(text))) for text in labels]
-    panels_w = sum(p.width for p in panels) + PANEL_GAP * (len(panels) - 1)
+    rows = [panels[i:i + STRIP_ROW] for i in range(0, len(panels), STRIP_ROW)] if len(panels) > STRIP_ROW \
+        else [panels]  # a long clip's strip wraps
+    panels_w = max(sum(p.width for p in row) + PANEL_GAP * (len(row) - 1) for row in rows)
     width = max(panels_w, sum(label_w) + 3 * PANEL_GAP, footer_width())  # tiny panels: keep the footer readable
-    panels_h = max(p.height for p in panels)
+    row_h = [max(p.height for p in row) for row in rows]
+    panels_h = sum(row_h) + PANEL_GAP * (len(rows) - 1)
     canvas = Image.new("RGB", (width, panels_h + FOOTER_HEIGHT), _BACKGROUND)
-    x = 0
-    for panel in panels:
-        canvas.paste(panel, (x, 0))
-        x += panel.width + PANEL_GAP
+    y = 0
+    for row, height in zip(rows, row_h):
+        x = 0
+        for panel in row:
+            canvas.paste(panel, (x, y))
+            x += panel.width + PANEL_GAP
+        y += height + PANEL_GAP
 
     bar_top = panels_h + PANEL_GAP
     ramp = (cmap(np.linspace(0.0, 1.0, width))[:, :3] * 255).round().astype(np.uint8)

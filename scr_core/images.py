@@ -54,14 +54,20 @@ def check_size(size: tuple[int, int], what: str) -> None:
                          "(the model's processor resizes to a few megapixels anyway)")
 
 
+def check_file(path: Path, what: str) -> None:
+    """``InputError`` unless ``path`` is a non-empty file (``what``: "image", "video")."""
+    if path.is_dir():
+        article = "an" if what[0] in "aeiou" else "a"
+        raise InputError(f"{path} is a folder, not {article} {what} file")
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"{what} file {path} is empty (0 bytes)")
+
+
 def _read(path: Path) -> Image.Image:
     """The file's first frame, upright, detached from the file; the size is checked before decoding."""
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not an image file")
-    if not path.is_file():
-        raise InputError(f"image file not found: {path}")
-    if path.stat().st_size == 0:
-        raise InputError(f"image file {path} is empty (0 bytes)")
+    check_file(path, "image")
     try:
         with _open(path) as opened:  # lazy: only the header is read so far
             check_size(opened.size, f"image {path}")
@@ -134,8 +140,9 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array)
 
 
-def group_images(images) -> list[list[Image.Image]]:
-    """One list of RGB images per prompt, from an image, a list of images or a list of lists."""
+def group_images(images, load=load_image) -> list[list]:
+    """One list of RGB images per prompt, from an image, a list of images or a list of lists; ``load`` reads
+    each item (``scr_core.video.group_media`` passes one that reads clips too)."""
     if images is None:
         raise InputError("no image given")
     if not isinstance(images, (list, tuple)):
@@ -145,4 +152,4 @@ def group_images(images) -> list[list[Image.Image]]:
     grouped = [list(item) if isinstance(item, (list, tuple)) else [item] for item in images]
     if any(not group for group in grouped):
         raise InputError("every prompt needs at least one image")
-    return [[load_image(img) for img in group] for group in grouped]
+    return [[load(img) for img in group] for group in grouped]

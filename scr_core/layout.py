@@ -7,7 +7,7 @@ rules live here as data (``layout_from_rule``) for both runtimes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,9 @@ class VisualGrid:
     ``region`` is the part of that image the grid shows, as fractions (x0, y0, x1, y1) of its
     width and height: the whole image for most families, one tile for InternVL's tiling. It is
     only used to draw heatmaps.
+    ``frames`` is set on the grids of a video clip: the clip's sampled frames ``[first, stop)`` the grid
+    (one temporal slice) shows; a slice is a grid of its own with its own budget (``selection.slice_budget``),
+    and ``image`` is then the clip's place among the prompt's images and clips.
     """
 
     sample: int
@@ -35,6 +38,12 @@ class VisualGrid:
     positions: np.ndarray  # int64, shape (height * width,)
     image: int | None = None
     region: tuple[float, float, float, float] = FULL_REGION
+    frames: tuple[int, int] | None = None
+
+    @property
+    def is_slice(self) -> bool:
+        """One temporal slice of a video clip."""
+        return self.frames is not None
 
     @property
     def is_full_image(self) -> bool:
@@ -89,26 +98,31 @@ def token_runs(input_ids, token_id: int, height: int, width: int, lead: int = 0)
 def sized_runs(input_ids, token_id: int, sizes: Sequence[tuple[int, int]]) -> VisualLayout:
     """Images of their own sizes, in the processor's order, each a run of ``h*w`` copies of one token
     (Qwen2-VL's ``image_grid_thw`` after the merge)."""
+    return _runs(input_ids, token_id, [[(h, w, None)] for h, w in sizes], "image", "image_grid_thw")
+
+
+def _runs(input_ids, token_id: int, items: Sequence[Sequence[tuple]], what: str, source: str) -> VisualLayout:
+    """Per sample, the positions of ``token_id`` cut into the grids of ``items`` in order: each item (an
+    image, a clip) is a list of (h, w, frames) grids whose ``h*w`` tokens follow one another."""
     ids = _rows(input_ids)
-    grids, queue = [], iter(enumerate(sizes))
+    grids, queue = [], iter(enumerate(items))
     for sample, row in enumerate(ids):
         positions = np.flatnonzero(row == token_id).astype(np.int64)
-        used, image = 0, 0
+        used, number = 0, 0
         while used < positions.size:
-            index, size = next(queue, (None, None))
-            if size is None:
-                raise LayoutError(f"prompt {sample} has more image tokens (id {token_id}) than image_grid_thw "
-                                  "accounts for")
-            height, width = size
-            chunk = positions[used:used + height * width]
-            if chunk.size != height * width:
-                raise LayoutError(f"prompt {sample}: image {index} needs {height * width} tokens ({height}x{width}) "
-                                  f"but only {chunk.size} image tokens are left")
-            grids.append(VisualGrid(sample, height, width, chunk, image))
-            used += chunk.size
-            image += 1
+            index, parts = next(queue, (None, None))
+            if parts is None:
+                raise LayoutError(f"prompt {sample} has more {what} tokens (id {token_id}) than {source} accounts for")
+            for height, width, frames in parts:
+                chunk = positions[used:used + height * width]
+                if chunk.size != height * width:
+                    raise LayoutError(f"prompt {sample}: {what} {index} needs {height * width} tokens ({height}x{width}) "
+                                      f"but only {chunk.size} {what} tokens are left")
+                grids.append(VisualGrid(sample, height, width, chunk, number, frames=frames))
+                used += chunk.size
+            number += 1
     if next(queue, None) is not None:
-        raise LayoutError("image_grid_thw lists more images than the prompts have image tokens")
+        raise LayoutError(f"{source} lists more {what}s than the prompts have {what} tokens")
     return VisualLayout(tuple(grids), int(ids.shape[0]), int(ids.shape[1]))
 
 
@@ -141,6 +155,34 @@ def spans(input_ids, start_id: int, end_id: int, height: int, width: int, inner_
     return VisualLayout(tuple(grids), int(ids.shape[0]), int(ids.shape[1]))
 
 
+def video_runs(input_ids, token_id: int, video_grid_thw, merge_size: int, frames_per_slice: int) -> VisualLayout:
+    """Clips whose every temporal slice is a run of ``h*w`` copies of one token, slice after slice, in the
+    processor's order: ``video_grid_thw`` = (slices, H, W) patches per clip before the merge (Qwen2-VL's
+    video grid). Text between slices (Qwen3-VL's timestamps) is skipped: only the token's positions count."""
+    clips = []
+    for index, (t, h, w) in enumerate(_rows(video_grid_thw).tolist()):
+        if h % merge_size or w % merge_size:
+            raise LayoutError(f"clip {index} has grid (t, h, w) = ({t}, {h}, {w}); h and w must be divisible by "
+                              f"the merge size {merge_size}")
+        clips.append([(h // merge_size, w // merge_size, (step * frames_per_slice, (step + 1) * frames_per_slice))
+                      for step in range(int(t))])
+    return _runs(input_ids, token_id, clips, "clip", "video_grid_thw")
+
+
+def by_appearance(layouts: Sequence[VisualLayout]) -> VisualLayout:
+    """The grids of several layouts of one batch (images, clips) as one, in sequence order, with ``image``
+    renumbered per prompt in order of appearance: the place of each image or clip among the prompt's."""
+    first = layouts[0]
+    grids = sorted((g for layout in layouts for g in layout.grids), key=lambda g: (g.sample, int(g.positions[0])))
+    renumbered, seen = [], {}
+    for g in grids:
+        key = (g.sample, g.is_slice, g.image if g.image is not None else ("own", int(g.positions[0])))
+        if key not in seen:
+            seen[key] = sum(1 for k in seen if k[0] == g.sample)
+        renumbered.append(replace(g, image=seen[key]))
+    return VisualLayout(tuple(renumbered), first.batch_size, first.seq_len)
+
+
 def merged_sizes(image_grid_thw, merge_size: int) -> list[tuple[int, int]]:
     """(rows, cols) of merged tokens for each image, in processor order: ``image_grid_thw``'s patches over
     the merge (still images only)."""
@@ -158,17 +200,26 @@ RULE_FIELDS = {"token_runs": ("image_token_id", "grid"), "thw_runs": ("image_tok
                "spans": ("start_token_id", "end_token_id", "image_token_id", "grid")}
 
 
-def layout_from_rule(rule: dict, input_ids, image_grid_thw=None) -> VisualLayout:
+def layout_from_rule(rule: dict, input_ids, image_grid_thw=None, video_grid_thw=None) -> VisualLayout:
     """The grids by a family's layout rule as data (``{"kind": "token_runs" | "thw_runs" | "spans", ...}``,
-    what the adapter writes into an export's ``scr_config.json``)."""
+    what the adapter writes into an export's ``scr_config.json``). A ``thw_runs`` rule with a
+    ``video_token_id`` places clips too (``video_runs``), ``frames_per_slice`` frames per slice."""
     kind = rule.get("kind")
     if kind == "token_runs":
         return token_runs(input_ids, int(rule["image_token_id"]), *(int(v) for v in rule["grid"]),
                           lead=int(rule.get("lead", 0)))
     if kind == "thw_runs":
-        if image_grid_thw is None:
+        clips = video_grid_thw is not None and "video_token_id" in rule
+        if image_grid_thw is None and not clips:
             raise LayoutError("the processor output has no image_grid_thw; was an image passed to the processor?")
-        return sized_runs(input_ids, int(rule["image_token_id"]), merged_sizes(image_grid_thw, int(rule["merge_size"])))
+        merge = int(rule["merge_size"])
+        images = sized_runs(input_ids, int(rule["image_token_id"]),
+                            merged_sizes(image_grid_thw, merge) if image_grid_thw is not None else [])
+        if not clips:
+            return images
+        videos = video_runs(input_ids, int(rule["video_token_id"]), video_grid_thw, merge,
+                            int(rule.get("frames_per_slice", 1)))
+        return by_appearance([images, videos])
     if kind == "spans":
         return spans(input_ids, int(rule["start_token_id"]), int(rule["end_token_id"]), *(int(v) for v in rule["grid"]),
                      inner_id=int(rule["image_token_id"]))

@@ -31,12 +31,13 @@ from .config import SCRConfig, check_depth, check_lam, resolve_layers
 from .diagnosis import attention_maps, plan_from_maps, run_until, uniform_plan
 from .results import entropy_nats
 from .errors import ConfigError, InputError, ModelLoadError, ReleasedError
-from .images import group_images
+from .video import Clip, SampledClip, group_media, read_clip
 from .layout import VisualLayout
 from .loading import REMOTE_CODE_HINT, LoadOptions, bitsandbytes_config, checkpoint_source, needs_remote_code
 from .plan import plan_arrays
 from .prompts import pair_prompts
 from .redistribution import BatchEdit, redistribution
+from .selection import slice_budget
 from .results import Diagnosis, GenerationResult
 from .runner import RUNNER_DEFAULT, Progress, RunnerBase, ScrArg, TokenWatch, config_arg, scr_arg
 
@@ -53,7 +54,9 @@ class PreparedBatch:
         (``Adapter.shared_vision``); ``None`` where the model has no ``get_image_features``.
     layout: where every image grid sits in the (left-padded) sequences.
     images: the RGB images of each prompt (for heatmaps); prompts: the prompts as given.
-    vision_ms: time the processor and the vision tower took.
+    vision_ms: time the processor and the vision tower took (clips: their reading too).
+    video: the clips' features (``Adapter.encode_video``), shared like ``vision``; ``None`` without clips.
+    ``images`` holds a ``SampledClip`` where the prompt had a clip.
     Pass it to ``diagnose``, ``caption``, ``answer`` or ``generate`` in place of the images.
     """
 
@@ -63,6 +66,7 @@ class PreparedBatch:
     images: tuple[tuple[Image.Image, ...], ...]
     prompts: tuple[str, ...]
     vision_ms: float
+    video: object = None
 
     @property
     def batch_size(self) -> int:
@@ -71,9 +75,10 @@ class PreparedBatch:
     def identity(self, sample: int) -> int:
         """A 64-bit fingerprint of prompt ``sample``'s text and pixels (seeds Uniform-Smooth per prompt)."""
         digest = hashlib.blake2b(self.prompts[sample].encode(), digest_size=8)
-        for image in self.images[sample]:
-            digest.update(f"{image.width}x{image.height}".encode())
-            digest.update(image.tobytes())
+        for item in self.images[sample]:
+            for image in item.frames if isinstance(item, SampledClip) else (item,):
+                digest.update(f"{image.width}x{image.height}".encode())
+                digest.update(image.tobytes())
         return int.from_bytes(digest.digest(), "little")
 
 
@@ -221,20 +226,30 @@ class SCRPipeline(RunnerBase):
     def short_answer_suffix(self) -> str:
         return self.adapter.short_answer_suffix
 
+    def read_clip(self, clip, frames: int | None = None, fps: float | None = None) -> SampledClip:
+        """``clip`` (a video path, frames as a list or array, or a ``Clip``) sampled as this family samples:
+        ``frames`` / ``fps`` when given, else its video processor's defaults (docs/method.md "Video clips")."""
+        self._model()
+        if frames is not None or fps is not None:
+            source = clip.source if isinstance(clip, Clip) else clip
+            clip = Clip(source, frames=frames, fps=fps, source_fps=getattr(clip, "source_fps", None))
+        return read_clip(clip, self.adapter.sampling_defaults())
+
     def prepare(self, images, prompt: str | Sequence[str] | None = None, *,
                 transform_inputs: Callable[[dict], dict] | None = None) -> PreparedBatch:
         """Run the processor and the vision tower once; the result feeds ``diagnose`` and ``generate``.
 
         images: an image (path, PIL image or array), a list (one image per prompt) or a list of
-        lists (several images per prompt); prompt: one for all or one per prompt (default: the
+        lists (several images per prompt); a video clip (``Clip``, a video file's path, a T x H x W x C
+        array, or ``read_clip``'s result) may stand wherever an image does; prompt: one for all or one per prompt (default: the
         caption instruction). transform_inputs: applied to the processor outputs
         before the vision tower (decoding baselines such as VCD that extend the batch).
         """
         model = self._model()
         start = time.perf_counter()
-        per_prompt = group_images(images)
+        per_prompt = group_media(images, self.adapter.sampling_defaults())
         prompts = pair_prompts(prompt, len(per_prompt), self.adapter.reserved_tokens())
-        inputs = self.adapter.prepare(per_prompt, prompts)
+        inputs = self.adapter.prepare_media(per_prompt, prompts)
         layout = self.adapter.locate(inputs, per_prompt)
         self._check_length(layout.seq_len, 0)
         inputs = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
@@ -244,8 +259,9 @@ class SCRPipeline(RunnerBase):
         if transform_inputs is not None:
             inputs = transform_inputs(inputs)
         inputs = self.adapter.model_inputs(inputs)
-        return PreparedBatch(inputs, self.adapter.encode_vision(inputs), layout, tuple(tuple(g) for g in per_prompt),
-                             tuple(prompts), (time.perf_counter() - start) * 1000)
+        vision, video = self.adapter.encode_vision(inputs), self.adapter.encode_video(inputs)
+        return PreparedBatch(inputs, vision, layout, tuple(tuple(g) for g in per_prompt),
+                             tuple(prompts), (time.perf_counter() - start) * 1000, video)
 
     def diagnose(self, images, prompt: str | Sequence[str] | None = None,
                  config: SCRConfig = RUNNER_DEFAULT) -> list[Diagnosis]:
@@ -269,7 +285,7 @@ class SCRPipeline(RunnerBase):
             raise ConfigError(f"last_layer must be a decoder layer index 0..{depth - 1} (got {last_layer!r})")
         _synchronize(self.device)
         start = time.perf_counter()
-        with self.adapter.shared_vision(batch.vision):
+        with self.adapter.shared_vision(batch.vision, batch.video):
             run_until(self._model(), self.adapter.decoder_layers(), last_layer, batch.inputs)
         _synchronize(self.device)
         return (time.perf_counter() - start) * 1000
@@ -328,7 +344,7 @@ class SCRPipeline(RunnerBase):
         self._check_length(layout.seq_len, max_new_tokens)
         watch.start()
         cached = kwargs.get("use_cache", getattr(self.model.generation_config, "use_cache", True)) is not False
-        with self._timed_forwards() as steps, self.adapter.shared_vision(batch.vision), \
+        with self._timed_forwards() as steps, self.adapter.shared_vision(batch.vision, batch.video), \
                 redistribution(self.adapter.decoder_layers(), hook_layers, edit, prefill_only=cached):
             with torch.no_grad():
                 output = self.model.generate(**batch.inputs, **kwargs, stopping_criteria=stopping)
@@ -363,12 +379,12 @@ class SCRPipeline(RunnerBase):
     def _diagnose(self, batch: PreparedBatch, cfg: SCRConfig) -> tuple[list[Diagnosis], float]:
         start = time.perf_counter()
         layout = batch.layout
-        with self.adapter.shared_vision(batch.vision):
+        with self.adapter.shared_vision(batch.vision, batch.video):
             maps = attention_maps(self._model(), self.adapter.decoder_layers(), self.adapter.decoder_config(),
                                   batch.inputs, layout, cfg)
         diagnoses = [
             Diagnosis(m, entropy_nats(np.concatenate([np.ravel(x) for x in m])),
-                      plan_from_maps(m, cfg, self.adapter.source_budgets(layout.grids_of(sample), m, cfg)),
+                      plan_from_maps(m, cfg, self._budgets(layout.grids_of(sample), m, cfg)),
                       layout.grids_of(sample))
             for sample, m in enumerate(maps)
         ]
@@ -378,7 +394,17 @@ class SCRPipeline(RunnerBase):
         """Budgets for Uniform-Smooth: the adapter's split with a flat map on every grid."""
         grids = layout.grids_of(sample)
         flat = [np.ones((g.height, g.width)) for g in grids]
-        return self.adapter.source_budgets(grids, flat, cfg)
+        return self._budgets(grids, flat, cfg)
+
+    def _budgets(self, grids, maps, cfg: SCRConfig) -> list[int]:
+        """Sources per grid: the adapter's split for the images, ``slice_budget`` for each slice of a clip."""
+        budgets = [slice_budget(g.height, g.width, cfg) if g.is_slice else 0 for g in grids]
+        still = [i for i, g in enumerate(grids) if not g.is_slice]
+        if still:
+            for i, budget in zip(still, self.adapter.source_budgets([grids[i] for i in still],
+                                                                    [maps[i] for i in still], cfg)):
+                budgets[i] = budget
+        return budgets
 
     @contextmanager
     def _timed_forwards(self):

@@ -24,10 +24,12 @@ def check_prompt(prompt) -> str:
     return prompt
 
 
-def chat_messages(prompt: str, num_images: int) -> list[dict]:
+def chat_messages(prompt: str, media) -> list[dict]:
     """The chat a prompt becomes, for every family's template and both runtimes: the images first, then the
-    text (SCR's query rows are the text after the image)."""
-    content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
+    text (SCR's query rows are the text after the image). ``media``: a number of images, or the kinds in
+    order (``"image"``, ``"video"``) for prompts with clips."""
+    kinds = ["image"] * media if isinstance(media, int) else list(media)
+    content = [{"type": kind} for kind in kinds] + [{"type": "text", "text": prompt}]
     return [{"role": "user", "content": content}]
 
 

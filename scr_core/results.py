@@ -58,6 +58,11 @@ class Diagnosis:
     plan: RedistributionPlan
     grids: tuple[VisualGrid, ...] = ()
 
+    @property
+    def grid_entropies(self) -> tuple[float, ...]:
+        """Entropy (nats) of each map on its own: per slice of a clip, per grid of an image."""
+        return tuple(entropy_nats(m) for m in self.maps)
+
     def to_dict(self) -> dict:
         return {"entropy_nats": self.entropy, "maps": [np.asarray(m).tolist() for m in self.maps],
                 "plan": self.plan.to_dict()}

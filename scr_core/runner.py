@@ -78,7 +78,9 @@ class VLMRunner(Protocol):
     ComfyUI type ``VLM_MODEL`` carries one (tests/test_runner_contract.py runs the same calls on both).
 
     ``images``: an image, a list (one per prompt), a list of lists, or what ``prepare`` returned
-    (then no prompt). Results are ``scr_core``'s types on both runners.
+    (then no prompt). A video clip (``scr_core.Clip``, a video file's path, a T x H x W x C array) may stand
+    wherever an image does (``SCRPipeline``; ``OnnxVLM`` refuses clips: video is not exported). Results
+    are ``scr_core``'s types on both runners.
     """
 
     @property

@@ -88,6 +88,26 @@ def source_capacity(height: int, width: int, exclude_border: bool = True) -> int
     return max(0, -(-rows // 2)) * max(0, -(-cols // 2))
 
 
+#: The grid the paper's K = 32 was chosen for (LLaVA-1.5's 24x24): a clip's slice gets K in proportion.
+PAPER_GRID_PATCHES = 24 * 24
+
+
+def slice_budget(height: int, width: int, cfg: SCRConfig) -> int:
+    """Sources of one temporal slice of a clip (docs/method.md "Video clips").
+
+    ``cfg.slice_k`` when given (a ``ConfigError`` if the slice cannot hold it); else K scaled by the slice's
+    patches, round(k·h·w/576), at least 1 and at most ``source_capacity``, so the default always fits.
+    """
+    capacity = source_capacity(height, width, cfg.exclude_border)
+    if cfg.slice_k is not None:
+        if cfg.slice_k > capacity:
+            raise ConfigError(f"slice_k={cfg.slice_k} does not fit a {height}x{width} slice of this clip (at most "
+                              f"{capacity} sources{' off the border' if cfg.exclude_border else ''}); lower slice_k "
+                              "or leave it unset (K scaled by the slice's size)")
+        return cfg.slice_k
+    return min(capacity, max(1, round(cfg.k * height * width / PAPER_GRID_PATCHES)))
+
+
 def proportional_budgets(k: int, masses, caps) -> list[int]:
     """Split ``k`` sources over grids in proportion to ``masses``, each capped by ``caps``.
 

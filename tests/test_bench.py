@@ -71,13 +71,14 @@ def test_report_renders_the_tables_and_a_png(quick_json, tmp_path):
     doc = json.loads(quick_json.read_text())
     for heading in ("**End to end**", "**Where the time goes**", "**Extra time over vanilla per generated token**",
                     "**Diagnostic pass**", "**Decode steps with the SCR hooks", "**How the cost grows**",
-                    "**Captioning throughput**", "**Scale-out**",
+                    "**Captioning throughput**", "**A video clip**", "**Scale-out**",
                     "**ONNX Runtime vs PyTorch** (`python -m export.onnx`", "**Targets**"):
         assert heading in text
     table_rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| batch")]
     assert len(table_rows) >= 3 * len(doc["end_to_end"]) + 4 * len(doc["diagnostic"]) + len(doc["growth"]) + 6
     assert doc["machine"]["cpu"] in text and f"torch {doc['machine']['torch']}" in text
     assert [c["model"] for c in doc["throughput"]] == ["benchmark model", "testbed"]
+    assert all(c["slices"] >= 2 and c["ms"]["scr"]["median"] > 0 for c in doc["video"])
     assert all(c["images_per_s"][b]["median"] > 0 for c in doc["throughput"] for b in ("1", "4"))
     assert "![" in text and "(perf.png)" in text
     with Image.open(png) as image:

@@ -336,3 +336,15 @@ def test_scr_config_argument(llava_vlm, images):
         llava_vlm.caption(images[0], scr=SCRConfig(lam=1.2), max_new_tokens=2)
     with pytest.raises(ConfigError, match="hook_layers"):
         llava_vlm.caption(images[0], scr=SCRConfig(hook_layers=(0,)), max_new_tokens=2)
+
+
+def test_a_clip_is_refused_in_one_line(llava_vlm, tmp_path):
+    """Video is not exported: a clip (a video path, a Clip, a T x H x W x C array) is one InputError line."""
+    from scr_core import Clip, InputError
+    from scr_core.testbed.clips import moving_square, write_clip
+
+    path = write_clip(tmp_path / "clip.mp4", moving_square(8), fps=8)
+    for clip in (path, Clip(moving_square(4)), moving_square(4), [[path]]):
+        with pytest.raises(InputError, match="video clips are not exported") as err:
+            llava_vlm.caption(clip, max_new_tokens=2)
+        assert "\n" not in str(err.value)

@@ -28,6 +28,7 @@ from ..prompts import SHORT_ANSWER_PROMPT, chat_messages
 from ..template_guard import render_chat, warm_up
 from ..versions import MIN_TRANSFORMERS
 from .shared import fraction_range, shared_budgets
+from ..video import SampledClip, SamplingDefaults
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,14 @@ class Adapter:
     pixel_key: ClassVar[str] = "pixel_values"
     #: The first transformers with the family's classes as the adapter uses them (loading refuses older ones).
     min_transformers: ClassVar[str] = MIN_TRANSFORMERS
+    #: Whether a clip reaches the model through the family's video processor (its video tokens and grid);
+    #: otherwise a clip is a multi-image prompt of its sampled frames, each frame a slice of its own.
+    native_video: ClassVar[bool] = False
+    #: Frames sampled from a clip when the family's video processor gives no count or rate (and for the
+    #: multi-image prompt of families without one: each frame costs an image's tokens).
+    video_frames: ClassVar[int] = 4
+    #: The rate sampled when the video processor has no default of its own (``None``: ``video_frames``).
+    video_fps: ClassVar[float | None] = None
 
     def __init__(self, model: nn.Module, processor, **options) -> None:
         self.model = model
@@ -167,9 +176,10 @@ class Adapter:
         return [cfg.k] * len(maps)
 
     # -- inputs ------------------------------------------------------------------
-    def messages(self, prompt: str, num_images: int) -> list[dict]:
-        """Chat messages for one prompt (``prompts.chat_messages``; the ONNX runtime formats the same)."""
-        return chat_messages(prompt, num_images)
+    def messages(self, prompt: str, media) -> list[dict]:
+        """Chat messages for one prompt (``prompts.chat_messages``; the ONNX runtime formats the same):
+        ``media`` a number of images, or the kinds in order ("image", "video")."""
+        return chat_messages(prompt, media)
 
     def reserved_tokens(self) -> set[str]:
         """Token strings a user's prompt must not contain: the processor expands them into image
@@ -201,10 +211,73 @@ class Adapter:
         """Extra keyword arguments of every processor call (e.g. InternVL's tiling)."""
         return {}
 
-    def format_prompt(self, prompt: str, num_images: int) -> str:
-        """The chat template around ``num_images`` images followed by ``prompt`` (``template_guard``: rendered
-        in its own process, bounded in time and memory)."""
+    def format_prompt(self, prompt: str, num_images) -> str:
+        """The chat template around ``num_images`` images (or the kinds in order, clips included) followed by
+        ``prompt`` (``template_guard``: rendered in its own process, bounded in time and memory)."""
         return render_chat(self.processor, self.messages(prompt, num_images), self.chat_template())
+
+    # -- video clips ------------------------------------------------------------------
+    def video_processor(self):
+        """The processor's video processor when the family reads clips natively, else ``None``."""
+        return getattr(self.processor, "video_processor", None) if self.native_video else None
+
+    def frames_per_slice(self) -> int:
+        """Sampled frames the model merges into one temporal slice (1: every frame is a slice)."""
+        return 1
+
+    def sampling_defaults(self) -> SamplingDefaults:
+        """How a clip is sampled when the user gives neither a count nor a rate: the video processor's own
+        ``fps`` / ``num_frames`` / ``min_frames`` / ``max_frames``, else ``video_fps`` / ``video_frames``."""
+        processor = self.video_processor()
+        if processor is None:
+            return SamplingDefaults(num_frames=self.video_frames)
+        fps, count = getattr(processor, "fps", None), getattr(processor, "num_frames", None)
+        if not fps and not count:
+            fps, count = self.video_fps, None if self.video_fps else self.video_frames
+        return SamplingDefaults(fps=fps, num_frames=count, min_frames=int(getattr(processor, "min_frames", 1) or 1),
+                                max_frames=getattr(processor, "max_frames", None), per_slice=self.frames_per_slice())
+
+    def prepare_media(self, media: Sequence[Sequence], prompts: Sequence[str]) -> dict:
+        """Processor outputs for prompts of images and clips (``SampledClip``): the family's video processor
+        where it has one (``native_video``), else each clip's frames as images of the prompt."""
+        if not any(isinstance(item, SampledClip) for items in media for item in items):
+            return self.prepare(media, prompts)
+        if self.video_processor() is None:
+            return self.prepare([[frame for _, _, frame in _expanded(items, native=False)] for items in media],
+                                prompts)
+        return self.prepare_clips(media, prompts)
+
+    def prepare_clips(self, media: Sequence[Sequence], prompts: Sequence[str]) -> dict:
+        """Images and clips through the processor's ``images`` and ``videos`` (frames already sampled: the
+        processor samples nothing again and is told where each frame came from)."""
+        from transformers.video_utils import VideoMetadata
+
+        texts = [self.format_prompt(p, ["video" if isinstance(m, SampledClip) else "image" for m in items])
+                 for p, items in zip(prompts, media)]
+        clips = [m for items in media for m in items if isinstance(m, SampledClip)]
+        images = self.clip_images(media)
+        per_slice = self.frames_per_slice()
+        pads = [-len(c.frames) % per_slice for c in clips]  # whole slices: the last frame repeated (Qwen2-VL's own rule)
+        kwargs = dict(videos=[list(c.frames) + [c.frames[-1]] * pad for c, pad in zip(clips, pads)],
+                      do_sample_frames=False,
+                      video_metadata=[VideoMetadata(total_num_frames=c.total_frames, fps=c.source_fps,
+                                                    width=c.size[0], height=c.size[1],
+                                                    frames_indices=list(c.indices) + [c.indices[-1]] * pad)
+                                      for c, pad in zip(clips, pads)])
+        if images is not None:
+            kwargs["images"] = images
+        kwargs.update(self.video_kwargs())
+        return dict(self.processor(text=texts, return_tensors="pt", padding=True, padding_side="left",
+                                   **kwargs, **self.processor_kwargs()))
+
+    def clip_images(self, media: Sequence[Sequence]):
+        """The still images of prompts that hold clips, as the processor's ``images`` (``None``: none)."""
+        flat = [m for items in media for m in items if not isinstance(m, SampledClip)]
+        return flat or None
+
+    def video_kwargs(self) -> dict:
+        """Extra keyword arguments of a processor call with clips."""
+        return {}
 
     def prepare(self, images: Sequence[Sequence[Image.Image]], prompts: Sequence[str]) -> dict:
         """Processor outputs for a left-padded batch (one list of images per prompt).
@@ -216,19 +289,28 @@ class Adapter:
         return dict(self.processor(images=flat, text=texts, return_tensors="pt", padding=True,
                                    padding_side="left", **self.processor_kwargs()))
 
-    def locate(self, inputs: dict, images: Sequence[Sequence[Image.Image]]) -> VisualLayout:
-        """``layout(inputs)`` with each grid's ``region`` of its image filled in (``grid_regions``)."""
+    def locate(self, inputs: dict, images: Sequence[Sequence]) -> VisualLayout:
+        """``layout(inputs)`` with each grid's ``region`` of its image filled in (``grid_regions``), and the
+        grids of a clip's frames (families without a video processor) marked as the clip's slices."""
         layout = self.layout(inputs)
+        native = self.video_processor() is not None
         grids = []
         for sample, prompt_images in enumerate(images):
+            entries = _expanded(prompt_images, native)
             own = layout.grids_of(sample)
             by_image: dict[int, list[VisualGrid]] = {}
             for index, grid in enumerate(own):
                 by_image.setdefault(index if grid.image is None else grid.image, []).append(grid)
             for image, members in by_image.items():
-                picture = prompt_images[image] if image < len(prompt_images) else None
+                item, frame, picture = entries[image] if image < len(entries) else (image, None, None)
+                if isinstance(picture, SampledClip):
+                    picture = None
                 regions = self.grid_regions(members, picture)
-                grids.extend(g if r == g.region else replace(g, region=tuple(r)) for g, r in zip(members, regions))
+                for g, r in zip(members, regions):
+                    frames = g.frames if g.frames is not None or frame is None else (frame, frame + 1)
+                    if (r, item, frames) != (g.region, g.image, g.frames):
+                        g = replace(g, region=tuple(r), image=item, frames=frames)
+                    grids.append(g)
         return replace(layout, grids=tuple(sorted(grids, key=lambda g: (g.sample, int(g.positions[0])))))
 
     def grid_regions(self, grids: Sequence[VisualGrid], image: Image.Image | None) -> list[tuple]:
@@ -250,8 +332,23 @@ class Adapter:
         with torch.no_grad():
             return encoder(**{k: v for k, v in inputs.items() if k in params}, return_dict=True)
 
+    def encode_video(self, inputs: dict):
+        """The clips' features (``get_video_features``) when ``inputs`` hold clips, else ``None``; shared by
+        both passes like the image features."""
+        encoder = getattr(self.model.base_model, "get_video_features", None)
+        if encoder is None or "pixel_values_videos" not in inputs:
+            return None
+        params = inspect.signature(encoder).parameters
+        config = self.model.config
+        known = {k: v for k, v in inputs.items() if k in params}
+        for name in ("vision_feature_layer", "vision_feature_select_strategy"):  # LLaVA-OneVision's, from its config
+            if name in params and name not in known and getattr(config, name, None) is not None:
+                known[name] = getattr(config, name)
+        with torch.no_grad():
+            return encoder(**known, return_dict=True)
+
     @contextmanager
-    def shared_vision(self, features):
+    def shared_vision(self, features, video=None):
         """Within: the model's forward takes ``features`` (from ``encode_vision``) instead of running its
         vision tower again, so the diagnostic and generation passes share one tower run.
 
@@ -260,15 +357,16 @@ class Adapter:
         this model instance only, and restored on exit.
         """
         base = self.model.base_model
-        if features is None:
-            yield
-            return
+        shadowed = {name: value for name, value in (("get_image_features", features), ("get_video_features", video))
+                    if value is not None}
         # same signature (``functools.wraps``): generate() reads it to pick the encoder's inputs
-        base.get_image_features = functools.wraps(base.get_image_features)(lambda *args, **kwargs: features)
+        for name, value in shadowed.items():
+            setattr(base, name, functools.wraps(getattr(base, name))(lambda *args, _value=value, **kwargs: _value))
         try:
             yield
         finally:
-            del base.get_image_features
+            for name in shadowed:
+                delattr(base, name)
 
     def final_norm(self) -> nn.Module:
         """The decoder's last norm before the LM head (DoLa applies it to early layers' states)."""
@@ -285,7 +383,19 @@ class Adapter:
         rule = self.layout_rule()
         if rule is None:
             raise NotImplementedError(f"{type(self).__name__} declares neither a layout rule nor a layout")
-        return layout_from_rule(rule, inputs["input_ids"], inputs.get("image_grid_thw"))
+        return layout_from_rule(rule, inputs["input_ids"], inputs.get("image_grid_thw"), inputs.get("video_grid_thw"))
+
+
+def _expanded(items: Sequence, native: bool) -> list[tuple[int, int | None, object]]:
+    """What the processor sees as separate pictures of one prompt, as (item, frame, picture): each image;
+    each clip as one entry (``native``) or as its frames, one entry each."""
+    entries = []
+    for item, media in enumerate(items):
+        if isinstance(media, SampledClip) and not native:
+            entries.extend((item, frame, picture) for frame, picture in enumerate(media.frames))
+        else:
+            entries.append((item, None, media))
+    return entries
 
 
 def attention_config(layers: Sequence[nn.Module]):

@@ -24,6 +24,13 @@ several images only its base grid followed by a single newline token (side² + 1
 so such an image is one side x side grid. The adapter passes the images to the processor
 grouped per prompt, so this rule applies (flat lists would treat every image as a single one).
 
+OneVision clips (``native_video``): every sampled frame goes through the tower at the base size
+and is bilinearly pooled to ceil(side/2) x ceil(side/2) features (``apply_pooling``); a clip's run of
+``<video>`` tokens is its frames' pooled grids one after the other, then one newline feature. Each
+frame is a temporal slice of its own (a grid, a budget, neighbours inside it); the newline is no
+patch. The processor has no sampling default: 32 frames, the OneVision paper's video setting.
+LLaVA-NeXT has no video processor: a clip is a multi-image prompt of its frames (the base rule).
+
 Hooked layers: the LLaVA rule, the first 12/32 of the decoder (``shared.LLAVA_FRACTION``).
 """
 
@@ -37,7 +44,7 @@ import torch
 from PIL import Image
 
 from ..errors import LayoutError
-from ..layout import VisualGrid, VisualLayout
+from ..layout import VisualGrid, VisualLayout, by_appearance
 from .base import Adapter
 from .shared import LLAVA_FRACTION, prepare_grouped
 
@@ -75,9 +82,12 @@ class LlavaNextAdapter(Adapter):
     def layout(self, inputs: dict) -> VisualLayout:
         if "image_sizes" not in inputs:
             raise LayoutError("the processor output has no image_sizes; was an image passed to the processor?")
+        return self.image_layout(inputs)
+
+    def image_layout(self, inputs: dict) -> VisualLayout:
         input_ids = inputs["input_ids"]
         token_id = self.model.config.image_token_id
-        queue = iter(enumerate(self.image_pieces(inputs)))
+        queue = iter(enumerate(self.image_pieces(inputs) if "image_sizes" in inputs else []))
         grids = []
         for sample, row in enumerate(input_ids):
             positions = torch.nonzero(row == token_id).flatten().cpu().numpy().astype(np.int64)
@@ -114,6 +124,31 @@ class LlavaNextAdapter(Adapter):
 
 class LlavaOnevisionAdapter(LlavaNextAdapter):
     model_types = ("llava_onevision",)
+    native_video = True
+    video_frames = 32
+
+    def layout(self, inputs: dict) -> VisualLayout:
+        if "pixel_values_videos" not in inputs:
+            return super().layout(inputs)
+        return by_appearance([self.image_layout(inputs), self.video_layout(inputs)])
+
+    def video_layout(self, inputs: dict) -> VisualLayout:
+        """Each clip: one pooled grid per frame, then a newline token (never a patch)."""
+        input_ids = inputs["input_ids"]
+        frames = int(inputs["pixel_values_videos"].shape[1])
+        side = -(-self.base_side() // 2)
+        per_clip = frames * side * side + 1
+        grids = []
+        for sample, row in enumerate(input_ids):
+            positions = torch.nonzero(row == self.model.config.video_token_id).flatten().cpu().numpy().astype(np.int64)
+            if positions.size % per_clip:
+                raise LayoutError(f"prompt {sample} has {positions.size} video tokens; expected a multiple of "
+                                  f"{per_clip} ({frames} frames of {side}x{side} and a newline per clip)")
+            for clip, run in enumerate(positions.reshape(-1, per_clip)):
+                for frame in range(frames):
+                    grids.append(VisualGrid(sample, side, side, run[frame * side * side:(frame + 1) * side * side],
+                                            clip, frames=(frame, frame + 1)))
+        return VisualLayout(tuple(grids), int(input_ids.shape[0]), int(input_ids.shape[1]))
 
     def shrink(self, rows: int, cols: int) -> tuple[int, int]:
         """``anyres_max_N``: a grid above N tiles' worth (by > 10 %) is resized to N tiles' worth."""

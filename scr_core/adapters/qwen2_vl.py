@@ -16,7 +16,17 @@ embedding is applied before the attention interface, so the diagnostic capture s
 queries and keys. Hooks on layers 0..15 (the paper's Qwen2-VL-7B setting, 28 layers).
 
 Resolution knobs (declared ``options``): ``SCRPipeline.from_pretrained(..., adapter_options={"max_pixels": ...})``
-(CLI ``--min-pixels/--max-pixels``), passed to the processor. Videos are not supported.
+(CLI ``--min-pixels/--max-pixels``), passed to the processor; they size images, not clips.
+
+Clips (``native_video``): the video processor resizes the sampled frames and merges
+``temporal_patch_size`` (2) consecutive frames into one temporal slice; ``video_grid_thw`` =
+(slices, H/patch, W/patch) per clip, and the decoder sees each slice as one row-major grid of
+``(H/patch/merge) x (W/patch/merge)`` ``<|video_pad|>`` tokens, slice after slice (``layout.video_runs``).
+Each slice is a grid of its own (a budget per slice, neighbours inside it). Sampling: the video
+processor's ``min_frames`` / ``max_frames`` (4 / 768) around Qwen's reference rate of 2 fps
+(qwen-vl-utils' ``FPS``; the processor itself has no rate), the count rounded down to whole slices
+(a clip shorter than a slice is padded by the processor with its last frame). Frames are capped per
+frame as the reference implementation does (``cap_pixels_per_frame=True``).
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ class Qwen2VLAdapter(Adapter):
         AdapterOption("max_pixels", int, None, "largest image area in pixels (dynamic resolution; fewer "
                       "visual tokens, faster)", applies_to="processor", minimum=1),
     )
+    native_video = True
+    video_fps = 2.0
 
     def __init__(self, model: nn.Module, processor) -> None:
         super().__init__(model, processor)
@@ -55,6 +67,18 @@ class Qwen2VLAdapter(Adapter):
     def merge_size(self) -> int:
         return int(self.model.config.vision_config.spatial_merge_size)
 
+    def frames_per_slice(self) -> int:
+        return int(getattr(self.video_processor(), "temporal_patch_size", None)
+                   or self.model.config.vision_config.temporal_patch_size)
+
+    def video_kwargs(self) -> dict:
+        processor = self.video_processor()
+        return {"cap_pixels_per_frame": True} if hasattr(processor, "cap_pixels_per_frame") else {}
+
     def layout_rule(self) -> dict:
-        return {"kind": "thw_runs", "image_token_id": int(self.model.config.image_token_id),
+        rule = {"kind": "thw_runs", "image_token_id": int(self.model.config.image_token_id),
                 "merge_size": self.merge_size()}
+        video = getattr(self.model.config, "video_token_id", None)
+        if video is not None:
+            rule.update(video_token_id=int(video), frames_per_slice=self.frames_per_slice())
+        return rule

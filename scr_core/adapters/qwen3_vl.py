@@ -23,7 +23,11 @@ the state the next layer receives is exactly edit(layer output) + DeepStack feat
 Hooked layers: the paper's Qwen rule as a fraction, the first 16/28 of the decoder
 (``shared.QWEN_FRACTION``: 0..20 of the 36 layers of Qwen3-VL-4B and -8B).
 The MoE variant (``Qwen3VLMoeForConditionalGeneration``, ``qwen3_vl_moe``) has the same
-text-model loop, layout and DeepStack; only its MLPs are sparse. Videos are not supported.
+text-model loop, layout and DeepStack; only its MLPs are sparse.
+
+Clips: as Qwen2-VL (``qwen2_vl.py``), each temporal slice after its timestamp text
+(``<t seconds>``); the video processor's own rate (2 fps) and frame bounds are the defaults.
+DeepStack adds the clip's features at the video positions too, after the hooked layer's edit.
 """
 
 from __future__ import annotations

@@ -23,11 +23,13 @@ QWEN_SPECIALS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end
                  "<|video_pad|>")
 
 # The Qwen2-VL / Qwen2.5-VL format (system prompt left out): each image is one
-# <|vision_start|><|image_pad|><|vision_end|>, which the processor expands to the image's grid.
+# <|vision_start|><|image_pad|><|vision_end|>, which the processor expands to the image's grid (a clip:
+# <|video_pad|>, expanded to its slices, as in the real models' templates).
 QWEN_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
     "{% for item in message['content'] %}{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
     "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )

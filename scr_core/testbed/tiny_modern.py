@@ -216,7 +216,8 @@ def build_tiny_qwen3_vl(out_dir: str | Path, *, seed: int = 0, patch_size: int =
     _finish(model, tokenizer, out)
     sizes = dict(patch_size=patch_size, merge_size=2, temporal_patch_size=2)
     image_processor = Qwen2VLImageProcessor(**sizes, min_pixels=min_pixels, max_pixels=max_pixels)
-    video_processor = Qwen3VLVideoProcessor(**sizes, min_pixels=min_pixels, max_pixels=max_pixels)
+    # a clip's pixel bounds are over all its frames (Qwen3-VL's video rule): room for 8 frames at the image's most
+    video_processor = Qwen3VLVideoProcessor(**sizes, size={"shortest_edge": min_pixels, "longest_edge": 8 * max_pixels})
     processor = Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
                                  chat_template=QWEN_CHAT_TEMPLATE)
     processor.save_pretrained(out)
