@@ -280,17 +280,18 @@ def test_an_exported_folders_template_is_refused_the_same_way(tmp_path, rule, ca
     template from ``scr_config.json`` (``model.processor.chat_template``), or the folder's
     ``chat_template.jinja`` around the tokenizer (families whose placeholders it expands itself). The
     whole route from a crafted ``scr_config.json`` is in test_hardening.py."""
+    from export.folder_config import Expand, ProcessorRule
     from export.preprocess import Preprocessor
 
     template, fragment = HOSTILE[case]
     if rule == "processor":
-        pre = Preprocessor(TESTBED, {"backend": "pil", "chat_template": template})
+        pre = Preprocessor(TESTBED, ProcessorRule(reserved_tokens=(), chat_template=template))
     else:
         folder = tmp_path / "export"
         shutil.copytree(TESTBED, folder)
         (folder / "chat_template.jinja").write_text(template)
-        pre = Preprocessor(folder, {"backend": "pil", "expand": {"count": "num_patches", "image_token": "<image>",
-                                                                 "tokens_per_patch": 1}})
+        pre = Preprocessor(folder, ProcessorRule(reserved_tokens=(), expand=Expand(
+            count="num_patches", image_token="<image>", tokens_per_patch=1)))
     shared_worker().render("warm", [], {})  # start-up is not counted below
     started = time.monotonic()
     with pytest.raises(ChatTemplateError) as caught:
