@@ -247,6 +247,11 @@ class OnnxVLM(RunnerBase):
                               "with other settings (python -m export.onnx --lam / --hook-layers / ...)")
         return resolved
 
+    @property
+    def image_processor(self):
+        """The export's image processor (``scr_core.processor_size`` reads its resize settings)."""
+        return self.processor.image_processor
+
     def _load_processor(self):
         from .preprocess import Preprocessor
 
@@ -269,6 +274,7 @@ class OnnxVLM(RunnerBase):
         self._live()
         start = time.perf_counter()
         per_prompt = group_images(images)
+        self.check_images(per_prompt)
         prompts = pair_prompts(prompt, len(per_prompt), self.processor.reserved_tokens())
         texts = [self.processor.format(p, len(imgs)) for p, imgs in zip(prompts, per_prompt)]
         flat = [img for imgs in per_prompt for img in imgs]
