@@ -9,30 +9,36 @@ dataset builders — batched, resumable, data-parallel under ``accelerate launch
 ``image`` is relative to the folder (or to the list file's folder). Unreadable images are
 recorded with their error, listed in ``OUT``'s summary and skipped, never dropped silently.
 ``OUT.run.json`` holds the settings (a resume with other settings is refused, as for ``eval``);
-``OUT.summary.json`` the counts and the unreadable images. ``--txt`` also writes ``<stem>.txt``
-beside each image with ComfyUI's Save Captions rules (``caption_files``; the local user may write
-beside any image this command lists), symlinks resolved, never over an existing file unless asked (checked before
-the model runs), each atomically, once the captions are safely in ``OUT`` (a resumed run writes
-the ones an interrupted run did not get to).
+``OUT.summary.json`` the counts, the unreadable images and the ``.txt`` files that could not be
+written. ``--txt`` also writes ``<stem>.txt`` beside each image file with ComfyUI's Save Captions
+rules (``caption_files``; the local user may write beside any image this command lists, and only
+beside images), never over an existing file unless asked (checked before the model runs; a file that
+appears meanwhile is skipped), each atomically and through no link, once the captions are safely in
+``OUT`` (a resumed run writes the ones an interrupted run did not get to).
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from .caption_files import IMAGE_PATTERNS, _is_image_name, caption_targets, list_images, write_captions
+from .caption_files import IMAGE_PATTERNS, _is_image_name, caption_targets, list_images, write_caption_files
 from .config import SCRConfig
 from .errors import ConfigError, InputError
 from .images import load_image
 from .outputs import write_atomically
+from .path_text import checked_path
 from .shards import Shard, batches_of, read_all, run_shards
 
 _FIX = "delete that line (its image is captioned again) or the file (to start over)"
+
+#: The longest trigger-word prefix, in characters: a word or a few tags, not a text copied into every file.
+MAX_PREFIX_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ def list_items(source: str | Path) -> list[Item]:
     """Images of a folder tree (sorted by path), or of a list file (one path per line, relative to
     the file's folder; blank lines and ``#`` comments skipped; listed files may be missing or broken:
     they are reported per image, not here)."""
-    source = Path(source).expanduser()
+    source = checked_path(source, "source")
     if source.is_dir():
         return [Item(p.relative_to(source).as_posix(), p) for p in list_images(source, recursive=True)]
     if not source.is_file():
@@ -62,11 +68,11 @@ def list_items(source: str | Path) -> list[Item]:
     if not any(_is_image_name(Path(line.strip()).name) for line in text_lines if "\0" not in line):
         raise not_a_list  # e.g. /etc/passwd: refused without echoing a line of it
     items, seen = [], set()
-    for line in text_lines:
+    for number, line in enumerate(text_lines, 1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
-        path = Path(text).expanduser()
+        path = checked_path(text, f"{source} line {number}:")
         path = path if path.is_absolute() else source.parent / path
         if text in seen:
             raise InputError(f"{source}: {text} is listed twice")
@@ -91,14 +97,20 @@ def plan_summary(plan) -> dict | None:
                       for g in plan.grids]}
 
 
-def _load(path: Path) -> tuple[Image.Image | None, str | None]:
-    """The image as every entry point reads it (``load_image``), or why it cannot be read."""
+def _load(pipe, path: Path) -> tuple[Image.Image | None, str | None]:
+    """The image as every entry point reads it (``load_image``) and as the runner accepts it
+    (``check_image``: no strip its processor would blow up), or why it cannot be used."""
     try:
-        return load_image(path), None
+        image = load_image(path)
     except InputError as err:
         return None, f"cannot read image: {err}"
     except Exception as err:  # unreadable for any reason: reported per image
         return None, f"cannot read image: {type(err).__name__}: {err}"
+    try:
+        pipe.check_image(image)
+    except InputError as err:
+        return None, str(err)
+    return image, None
 
 
 def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_new_tokens: int,
@@ -106,7 +118,7 @@ def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_n
     """One record per item (module docstring). The batch's images are read here, so a folder of thousands
     is never in memory at once; an unreadable one gets its error and the others are captioned.
     ``generate_kwargs`` go to ``pipe.generate`` (``progress``, ``should_stop``)."""
-    loaded = [(item, *_load(item.path)) for item in batch]
+    loaded = [(item, *_load(pipe, item.path)) for item in batch]
     readable = [(item, image) for item, image, error in loaded if image is not None]
     results = {}
     if readable:
@@ -124,16 +136,28 @@ def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_n
     return records
 
 
+def clean_prefix(prefix: str) -> str:
+    """The prefix as written into every caption file: control characters (NUL, newlines, tabs) and line
+    separators become spaces, runs of spaces one, a trailing comma dropped; more than ``MAX_PREFIX_CHARS``
+    is one line (checked before the model runs)."""
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") else c for c in str(prefix or ""))
+    word = " ".join(text.split()).rstrip(",").strip()
+    if len(word) > MAX_PREFIX_CHARS:
+        raise InputError(f"the prefix is {len(word):,} characters, more than {MAX_PREFIX_CHARS}; it is a trigger word "
+                         "or a few tags put before every caption")
+    return word
+
+
 def with_prefix(prefix: str, caption: str) -> str:
     """A trigger word before the caption, as LoRA data sets want it: ``ohwx`` -> ``ohwx, a cup ...``."""
-    word = (prefix or "").strip().rstrip(",").strip()
+    word = clean_prefix(prefix)
     return f"{word}, {caption}" if word else caption
 
 
 def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool) -> dict[str, Path]:
-    """``<stem>.txt`` beside each readable file (Save Captions' rules), by image name; refused up
-    front (before any captioning) if one is in the way for an image still to caption."""
-    present = [i for i in items if i.path.is_file()]
+    """``<stem>.txt`` beside each image file (Save Captions' rules: a listed ``notes.txt`` gets none), by
+    image name; refused up front (before any captioning) if one is in the way for an image still to caption."""
+    present = [i for i in items if _is_image_name(i.path.name) and i.path.is_file()]
     targets = dict(zip((i.name for i in present), caption_targets([str(i.path) for i in present], "beside image",
                                                                   output_dir=".", extension=".txt")))
     existing = [t for name, t in targets.items() if name not in done and t.exists()]
@@ -143,25 +167,28 @@ def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool) -> dict[
     return targets
 
 
-def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bool, prefix: str = "") -> int:
+def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bool,
+               prefix: str = "") -> tuple[int, list[dict]]:
     """Write the .txt of every captioned image whose file is missing (or all, with ``overwrite``):
-    after the captions are safely in OUT, so a crash never leaves a .txt without its record."""
-    todo = [(with_prefix(prefix, r["caption"]), targets[name]) for name, r in records.items()
+    after the captions are safely in OUT, so a crash never leaves a .txt without its record.
+    Returns (files written, [{"image", "file", "error"}] for those that could not be)."""
+    todo = [(name, with_prefix(prefix, r["caption"]), targets[name]) for name, r in records.items()
             if r.get("caption") is not None and name in targets and (overwrite or not targets[name].exists())]
-    if todo:
-        write_captions([c for c, _ in todo], [t for _, t in todo], overwrite=overwrite)
-    return len(todo)
+    done = write_caption_files([c for _, c, _ in todo], [t for _, _, t in todo], overwrite=overwrite)
+    names = {t: name for name, _, t in todo}
+    return len(done.written), [{"image": names[t], "file": str(t), "error": why} for t, why in done.failed]
 
 
 def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, overwrite_txt: bool = False,
-                      shard: Shard = Shard()) -> tuple[list[Item], dict[str, Path]]:
+                      shard: Shard = Shard(), prefix: str = "") -> tuple[list[Item], dict[str, Path]]:
     """(images, .txt targets) after every check that needs no model: the output file's name and
-    folder, the source, and (with ``txt``) the files beside the images still to caption."""
+    folder, the prefix, the source, and (with ``txt``) the files beside the images still to caption."""
     out = Path(out)
     if out.suffix.lower() != ".jsonl":
         raise InputError(f"{out}: the captions file must end in .jsonl")
     if not out.parent.is_dir():
         raise InputError(f"folder {out.parent} does not exist; create it first")
+    clean_prefix(prefix)
     items = list_items(source)
     targets = txt_targets(items, set(read_all(out, "image", ("image",), _FIX, own=shard.file(out))),
                           overwrite_txt) if txt else {}
@@ -180,7 +207,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {max_new_tokens!r})")
     out = Path(out)
     shard = shard or Shard.current(cpu=model_numerics(pipe)["device"] in (None, "cpu"))
-    items, targets = check_caption_run(source, out, txt, overwrite_txt, shard)
+    items, targets = check_caption_run(source, out, txt, overwrite_txt, shard, prefix)
     meta = {"source": str(Path(source).resolve()), "model": model_name, **model_numerics(pipe),
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},
             "prompt": prompt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
@@ -195,13 +222,13 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     summary_file = sidecar(out, "summary")
     if shard.main:
         unreadable = [{"image": r["image"], "error": r["error"]} for r in records.values() if r.get("error")]
-        written = _write_txt(records, targets, overwrite_txt, prefix) if txt else 0
+        written, txt_failed = _write_txt(records, targets, overwrite_txt, prefix) if txt else (0, [])
         summary = {**meta, "images": len(items), "captioned": len(records) - len(unreadable),
-                   "unreadable": unreadable, "txt_written": written}
+                   "unreadable": unreadable, "txt_written": written, "txt_failed": txt_failed}
         write_atomically(summary_file, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     shard.barrier()
     return json.loads(summary_file.read_text())
 
 
-__all__ = ["IMAGE_PATTERNS", "Item", "caption_batch", "caption_folder", "list_items", "plan_summary", "sidecar",
-           "with_prefix"]
+__all__ = ["IMAGE_PATTERNS", "Item", "caption_batch", "caption_folder", "clean_prefix", "list_items", "plan_summary",
+           "sidecar", "with_prefix"]

@@ -329,7 +329,7 @@ def cmd_caption_folder(args) -> None:
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {args.max_new_tokens})")
     scr = _config(args) if args.scr else None
     shard, args.device = launched_shard(args.device)
-    check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard)  # before the model loads
+    check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard, args.prefix)  # before the model
     pipe = _pipeline(args)
     summary = caption_folder(pipe, args.source, args.out, scr=scr, prompt=prompt,
                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, txt=args.txt,
@@ -340,6 +340,8 @@ def cmd_caption_folder(args) -> None:
     print(f"{summary['captioned']} of {summary['images']} images captioned: {args.out}")
     for entry in summary["unreadable"]:
         print(f"unreadable: {entry['image']}: {entry['error']}", file=sys.stderr)
+    for entry in summary.get("txt_failed", []):
+        print(f"not written: {entry['file']}: {entry['error']}", file=sys.stderr)
 
 
 def cmd_compare(args) -> None:
