@@ -132,6 +132,11 @@ class Preprocessor:
             self.processor = AutoProcessor.from_pretrained(folder, backend=backend)
             self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
 
+    @property
+    def image_processor(self):
+        """The image processor alone (``scr_core.processor_size`` reads its resize settings)."""
+        return self.images if self.processor is None else getattr(self.processor, "image_processor", None)
+
     def reserved_tokens(self) -> set[str]:
         """The adapter's reserved tokens, as the export recorded them."""
         return set(self.rule.reserved_tokens)

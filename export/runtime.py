@@ -121,6 +121,11 @@ class OnnxVLM(RunnerBase):
                               "with other settings (python -m export.onnx --lam / --hook-layers / ...)")
         return resolved
 
+    @property
+    def image_processor(self):
+        """The export's image processor (``scr_core.processor_size`` reads its resize settings)."""
+        return self.processor.image_processor
+
     # -- public (scr_core.runner.VLMRunner) -----------------------------------------------
     def prepare(self, images, prompt: str | Sequence[str] | None = None) -> OnnxBatch:
         """Processor and vision graph once; the result feeds ``diagnose`` and ``generate``."""
@@ -130,6 +135,7 @@ class OnnxVLM(RunnerBase):
                              "the PyTorch pipeline (SCRPipeline, python -m scr_core caption)")
         start = time.perf_counter()
         model, per_prompt = self.config.model, group_images(images)
+        self.check_images(per_prompt)
         prompts = pair_prompts(prompt, len(per_prompt), self.processor.reserved_tokens())
         inputs = self.processor([img for imgs in per_prompt for img in imgs],
                                 [self.processor.format(p, len(imgs)) for p, imgs in zip(prompts, per_prompt)])

@@ -36,8 +36,7 @@ def _check(spec, name: str, value) -> str | None:
     if options is not None:
         if isinstance(value, str) and value in options:
             return None
-        shown = ", ".join(map(str, options)) if len(options) <= 12 else f"{len(options)} options, e.g. {options[0]}"
-        return f"{name} {_short(value)} is not one of: {shown}"
+        return f"{name} {_short(value)} is not one of: {_shown(options)}"
     low, high = getattr(spec, "min", None), getattr(spec, "max", None)
     if low is None and high is None or value is None:
         return None
@@ -50,13 +49,24 @@ def _check(spec, name: str, value) -> str | None:
     return None
 
 
+def _shown(options) -> str:
+    return ", ".join(map(str, options)) if len(options) <= 12 else f"{len(options)} options, e.g. {options[0]}"
+
+
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def require(inputs: Iterable, values: Mapping) -> None:
-    """``problem`` as an ``InputError`` (for ``execute``, where linked values are real)."""
+    """``problem`` as an ``InputError`` (for ``execute``, where linked values are real, so a ``None`` for a
+    required input is a posted ``null``, not a link)."""
+    inputs = list(inputs)
+    for spec in inputs:
+        name = getattr(spec, "id", None)
+        if name in values and values[name] is None and not getattr(spec, "optional", False):
+            options = getattr(spec, "options", None)
+            raise InputError(f"{name} has no value" + (f"; use one of: {_shown(options)}" if options else ""))
     found = problem(inputs, values)
     if found:
         raise InputError(found)

@@ -39,10 +39,13 @@ def user_folder(text: str) -> str | Path:
     name ``scr_testbed``), an absolute one as given; ``scr_core.allowed`` decides if it may be used."""
     import folder_paths
 
+    from scr_core.path_text import checked_path
+
     raw = str(text or "").strip()
-    if not raw or Path(raw).expanduser().is_absolute():
+    if not raw:
         return raw
-    return Path(folder_paths.get_input_directory()) / raw
+    path = checked_path(raw, "folder")  # NUL bytes, over-long names, "~nosuchuser": one line
+    return path if path.is_absolute() else Path(folder_paths.get_input_directory()) / raw
 
 
 def folder_inputs(default: str) -> list:
@@ -218,12 +221,14 @@ class CaptionFolder(Node):
         import comfy.model_management as mm
         import comfy.utils
 
-        from scr_core.caption_folder import Item, caption_batch, with_prefix, with_suffix
+        from scr_core.caption_files import write_caption_files
+        from scr_core.caption_folder import Item, caption_batch, clean_prefix, with_prefix, with_suffix
         from scr_core.shards import batches_of
 
         cls.recheck({"max_new_tokens": max_new_tokens, "preset": preset, "length": length, "batch_size": batch_size,
                      "write_to": write_to})
         prompt = caption_instruction(preset, length, instruction)
+        clean_prefix(prefix), clean_prefix(suffix)  # sanitised as written; an over-long one refused before any work
         named = user_folder(folder)
         paths = list_images(named, filter, recursive, allowed=io_folders())  # refuses a blank folder
         root = Path(named).expanduser()
@@ -237,7 +242,7 @@ class CaptionFolder(Node):
         todo = [(Item(p.relative_to(root).as_posix(), p), t)  # list_images' paths lie under root
                 for p, t in zip(paths, targets) if not (skip_existing and t.exists())]
         bar = comfy.utils.ProgressBar(max(len(todo), 1))
-        written, failed, degenerate = 0, [], []
+        written, late, failed, degenerate = 0, 0, [], []
         with vlm.use() as pipe:
             note = preset_note_for(pipe, prompt)
             for batch in batches_of(todo, batch_size or 4):
@@ -247,13 +252,14 @@ class CaptionFolder(Node):
                                             max_new_tokens=max_new_tokens, should_stop=stop)
                 done = [(with_suffix(with_prefix(prefix, r["caption"]), suffix), t)
                         for r, (_, t) in zip(records, batch) if r["caption"] is not None]
-                write_captions([c for c, _ in done], [t for _, t in done], overwrite=bool(overwrite))
-                written += len(done)
+                wrote = write_caption_files([c for c, _ in done], [t for _, t in done], overwrite=bool(overwrite))
+                written, late = written + len(wrote.written), late + len(wrote.skipped)  # skip at write time too
+                failed += [f"  {t.name}: {why}" for t, why in wrote.failed]
                 degenerate += degenerate_captions((str(t), r["caption"]) for r, (_, t) in zip(records, batch)
                                                   if r["caption"] is not None)
                 failed += [f"  {r['image']}: {r['error']}" for r in records if r["caption"] is None]
                 bar.update(len(batch))
-        skipped = len(paths) - len(todo)
+        skipped = len(paths) - len(todo) + late
         report = "\n".join(line for line in [
             f"{root}: {written} caption(s) written, {skipped} skipped (caption file exists), {len(failed)} failed",
             *failed, degenerate_line(degenerate, written), note] if line)

@@ -1,14 +1,19 @@
 """Testbed scenes in ComfyUI's input folder, so the shipped workflows' first run captions a picture the
 bundled model knows (ComfyUI's stock ``example.png``, a child's drawing, gives it nothing to name).
 
-Written once when the pack loads and never over a file that is there (a user's edits or deletions of
+Written once when the pack loads and never over anything that is there (a user's edits or deletions of
 their own copies are theirs): ``scr_testbed_scene.png`` for the caption workflows (ComfyUI's Load Image
-lists only the input folder's top level) and the folder ``scr_testbed/`` for the folder workflow.
+lists only the input folder's top level) and the folder ``scr_testbed/`` for the folder workflow. Nobody
+asked for these files, so they are never written through a link: a linked ``scr_testbed`` (the user's
+photo drive, say) gets nothing, and a link in a scene's place, dangling or not, stays as it is
+(``scr_core.outputs.write_no_follow``).
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 from pathlib import Path
 
 SCENE_FILE = "scr_testbed_scene.png"
@@ -19,22 +24,29 @@ FOLDER_SCENES = (7, 9, 10, 11, 21, 26)  # held-out scenes of the demo's seed the
 def install_samples(input_dir: str | Path) -> list[Path]:
     """Write the scenes that are missing; returns what was written. A failure is logged, never raised:
     a read-only input folder must not stop the pack from loading."""
+    from scr_core import SCRError
     from scr_core.demo import DEMO_SCENE, testbed_scene
-    from scr_core.outputs import write_atomically
+    from scr_core.outputs import write_no_follow
 
     seed, demo_index = DEMO_SCENE
-    wanted = {Path(input_dir) / SCENE_FILE: demo_index}
-    wanted.update({Path(input_dir) / SCENE_FOLDER / f"scene_{i:02d}.png": i for i in FOLDER_SCENES})
     written = []
     try:
+        Path(input_dir).mkdir(parents=True, exist_ok=True)
+        base = Path(os.path.realpath(input_dir))  # ComfyUI's input folder itself may be the owner's link
+        wanted = {base / SCENE_FILE: demo_index}
+        folder = base / SCENE_FOLDER
+        if not os.path.lexists(folder):
+            folder.mkdir()
+        if folder.is_dir() and not folder.is_symlink():
+            wanted.update({folder / f"scene_{i:02d}.png": i for i in FOLDER_SCENES})
         for target, index in wanted.items():
-            if target.exists():
+            if os.path.lexists(target):
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            image = testbed_scene(seed, index).image
-            write_atomically(target, lambda tmp, image=image: image.save(tmp, format="PNG"))
-            written.append(target)
-    except OSError as err:
+            data = io.BytesIO()
+            testbed_scene(seed, index).image.save(data, format="PNG")
+            if write_no_follow(target, data.getvalue()):
+                written.append(target)
+    except (OSError, SCRError) as err:
         logging.warning("SCR: could not write the sample scenes into %s (%s); the shipped workflows need "
                         "input/%s", input_dir, err, SCENE_FILE)
     return written

@@ -2,12 +2,15 @@
 Captions and ``python -m scr_core caption-folder --txt`` share these rules.
 
 A ComfyUI server can be reachable by others, and a posted workflow must not read or write files where
-it likes: the nodes pass ``allowed`` (the folders of ``scr_core.allowed``), and then a folder is listed
-only inside them and a caption is written (a) under ComfyUI's output folder, into a relative subfolder
-that cannot climb out of it, or (b) as ``<image stem>.txt`` beside an existing image that is itself
-inside them — no memory of earlier prompts needed. The CLI is the local user and passes no
-``allowed``. Symlinks are resolved before every check; a walk never follows a symlinked folder;
-nothing is overwritten unless asked; each file is written atomically.
+it likes: the nodes pass ``allowed`` (the folders of ``scr_core.allowed``, whose docstring has the rule
+for links), and then a folder is listed only inside them and a caption is written (a) under ComfyUI's
+output folder, into a relative subfolder that cannot climb out of it, or (b) as ``<image stem>.txt``
+beside an existing image file (a name the loaders accept: ``IMAGE_PATTERNS``) that is itself inside
+them — never the image itself, never beside a ``notes.txt`` or a model's ``merges.txt`` — no memory of
+earlier prompts needed. The CLI is the local user and passes no ``allowed``. A walk never follows a
+symlinked folder; every caption is written atomically, through no link, where it was checked
+(``outputs.write_no_follow``); an existing file is replaced only when asked, and without asking one that
+appeared since the check is never overwritten (``write_caption_files`` skips it).
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .allowed import check_allowed
-from .errors import InputError
-from .outputs import write_atomically
+from .allowed import check_allowed, within
+from .errors import InputError, SCRError, StorageError, storage_error
+from .outputs import write_no_follow
+from .path_text import check_path_text, checked_path, climbs
 
 IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.webp", "*.bmp", "*.gif", "*.tif", "*.tiff")
 #: Video clips (``scr_core.video.VIDEO_SUFFIXES``), listed too where a caller asks for clips.
@@ -46,11 +51,10 @@ class CaptionMode(str, Enum):
 def list_images(folder: str | Path, patterns: str = "", recursive: bool = False, limit: int = 0,
                 allowed: Sequence[Path] | None = None, clips: bool = False) -> list[Path]:
     """Image files of ``folder`` sorted by path, filtered by ``patterns`` ("*.png;*cat*"), at most
-    ``limit`` (0 = all); with ``allowed``, the folder and every file (symlinks resolved) must lie
-    inside those folders. ``clips``: video files too (``VIDEO_PATTERNS``)."""
-    if not str(folder).strip():
-        raise InputError("no folder given")
-    root = Path(str(folder).strip()).expanduser()
+    ``limit`` (0 = all); with ``allowed``, the folder and every file must lie inside those folders (as
+    listed or with links resolved: ``scr_core.allowed``). The paths come back as listed. ``clips``: video
+    files too (``VIDEO_PATTERNS``)."""
+    root = checked_path(folder, "folder")
     if allowed is not None:
         check_allowed(root, allowed, "image folder")
     if not root.is_dir():
@@ -89,57 +93,111 @@ def is_image_name(name: str, clips: bool = False) -> bool:
 
 
 def safe_subfolder(output_dir: str | Path, subfolder: str) -> Path:
-    """``output_dir/subfolder`` (created), refusing absolute paths and anything that leaves ``output_dir``."""
-    base = Path(output_dir).resolve()
+    """The real path of ``output_dir/subfolder`` (created), refusing absolute paths and ``..``; a link the
+    owner put in the output folder is followed (``scr_core.allowed``)."""
     text = (subfolder or "").strip()
+    if text:
+        check_path_text(text, "subfolder")
     if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute() or PureWindowsPath(text).drive:
         raise InputError(f"subfolder {text!r} must be relative to ComfyUI's output folder")
-    if any(part == ".." for part in PurePosixPath(text.replace("\\", "/")).parts):
+    if climbs(text):
         raise InputError(f"subfolder {text!r} may not contain '..'")
-    target = (base / text).resolve()
-    if target != base and base not in target.parents:
-        raise InputError(f"subfolder {text!r} leads outside ComfyUI's output folder")
+    target = Path(os.path.abspath(output_dir)) / text
     target.mkdir(parents=True, exist_ok=True)
-    if target.resolve() != target:
-        raise InputError(f"subfolder {text!r} leads outside ComfyUI's output folder")
-    return target
+    return Path(os.path.realpath(target))
 
 
 def caption_targets(paths: Iterable[str], mode: CaptionMode | str, output_dir: str | Path, subfolder: str = "",
                     extension: str = ".txt", allowed: Sequence[Path] | None = None) -> list[Path]:
-    """Where each caption goes (``mode``, checked): beside its image (an existing file, inside ``allowed``
-    when given), or in the output subfolder by image stem."""
+    """Where each caption goes (``mode``, checked), as a real path (the write follows no link from there):
+    beside its image (an existing image or clip file, inside ``allowed`` when given, the caption named after
+    the image as it was listed), or in the output subfolder by image stem."""
     mode = CaptionMode(mode)
-    if not extension.startswith(".") or "/" in extension or "\\" in extension or extension in (".", ".."):
+    if not extension.startswith(".") or "/" in extension or "\\" in extension or extension in (".", "..") \
+            or is_image_name("x" + extension, clips=True):
         raise InputError(f"bad caption extension {extension!r}; use e.g. .txt")
     targets = []
     folder = safe_subfolder(output_dir, subfolder) if mode is CaptionMode.OUTPUT_FOLDER else None
     for index, raw in enumerate(paths):
         text = str(raw or "").strip()
         if folder is not None:
-            stem = Path(text).stem if text else f"caption_{index:05d}"
+            stem = Path(check_path_text(text, "image path")).stem if text else f"caption_{index:05d}"
             targets.append(folder / f"{stem}{extension}")
             continue
         if not text:
             raise InputError(f"caption {index} has no image path; use the output-folder mode for images "
                              "that did not come from Load Image Folder")
-        image = check_allowed(text, allowed, "image") if allowed is not None else Path(text).resolve()
-        if not image.is_file():
-            raise InputError(f"image {text} does not exist; captions are written beside existing images only")
-        targets.append(image.with_suffix(extension))
+        targets.append(_beside(text, extension, allowed))
     if len(set(targets)) != len(targets):
         raise InputError("two captions would go to the same file; give the images different names")
     return targets
 
 
-def write_captions(captions: list[str], targets: list[Path], overwrite: bool = False) -> list[Path]:
-    """Write every caption, atomically; refuse the whole batch before writing if one file exists."""
+def _beside(text: str, extension: str, allowed: Sequence[Path] | None) -> Path:
+    """``<stem><extension>`` in the real folder of the image ``text`` names (module docstring)."""
+    listed = checked_path(text, "image")
+    image = check_allowed(text, allowed, "image") if allowed is not None else Path(os.path.realpath(listed))
+    if not is_image_name(listed.name, clips=True):
+        raise InputError(f"{text} is not an image file ({', '.join(IMAGE_PATTERNS)}) or a clip "
+                         f"({', '.join(VIDEO_PATTERNS)}); captions are written beside images and clips only")
+    if not image.is_file():
+        raise InputError(f"image {text} does not exist; captions are written beside existing images only")
+    spelled = Path(os.path.abspath(listed.parent)) / f"{listed.stem}{extension}"
+    target = Path(os.path.realpath(spelled.parent)) / spelled.name
+    if allowed is not None and not within(spelled, target, allowed):
+        raise InputError(f"the caption of {text} would go to {target}, outside the folders this server allows")
+    if target == image:
+        raise InputError(f"the caption of {text} would replace the image itself ({image})")
+    return target
+
+
+@dataclass
+class CaptionWrites:
+    """What ``write_caption_files`` did, file by file: ``skipped`` were there already (and ``overwrite`` was
+    off), ``failed`` holds (file, one-line reason)."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def write_caption_files(captions: Sequence[str], targets: Sequence[Path], overwrite: bool = False) -> CaptionWrites:
+    """Write every caption it can (``outputs.write_no_follow``), each atomically; a file that cannot be
+    written (a folder in its place, a folder swapped for a link) is reported, not raised, so one bad file
+    never costs the others; an existing file is skipped unless ``overwrite``. A full disk stops the batch
+    with one ``StorageError`` line (every file after it would fail the same way)."""
     if len(captions) != len(targets):
         raise InputError(f"got {len(captions)} captions for {len(targets)} paths")
-    existing = [t for t in targets if t.exists()]
+    done = CaptionWrites()
+    for caption, target in zip(captions, targets):
+        try:
+            wrote = write_no_follow(target, (caption + "\n").encode("utf-8"), replace=overwrite)
+        except SCRError as err:
+            done.failed.append((target, str(err)))
+        except OSError as err:
+            full = storage_error(err, target)
+            if full is not None:
+                raise StorageError(f"{full} ({len(done.written)} of {len(targets)} caption file(s) of this batch "
+                                   "were written)") from None
+            done.failed.append((target, f"cannot write it: {err.strerror or err}"))
+        else:
+            (done.written if wrote else done.skipped).append(target)
+    return done
+
+
+def write_captions(captions: list[str], targets: list[Path], overwrite: bool = False) -> list[Path]:
+    """Write every caption, atomically; refuse the whole batch before writing if one file exists, and end
+    with one line naming what could not be written (the others are written)."""
+    if len(captions) != len(targets):
+        raise InputError(f"got {len(captions)} captions for {len(targets)} paths")
+    existing = [t for t in targets if os.path.lexists(t)]
     if existing and not overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} caption file(s) in the way); "
                          "turn on overwrite to replace them")
-    for caption, target in zip(captions, targets):
-        write_atomically(target, lambda tmp, text=caption: tmp.write_text(text + "\n", encoding="utf-8"))
-    return targets
+    done = write_caption_files(captions, targets, overwrite)
+    problems = done.failed + [(t, "it appeared meanwhile; turn on overwrite to replace it") for t in done.skipped]
+    if problems:
+        (first, why), more = problems[0], len(problems) - 1
+        raise InputError(f"{len(done.written)} of {len(targets)} caption file(s) written; {first}: {why}"
+                         + (f" (and {more} more)" if more else ""))
+    return done.written

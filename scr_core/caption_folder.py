@@ -11,11 +11,13 @@ Ray actors (``--engine ray``, ``scr_core.ray_engine``), with the same files.
 recorded with their error, listed in ``OUT``'s summary and skipped, never dropped silently.
 ``OUT.run.json`` holds the settings (a resume with other settings is refused, as for ``eval``);
 ``OUT.summary.json`` the counts, the unreadable images and the empty or degenerate captions
-(``caption_quality``: no letters, a word loop), which the command also lists. ``--txt`` also writes
-``<stem>.txt`` beside each image with ComfyUI's Save Captions rules (``caption_files``; the local user
-may write beside any image this command lists), or with ``--txt-dir`` under that folder, the source's
-names mirrored as Caption Folder's output folder does (``mirrored_targets``); symlinks resolved, never
-over an existing file unless asked (checked before the model runs), each atomically, once the captions
+(``caption_quality``: no letters, a word loop), which the command also lists, and the ``.txt`` files
+that could not be written. ``--txt`` also writes ``<stem>.txt`` beside each image file with ComfyUI's Save
+Captions rules (``caption_files``; the local user may write beside any image this command lists, and only
+beside images), or with ``--txt-dir`` under that folder, the source's
+names mirrored as Caption Folder's output folder does (``mirrored_targets``); never over an existing file
+unless asked (checked before the model runs; a file that appears meanwhile is skipped), each atomically
+and through no link, once the captions
 are safely in ``OUT`` (a resumed run writes the ones an interrupted run did not get to). ``--prefix``
 and ``--suffix`` join the caption with commas.
 
@@ -29,6 +31,7 @@ clip. A video-LoRA data set is ``--txt`` (and ``--prefix``) on a folder of clips
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,17 +39,22 @@ from pathlib import Path
 from PIL import Image
 
 from .budgets import batch_pixel_budget, header_pixels, pixel_runs
-from .caption_files import IMAGE_PATTERNS, CaptionMode, is_image_name, caption_targets, list_images, write_captions
+from .caption_files import (IMAGE_PATTERNS, CaptionMode, caption_targets, is_image_name, list_images,
+                           write_caption_files)
 from .caption_quality import degenerate_captions
 from .config import SCRConfig
 from .errors import ConfigError, InputError
 from .images import load_image
 from .outputs import write_atomically
+from .path_text import checked_path
 from .runs import check_run, check_sizes, model_numerics
 from .shards import Shard, batches_of, one_by_one, read_all, run_shards
 from .video import Clip, SampledClip, is_clip
 
 _FIX = "delete that line (its image is captioned again) or the file (to start over)"
+
+#: The longest trigger-word prefix, in characters: a word or a few tags, not a text copied into every file.
+MAX_PREFIX_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ def list_items(source: str | Path) -> list[Item]:
     """Images of a folder tree (sorted by path), or of a list file (one path per line, relative to
     the file's folder; blank lines and ``#`` comments skipped; listed files may be missing or broken:
     they are reported per image, not here)."""
-    source = Path(source).expanduser()
+    source = checked_path(source, "source")
     if source.is_dir():
         return [Item(p.relative_to(source).as_posix(), p) for p in list_images(source, recursive=True, clips=True)]
     if not source.is_file():
@@ -76,11 +84,11 @@ def list_items(source: str | Path) -> list[Item]:
     if not any(is_image_name(Path(line.strip()).name, clips=True) for line in text_lines if "\0" not in line):
         raise not_a_list  # e.g. /etc/passwd: refused without echoing a line of it
     items, seen = [], set()
-    for line in text_lines:
+    for number, line in enumerate(text_lines, 1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
-        path = Path(text).expanduser()
+        path = checked_path(text, f"{source} line {number}:")
         path = path if path.is_absolute() else source.parent / path
         if text in seen:
             raise InputError(f"{source}: {text} is listed twice")
@@ -111,20 +119,28 @@ def read_image(path: Path) -> tuple[Image.Image | None, str | None]:
 
 
 def _load(path: Path, pipe=None, sampling: dict | None = None) -> tuple[object | None, str | None]:
-    """The image as every entry point reads it (``load_image``), or a clip's sampled frames
-    (``pipe.read_clip``), or why it cannot be read."""
+    """The image as every entry point reads it (``load_image``) and as the runner accepts it
+    (``check_image``: no strip its processor would blow up), or a clip's sampled frames (``pipe.read_clip``),
+    or why it cannot be used."""
     clip = is_clip(path)
     try:
-        if not clip:
-            return load_image(path), None
-        reader = getattr(pipe, "read_clip", None)
-        if reader is None:
-            return None, "cannot read clip: this runner has no video (an ONNX export); caption clips with the model"
-        return reader(path, **(sampling or {})), None
+        if clip:
+            reader = getattr(pipe, "read_clip", None)
+            if reader is None:
+                return None, "cannot read clip: this runner has no video (an ONNX export); caption clips with the model"
+            media = reader(path, **(sampling or {}))
+        else:
+            media = load_image(path)
     except InputError as err:
         return None, f"cannot read {'clip' if clip else 'image'}: {err}"
     except Exception as err:  # unreadable for any reason: reported per image
         return None, f"cannot read {'clip' if clip else 'image'}: {type(err).__name__}: {err}"
+    if pipe is not None:
+        try:
+            pipe.check_image(media)
+        except InputError as err:
+            return None, str(err)
+    return media, None
 
 
 def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_new_tokens: int,
@@ -169,9 +185,16 @@ def _caption_run(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_ne
     return records
 
 
-def _affix_word(text: str) -> str:
-    """A prefix or suffix as it is written: trimmed of spaces and of the comma that joins it."""
-    return (text or "").strip().strip(",").strip()
+def clean_prefix(prefix: str) -> str:
+    """A prefix (or suffix) as written into every caption file: control characters (NUL, newlines, tabs) and
+    line separators become spaces, runs of spaces one, a joining comma dropped; more than
+    ``MAX_PREFIX_CHARS`` is one line (checked before the model runs)."""
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") else c for c in str(prefix or ""))
+    word = " ".join(text.split()).strip(",").strip()
+    if len(word) > MAX_PREFIX_CHARS:
+        raise InputError(f"the prefix or suffix is {len(word):,} characters, more than {MAX_PREFIX_CHARS}; it is a "
+                         "trigger word or a few tags put around every caption")
+    return word
 
 
 @dataclass(frozen=True)
@@ -191,14 +214,14 @@ class CaptionJob:
 
 def with_prefix(prefix: str, caption: str) -> str:
     """A trigger word before the caption, as LoRA data sets want it: ``ohwx`` -> ``ohwx, a cup ...``."""
-    word = _affix_word(prefix)
+    word = clean_prefix(prefix)
     return f"{word}, {caption}" if word else caption
 
 
 def with_suffix(caption: str, suffix: str) -> str:
     """Words after the caption (the same rules as ``with_prefix``), its final full stop giving way to the
     comma: ``best quality`` -> ``a cup, best quality``."""
-    word = _affix_word(suffix)
+    word = clean_prefix(suffix)
     return f"{caption.rstrip().removesuffix('.')}, {word}" if word else caption
 
 
@@ -227,10 +250,10 @@ def mirrored_targets(names: Sequence[str], base: Path, extension: str = ".txt") 
 
 def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool,
                 txt_dir: Path | None = None) -> dict[str, Path]:
-    """``<stem>.txt`` beside each readable file (Save Captions' rules), or with ``txt_dir`` the image names
+    """``<stem>.txt`` beside each image file (Save Captions' rules: a listed ``notes.txt`` gets none), or with ``txt_dir`` the image names
     mirrored under it (``mirrored_targets``), by image name; refused up front (before any captioning) if one
     is in the way for an image still to caption."""
-    present = [i for i in items if i.path.is_file()]
+    present = [i for i in items if is_image_name(i.path.name, clips=True) and i.path.is_file()]
     targets = dict(zip((i.name for i in present), mirrored_targets([i.name for i in present], txt_dir)
                        if txt_dir is not None else caption_targets([str(i.path) for i in present],
                                                                     CaptionMode.BESIDE_IMAGES, output_dir=".")))
@@ -242,25 +265,29 @@ def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool,
 
 
 def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bool, prefix: str = "",
-               suffix: str = "") -> int:
+               suffix: str = "") -> tuple[int, list[dict]]:
     """Write the .txt of every captioned image whose file is missing (or all, with ``overwrite``):
-    after the captions are safely in OUT, so a crash never leaves a .txt without its record."""
-    todo = [(with_suffix(with_prefix(prefix, r["caption"]), suffix), targets[name]) for name, r in records.items()
+    after the captions are safely in OUT, so a crash never leaves a .txt without its record.
+    Returns (files written, [{"image", "file", "error"}] for those that could not be)."""
+    todo = [(name, with_suffix(with_prefix(prefix, r["caption"]), suffix), targets[name])
+            for name, r in records.items()
             if r.get("caption") is not None and name in targets and (overwrite or not targets[name].exists())]
-    if todo:
-        write_captions([c for c, _ in todo], [t for _, t in todo], overwrite=overwrite)
-    return len(todo)
+    done = write_caption_files([c for _, c, _ in todo], [t for _, _, t in todo], overwrite=overwrite)
+    names = {t: name for name, _, t in todo}
+    return len(done.written), [{"image": names[t], "file": str(t), "error": why} for t, why in done.failed]
 
 
 def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, overwrite_txt: bool = False,
-                      shard: Shard = Shard(), txt_dir: Path | None = None) -> tuple[list[Item], dict[str, Path]]:
+                      shard: Shard = Shard(), txt_dir: Path | None = None, prefix: str = "",
+                      suffix: str = "") -> tuple[list[Item], dict[str, Path]]:
     """(images, .txt targets) after every check that needs no model: the output file's name and
-    folder, the source, and (with ``txt``) the files beside the images still to caption."""
+    folder, the prefix, the source, and (with ``txt``) the files beside the images still to caption."""
     out = Path(out)
     if out.suffix.lower() != ".jsonl":
         raise InputError(f"{out}: the captions file must end in .jsonl")
     if not out.parent.is_dir():
         raise InputError(f"folder {out.parent} does not exist; create it first")
+    clean_prefix(prefix), clean_prefix(suffix)
     items = list_items(source)
     targets = txt_targets(items, set(read_all(out, "image", ("image",), _FIX, own=shard.file(out))),
                           overwrite_txt, txt_dir) if txt else {}
@@ -284,7 +311,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     out = Path(out)
     numerics = engine.numerics() if engine else model_numerics(pipe)
     shard = shard or (Shard() if engine else Shard.current(cpu=numerics["device"] in (None, "cpu")))
-    items, targets = check_caption_run(source, out, txt, overwrite_txt, shard, txt_dir)
+    items, targets = check_caption_run(source, out, txt, overwrite_txt, shard, txt_dir, prefix, suffix)
     meta = {"source": str(Path(source).resolve()), "model": model_name, **numerics,
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},
             "prompt": prompt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
@@ -302,14 +329,14 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     if shard.main:
         unreadable = [{"image": r["image"], "error": r["error"]} for r in records.values() if r.get("error")]
         degenerate = degenerate_captions((r["image"], r["caption"]) for r in records.values() if not r.get("error"))
-        written = _write_txt(records, targets, overwrite_txt, prefix, suffix) if txt else 0
+        written, txt_failed = _write_txt(records, targets, overwrite_txt, prefix, suffix) if txt else (0, [])
         summary = {**meta, "images": len(items), "captioned": len(records) - len(unreadable),
-                   "unreadable": unreadable, "txt_written": written,
+                   "unreadable": unreadable, "txt_written": written, "txt_failed": txt_failed,
                    "degenerate": [{"image": name, "reason": reason} for name, reason in degenerate]}
         write_atomically(summary_file, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     shard.barrier()
     return json.loads(summary_file.read_text())
 
 
-__all__ = ["IMAGE_PATTERNS", "CaptionJob", "Item", "caption_batch", "caption_folder", "list_items",
+__all__ = ["IMAGE_PATTERNS", "CaptionJob", "Item", "caption_batch", "caption_folder", "clean_prefix", "list_items",
            "mirrored_targets", "plan_summary", "sidecar", "with_prefix", "with_suffix"]

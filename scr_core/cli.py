@@ -450,7 +450,8 @@ def cmd_caption_folder(args) -> None:
     shard, args.device = (Shard(), args.device) if engine else launched_shard(args.device)
     if (args.txt_dir is not None or args.suffix) and not args.txt:
         raise ConfigError("--txt-dir and --suffix apply to the .txt files: add --txt")
-    check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard, args.txt_dir)  # before the model loads
+    check_caption_run(args.source, args.out, args.txt, args.overwrite_txt, shard, args.txt_dir,
+                      args.prefix, args.suffix)  # before the model loads
     if shard.main:
         _say_preset_note(args, prompt)
     with engine or nullcontext():
@@ -467,6 +468,8 @@ def cmd_caption_folder(args) -> None:
     degenerate = [(e["image"], e["reason"]) for e in summary["degenerate"]]
     if degenerate:
         print(degenerate_line(degenerate, summary["captioned"]), file=sys.stderr)
+    for entry in summary.get("txt_failed", []):
+        print(f"not written: {entry['file']}: {entry['error']}", file=sys.stderr)
 
 
 def cmd_compare(args) -> None:

@@ -1,5 +1,12 @@
 """One error family, so callers (CLI, ComfyUI, exporter) can catch ``SCRError`` and show its message."""
 
+import errno
+
+#: What the storage says when it refuses a write (full, over quota, file too large, read-only): not a bug,
+#: so one line naming the file, never "please report it".
+STORAGE_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS")
+                           if hasattr(errno, name))
+
 
 class SCRError(Exception):
     """Base class: every message says what went wrong and what to do about it."""
@@ -38,6 +45,19 @@ class MissingExtraError(SCRError):
     requirements file that installs it (``scr_core.extras.require``)."""
 
 
+class StorageError(SCRError):
+    """The storage refused a write (full, over quota, read-only); the message names the file."""
+
+
+def storage_error(err: BaseException, path=None) -> "StorageError | None":
+    """``err`` as one ``StorageError`` line naming ``path`` (or the error's file) when the storage refused a
+    write, else ``None``."""
+    if not isinstance(err, OSError) or err.errno not in STORAGE_ERRNOS:
+        return None
+    return StorageError(f"cannot write {path or err.filename or 'a file'}: {err.strerror}; free some space (or "
+                        "write somewhere else) and run again: what was written is kept")
+
+
 class GenerationInterrupted(SCRError):
     """Generation was stopped by the caller's ``should_stop`` check.
 
@@ -56,8 +76,8 @@ class ReleasedError(SCRError):
 
 def exit_code(work, debug: bool = False) -> int:
     """Run a command-line entry point's ``work()``: 0, or one line on stderr and the exit code a shell
-    expects (2 for an ``SCRError``, 130 for Ctrl-C, 1 for anything unforeseen), never a traceback
-    unless ``debug`` (then the error is raised again)."""
+    expects (2 for an ``SCRError`` or a write the storage refused, 130 for Ctrl-C, 1 for anything
+    unforeseen), never a traceback unless ``debug`` (then the error is raised again)."""
     import sys
 
     try:
@@ -75,6 +95,10 @@ def exit_code(work, debug: bool = False) -> int:
     except Exception as err:  # a bug or an unforeseen input: one line, the traceback on request
         if debug:
             raise
+        storage = storage_error(err)
+        if storage is not None:
+            print(f"error: {storage}", file=sys.stderr)
+            return 2
         print(f"error: unexpected {type(err).__name__}: {err!s:.300} (rerun with --debug for the traceback, and "
               "please report it)", file=sys.stderr)
         return 1

@@ -7,13 +7,16 @@ animation. Sizes are checked before any pixel is decoded (see ``MAX_IMAGE_PIXELS
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
+from .path_text import check_path_text
 
 #: Largest image accepted, in pixels (width x height), 64 MP: a 48 MP phone photo fits, an
 #: 8000x8000 scan fits. No VLM processor uses more than a few megapixels (LLaVA 336², Qwen2-VL
@@ -65,8 +68,24 @@ def check_file(path: Path, what: str) -> None:
         raise InputError(f"{what} file {path} is empty (0 bytes)")
 
 
+def env_limit(name: str, default: int, env: Mapping[str, str] = os.environ) -> int:
+    """A size limit the owner may set in the environment (``name``, a positive integer; ``_`` allowed), else
+    ``default``; anything else is one line."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InputError(f"{name}={raw!r} must be a positive number of pixels")
+    return value
+
+
 def _read(path: Path) -> Image.Image:
     """The file's first frame, upright, detached from the file; the size is checked before decoding."""
+    check_path_text(path, "image path")
     check_file(path, "image")
     try:
         with _open(path) as opened:  # lazy: only the header is read so far

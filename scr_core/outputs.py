@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, storage_error
 
 
 def check_new_file(path: str | Path, suffixes: Iterable[str], overwrite: bool = False) -> Path:
@@ -54,7 +57,7 @@ def ordinary_mode(path: str | Path, folder: bool = False) -> None:
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary path)`` in ``path``'s folder, then rename it over ``path``: a reader
-    (or a crash) never sees a half-written file."""
+    (or a crash) never sees a half-written file; a full disk is one ``StorageError`` naming ``path``."""
     path = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent or ".")
     os.close(handle)
@@ -62,7 +65,94 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
         ordinary_mode(temporary)
         write(Path(temporary))
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as err:
         Path(temporary).unlink(missing_ok=True)
-        raise
+        full = storage_error(err, path)
+        if full is None:
+            raise
+        raise full from None
     return path
+
+
+#: Whether folders can be opened one part at a time without following links (POSIX; not Windows).
+NO_FOLLOW = all(hasattr(os, flag) for flag in ("O_NOFOLLOW", "O_DIRECTORY")) and os.open in os.supports_dir_fd
+
+
+def write_no_follow(path: str | Path, data: bytes, replace: bool = False) -> bool:
+    """Write ``data`` to ``path`` atomically through no link at all; ``False`` (nothing written) when an entry
+    is already there and ``replace`` is off.
+
+    ``path``'s folder must be a real path (links resolved when it was checked, ``scr_core.allowed``): it is
+    opened one folder at a time without following links, so a folder swapped for a link since then is one
+    ``InputError`` and nothing lands elsewhere; the file is created in that open folder and renamed over
+    ``path``, which replaces a link there rather than writing through it. A folder in the file's place is
+    one ``InputError``; a full disk is the ``OSError`` it is. Without ``NO_FOLLOW`` (Windows) the folder's
+    real path is compared just before the write instead.
+    """
+    path = Path(path)
+    if not NO_FOLLOW:
+        return _write_compared(path, data, replace)
+    folder = _open_real_folder(path.parent)
+    try:
+        try:
+            found = os.stat(path.name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            found = None
+        if found is not None:
+            if stat.S_ISDIR(found.st_mode):
+                raise InputError(f"{path} is a folder; nothing was written over it")
+            if not replace:
+                return False
+        temporary = f".scr-{secrets.token_hex(6)}.tmp"
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                         0o666, dir_fd=folder)  # the umask applies, as for a plain open
+        try:
+            with os.fdopen(handle, "wb") as sink:
+                sink.write(data)
+            os.replace(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            try:
+                os.unlink(temporary, dir_fd=folder)
+            except OSError:
+                pass
+            raise
+        return True
+    finally:
+        os.close(folder)
+
+
+def _open_real_folder(folder: Path) -> int:
+    """A descriptor of ``folder`` reached from the root one part at a time, following no link."""
+    if not folder.is_absolute():
+        folder = Path(os.path.abspath(folder))
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    handle = os.open(folder.anchor, flags)
+    try:
+        for part in folder.parts[1:]:
+            try:
+                inner = os.open(part, flags, dir_fd=handle)
+            except OSError as err:
+                if err.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                    raise InputError(f"{folder} is not the folder that was checked (its part {part!r} is now a link, "
+                                     "a file or gone); nothing is written through a link") from None
+                raise
+            os.close(handle)
+            handle = inner
+        return handle
+    except BaseException:
+        os.close(handle)
+        raise
+
+
+def _write_compared(path: Path, data: bytes, replace: bool) -> bool:
+    """``write_no_follow`` where folders cannot be opened without following links: the folder's real path is
+    compared with the one checked just before the write."""
+    if os.path.realpath(path.parent) != os.path.abspath(path.parent):
+        raise InputError(f"{path.parent} is not the folder that was checked (a link is now on its way); nothing "
+                         "is written through a link")
+    if path.is_dir() and not path.is_symlink():
+        raise InputError(f"{path} is a folder; nothing was written over it")
+    if os.path.lexists(path) and not replace:
+        return False
+    write_atomically(path, lambda temporary: temporary.write_bytes(data))
+    return True

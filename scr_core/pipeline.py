@@ -111,6 +111,11 @@ class SCRPipeline(RunnerBase):
             raise ConfigError("pass adapter options to the adapter you construct, not next to it")
         self.adapter = adapter or adapter_for(model, processor, **adapter_options)
 
+    @property
+    def image_processor(self):
+        """The processor's image processor (``None`` for a processor without one)."""
+        return getattr(self.processor, "image_processor", None)
+
     # -- loading and lifecycle -------------------------------------------------------
     @classmethod
     def from_pretrained(cls, source: str | Path, options: LoadOptions | None = None, *,
@@ -248,6 +253,7 @@ class SCRPipeline(RunnerBase):
         model = self._model()
         start = time.perf_counter()
         per_prompt = group_media(images, self.adapter.sampling_defaults())
+        self.check_images(per_prompt)
         prompts = pair_prompts(prompt, len(per_prompt), self.adapter.reserved_tokens())
         inputs = self.adapter.prepare_media(per_prompt, prompts)
         layout = self.adapter.locate(inputs, per_prompt)

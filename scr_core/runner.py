@@ -93,6 +93,9 @@ class VLMRunner(Protocol):
     def prepare(self, images, prompt: str | Sequence[str] | None = None) -> Any:
         """Processor and vision tower once; feeds ``diagnose`` and ``generate``."""
 
+    def check_image(self, image, what: str = "image") -> None:
+        """One ``InputError`` line when the processor would make too much of ``image`` (``processor_size``)."""
+
     def diagnose(self, images, prompt: str | Sequence[str] | None = None,
                  config: SCRConfig = RUNNER_DEFAULT) -> list[Diagnosis]:
         """The diagnostic pass alone: maps, entropy and the plan per prompt."""
@@ -153,6 +156,20 @@ class RunnerBase:
 
     prepared_type: type = type(None)
     short_answer_suffix: str = ""
+    image_processor = None  # the runner's image processor (``processor_size`` reads its resize settings)
+
+    def check_image(self, image, what: str = "image") -> None:
+        """One ``InputError`` line when ``image`` is too wide, or the processor would resize it to too many
+        pixels (``processor_size``): checked before the processor runs."""
+        from .processor_size import check_processable
+
+        check_processable(self.image_processor, image.size, what)
+
+    def check_images(self, per_prompt) -> None:
+        """``check_image`` for every image of every prompt (what ``prepare`` runs first)."""
+        for group in per_prompt:
+            for image in group:
+                self.check_image(image)
 
     def answer_prompt(self, question: str) -> str:
         """``question`` with the family's short-answer instruction appended (what ``answer`` sends)."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .datafiles import json_object, read_text
-from .errors import DataError
+from .errors import DataError, storage_error
 from .outputs import write_atomically
 
 log = logging.getLogger(__name__)
@@ -148,18 +148,13 @@ def run_shards(batches: Sequence[Sequence], key_of: Callable[[object], str], wor
             and any(key_of(item) not in done for item in batch)]
     todo = sum(sum(key_of(item) not in done for item in batch) for _, batch in mine)
     log.info("rank %d of %d: %d done before, %d to do", shard.rank, shard.world, len(done), todo)
-    with open(own, "a") as sink, tqdm(total=todo, disable=not progress or not shard.main, desc=desc) as bar:
+    with tqdm(total=todo, disable=not progress or not shard.main, desc=desc) as bar:
         for batch, records in (execute or one_by_one(work))([list(batch) for _, batch in mine]):
-            new = 0
-            for item, record in zip(batch, records):
-                if key_of(item) in done:
-                    continue  # a batch cut short earlier: rerun whole (same numerics), keep the old record
-                sink.write(json.dumps(record) + "\n")
-                done[key_of(item)] = record
-                new += 1
-            sink.flush()
-            os.fsync(sink.fileno())
-            bar.update(new)
+            records = [(item, record) for item, record in zip(batch, records)
+                       if key_of(item) not in done]  # a batch cut short earlier: rerun whole, keep the old records
+            append_durably(own, "".join(json.dumps(record) + "\n" for _, record in records))
+            done.update((key_of(item), record) for item, record in records)
+            bar.update(len(records))
     shard.barrier()
     if not shard.main:
         return None
@@ -169,6 +164,25 @@ def run_shards(batches: Sequence[Sequence], key_of: Callable[[object], str], wor
     for path in rank_files(merged):
         path.unlink()
     return {r[key]: r for r in ordered}
+
+
+def append_durably(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` and fsync it (unbuffered: a failed write leaves nothing to flush later);
+    a full disk is one ``StorageError`` line, and the cut last line is dropped when the run resumes."""
+    data = memoryview(text.encode("utf-8"))
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    handle = os.open(path, flags, 0o666)
+    try:
+        while data:
+            data = data[os.write(handle, data):]
+        os.fsync(handle)
+    except OSError as err:
+        full = storage_error(err, path)
+        if full is None:
+            raise
+        raise full from None
+    finally:
+        os.close(handle)
 
 
 def batches_of(items: Sequence, batch_size: int, group: Callable[[object], object] | None = None) -> list[list]:

@@ -6,14 +6,16 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from PIL import Image
 
 from export.runtime import OnnxVLM
-from scr_core import ConfigError, GenerationInterrupted, ReleasedError, SCRConfig, SCRPipeline
+from scr_core import ConfigError, GenerationInterrupted, InputError, ReleasedError, SCRConfig, SCRPipeline
 from scr_core.runner import VLMRunner
 from tests.test_onnx_llava import llava_dir, llava_onnx, llava_pil_pipe, llava_vlm  # noqa: F401  (fixtures)
 
 PROMPT = "Describe the image."
-METHODS = ("prepare", "diagnose", "caption", "answer", "answer_prompt", "generate", "resolve", "to", "release")
+METHODS = ("prepare", "check_image", "diagnose", "caption", "answer", "answer_prompt", "generate", "resolve", "to",
+           "release")
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,12 @@ def test_the_same_calls_give_the_same_results(runners, images):
 def test_the_same_scr_vocabulary_is_refused_alike(runners, images, kind, bad):
     with pytest.raises(ConfigError, match="scr must be an SCRConfig, a RedistributionPlan"):
         runners[kind].caption(images[0], scr=bad, max_new_tokens=1)
+
+
+@pytest.mark.parametrize("kind", ["pytorch", "onnx"])
+def test_a_strip_the_processor_would_blow_up_is_refused_alike(runners, images, kind):
+    with pytest.raises(InputError, match="is 1x3000, an aspect ratio of 3,000:1; up to 200:1 is accepted"):
+        runners[kind].caption([images[0], Image.new("RGB", (1, 3000))], max_new_tokens=1)
 
 
 @pytest.mark.parametrize("kind", ["pytorch", "onnx"])

@@ -11,11 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from nodes.checks import problem
+from nodes.checks import problem, require
 from nodes.convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
-from scr_core.allowed import (allowed_folders, check_model_folder, check_pixel_budget, downloads_allowed,
-                              folder_pixel_budget, owner_folders)
-from scr_core.caption_files import caption_targets, list_images, safe_subfolder, write_captions
+from nodes.samples import SCENE_FILE, SCENE_FOLDER, install_samples
+from scr_core.allowed import (allowed_folders, check_allowed, check_model_folder, check_pixel_budget,
+                              downloads_allowed, folder_pixel_budget, owner_folders)
+from scr_core.caption_files import caption_targets, list_images, safe_subfolder, write_caption_files, write_captions
+from scr_core.caption_folder import clean_prefix, with_prefix
 from scr_core.errors import InputError, ModelLoadError
 
 
@@ -88,20 +90,29 @@ def test_captions_beside_images_inside_the_allowed_folders_only(image_folder, tm
         caption_targets([str(image_folder / "gone.png")], "beside images", tmp_path / "out", allowed=allowed)
 
 
-def test_symlinks_are_resolved_before_the_folder_rule(image_folder, tmp_path):
+def test_owner_links_are_followed_and_climbing_is_refused(image_folder, tmp_path):
+    """Links already on disk are the owner's (a posted workflow cannot make one): followed. ``..`` is not."""
     allowed = allowed_folders([image_folder], env={})
     inner = image_folder / "link.png"
-    inner.symlink_to(image_folder / "a.jpg")
+    inner.symlink_to(image_folder / "a.jpg")  # named as listed, in the image's real folder
     assert caption_targets([str(inner)], "beside images", tmp_path / "out", allowed=allowed) == \
-        [(image_folder / "a.txt").resolve()]
-    outside = tmp_path / "secret.png"
-    Image.new("RGB", (2, 2)).save(outside)
-    (image_folder / "escape.png").symlink_to(outside)
+        [(image_folder / "link.txt").resolve()]
+    drive = tmp_path / "photo-drive"
+    drive.mkdir()
+    Image.new("RGB", (2, 2)).save(drive / "p.png")
+    (image_folder / "drive").symlink_to(drive, target_is_directory=True)
+    listed = list_images(image_folder / "drive", allowed=allowed)
+    assert listed == [image_folder / "drive" / "p.png"]  # paths come back as listed
+    assert caption_targets([str(p) for p in listed], "beside images", tmp_path / "out", allowed=allowed) == \
+        [drive.resolve() / "p.txt"]
+    for climbing in (image_folder / "drive" / ".." / "a.jpg", image_folder / ".." / "photo-drive" / "p.png"):
+        with pytest.raises(InputError, match="outside the folders.*'..' is not followed"):
+            caption_targets([str(climbing)], "beside images", tmp_path / "out", allowed=allowed)
     with pytest.raises(InputError, match="outside the folders"):
-        caption_targets([str(image_folder / "escape.png")], "beside images", tmp_path / "out", allowed=allowed)
-    with pytest.raises(InputError, match="outside the folders"):
-        list_images(image_folder, allowed=allowed)  # the listed file leads out
-    (image_folder / "escape.png").unlink()
+        caption_targets([str(drive / "p.png")], "beside images", tmp_path / "out", allowed=allowed)  # not via the link
+    (tmp_path / "door").symlink_to(image_folder, target_is_directory=True)  # leads inside: judged by where it leads
+    assert caption_targets([str(tmp_path / "door" / "a.jpg")], "beside images", tmp_path / "out", allowed=allowed) \
+        == [image_folder.resolve() / "a.txt"]
     (image_folder / "sub" / "out").symlink_to(tmp_path, target_is_directory=True)  # a symlinked folder: not walked
     assert [p.name for p in list_images(image_folder, recursive=True, allowed=allowed)] == \
         ["a.jpg", "b.png", "link.png", "c.png"]
@@ -166,12 +177,11 @@ def test_output_subfolder_cannot_escape(subfolder, message, tmp_path):
         safe_subfolder(tmp_path / "out", subfolder)
 
 
-def test_output_subfolder_symlink_out_is_refused(tmp_path):
+def test_output_subfolder_follows_an_owner_link(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "escape").symlink_to(tmp_path)
-    with pytest.raises(InputError, match="outside"):
-        safe_subfolder(out, "escape")
+    (out / "elsewhere").symlink_to(tmp_path)  # the owner's link (a posted workflow cannot make one)
+    assert safe_subfolder(out, "elsewhere") == tmp_path.resolve()
     assert safe_subfolder(out, "captions/set1") == (out / "captions" / "set1").resolve()
 
 
@@ -220,3 +230,132 @@ def test_a_killed_servers_staging_folders_are_removed_and_nothing_else(tmp_path)
         folder.mkdir()
     assert remove_stale_downloads([tmp_path, tmp_path / "missing"]) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+
+
+def test_captions_go_beside_image_files_only_never_over_the_source(image_folder, tmp_path):
+    allowed = allowed_folders([image_folder], env={})
+    (image_folder / "README.txt").write_text("mine")
+    for source in ("notes.txt", "README.txt", "merges.txt"):  # a .txt "image" would map to itself
+        with pytest.raises(InputError, match="is not an image file"):
+            caption_targets([str(image_folder / source)], "beside images", tmp_path / "out", allowed=allowed)
+    with pytest.raises(InputError, match="does not exist"):
+        caption_targets([str(image_folder / "README.png")], "beside images", tmp_path / "out", allowed=allowed)
+    (image_folder / "x.png").symlink_to(image_folder / "x.txt")  # an image name leading to the caption's own file
+    (image_folder / "x.txt").write_text("keep")
+    with pytest.raises(InputError, match="would replace the image itself"):
+        caption_targets([str(image_folder / "x.png")], "beside images", tmp_path / "out", allowed=allowed)
+    with pytest.raises(InputError, match="extension"):
+        caption_targets([str(image_folder / "a.jpg")], "beside images", tmp_path / "out", extension=".png")
+    assert (image_folder / "notes.txt").read_text() == "x" and (image_folder / "x.txt").read_text() == "keep"
+
+
+def test_each_write_lands_where_it_was_checked_or_nowhere(image_folder, tmp_path):
+    allowed = allowed_folders([image_folder], env={})
+    targets = caption_targets([str(image_folder / "b.png"), str(image_folder / "sub" / "c.png")], "beside images",
+                              tmp_path / "out", allowed=allowed)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (image_folder / "sub").rename(tmp_path / "moved")  # the folder swapped for a link during the run
+    (image_folder / "sub").symlink_to(outside, target_is_directory=True)
+    done = write_caption_files(["one", "two"], targets)
+    assert done.written == [targets[0]] and [t for t, _ in done.failed] == [targets[1]]
+    assert "is not the folder that was checked" in done.failed[0][1] and "\n" not in done.failed[0][1]
+    assert list(outside.iterdir()) == []
+    (image_folder / "sub").unlink()
+    (image_folder / "sub").mkdir()
+    (image_folder / "sub" / "c.txt").symlink_to(outside / "planted.txt")  # a link in the caption's place
+    done = write_caption_files(["three"], targets[1:], overwrite=True)
+    assert done.written == targets[1:] and not (outside / "planted.txt").exists()
+    assert not (image_folder / "sub" / "c.txt").is_symlink()  # replaced, never written through
+
+
+def test_skip_means_skip_at_write_time_and_a_folder_in_the_way_is_reported(image_folder, tmp_path):
+    allowed = allowed_folders([image_folder], env={})
+    targets = caption_targets([str(image_folder / "a.jpg"), str(image_folder / "b.png")], "beside images",
+                              tmp_path / "out", allowed=allowed)
+    (image_folder / "a.txt").write_text("another run's caption\n")  # written after the targets were planned
+    done = write_caption_files(["mine", "mine"], targets)
+    assert done.skipped == [targets[0]] and done.written == [targets[1]] and not done.failed
+    assert (image_folder / "a.txt").read_text() == "another run's caption\n"
+    (image_folder / "b.txt").unlink()
+    (image_folder / "b.txt").mkdir()
+    done = write_caption_files(["new", "new"], targets, overwrite=True)
+    assert done.written == [targets[0]] and done.failed == [(targets[1], f"{targets[1]} is a folder; nothing was "
+                                                                          "written over it")]
+    with pytest.raises(InputError, match=r"1 of 2 caption file\(s\) written; .*b.txt is a folder"):
+        write_captions(["again", "again"], targets, overwrite=True)  # Save Captions: one line, the rest written
+
+
+@pytest.mark.parametrize("posted, message", [
+    ("/tmp/a\0b.png", "contains a NUL byte"), ("/tmp/" + "x" * 300 + ".png", "name longer than 255 bytes"),
+    ("/tmp/" + "x/" * 2100, "more than the 4,096"), ("/tmp/\ud800.png", "not valid text"),
+])
+def test_posted_paths_with_nul_bytes_or_over_long_names_are_one_line(posted, message, image_folder, tmp_path):
+    allowed = allowed_folders([image_folder], env={})
+    for call in (lambda: list_images(posted, allowed=allowed), lambda: check_allowed(posted, allowed, "image"),
+                 lambda: caption_targets([posted], "beside images", tmp_path, allowed=allowed),
+                 lambda: caption_targets([posted], "output folder", tmp_path / "out")):
+        with pytest.raises(InputError, match=message):
+            call()
+    with pytest.raises(InputError, match=message):
+        check_model_folder(posted, [image_folder], env={})
+
+
+def test_allowed_folder_entries_are_stripped_and_must_be_absolute(tmp_path):
+    assert owner_folders({"SCR_ALLOWED_FOLDERS": f"  {tmp_path}  "}) == [tmp_path]
+    for relative in ("data", "./data", " data/photos"):
+        with pytest.raises(InputError, match=f"lists {relative.strip()!r}, which is not an absolute path"):
+            owner_folders({"SCR_ALLOWED_FOLDERS": os.pathsep.join([str(tmp_path), relative])})
+
+
+def test_models_never_load_from_the_upload_folders_whatever_the_allowed_list(tmp_path):
+    base = tmp_path / "comfy"
+    models, inbox, out, temp = (base / "models" / "LLM"), base / "input", base / "output", base / "temp"
+    for folder in (models / "mine", inbox / "evil", out / "evil", temp / "evil"):
+        folder.mkdir(parents=True)
+    env = {"SCR_ALLOWED_FOLDERS": str(base)}  # the owner allowed the whole base, input/ included
+    assert check_model_folder(models / "mine", [models], env, never=[inbox, out, temp]) == models / "mine"
+    for planted in (inbox / "evil", out / "evil", temp / "evil"):
+        with pytest.raises(ModelLoadError, match=f"inside ComfyUI's {planted.parent.name} folder.*never load"):
+            check_model_folder(planted, [models], env, never=[inbox, out, temp])
+    (models / "sneaky").symlink_to(inbox / "evil", target_is_directory=True)  # wherever a link leads
+    with pytest.raises(ModelLoadError, match="inside ComfyUI's input folder"):
+        check_model_folder(models / "sneaky", [models], env, never=[inbox, out, temp])
+    shared = tmp_path / "model-drive" / "big"
+    shared.mkdir(parents=True)
+    (models / "linked").symlink_to(shared, target_is_directory=True)  # the owner's link: it loads
+    assert check_model_folder(models / "linked", [models], {}, never=[inbox, out, temp]) == shared
+
+
+def test_the_prefix_is_sanitised_and_capped():
+    assert clean_prefix("ohwx\x00\nstyle,\t") == "ohwx style"
+    assert with_prefix("a\u2028b", "a cup") == "a b, a cup"
+    assert with_prefix("👩\u200d💻", "x") == "👩\u200d💻, x"  # a joiner is text, not a control
+    with pytest.raises(InputError, match="prefix is 1,048,576 characters, more than 200"):
+        clean_prefix("x" * 2**20)
+
+
+def test_a_required_input_posted_as_null_is_one_line():
+    class Spec:
+        def __init__(self, id, **attributes):
+            self.id, self.optional = id, False
+            self.__dict__.update(attributes)
+
+    inputs = [Spec("dtype", options=["auto", "fp16"]), Spec("preset", options=["a"], optional=True)]
+    with pytest.raises(InputError, match="^dtype has no value; use one of: auto, fp16$"):
+        require(inputs, {"dtype": None, "preset": None})
+    require(inputs, {"dtype": "auto", "preset": None})  # an optional input left out is fine
+
+
+def test_sample_scenes_are_never_written_through_a_link(tmp_path):
+    inbox, drive = tmp_path / "input", tmp_path / "photo-drive"
+    inbox.mkdir()
+    drive.mkdir()
+    (inbox / SCENE_FOLDER).symlink_to(drive, target_is_directory=True)  # the user's link to their photos
+    (inbox / SCENE_FILE).symlink_to(tmp_path / "gone.png")  # a dangling link in the scene's place
+    assert install_samples(inbox) == []
+    assert list(drive.iterdir()) == [] and (inbox / SCENE_FILE).is_symlink() and not (tmp_path / "gone.png").exists()
+    fresh = tmp_path / "fresh"
+    written = install_samples(fresh)
+    assert len(written) == 7 and all(p.is_file() and not p.is_symlink() for p in written)
+    assert install_samples(fresh) == []  # never over what is there
