@@ -185,15 +185,15 @@ def _caption_run(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_ne
     return records
 
 
-def clean_prefix(prefix: str) -> str:
+def clean_prefix(prefix: str, what: str = "prefix") -> str:
     """A prefix (or suffix) as written into every caption file: control characters (NUL, newlines, tabs) and
     line separators become spaces, runs of spaces one, a joining comma dropped; more than
     ``MAX_PREFIX_CHARS`` is one line (checked before the model runs)."""
     text = "".join(" " if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") else c for c in str(prefix or ""))
     word = " ".join(text.split()).strip(",").strip()
     if len(word) > MAX_PREFIX_CHARS:
-        raise InputError(f"the prefix or suffix is {len(word):,} characters, more than {MAX_PREFIX_CHARS}; it is a "
-                         "trigger word or a few tags put around every caption")
+        raise InputError(f"the {what} is {len(word):,} characters, more than {MAX_PREFIX_CHARS}; it is a trigger word "
+                         "or a few tags put around every caption")
     return word
 
 
@@ -221,7 +221,7 @@ def with_prefix(prefix: str, caption: str) -> str:
 def with_suffix(caption: str, suffix: str) -> str:
     """Words after the caption (the same rules as ``with_prefix``), its final full stop giving way to the
     comma: ``best quality`` -> ``a cup, best quality``."""
-    word = clean_prefix(suffix)
+    word = clean_prefix(suffix, "suffix")
     return f"{caption.rstrip().removesuffix('.')}, {word}" if word else caption
 
 
@@ -287,7 +287,7 @@ def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, ov
         raise InputError(f"{out}: the captions file must end in .jsonl")
     if not out.parent.is_dir():
         raise InputError(f"folder {out.parent} does not exist; create it first")
-    clean_prefix(prefix), clean_prefix(suffix)
+    clean_prefix(prefix), clean_prefix(suffix, "suffix")
     items = list_items(source)
     targets = txt_targets(items, set(read_all(out, "image", ("image",), _FIX, own=shard.file(out))),
                           overwrite_txt, txt_dir) if txt else {}
