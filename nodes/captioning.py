@@ -121,12 +121,13 @@ def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, tempe
     texts = []
     for start in range(0, len(pictures), batch_size):
         chunk = pictures[start:start + batch_size]
+        size = len(chunk)
         done = offset + start * max_new_tokens
         set_seed(seed + start)
         with interruptible() as stop:
             results = pipe.caption(chunk, instruction, scr=plans[start:start + len(chunk)] if plans is not None
                                    else scr, max_new_tokens=max_new_tokens, should_stop=stop,
-                                   progress=lambda step, n, done=done, size=len(chunk): bar.update_absolute(
+                                   progress=lambda step, n, done=done, size=size: bar.update_absolute(
                                        done + step * size, total),
                                    **sampling)
         texts.extend(r.text for r in results)
@@ -206,7 +207,9 @@ class CaptionCompare(Node):
         pictures = tensor_to_pils(image)
         total = 2 * len(pictures) * max_new_tokens
         bar = comfy.utils.ProgressBar(total)
-        vanilla, scr, images, diagnoses = [], [], [], []
+        vanilla: list[str] = []
+        scr: list[str] = []
+        images, diagnoses = [], []
         with vlm.use() as pipe:
             for start in range(0, len(pictures), size):
                 batch = pipe.prepare(pictures[start:start + size], prompt)

@@ -37,7 +37,8 @@ def download(repo_id: str, target: Path) -> Path:
     def work() -> None:
         try:
             try:  # the repo's size, for the node's progress bar (none if the hub does not list it)
-                outcome["total"] = sum(getattr(f, "size", 0) or 0 for f in HfApi().list_repo_tree(repo_id, recursive=True))
+                files = HfApi().list_repo_tree(repo_id, recursive=True)
+                outcome["total"] = sum(getattr(f, "size", 0) or 0 for f in files)
             except Exception:
                 pass
             snapshot_download(repo_id, local_dir=staging, etag_timeout=constants.HF_HUB_ETAG_TIMEOUT)

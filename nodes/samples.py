@@ -9,6 +9,7 @@ lists only the input folder's top level) and the folder ``scr_testbed/`` for the
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 SCENE_FILE = "scr_testbed_scene.png"
@@ -32,7 +33,7 @@ def install_samples(input_dir: str | Path) -> list[Path]:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             image = testbed_scene(seed, index).image
-            write_atomically(target, lambda tmp, image=image: image.save(tmp, format="PNG"))
+            write_atomically(target, partial(image.save, format="PNG"))
             written.append(target)
     except OSError as err:
         logging.warning("SCR: could not write the sample scenes into %s (%s); the shipped workflows need "

@@ -16,6 +16,7 @@ import fnmatch
 import os
 from collections.abc import Iterable, Sequence
 from enum import Enum
+from functools import partial
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .allowed import check_allowed
@@ -68,7 +69,8 @@ def list_images(folder: str | Path, patterns: str = "", recursive: bool = False,
 
 def _walk(root: Path, recursive: bool) -> list[Path]:
     """The files of ``root`` (and, recursively, of its real subfolders: symlinked folders are not entered)."""
-    files, seen = [], 0
+    files: list[Path] = []
+    seen = 0
     for current, dirs, names in os.walk(root, followlinks=False):
         seen += len(dirs) + len(names)
         if seen > MAX_WALK_ENTRIES:
@@ -137,5 +139,5 @@ def write_captions(captions: list[str], targets: list[Path], overwrite: bool = F
         raise InputError(f"{existing[0]} exists ({len(existing)} caption file(s) in the way); "
                          "turn on overwrite to replace them")
     for caption, target in zip(captions, targets):
-        write_atomically(target, lambda tmp, text=caption: tmp.write_text(text + "\n", encoding="utf-8"))
+        write_atomically(target, partial(Path.write_text, data=caption + "\n", encoding="utf-8"))
     return targets

@@ -114,8 +114,8 @@ def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_n
         answers = pipe.generate([[image] for _, image in readable], prompt if prompt is None else
                                 [prompt] * len(readable), scr=scr, max_new_tokens=max_new_tokens, **generate_kwargs)
         results = {item.name: r for (item, _), r in zip(readable, answers)}
-    records = []
-    for item, image, error in loaded:
+    records: list[dict] = []
+    for item, _image, error in loaded:
         if error is not None:
             records.append({"image": item.name, "caption": None, "error": error})
             continue
@@ -155,7 +155,7 @@ def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bo
 
 
 def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, overwrite_txt: bool = False,
-                      shard: Shard = Shard()) -> tuple[list[Item], dict[str, Path]]:
+                      shard: Shard = Shard()) -> tuple[list[Item], dict[str, Path]]:  # noqa: B008
     """(images, .txt targets) after every check that needs no model: the output file's name and
     folder, the source, and (with ``txt``) the files beside the images still to caption."""
     out = Path(out)
@@ -169,7 +169,7 @@ def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, ov
     return items, targets
 
 
-def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig | None = SCRConfig(),
+def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig | None = SCRConfig(),  # noqa: B008
                    prompt: str | None = None, max_new_tokens: int = 64, batch_size: int = 8, txt: bool = False,
                    overwrite_txt: bool = False, prefix: str = "", model_name: str = "", progress: bool = True,
                    shard: Shard | None = None) -> dict:
@@ -193,6 +193,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
                          desc="caption-folder")
     summary_file = sidecar(out, "summary")
     if shard.main:
+        assert records is not None  # rank 0 gets every record
         unreadable = [{"image": r["image"], "error": r["error"]} for r in records.values() if r.get("error")]
         written = _write_txt(records, targets, overwrite_txt, prefix) if txt else 0
         summary = {**meta, "images": len(items), "captioned": len(records) - len(unreadable),

@@ -120,7 +120,8 @@ def _pipeline(args):
     elif generic_flags:
         raise ConfigError(f"{', '.join(generic_flags)} only apply with --adapter generic")
     options = LoadOptions(dtype=args.dtype, device=args.device, attn_implementation=args.attn,
-                          adapter_options=adapter_options, trust_remote_code=args.trust_remote_code, quantization=args.quantize)
+                          adapter_options=adapter_options, trust_remote_code=args.trust_remote_code,
+                          quantization=args.quantize)
     return SCRPipeline.from_pretrained(model, options, adapter=adapter)
 
 
@@ -186,7 +187,8 @@ def _add_calibrate_parser(sub) -> None:
     cal.add_argument("--data", type=Path, required=True,
                      help="POPE folder, AMBER folder (discriminative queries) or a .jsonl question file")
     cal.add_argument("--format", choices=("auto", "pope", "amber", "jsonl"), default="auto")
-    cal.add_argument("--out", type=Path, required=True, help="folder for report.md, calibration.json/.png, answers.json")
+    cal.add_argument("--out", type=Path, required=True,
+                     help="folder for report.md, calibration.json/.png, answers.json")
     cal.add_argument("--overwrite", action="store_true", help="replace the files of an earlier calibration in --out")
     cal.add_argument("--lam", default=",".join(f"{x:g}" for x in DEFAULT_LAMS), help="λ values (default %(default)s)")
     cal.add_argument("--k", default=",".join(map(str, DEFAULT_KS)), help="K values (default %(default)s)")
@@ -264,7 +266,7 @@ def cmd_diagnose(args) -> None:
     pipe = _pipeline(args)
     batch = pipe.prepare(args.image, args.prompt)
     diagnosis = pipe.diagnose(batch, config=cfg)[0]
-    for index, (amap, grid) in enumerate(zip(diagnosis.maps, diagnosis.plan.grids)):
+    for index, (_amap, grid) in enumerate(zip(diagnosis.maps, diagnosis.plan.grids)):
         print(f"grid {index}: {grid.height}x{grid.width}, {grid.num_sources} sources, "
               f"{len(grid.neighbours)} neighbours, coverage {grid.coverage:.0%}")
         print(f"  sources (row, col): {[divmod(s, grid.width) for s in grid.sources]}")

@@ -158,13 +158,14 @@ def layout_from_rule(rule: dict, input_ids, image_grid_thw=None) -> VisualLayout
     what the adapter writes into an export's ``scr_config.json``)."""
     kind = rule.get("kind")
     if kind == "token_runs":
-        return token_runs(input_ids, int(rule["image_token_id"]), *(int(v) for v in rule["grid"]),
-                          lead=int(rule.get("lead", 0)))
+        height, width = (int(v) for v in rule["grid"])
+        return token_runs(input_ids, int(rule["image_token_id"]), height, width, lead=int(rule.get("lead", 0)))
     if kind == "thw_runs":
         if image_grid_thw is None:
             raise LayoutError("the processor output has no image_grid_thw; was an image passed to the processor?")
         return sized_runs(input_ids, int(rule["image_token_id"]), merged_sizes(image_grid_thw, int(rule["merge_size"])))
     if kind == "spans":
-        return spans(input_ids, int(rule["start_token_id"]), int(rule["end_token_id"]), *(int(v) for v in rule["grid"]),
+        height, width = (int(v) for v in rule["grid"])
+        return spans(input_ids, int(rule["start_token_id"]), int(rule["end_token_id"]), height, width,
                      inner_id=int(rule["image_token_id"]))
     raise LayoutError(f"unknown layout rule {kind!r}; export the folder again with this version")

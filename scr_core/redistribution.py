@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from .errors import LayoutError
 from .layout import VisualLayout
@@ -49,12 +50,12 @@ class BatchEdit:
 
     @classmethod
     def build(cls, plans: Sequence[RedistributionPlan], layout: VisualLayout,
-              device: torch.device | str = "cpu") -> "BatchEdit":
+              device: torch.device | str = "cpu") -> BatchEdit:
         """One plan per prompt of ``layout`` (checked to fit it and to share λ and hook layers)."""
         return cls.from_arrays(plan_arrays(plans, layout), device)
 
     @classmethod
-    def from_arrays(cls, arrays: PlanArrays, device: torch.device | str = "cpu") -> "BatchEdit":
+    def from_arrays(cls, arrays: PlanArrays, device: torch.device | str = "cpu") -> BatchEdit:
         """The flat (sample, position) form of ``PlanArrays`` as index tensors on ``device``."""
         def column(rows, j: int) -> torch.Tensor:
             return torch.as_tensor(rows[:, j], dtype=torch.long, device=device)
@@ -101,7 +102,7 @@ def _edit_output(edit: BatchEdit, handles: list | None = None):
 
 
 @contextmanager
-def redistribution(layers: Sequence[nn.Module], hook_layers: Sequence[int], edit: BatchEdit,
+def redistribution(layers: nn.ModuleList | Sequence[nn.Module], hook_layers: Sequence[int], edit: BatchEdit | None,
                    prefill_only: bool = False) -> Iterator[None]:
     """Hook ``layers[i]`` for each ``i`` in ``hook_layers`` for the duration of the block.
 
@@ -113,7 +114,8 @@ def redistribution(layers: Sequence[nn.Module], hook_layers: Sequence[int], edit
     handles = []
     try:
         for i in hook_layers:
-            own = [] if prefill_only else None
+            assert edit is not None  # None only with no hook_layers (the vanilla model)
+            own: list[RemovableHandle] | None = [] if prefill_only else None
             handles.append(layers[i].register_forward_hook(_edit_output(edit, own)))
             if own is not None:
                 own.append(handles[-1])

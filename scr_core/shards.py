@@ -20,6 +20,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class Shard:
     local_rank: int = 0
 
     @classmethod
-    def current(cls, cpu: bool = True) -> "Shard":
+    def current(cls, cpu: bool = True) -> Shard:
         """The shard of a process started by ``accelerate launch`` or ``torchrun`` (one process: 0 of 1).
 
         cpu: the model runs on the CPU (then the process group uses gloo; on GPUs accelerate's choice).
@@ -91,9 +92,10 @@ def rank_files(merged: Path) -> list[Path]:
     return sorted(merged.parent.glob(f"{merged.stem}.rank*-of-*{merged.suffix}"))
 
 
-def read_records(path: Path, key: str, required: Sequence[str], fix: str, repair: bool = True) -> dict[str, dict]:
-    """Records written so far, by ``key``; a truncated last line (a crash mid-write) is dropped
-    (and cut from the file with ``repair``: only by the process that writes the file next).
+def read_records(path: Path, key: str, required: Sequence[str], fix: str, repair: bool = True) -> dict[Any, dict]:
+    """Records written so far, by ``key``'s JSON value (a string id, an integer start); a truncated last
+    line (a crash mid-write) is dropped (and cut from the file with ``repair``: only by the process that
+    writes the file next).
 
     Every other line must be a JSON object with ``required`` fields, else ``DataError`` naming the
     file and the line (``fix`` says what to do).
@@ -127,7 +129,7 @@ def read_all(merged: Path, key: str, required: Sequence[str], fix: str, own: Pat
 Work = Callable[[list], list[dict]]
 
 
-def run_shards(batches: Sequence[Sequence], key_of: Callable[[object], str], work: Work, merged: Path,
+def run_shards(batches: Sequence[Sequence], key_of: Callable[[Any], str], work: Work, merged: Path,
                shard: Shard, key: str, required: Sequence[str], fix: str, progress: bool = True,
                desc: str = "") -> dict[str, dict] | None:
     """Do this rank's unfinished batches (``work(batch)`` -> one record per item, carrying ``key``),
@@ -162,7 +164,7 @@ def run_shards(batches: Sequence[Sequence], key_of: Callable[[object], str], wor
     return {r[key]: r for r in ordered}
 
 
-def batches_of(items: Sequence, batch_size: int, group: Callable[[object], object] | None = None) -> list[list]:
+def batches_of(items: Sequence, batch_size: int, group: Callable[[Any], object] | None = None) -> list[list]:
     """``items`` cut into batches of ``batch_size`` in order, within groups of equal ``group(item)``
     (first appearance order): the batches a one-process run makes."""
     groups: dict[object, list] = {}

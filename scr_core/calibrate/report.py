@@ -43,17 +43,21 @@ def verdict(cal) -> str:
             f"(Holm-corrected over {len(cal.results)} settings, α = {alpha:g}): {_summary(r)}.")
 
 
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
 def table(cal, split: str) -> str:
     rows = ["| setting | HR % | ΔHR [95 % CI] | accuracy % | Δacc | F1 % | yes % | changed | corrections / "
             "new errors | McNemar p | Holm p |", "|---" * 11 + "|"]
     v = cal.vanilla[split]
-    rows.append(f"| vanilla | {v.hr:.1f} | | {v.accuracy:.1f} | | {v.f1:.1f} | {v.yes_ratio:.1f} | | | | |")
+    rows.append(f"| vanilla | {v.hr:.1f} | | {v.accuracy:.1f} | | {_pct(v.f1)} | {v.yes_ratio:.1f} | | | | |")
     for r in cal.results:
         s = r.scores[split]
         low, high = s.hr_change_ci
         mark = " **(picked)**" if r.setting == cal.picked else ""
         rows.append(f"| {r.setting.label}{mark} | {s.hr:.1f} | {s.hr_change:+.1f} [{low:+.1f}, {high:+.1f}] | "
-                    f"{s.accuracy:.1f} | {s.accuracy_change:+.1f} | {s.f1:.1f} | {s.yes_ratio:.1f} | {s.changed} | "
+                    f"{s.accuracy:.1f} | {s.accuracy_change:+.1f} | {_pct(s.f1)} | {s.yes_ratio:.1f} | {s.changed} | "
                     f"{s.corrections} / {s.new_errors} | {_p(s.p)} | {_p(s.p_holm)} |")
     return "\n".join(rows)
 

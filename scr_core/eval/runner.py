@@ -112,6 +112,7 @@ def run_benchmark(suite, generate: Generate, out: Path, meta: dict, batch_size: 
     done = run_shards(batches, lambda t: t.id, work, out / "predictions.jsonl", shard, "id", ("id", "text"),
                       _START_OVER, progress, desc=f"{meta['benchmark']}/{meta['method']}")
     if shard.main:
+        assert done is not None  # rank 0 gets every record
         summarize(suite, done, out, meta)
     shard.barrier()
     return load_json(out / "summary.json", "run summary")
@@ -147,7 +148,7 @@ def entropy_analysis(suite, answers: dict[str, str], entropies: dict[str, float]
     return analysis.to_dict()
 
 
-def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig = SCRConfig(),
+def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig = SCRConfig(),  # noqa: B008
         limit: int | None = None, seed: int = 0, batch_size: int = 8, model_name: str = "",
         progress: bool = True, options: dict | None = None, shard: Shard | None = None) -> dict:
     """Run ``method`` on benchmark ``bench`` into ``out`` (see the module docstring); the settings
