@@ -21,7 +21,7 @@ def problem(inputs: Iterable, values: Mapping) -> str | None:
     """
     for spec in inputs:
         name = getattr(spec, "id", None)
-        if name not in values or values[name] is None:
+        if name is None or name not in values or values[name] is None:
             continue
         items = values[name] if isinstance(values[name], list) else [values[name]]
         for value in items:

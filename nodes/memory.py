@@ -9,9 +9,15 @@ device (CPU) under memory pressure or on ``/free``, exactly like its own checkpo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from .handle import register_handle
+
+if TYPE_CHECKING:
+    from scr_core.pipeline import SCRPipeline
+    from scr_core.runner import VLMRunner
 
 
 def model_bytes(model) -> int:
@@ -38,7 +44,7 @@ class VLMHandle:
     """What Load VLM outputs (a ``VLM_MODEL``, ``nodes.handle.ModelHandle``): the SCR pipeline plus its place
     in ComfyUI's memory."""
 
-    def __init__(self, pipe, name: str, load_device, offload_device, keep_loaded: bool) -> None:
+    def __init__(self, pipe: SCRPipeline, name: str, load_device, offload_device, keep_loaded: bool) -> None:
         import comfy.model_patcher
 
         self.pipe, self.name, self.keep_loaded = pipe, name, keep_loaded
@@ -49,7 +55,7 @@ class VLMHandle:
     def __repr__(self) -> str:
         return f"VLMHandle({self.name!r}, {self.pipe.adapter.__class__.__name__})"
 
-    def use(self) -> "_InUse":
+    def use(self) -> _InUse:
         """``with handle.use() as pipe:`` — the model on its load device for the block."""
         return _InUse(self)
 
@@ -80,7 +86,7 @@ class _InUse:
     def __init__(self, handle: VLMHandle) -> None:
         self.handle = handle
 
-    def __enter__(self):
+    def __enter__(self) -> VLMRunner:  # the type checker checks SCRPipeline against the protocol here
         import comfy.model_management as mm
 
         # full load: transformers modules have no ComfyUI low-VRAM casting, so the model must be whole

@@ -125,8 +125,8 @@ def model_path(choice: str, path: str, download: bool) -> str:
         return str(default_model()[0])
     if hub_id := known_choice(choice):
         return _download(hub_id)  # its own folder is used without network once there
-    if folder := find_folder(choice, CHECKPOINT_MARK):
-        return str(folder)
+    if found := find_folder(choice, CHECKPOINT_MARK):
+        return str(found)
     raise ModelLoadError(f"model {choice!r} is not in any LLM folder ({', '.join(llm_folders())})")
 
 

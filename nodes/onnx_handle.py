@@ -7,15 +7,21 @@ live as long as the loader's output (ComfyUI drops it on ``/free`` and when the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from .handle import register_handle
+
+if TYPE_CHECKING:
+    from export.runtime import OnnxVLM
+    from scr_core.runner import VLMRunner
 
 
 class OnnxHandle:
     """What Load ONNX VLM outputs (a ``VLM_MODEL``, ``nodes.handle.ModelHandle``): the ``OnnxVLM`` as it is."""
 
-    def __init__(self, vlm, name: str) -> None:
+    def __init__(self, vlm: OnnxVLM, name: str) -> None:
         self.pipe, self.name = vlm, name
         register_handle(self)
 
@@ -23,7 +29,7 @@ class OnnxHandle:
         return f"OnnxHandle({self.name!r}, {self.pipe.providers[0]})"
 
     @contextmanager
-    def use(self):
+    def use(self) -> Iterator[VLMRunner]:  # the type checker checks OnnxVLM against the protocol here
         yield self.pipe
 
     def status(self) -> dict:

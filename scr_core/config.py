@@ -75,7 +75,7 @@ class SCRConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer (got {self.seed!r})")
 
-    def with_(self, **changes) -> "SCRConfig":
+    def with_(self, **changes) -> SCRConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 

@@ -69,6 +69,7 @@ def attention_maps(model: nn.Module, layers: nn.ModuleList, decoder_config, mode
                 )
     else:
         starts = [layout.seq_len - 1] * layout.batch_size
+    assert cfg.diag_layers is not None, "resolve the config first"
     capture = AttentionCapture(frozenset(cfg.diag_layers), row_start=min(starts), stop_after_last=True)
     with capture_attention(decoder_config, capture):
         run_until(model, layers, max(cfg.diag_layers), model_kwargs)
@@ -136,6 +137,7 @@ def plan_from_maps(maps: Sequence[np.ndarray], cfg: SCRConfig,
     grids = []
     for amap, budget in zip(maps, _budgets(len(maps), cfg, budgets)):
         grids.append(select_sources(amap, _with_budget(cfg, budget)) if budget else _empty(*np.shape(amap)))
+    assert cfg.hook_layers is not None, "resolve the config first"
     return RedistributionPlan(tuple(grids), cfg.lam, cfg.hook_layers)
 
 
@@ -150,4 +152,5 @@ def uniform_plan(layout: VisualLayout, sample: int, cfg: SCRConfig,
     for g, budget in zip(grids, _budgets(len(grids), cfg, budgets)):
         plans.append(select_uniform(g.height, g.width, _with_budget(cfg, budget), rng) if budget
                      else _empty(g.height, g.width))
+    assert cfg.hook_layers is not None, "resolve the config first"
     return RedistributionPlan(tuple(plans), cfg.lam, cfg.hook_layers)

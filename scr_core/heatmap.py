@@ -186,13 +186,13 @@ def _draw_panel(picture: Image.Image, grids, size: int, alpha: float, colour) ->
     """The picture (longer side ``size``) with each grid's map blended into its region, then outlines."""
     scale = size / max(picture.width, picture.height)
     width, height = max(1, round(picture.width * scale)), max(1, round(picture.height * scale))
-    base = np.asarray(picture.resize((width, height), Image.BICUBIC), dtype=np.float64)
+    base = np.asarray(picture.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float64)
     out = base.copy()
     boxes = []
     for values, (x0, y0, x1, y1), gp in grids:
         left, top = round(x0 * width), round(y0 * height)
         right, bottom = max(left + 1, round(x1 * width)), max(top + 1, round(y1 * height))
-        overlay = Image.fromarray(colour(values)).resize((right - left, bottom - top), Image.NEAREST)
+        overlay = Image.fromarray(colour(values)).resize((right - left, bottom - top), Image.Resampling.NEAREST)
         out[top:bottom, left:right] = (1 - alpha) * base[top:bottom, left:right] + alpha * np.asarray(overlay)
         boxes.append(((left, top, right, bottom), gp))
     panel = Image.fromarray(out.round().clip(0, 255).astype(np.uint8))

@@ -206,8 +206,8 @@ def layout_from_rule(rule: dict, input_ids, image_grid_thw=None, video_grid_thw=
     ``video_token_id`` places clips too (``video_runs``), ``frames_per_slice`` frames per slice."""
     kind = rule.get("kind")
     if kind == "token_runs":
-        return token_runs(input_ids, int(rule["image_token_id"]), *(int(v) for v in rule["grid"]),
-                          lead=int(rule.get("lead", 0)))
+        height, width = (int(v) for v in rule["grid"])
+        return token_runs(input_ids, int(rule["image_token_id"]), height, width, lead=int(rule.get("lead", 0)))
     if kind == "thw_runs":
         clips = video_grid_thw is not None and "video_token_id" in rule
         if image_grid_thw is None and not clips:
@@ -221,6 +221,7 @@ def layout_from_rule(rule: dict, input_ids, image_grid_thw=None, video_grid_thw=
                             int(rule.get("frames_per_slice", 1)))
         return by_appearance([images, videos])
     if kind == "spans":
-        return spans(input_ids, int(rule["start_token_id"]), int(rule["end_token_id"]), *(int(v) for v in rule["grid"]),
+        height, width = (int(v) for v in rule["grid"])
+        return spans(input_ids, int(rule["start_token_id"]), int(rule["end_token_id"]), height, width,
                      inner_id=int(rule["image_token_id"]))
     raise LayoutError(f"unknown layout rule {kind!r}; export the folder again with this version")

@@ -6,6 +6,7 @@ arguments are the fields of this one dataclass; a bad value is reported before t
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,7 @@ def checkpoint_config(folder: str | Path, required: bool = False) -> dict | None
     import json
 
     path = Path(folder) / "config.json"
+    problem: str | None
     config, problem = None, f"{folder} is not a checkpoint folder (no config.json); pass the checkpoint folder"
     if path.is_file():
         try:
@@ -258,13 +260,13 @@ def checkpoint_quantization(folder: str | Path) -> str | None:
     return str(declared.get("quant_method") or "quantized")
 
 
+class _QuietInt8Casts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("MatMul8bitLt: inputs will be cast")
+
+
 def _quiet_int8_casts() -> None:
     """LLM.int8() logs one warning per matmul when the input is not float16 (every token, every layer)."""
-    import logging
-
     target = logging.getLogger("bitsandbytes.autograd._functions")
-    if not any(getattr(f, "scr_int8", False) for f in target.filters):
-        quiet = logging.Filter()
-        quiet.filter = lambda record: not str(record.msg).startswith("MatMul8bitLt: inputs will be cast")
-        quiet.scr_int8 = True
-        target.addFilter(quiet)
+    if not any(isinstance(f, _QuietInt8Casts) for f in target.filters):
+        target.addFilter(_QuietInt8Casts())

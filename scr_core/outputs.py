@@ -55,7 +55,7 @@ def ordinary_mode(path: str | Path, folder: bool = False) -> None:
     os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
 
 
-def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(temporary path)`` in ``path``'s folder, then rename it over ``path``: a reader
     (or a crash) never sees a half-written file; a full disk is one ``StorageError`` naming ``path``."""
     path = Path(path)

@@ -44,7 +44,7 @@ class GridPlan:
                 "neighbours": list(self.neighbours), "owners": list(self.owners)}
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "grid") -> "GridPlan":
+    def from_dict(cls, data: dict, where: str = "grid") -> GridPlan:
         """Read and check one grid: indices on the grid, sources and neighbours disjoint, every
         neighbour an 8-neighbour of its owner (a plan that breaks these is not an SCR plan)."""
         if not isinstance(data, dict):
@@ -92,7 +92,7 @@ class RedistributionPlan:
                 "grids": [g.to_dict() for g in self.grids]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RedistributionPlan":
+    def from_dict(cls, data: dict) -> RedistributionPlan:
         """The inverse of ``to_dict``, checked field by field (``ConfigError`` names the field)."""
         if not isinstance(data, dict):
             raise ConfigError(f"a plan must be a JSON object, got {type(data).__name__}")

@@ -16,7 +16,7 @@ torch-free: the ONNX runtime imports it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from .config import SCRConfig
 from .errors import ConfigError, GenerationInterrupted, InputError
@@ -43,11 +43,13 @@ class _RunnerDefault:
 
 RUNNER_DEFAULT = _RunnerDefault()
 
-ScrArg = "SCRConfig | RedistributionPlan | Sequence[RedistributionPlan] | None"
-Progress = Callable[[int, int], None]
+#: What ``scr`` takes (the vocabulary above); ``ConfigArg``: what ``diagnose``'s ``config`` takes.
+ScrArg: TypeAlias = SCRConfig | RedistributionPlan | Sequence[RedistributionPlan] | _RunnerDefault | None
+ConfigArg: TypeAlias = SCRConfig | _RunnerDefault
+Progress: TypeAlias = Callable[[int, int], None]
 
 
-def scr_arg(scr, default: SCRConfig) -> SCRConfig | list[RedistributionPlan] | None:
+def scr_arg(scr: ScrArg, default: SCRConfig) -> SCRConfig | list[RedistributionPlan] | None:
     """``scr`` as an ``SCRConfig`` (``default`` for ``RUNNER_DEFAULT``), a list of plans, or ``None``;
     anything else is one ``ConfigError`` naming the vocabulary."""
     if scr is RUNNER_DEFAULT:
@@ -63,7 +65,7 @@ def scr_arg(scr, default: SCRConfig) -> SCRConfig | list[RedistributionPlan] | N
                       f"(got {type(scr).__name__}: {scr!r:.60})")
 
 
-def config_arg(config, default: SCRConfig) -> SCRConfig:
+def config_arg(config: ConfigArg, default: SCRConfig) -> SCRConfig:
     """``diagnose``'s ``config``: an ``SCRConfig`` (``default`` for ``RUNNER_DEFAULT``), else one ``ConfigError``."""
     if config is RUNNER_DEFAULT:
         return default
@@ -97,7 +99,7 @@ class VLMRunner(Protocol):
         """One ``InputError`` line when the processor would make too much of ``image`` (``processor_size``)."""
 
     def diagnose(self, images, prompt: str | Sequence[str] | None = None,
-                 config: SCRConfig = RUNNER_DEFAULT) -> list[Diagnosis]:
+                 config: ConfigArg = RUNNER_DEFAULT) -> list[Diagnosis]:
         """The diagnostic pass alone: maps, entropy and the plan per prompt."""
 
     def caption(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = RUNNER_DEFAULT,
@@ -117,7 +119,7 @@ class VLMRunner(Protocol):
         """Greedy generation: ``progress(step, max_new_tokens)`` per token, ``should_stop()`` checked per token
         (``GenerationInterrupted`` with the partial results)."""
 
-    def to(self, device: str) -> "VLMRunner":
+    def to(self, device: str) -> VLMRunner:
         """The runner on ``device`` (``"cpu"``, ``"cuda"``); returns itself. Prepared batches are prepared again."""
 
     def release(self) -> None:
@@ -151,7 +153,8 @@ class RunnerBase:
     """What both runners share word for word: ``caption`` and ``answer`` on top of their ``generate``, and
     ``generate``'s last step (``_results``).
 
-    Subclasses set ``prepared_type`` (what their ``prepare`` returns) and ``short_answer_suffix``.
+    Subclasses set ``prepared_type`` (what their ``prepare`` returns) and ``short_answer_suffix``, and
+    define ``generate``.
     """
 
     prepared_type: type = type(None)
@@ -170,6 +173,10 @@ class RunnerBase:
         for group in per_prompt:
             for image in group:
                 self.check_image(image)
+
+    def generate(self, images, prompt: str | Sequence[str] | None = None, scr: ScrArg = RUNNER_DEFAULT,
+                 max_new_tokens: int = 64, **kwargs) -> list[GenerationResult]:
+        raise NotImplementedError(f"{type(self).__name__} defines no generate()")
 
     def answer_prompt(self, question: str) -> str:
         """``question`` with the family's short-answer instruction appended (what ``answer`` sends)."""

@@ -38,6 +38,7 @@ import time
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import DependencyError, GenerationInterrupted, ModelLoadError, SCRError
 
@@ -119,7 +120,7 @@ class TemplateWorker:
         self._process: subprocess.Popen | None = None
         self._answers: queue.Queue = queue.Queue()
         self._ready = False
-        self._watch = None  # psutil.Process while memory is watched from here
+        self._watch: Any = None  # psutil.Process while memory is watched from here
         self._rss_limit = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -144,6 +145,7 @@ class TemplateWorker:
 
     @staticmethod
     def _read(process: subprocess.Popen, answers: queue.Queue) -> None:
+        assert process.stdout is not None  # started with stdout=PIPE
         for line in process.stdout:
             answers.put(line)
         answers.put(None)  # the process ended
@@ -159,6 +161,8 @@ class TemplateWorker:
         except subprocess.TimeoutExpired:  # pragma: no cover - a kill is not refused
             pass
         for pipe in (process.stdin, process.stdout):
+            if pipe is None:  # never (both are pipes): for the type checker
+                continue
             try:
                 pipe.close()
             except OSError:
@@ -202,11 +206,13 @@ class TemplateWorker:
             self._ready = True
             if not answer.get("limited"):
                 self._watch_memory()
+        process = self._process
+        assert process is not None and process.stdin is not None  # started above, with stdin=PIPE
         try:
-            self._process.stdin.write(request)
-            self._process.stdin.flush()
+            process.stdin.write(request)
+            process.stdin.flush()
         except OSError:
-            return {"kind": "exited", "code": self._process.poll()}
+            return {"kind": "exited", "code": process.poll()}
         return self._wait(self.seconds, stop_check)
 
     def _wait(self, seconds: float, stop_check) -> dict:
@@ -221,11 +227,12 @@ class TemplateWorker:
                 line = self._answers.get(timeout=min(POLL_SECONDS, left))  # releases the GIL
             except queue.Empty:
                 if stop_check is not None and stop_check():
-                    raise GenerationInterrupted("stopped while the chat template was rendering")
+                    raise GenerationInterrupted("stopped while the chat template was rendering") from None
                 if self._over_memory():
                     return {"kind": "memory"}
                 continue
             if line is None:
+                assert self._process is not None  # its reader ended: it was started
                 try:
                     return {"kind": "exited", "code": self._process.wait(timeout=10)}
                 except subprocess.TimeoutExpired:  # pragma: no cover - its output closed: it is exiting
@@ -271,6 +278,7 @@ class TemplateWorker:
             import psutil
         except ImportError:
             return
+        assert self._process is not None  # called right after it started
         try:
             self._watch = psutil.Process(self._process.pid)
             self._rss_limit = self._watch.memory_info().rss + int(self.memory_mb * 2 ** 20)

@@ -10,25 +10,25 @@ as a wrong answer.
 
 What each rule returns on the usual edge cases:
 
-=============================  =======  =============  ==========  =======  ==========  =======  ===========  ===========
-answer                         pope     pope_casefold  first_word  strict   vlmevalkit  mme      mme_lenient  amber_exact
-=============================  =======  =============  ==========  =======  ==========  =======  ===========  ===========
-``"Yes"``                      yes      yes            yes         yes      yes         yes      yes          yes
-``"Yes."``                     yes      yes            yes         unknown  yes         yes      yes          unknown
-``"yes"``                      yes      yes            yes         yes      yes         yes      yes          unknown
-``"No"``                       no       no             no          no       no          no       no           no
-``"No, there is not."``        no       no             no          unknown  no          no       no           unknown
-``"NO"``                       yes      no             no          no       no          no       no           unknown
-``"Not sure"``                 yes      no             unknown     unknown  unknown     no       no           unknown
-``"There is no dog."``         no       no             unknown     unknown  no          unknown  unknown      unknown
-``""`` (empty)                 yes      yes            unknown     unknown  unknown     unknown  unknown      unknown
-``"asdf qwerty"`` (garbage)    yes      yes            unknown     unknown  unknown     unknown  unknown      unknown
-``"Yes and no"``               no       no             yes         unknown  unknown     yes      yes          unknown
-``"Y"``                        yes      yes            unknown     unknown  unknown     unknown  yes          unknown
-``"n."``                       yes      yes            unknown     unknown  unknown     unknown  no           unknown
-``"  yes"``                    yes      yes            yes         yes      yes         unknown  yes          unknown
-``"...yes"``                   yes      yes            yes         unknown  yes         unknown  yes          unknown
-=============================  =======  =============  ==========  =======  ==========  =======  ===========  ===========
+============================  =======  =============  ==========  =======  ==========  =======  ===========  ===========
+answer                        pope     pope_casefold  first_word  strict   vlmevalkit  mme      mme_lenient  amber_exact
+============================  =======  =============  ==========  =======  ==========  =======  ===========  ===========
+``"Yes"``                     yes      yes            yes         yes      yes         yes      yes          yes
+``"Yes."``                    yes      yes            yes         unknown  yes         yes      yes          unknown
+``"yes"``                     yes      yes            yes         yes      yes         yes      yes          unknown
+``"No"``                      no       no             no          no       no          no       no           no
+``"No, there is not."``       no       no             no          unknown  no          no       no           unknown
+``"NO"``                      yes      no             no          no       no          no       no           unknown
+``"Not sure"``                yes      no             unknown     unknown  unknown     no       no           unknown
+``"There is no dog."``        no       no             unknown     unknown  no          unknown  unknown      unknown
+``""`` (empty)                yes      yes            unknown     unknown  unknown     unknown  unknown      unknown
+``"asdf qwerty"`` (garbage)   yes      yes            unknown     unknown  unknown     unknown  unknown      unknown
+``"Yes and no"``              no       no             yes         unknown  unknown     yes      yes          unknown
+``"Y"``                       yes      yes            unknown     unknown  unknown     unknown  yes          unknown
+``"n."``                      yes      yes            unknown     unknown  unknown     unknown  no           unknown
+``"  yes"``                   yes      yes            yes         yes      yes         unknown  yes          unknown
+``"...yes"``                  yes      yes            yes         unknown  yes         unknown  yes          unknown
+============================  =======  =============  ==========  =======  ==========  =======  ===========  ===========
 
 Rules:
 
@@ -59,7 +59,7 @@ Rules:
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 YES = "yes"
 NO = "no"

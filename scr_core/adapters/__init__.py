@@ -6,6 +6,8 @@ visual tokens form a known grid works through ``GenericAdapter`` (``generic.py``
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import ConfigError, UnsupportedModelError
 from .base import Adapter, AdapterOption
 from .chameleon import ChameleonAdapter
@@ -59,7 +61,8 @@ def split_options(cls: type[Adapter], options: dict | None) -> tuple[dict, dict]
             f"{family} models have no option {', '.join(map(repr, unknown))}; "
             f"their options: {', '.join(declared) or 'none'}"
         )
-    adapter_kwargs, processor_kwargs = {}, {}
+    adapter_kwargs: dict[str, Any] = {}
+    processor_kwargs: dict[str, Any] = {}
     for name, value in (options or {}).items():
         value = declared[name].check(value, family)
         if value is not None:

@@ -88,7 +88,8 @@ class Gemma3Adapter(Adapter):
         if crops is None:
             return layout
         crops = [int(n) for n in torch.as_tensor(crops).flatten().tolist()]
-        grids, queue = [], iter(crops)
+        grids: list[VisualGrid] = []
+        queue = iter(crops)
         for sample in range(layout.batch_size):
             own = layout.grids_of(sample)
             used, image = 0, 0

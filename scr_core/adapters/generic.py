@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from PIL import Image
 from torch import nn
@@ -46,8 +47,8 @@ PrepareFn = Callable[[Sequence[Sequence[Image.Image]], Sequence[str]], dict]
 
 def resolve_path(root: nn.Module, path: str):
     """``root.a.b.c`` for ``path="a.b.c"`` (integers index into lists), or a ``LayoutError``."""
-    node = root
-    walked = []
+    node: Any = root
+    walked: list[str] = []
     for part in path.split("."):
         if not part:
             raise LayoutError(f"bad layers path {path!r}: empty component")
@@ -137,6 +138,7 @@ class GenericAdapter(Adapter):
         height, width = self.grid
         if self.image_token_id is not None:
             return token_runs(inputs["input_ids"], self.image_token_id, height, width)
+        assert self.image_span is not None  # the constructor takes exactly one of the two
         start, end = self.image_span
         return spans(inputs["input_ids"], start, end, height, width)
 

@@ -153,7 +153,7 @@ class LlavaOnevisionAdapter(LlavaNextAdapter):
     def shrink(self, rows: int, cols: int) -> tuple[int, int]:
         """``anyres_max_N``: a grid above N tiles' worth (by > 10 %) is resized to N tiles' worth."""
         side = self.base_side()
-        max_tiles = int(self.model.config.vision_aspect_ratio.strip("anyres_max_"))
+        max_tiles = int(self.model.config.vision_aspect_ratio.removeprefix("anyres_max_"))
         ratio = math.sqrt(rows * cols / (max_tiles * side ** 2))
         if ratio > 1.1:
             return int(rows // ratio), int(cols // ratio)

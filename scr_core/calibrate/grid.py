@@ -50,7 +50,8 @@ class Setting:
 
 def format_layers(layers: Sequence[int]) -> str:
     """(0, 1, 2, 5) -> "0-2,5"."""
-    parts, run = [], []
+    parts: list[list[int]] = []
+    run: list[int] = []
     for layer in sorted(layers):
         if run and layer != run[-1] + 1:
             parts.append(run)
@@ -94,7 +95,7 @@ def parse_hook_grid(text: str | Sequence[str]) -> tuple[tuple[int, ...], ...]:
             raise ConfigError(f"--hook-layers {item.strip()!r}: overlapping ranges in one set; several sets are "
                               f"separated by ';' (e.g. \"{';'.join(p.strip() for p in item.split(','))}\") or given "
                               "as a repeated --hook-layers")
-    return tuple(tuple(sorted(set(parse_layer_ranges(item)))) for item in items)
+    return tuple(tuple(sorted(set(parse_layer_ranges(item) or ()))) for item in items)  # items are not blank
 
 
 def build_grid(lams: Sequence[float], ks: Sequence[int], hook_sets: Sequence[Sequence[int]],

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -59,7 +60,8 @@ def load_questions(data: str | Path, fmt: str = "auto", limit: int | None = None
     if fmt == "pope":
         suite = Pope(data, limit, seed)
         labels = suite.labels()
-        questions = [Question(t.id, t.image, t.prompt, labels[t.id]) for t in suite.tasks()]
+        questions = [Question(t.id, cast(Path, t.image), t.prompt, labels[t.id])  # POPE: one image each
+                     for t in suite.tasks()]
     elif fmt == "amber":
         samples = [s for s in Amber(data).samples if s.task != "generative"]
         questions = [Question(str(s.id), s.image_path, s.query.strip() + SHORT_ANSWER, s.label)

@@ -57,9 +57,10 @@ existence) added to its denominator. The exact fractions stay on the result obje
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any
 
 from scr_core.errors import DataError
 
@@ -123,7 +124,7 @@ class AmberResources:
     safe_words: frozenset[str]
 
     @classmethod
-    def from_dir(cls, data_dir: str | Path) -> "AmberResources":
+    def from_dir(cls, data_dir: str | Path) -> AmberResources:
         """Load ``annotations.json``, ``relation.json`` and ``safe_words.txt`` from ``AMBER/data``."""
         data_dir = require_dir(data_dir, "AMBER data folder")
         return cls(
@@ -305,7 +306,7 @@ def spacy_similarity(model: str | Path) -> Callable[[str, str], float]:
         nlp = spacy.load(str(model))
     except (OSError, ValueError) as err:
         raise DataError(f"cannot load the spaCy model {model}: {err}") from None
-    docs: dict[str, object] = {}
+    docs: dict[str, Any] = {}  # spaCy documents
 
     def similarity(a: str, b: str) -> float:
         for w in (a, b):
@@ -342,18 +343,21 @@ def score_amber_generative(
         if not ann.is_generative:
             raise ValueError(f"AMBER id {rid} is a {ann.type} question, not a generative one")
         if lem.tagger is not None:  # as inference.py: NLTK tokens, keep NN* tags, lemmatise as nouns
+            assert lem.pos_lemma is not None  # a tagger comes with it (Lemmatizer.with_tagger)
             tokens = nltk_tokens(response)
             found = [lem.pos_lemma(t, "n") for t, tag in zip(tokens, lem.tagger(tokens)) if tag.startswith("NN")]
         else:
             found = [lem.normalize(t, vocab) for t in tokenize(response, lower=False)]
         nouns = [w for w in found if w in vocab]
-        safe_words, safe_owner = [], []
+        safe_words: list[str] = []
+        safe_owner: list[int] = []
         for idx, obj in enumerate(ann.truth):
             assoc = resources.relation.get(obj, ())
             safe_words += assoc
             safe_owner += [idx] * len(assoc)
         safe_words += ann.truth
-        ha_words, ha_owner = [], []
+        ha_words: list[str] = []
+        ha_owner: list[int] = []
         for idx, obj in enumerate(ann.hallu):
             assoc = resources.relation.get(obj, ())
             ha_words += assoc
@@ -448,13 +452,15 @@ def score_amber_discriminative(
     if not ids:
         raise ValueError("no AMBER responses to score")
     preds = parse_many(raw, rule)
-    labels, types = [], []
+    labels: list[str] = []
+    types = []
     for i in ids:
         ann = annotations.get(i)
         if ann is None:
             raise DataError(f"AMBER response id {i} has no annotation")
         if ann.is_generative:
             raise ValueError(f"AMBER id {i} is a generative query; score it with score_amber_generative")
+        assert ann.label is not None  # a discriminative annotation has its yes/no label
         labels.append(ann.label)
         types.append(ann.type)
     overall = binary_metrics(labels, preds, positive=NO)

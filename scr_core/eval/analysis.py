@@ -16,9 +16,9 @@ order; bin sizes differ by at most one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -116,13 +116,14 @@ def entropy_hallucination_analysis(
     order = np.argsort(ent_a, kind="stable")
     bins = []
     for k, idx in enumerate(np.array_split(order, n_bins)):
-        e = ent_a[idx]
-        bins.append(EntropyBin(k, len(idx), float(e.min()), float(e.max()), float(e.mean()), int(hal_a[idx].sum())))
+        chunk = ent_a[idx]
+        bins.append(EntropyBin(k, len(idx), float(chunk.min()), float(chunk.max()), float(chunk.mean()),
+                               int(hal_a[idx].sum())))
     from scipy import stats  # the eval extra
 
-    r, p = _safe(stats.pearsonr, [b.entropy_mean for b in bins], [b.hr for b in bins])
+    r, p_value = _safe(stats.pearsonr, [b.entropy_mean for b in bins], [b.hr for b in bins])
     rpb, ppb = _safe(lambda x, y: stats.pointbiserialr(y, x), ent_a, hal_a.astype(float))
-    return EntropyAnalysis(tuple(bins), r, p, rpb, ppb, len(ent), len(labels) - len(ent))
+    return EntropyAnalysis(tuple(bins), r, p_value, rpb, ppb, len(ent), len(labels) - len(ent))
 
 
 def plot_entropy_hallucination(

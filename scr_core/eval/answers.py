@@ -7,7 +7,7 @@ shorter evaluation.
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 
 def align_answers(keys: Sequence[Sequence[Hashable]], answers, what: str = "answers") -> list:

@@ -66,7 +66,8 @@ class VisualContrastiveProcessor(LogitsProcessor):
 
 
 def dola_candidate_layers(depth: int) -> tuple[int, ...]:
-    """transformers 4.x ``dola_layers="low"`` (untied embeddings): even layers below depth/2, below 20 past 40 layers."""
+    """transformers 4.x ``dola_layers="low"`` (untied embeddings): even layers below depth/2, below 20 past 40
+    layers."""
     return tuple(range(0, depth // 2 if depth <= 40 else 20, 2))
 
 
@@ -133,7 +134,7 @@ def generate_dola(pipe, images, prompts, *, repetition_penalty: float = 1.2, rel
 
     layers = pipe.adapter.decoder_layers()
     with capture_layer_inputs(layers, dola_candidate_layers(len(layers))) as captured:
-        processors = [LayerContrastProcessor(captured, pipe.adapter.final_norm(),
+        processors: list = [LayerContrastProcessor(captured, pipe.adapter.final_norm(),
                                              pipe.model.get_output_embeddings(), relative_top)]
         if repetition_penalty != 1.0:
             processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))

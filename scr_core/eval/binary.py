@@ -16,8 +16,8 @@ both are 0 (where POPE's script divides by zero too).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from .parsing import NO, UNKNOWN, YES
 

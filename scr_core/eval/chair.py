@@ -36,9 +36,9 @@ Remaining differences from the reference (each small; docs/benchmarks.md lists t
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from scr_core.errors import DataError
 
@@ -148,7 +148,7 @@ class ChairVocabulary:
         phrases: Mapping[str, str] | None = None,
         drop_rules: Iterable[tuple[str, str]] = (),
         reference: bool = False,
-    ) -> "ChairVocabulary":
+    ) -> ChairVocabulary:
         """Vocabulary from lines in CHAIR's ``synonyms.txt`` format (first entry = class name).
 
         Blank lines and lines starting with ``#`` are skipped. A word listed under two classes is
@@ -190,7 +190,7 @@ class ChairVocabulary:
         drop_rules: Iterable[tuple[str, str]] = (),
         coco_rules: bool = False,
         reference: bool = False,
-    ) -> "ChairVocabulary":
+    ) -> ChairVocabulary:
         """Vocabulary from a ``synonyms.txt``-style file, for COCO or any custom object set.
 
         ``coco_rules`` adds the reference's COCO phrase and drop rules (see module docstring);
@@ -203,7 +203,7 @@ class ChairVocabulary:
         return cls.from_synonym_lines(text.splitlines(), str(path), all_phrases, rules, reference)
 
     @classmethod
-    def coco(cls, reference: bool = True) -> "ChairVocabulary":
+    def coco(cls, reference: bool = True) -> ChairVocabulary:
         """The reference CHAIR vocabulary: 80 COCO classes, original synonyms and COCO rules, read
         as the reference reads them (``reference=False``: also " motor bike", " cheesecake", "iPhone")."""
         return cls.from_synonyms_file(COCO_SYNONYMS_FILE, coco_rules=True, reference=reference)
@@ -217,6 +217,7 @@ class ChairVocabulary:
         ``lemmatizer`` defaults to ``get_lemmatizer()`` (WordNet when installed)."""
         lem = lemmatizer or get_lemmatizer()
         if lem.tagger is not None:  # as Maxlinn's chair.py: NLTK tokens, each lemmatised as its POS
+            assert lem.pos_lemma is not None  # a tagger comes with it (Lemmatizer.with_tagger)
             tokens = nltk_tokens(caption.lower())
             words = [lem.pos_lemma(t, wordnet_pos(tag)) for t, tag in zip(tokens, lem.tagger(tokens))]
         else:
@@ -242,6 +243,7 @@ class ChairVocabulary:
         lem = lemmatizer or get_lemmatizer()
         tokens = nltk_tokens(caption.lower())
         if lem.tagger is not None:
+            assert lem.pos_lemma is not None  # a tagger comes with it (Lemmatizer.with_tagger)
             tokens = [lem.pos_lemma(t, wordnet_pos(tag)) for t, tag in zip(tokens, lem.tagger(tokens))]
         else:
             tokens = [lem.normalize(t, self.words) for t in tokens]
@@ -321,7 +323,7 @@ def _caption_pairs(captions) -> list[tuple[int, str]]:
     if isinstance(captions, Mapping):
         return [(k, str(v)) for k, v in captions.items()]
     pairs = []
-    for i, item in enumerate(captions):
+    for item in captions:
         if isinstance(item, Mapping):
             pairs.append((item["image_id"], str(item["caption"])))
         else:
@@ -415,7 +417,7 @@ class ChairEvaluator:
         vocabulary: ChairVocabulary | None = None,
         image_ids: Iterable[int] | None = None,
         lemmatizer: str | Lemmatizer = "auto",
-    ) -> "ChairEvaluator":
+    ) -> ChairEvaluator:
         """Ground truth = instance classes + classes named in the reference captions, per image.
 
         Pass val2014 files (plus train2014 if you caption train images); ``image_ids`` limits the

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 log = logging.getLogger(__name__)
 

@@ -79,9 +79,9 @@ def cmd_eval(args, make_pipeline, make_config, make_engine=lambda args: None) ->
     print(f"summary: {args.out / 'summary.json'}")
 
 
-def flat_scores(scores: dict, prefix: str = "") -> dict[str, float]:
+def flat_scores(scores: dict, prefix: str = "") -> dict[str, float | None]:
     """{"overall": {"hr": 1}} -> {"overall.hr": 1}; ``None`` (an undefined rate) kept, other non-numbers dropped."""
-    out = {}
+    out: dict[str, float | None] = {}
     for key, value in scores.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):

@@ -34,9 +34,9 @@ On disk (tianyi-lab/HallusionBench plus ``hallusion_bench.zip``)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 from scr_core.errors import DataError
 

@@ -29,9 +29,9 @@ import binascii
 import csv
 import io
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from scr_core.errors import DataError
 

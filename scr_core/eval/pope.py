@@ -19,9 +19,9 @@ A JSON array instead of JSON lines is accepted too.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from scr_core.errors import DataError
 
@@ -135,9 +135,9 @@ class PopeReport:
     predictions: list[str]
     rule: str
 
-    def to_dict(self, percent: bool = True) -> dict[str, dict[str, float]]:
+    def to_dict(self, percent: bool = True) -> dict[str, dict[str, float | None | str]]:
         """``{"overall"|split: {accuracy, precision, recall, f1, yes_ratio, hr, ...}}``."""
-        def one(m: BinaryMetrics) -> dict[str, float]:
+        def one(m: BinaryMetrics) -> dict[str, float | None | str]:
             d = m.to_dict(percent)
             d["hr"] = d.pop("fpr")
             return d
@@ -212,9 +212,9 @@ def mcnemar_exact(labels: Sequence[str], preds_a: Sequence[str], preds_b: Sequen
     both = a_only = b_only = neither = 0
     flips: dict[str, int] = {}
     for gt, a, b in zip(labels, preds_a, preds_b):
-        for p in (a, b):
-            if p not in (YES, NO, UNKNOWN):
-                raise ValueError(f"prediction {p!r} is not yes/no/unknown (parse answers first)")
+        for pred in (a, b):
+            if pred not in (YES, NO, UNKNOWN):
+                raise ValueError(f"prediction {pred!r} is not yes/no/unknown (parse answers first)")
         ca, cb = a == gt, b == gt
         both += ca and cb
         a_only += ca and not cb

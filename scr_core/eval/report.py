@@ -8,7 +8,7 @@ against vanilla decoding.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 # Metrics where a smaller number is better; used for the arrows in the header.
 LOWER_IS_BETTER = frozenset({
@@ -21,6 +21,11 @@ HIGHER_IS_BETTER = frozenset({
 
 def _is_missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _delta(v: float | None, b: float | None) -> float | None:
+    """``v - b``, or None when either is missing."""
+    return None if v is None or b is None or _is_missing(v) or _is_missing(b) else v - b
 
 
 def _fmt(v, digits: int) -> str:
@@ -79,9 +84,9 @@ def comparison_table(
                 cells.append("–" if _is_missing(v) else format(v, formats[m]))
                 continue
             cell = _fmt(v, digits)
-            b = base.get(m)
-            if base and not _is_missing(v) and not _is_missing(b):
-                cell += f" ({v - b:+.{digits}f})"
+            delta = _delta(v, base.get(m))
+            if base and delta is not None:
+                cell += f" ({delta:+.{digits}f})"
             cells.append(cell)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -100,7 +105,7 @@ def deltas(
         if method == baseline:
             continue
         out[method] = {
-            m: None if _is_missing(v) or _is_missing(base.get(m)) else v - base[m]
+            m: _delta(v, base.get(m))
             for m, v in vals.items()
         }
     return out

@@ -146,6 +146,7 @@ def run_benchmark(suite, generate: Generate | None, out: Path, meta: dict, batch
                       _START_OVER, progress, desc=f"{meta['benchmark']}/{meta['method']}",
                       execute=execute or one_by_one(lambda batch: answer_records(generate, batch)))
     if shard.main:
+        assert done is not None  # rank 0 gets every record
         summarize(suite, done, out, meta)
     shard.barrier()
     return load_json(out / "summary.json", "run summary")
@@ -181,7 +182,7 @@ def entropy_analysis(suite, answers: dict[str, str], entropies: dict[str, float]
     return analysis.to_dict()
 
 
-def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig = SCRConfig(),
+def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig = SCRConfig(),  # noqa: B008
         limit: int | None = None, seed: int = 0, batch_size: int = 8, model_name: str = "",
         progress: bool = True, options: dict | None = None, shard: Shard | None = None, engine=None) -> dict:
     """Run ``method`` on benchmark ``bench`` into ``out`` (see the module docstring); the settings

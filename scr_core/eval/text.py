@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable, Set as AbstractSet
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import AbstractSet, Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class Lemmatizer:
     tagger: Callable[[list[str]], list[str]] | None = None
     pos_lemma: Callable[[str, str], str] | None = None  # (word, WordNet POS "n"/"v"/"a"/"r") -> lemma
 
-    def with_tagger(self, tagger: Callable[[list[str]], list[str]], tagger_name: str) -> "Lemmatizer":
+    def with_tagger(self, tagger: Callable[[list[str]], list[str]], tagger_name: str) -> Lemmatizer:
         """This lemmatiser plus a POS tagger (WordNet only: it needs ``pos_lemma``)."""
         if self.pos_lemma is None:
             raise ValueError(f"the {self.name} lemmatiser takes no POS tagger")
@@ -183,8 +183,10 @@ def _wordnet_lemmatizer(reader) -> Lemmatizer:
         lemmas = reader._morphy(word, pos)
         return min(lemmas, key=len) if lemmas else word
 
-    return Lemmatizer(f"wordnet-{reader.get_version()}", lambda word, vocabulary=frozenset(): lemma(word), True,
-                      pos_lemma=lemma)
+    def normalize(word: str, vocabulary: AbstractSet[str] = frozenset()) -> str:
+        return lemma(word)
+
+    return Lemmatizer(f"wordnet-{reader.get_version()}", normalize, True, pos_lemma=lemma)
 
 
 def _lemminflect_normalize(word: str, vocabulary: AbstractSet[str] = frozenset()) -> str:

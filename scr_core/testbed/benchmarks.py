@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -207,7 +207,7 @@ def _coco_images(scenes: Sequence[Scene]) -> list[dict]:
 def coco_instances(scenes: Sequence[Scene]) -> dict:
     """COCO ``instances`` dict: one box annotation per object, the drawn outline as polygon."""
     cat_id = {c.name: i for i, c in enumerate(OBJECT_CLASSES, start=1)}
-    annotations = []
+    annotations: list[dict] = []
     for image_id, scene in zip(image_ids(scenes), scenes):
         for obj in scene.objects:
             polygon = [round(v, 2) for point in obj.polygon() for v in point]

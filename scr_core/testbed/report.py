@@ -30,7 +30,7 @@ TUNE_SEED = 2001
 # (row label, runner method, SCRConfig changes). K=32 is the paper's value for 24x24 = 576
 # tokens; on the testbed's 12x12 grid it covers ~95 % of the patches, so K scaled to the grid
 # area (32 * 144 / 576 = 8, docs/method.md §6 #15) is reported as well.
-VARIANTS = (
+VARIANTS: tuple[tuple[str, str, dict], ...] = (
     ("vanilla", "vanilla", {}),
     ("SCR", "scr", {}),
     ("SCR k=8", "scr", {"k": 8}),
@@ -67,7 +67,7 @@ def mean_std(values: list[float]) -> str:
 
 
 def build_report(pipe, out: Path, n_images: int = 300, seeds=TEST_SEEDS, lambdas=(1.1, 1.5, 2.0, 3.0),
-                 config: SCRConfig = SCRConfig(), batch_size: int = 16, progress: bool = True) -> str:
+                 config: SCRConfig = SCRConfig(), batch_size: int = 16, progress: bool = True) -> str:  # noqa: B008
     out = Path(out)
     results: dict[str, dict[str, list[float]]] = {label: {} for label, _, _ in VARIANTS}
     paired: dict[str, list] = {label: [] for label, _, _ in VARIANTS[1:]}
@@ -97,7 +97,8 @@ def build_report(pipe, out: Path, n_images: int = 300, seeds=TEST_SEEDS, lambdas
                                                [other[i] for i in adversarial]))
     sweep = lambda_sweep(pipe, out, n_images, lambdas, config, batch_size, progress)
     negatives = sum(label == "no" for _, label, _ in entropy_rows)
-    analysis = entropy_hallucination_analysis(*zip(*entropy_rows), n_bins=min(30, negatives // 2))
+    row_entropies, row_labels, row_answers = (list(column) for column in zip(*entropy_rows))
+    analysis = entropy_hallucination_analysis(row_entropies, row_labels, row_answers, n_bins=min(30, negatives // 2))
     concentration = credit_concentration(pipe, entropy_rows, n_images=min(n_images, 64))
     report = render(results, paired, sweep, analysis, concentration, len(seeds), n_images, pipe)
     (out / "report.md").write_text(report)
@@ -117,7 +118,10 @@ def credit_concentration(pipe, entropy_rows, n_images: int, top: int = 8) -> dic
     shares = [np.sort(m / m.sum())[::-1][:top].sum() for m in maps]
     no_rows = sorted((e, answer) for e, label, answer in entropy_rows if label == "no")
     quarter = max(1, len(no_rows) // 4)
-    hr = lambda rows: 100.0 * sum(a == "yes" for _, a in rows) / max(1, len(rows))
+
+    def hr(rows) -> float:
+        return 100.0 * sum(a == "yes" for _, a in rows) / max(1, len(rows))
+
     return {"patches": int(maps[0].size), "images": n_images,
             "entropy_mean": float(np.mean([d.entropy for d in diagnoses])),
             "entropy_uniform": float(np.log(maps[0].size)), "top": top, "top_share": float(np.mean(shares)),
@@ -174,7 +178,8 @@ def render(results, paired, sweep, analysis, concentration, n_seeds: int, n_imag
               f"{len(a.bins)} equal-count bins): Pearson r over bins = {a.pearson_r:.3f} (p = {a.pearson_p:.3g}); "
               f"per-sample point-biserial r = {a.pointbiserial_r:.3f} (p = {a.pointbiserial_p:.3g}).", ""]
     c = concentration
-    lines += [f"Credit concentration (diagnostic maps of {c['images']} tuning scenes, caption prompt): mean entropy {c['entropy_mean']:.2f} nats against "
+    lines += [f"Credit concentration (diagnostic maps of {c['images']} tuning scenes, caption prompt): mean entropy "
+              f"{c['entropy_mean']:.2f} nats against "
               f"{c['entropy_uniform']:.2f} for a uniform map over {c['patches']} patches; the top {c['top']} "
               f"patches hold {100 * c['top_share']:.0f} % of the attention mass (uniform: "
               f"{100 * c['top'] / c['patches']:.0f} %). Absent-object questions in the lowest-entropy quarter "

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -398,6 +398,7 @@ def _sample_classes(rng: np.random.Generator, opts: SceneOptions) -> list[tuple[
         name = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
         chosen.append((name, False))
         if name in heads:
+            assert opts.cooccurrence_prob is not None  # heads is empty without the pair prior
             if rng.random() < opts.cooccurrence_prob:
                 chosen.append((heads[name], True))
             else:
@@ -439,7 +440,8 @@ def _jitter_colour(rgb: tuple[int, int, int], rng: np.random.Generator, amount: 
     if amount <= 0:
         return rgb
     delta = rng.integers(-amount, amount + 1, size=3)
-    return tuple(int(np.clip(c + d, 0, 255)) for c, d in zip(rgb, delta))
+    r, g, b = (int(np.clip(c + d, 0, 255)) for c, d in zip(rgb, delta))
+    return r, g, b
 
 
 def _render(objects: Sequence[PlacedObject], rng: np.random.Generator, opts: SceneOptions) -> Image.Image:

@@ -303,6 +303,7 @@ def build_tiny_remote_code(out_dir: str | Path, *, seed: int = 0, image_size: in
     package = "scr_tiny_remote_build"
     for name in ("configuration_tiny_remote", "modeling_tiny_remote"):  # the files as one throwaway package
         spec = importlib.util.spec_from_file_location(f"{package}.{name}", source / f"{name}.py")
+        assert spec is not None and spec.loader is not None  # a .py file
         module = importlib.util.module_from_spec(spec)
         sys.modules.setdefault(package, type(sys)(package)).__path__ = [str(source)]
         sys.modules[spec.name] = module

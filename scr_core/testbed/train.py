@@ -131,8 +131,8 @@ def patch_classes(scene, patch_size: int, cover: float) -> np.ndarray:
     labels = np.asarray(mask)
     grid = size // patch_size
     tiles = labels[: grid * patch_size, : grid * patch_size].reshape(grid, patch_size, grid, patch_size)
-    tiles = tiles.transpose(0, 2, 1, 3).reshape(grid * grid, patch_size * patch_size)
-    share = np.stack([(tiles == c + 1).mean(axis=1) for c in range(len(CLASS_NAMES))], axis=1)
+    patches = tiles.transpose(0, 2, 1, 3).reshape(grid * grid, patch_size * patch_size)
+    share = np.stack([(patches == c + 1).mean(axis=1) for c in range(len(CLASS_NAMES))], axis=1)
     return (share >= cover).astype(np.float32)
 
 
@@ -193,7 +193,9 @@ def train(cfg: TrainConfig, out_dir: Path, command: str = "") -> Path:
     yes_id, no_id = processor.tokenizer.convert_tokens_to_ids(["yes", "no"])
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "training_log.jsonl"
-    start, ema, acc_ema = time.time(), None, None
+    start = time.time()
+    ema: float | None = None
+    acc_ema: float | None = None
     with open(log_path, "w") as log, tqdm(range(cfg.steps), desc="train", unit="step") as bar:
         log.write(json.dumps({"event": "start", "command": command, "config": asdict(cfg),
                               "parameters": sum(p.numel() for p in model.parameters()),
@@ -222,10 +224,11 @@ def train(cfg: TrainConfig, out_dir: Path, command: str = "") -> Path:
             ema = lm_loss.item() if ema is None else 0.98 * ema + 0.02 * lm_loss.item()
             if not math.isnan(acc):
                 acc_ema = acc if acc_ema is None else 0.95 * acc_ema + 0.05 * acc
-            bar.set_postfix(loss=f"{ema:.3f}", yes_no=f"{acc_ema:.2f}")
+            # no yes/no question seen yet: no accuracy to show (formatting None raised a TypeError)
+            bar.set_postfix(loss=f"{ema:.3f}", yes_no="–" if acc_ema is None else f"{acc_ema:.2f}")
             if step % cfg.log_every == 0 or step == cfg.steps - 1:
                 record = {"step": step, "loss": round(lm_loss.item(), 5), "loss_ema": round(ema, 5),
-                          "yes_no_acc_ema": round(acc_ema, 4), "lr": lr_at(step, cfg),
+                          "yes_no_acc_ema": None if acc_ema is None else round(acc_ema, 4), "lr": lr_at(step, cfg),
                           "elapsed_s": round(time.time() - start, 1)}
                 if patch_loss is not None:
                     record["patch_loss"] = round(patch_loss.item(), 5)
