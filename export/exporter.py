@@ -39,7 +39,8 @@ from .folder_config import CONFIG_NAME, is_export
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 23  # the decoder's attention as ONNX Attention nodes (docs/performance.md#onnx-runtime-at-the-default-opset-23)
+# the decoder's attention as ONNX Attention nodes (docs/performance.md#onnx-runtime-at-the-default-opset-23)
+DEFAULT_OPSET = 23
 OPSETS = (18, 19, 20, 21, 23)  # 18-21: sdpa's decomposition, for runtimes older than onnxruntime 1.23
 DTYPES = tuple(EXPORT_DTYPES)  # int4: int4 weights (export/quantize.py), fp32 or fp16 activations
 FULL = (errno.ENOSPC, errno.EDQUOT)  # what a full disk or quota says
@@ -72,7 +73,7 @@ class ExportOptions:
         return export_dtype(self.dtype)
 
     @property
-    def int4(self) -> "quantize.Int4 | None":
+    def int4(self) -> quantize.Int4 | None:
         if not self.export_dtype.quantized:
             return None
         parts = ("decoder", *(["lm_head"] if self.int4_lm_head else []), *(["vision"] if self.int4_vision else []))

@@ -55,7 +55,7 @@ class _Reader:
             raise self.fail(key, "is missing")
         return self.tree[key]
 
-    def section(self, key: str, optional: bool = False) -> "_Reader | None":
+    def section(self, key: str, optional: bool = False) -> _Reader | None:
         value = self.value(key, optional)
         if value is None and optional:
             return None
@@ -144,14 +144,14 @@ class Graph(_Record):
     external_data: bool | None = optional()  # not recorded for select.onnx
 
     @classmethod
-    def from_record(cls, tree: object, source: Path) -> "Graph":
+    def from_record(cls, tree: object, source: Path) -> Graph:
         """A graph's record on its own (``export.measure``'s plain decoder), checked as in the folder's file."""
         if not isinstance(tree, dict):
             raise ModelLoadError(f"{source} must hold a JSON object")
         return cls.read(_Reader(tree, "", source))
 
     @classmethod
-    def read(cls, r: _Reader, **extra) -> "Graph":
+    def read(cls, r: _Reader, **extra) -> Graph:
         filename = r.value("filename")
         if not isinstance(filename, str) or not filename or len(filename) > MAX_NAME or "\0" in filename \
                 or "/" in filename or "\\" in filename or filename in (".", "..") or not filename.endswith(".onnx"):
@@ -179,7 +179,7 @@ class DecoderGraph(Graph):
         return "scr_map" in self.inputs
 
     @classmethod
-    def read(cls, r: _Reader, **extra) -> "DecoderGraph":
+    def read(cls, r: _Reader, **extra) -> DecoderGraph:
         layers = r.integers("layers", least=0, length=2)
         if layers[0] > layers[1]:
             raise r.fail("layers", f"must be [first, last] with first <= last (got {list(layers)})")
@@ -205,7 +205,7 @@ class Decoder(_Record):
     position_ids: str  # POSITION_RULES
 
     @classmethod
-    def read(cls, r: _Reader) -> "Decoder":
+    def read(cls, r: _Reader) -> Decoder:
         sizes = {key: r.integer(key, least=1) for key in ("head_size", "hidden_size", "num_attention_heads",
                                                           "num_key_value_heads", "num_hidden_layers")}
         names = {key: r.string(key) for key in ("past_key_names", "past_value_names", "present_key_names",
@@ -235,12 +235,12 @@ class LayoutRule(_Record):
         return layout_from_rule(self.to_json(), input_ids, image_grid_thw)
 
     @classmethod
-    def of(cls, rule: dict) -> "LayoutRule":
+    def of(cls, rule: dict) -> LayoutRule:
         """An adapter's ``layout_rule()``."""
         return cls(**{key: tuple(value) if key == "grid" else value for key, value in rule.items()})
 
     @classmethod
-    def read(cls, r: _Reader) -> "LayoutRule":
+    def read(cls, r: _Reader) -> LayoutRule:
         kind = r.string("kind", tuple(RULE_FIELDS))
         found = {"kind": kind}
         for key in RULE_FIELDS[kind]:
@@ -264,7 +264,7 @@ class Expand(_Record):
     suffix: str | None = optional()
 
     @classmethod
-    def read(cls, r: _Reader) -> "Expand":
+    def read(cls, r: _Reader) -> Expand:
         count = r.string("count", ("image_grid_thw", "num_patches"))
         size = "merge_size" if count == "image_grid_thw" else "tokens_per_patch"
         return cls(image_token=r.string("image_token"), count=count, **{size: r.integer(size, least=1)},
@@ -280,7 +280,7 @@ class VisionGrid(_Record):
     patch_size: int | None = optional()
 
     @classmethod
-    def read(cls, r: _Reader) -> "VisionGrid":
+    def read(cls, r: _Reader) -> VisionGrid:
         window = r.integer("window_size", least=1, optional=True)
         return cls(merge_size=r.integer("merge_size", least=1), window_size=window,
                    patch_size=r.integer("patch_size", least=1) if window is not None else None)
@@ -299,7 +299,7 @@ class ProcessorRule(_Record):
     chat_template: str | None = optional()
 
     @classmethod
-    def read(cls, r: _Reader) -> "ProcessorRule":
+    def read(cls, r: _Reader) -> ProcessorRule:
         expand, grid, kwargs = (r.section(key, optional=True) for key in ("expand", "vision_grid", "image_kwargs"))
         return cls(backend=r.string("backend", optional=True) or "pil", reserved_tokens=r.strings("reserved_tokens"),
                    expand=expand and Expand.read(expand), vision_grid=grid and VisionGrid.read(grid),
@@ -318,7 +318,7 @@ class Quantization(_Record):
     op: str
 
     @classmethod
-    def read(cls, r: _Reader) -> "Quantization":
+    def read(cls, r: _Reader) -> Quantization:
         if r.integer("bits") not in (2, 4, 8):
             raise r.fail("bits", "must be 2, 4 or 8")
         return cls(bits=r.integer("bits"), block_size=r.integer("block_size", least=1),
@@ -346,7 +346,7 @@ class Model(_Record):
     quantization: Quantization | None = optional()
 
     @classmethod
-    def read(cls, r: _Reader) -> "Model":
+    def read(cls, r: _Reader) -> Model:
         quantization = r.section("quantization", optional=True)
         return cls(type=r.string("type"), image_token_id=r.integer("image_token_id"),
                    context_length=r.integer("context_length", least=1, optional=True),
@@ -380,7 +380,7 @@ class Provenance(_Record):
     python: str
 
     @classmethod
-    def read(cls, r: _Reader) -> "Provenance":
+    def read(cls, r: _Reader) -> Provenance:
         return cls(opset=r.integer("opset"), ir_version=r.integer("ir_version"),
                    **{key: r.string(key) for key in ("torch", "transformers", "onnx", "onnxruntime", "python")})
 
@@ -428,7 +428,7 @@ class FolderConfig:
         return path
 
     @classmethod
-    def from_json(cls, folder: str | Path) -> "FolderConfig":
+    def from_json(cls, folder: str | Path) -> FolderConfig:
         """The config of an exported folder, or one ``ModelLoadError`` line: not a folder made by
         ``python -m export.onnx``, unreadable, another format version, or a field that is wrong."""
         folder = Path(folder)

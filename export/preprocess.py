@@ -114,7 +114,7 @@ class Preprocessor:
     the vision tower's rotary ids and segments (and windows, with ``window_size``).
     """
 
-    def __init__(self, folder, rule: "ProcessorRule") -> None:
+    def __init__(self, folder, rule: ProcessorRule) -> None:
         from scr_core.template_guard import warm_up
         from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 

@@ -97,7 +97,7 @@ class OnnxVLM(RunnerBase):
     released = property(lambda self: self.sessions.released)
     depth = property(lambda self: self.config.model.decoder.num_hidden_layers, doc="decoder layers")
 
-    def to(self, device: str) -> "OnnxVLM":
+    def to(self, device: str) -> OnnxVLM:
         """The sessions again on ``device`` (``cpu`` or ``cuda``; onnxruntime cannot move a session's
         weights, so they are opened anew); returns ``self``. Prepared batches must be prepared again."""
         self.sessions.to(device)

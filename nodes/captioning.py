@@ -119,7 +119,8 @@ def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, tempe
                  offset=0, total=None, batch_size=4):
     """Caption the pictures ``batch_size`` at a time, fewer when a batch holds more than
     ``SCR_MAX_BATCH_PIXELS`` (any sizes: the processor resizes each, prompts are left-padded), advancing
-    ``bar`` by the batch's size every token and stopping within a token on ComfyUI's interrupt. ``scr``: a config, ``None``, or a tuple with one plan per picture. Sampling is
+    ``bar`` by the batch's size every token and stopping within a token on ComfyUI's interrupt. ``scr``: a
+    config, ``None``, or a tuple with one plan per picture. Sampling is
     seeded with ``seed`` + the index of the batch's first picture."""
     from transformers import set_seed
 
@@ -137,7 +138,7 @@ def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, tempe
         with interruptible() as stop:
             results = pipe.caption(chunk, instruction, scr=plans[start:start + len(chunk)] if plans is not None
                                    else scr, max_new_tokens=max_new_tokens, should_stop=stop,
-                                   progress=lambda step, n, done=done, size=len(chunk): bar.update_absolute(
+                                   progress=lambda step, n, done=done, size=len(chunk): bar.update_absolute(  # noqa: B008
                                        done + step * size, total),
                                    **sampling)
         texts.extend(r.text for r in results)
@@ -234,6 +235,7 @@ class CaptionCompare(Node):
                     texts.extend(r.text for r in results)
                 images.extend(batch.images)
                 diagnoses.extend(found)
-        side = "\n\n".join([*(f"image {i}\n  vanilla: {v}\n  SCR:     {s}" for i, (v, s) in enumerate(zip(vanilla, scr))),
+        side = "\n\n".join([*(f"image {i}\n  vanilla: {v}\n  SCR:     {s}"
+                                for i, (v, s) in enumerate(zip(vanilla, scr))),
                             *([note] if note else [])])
         return io.NodeOutput(vanilla, scr, side, _heatmaps(images, diagnoses), ui=ui.PreviewText(side))

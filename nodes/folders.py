@@ -228,7 +228,7 @@ class CaptionFolder(Node):
         cls.recheck({"max_new_tokens": max_new_tokens, "preset": preset, "length": length, "batch_size": batch_size,
                      "write_to": write_to})
         prompt = caption_instruction(preset, length, instruction)
-        clean_prefix(prefix), clean_prefix(suffix, "suffix")  # sanitised as written; an over-long one refused before any work
+        clean_prefix(prefix), clean_prefix(suffix, "suffix")  # as written; an over-long one refused before any work
         named = user_folder(folder)
         paths = list_images(named, filter, recursive, allowed=io_folders())  # refuses a blank folder
         root = Path(named).expanduser()

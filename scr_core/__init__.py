@@ -43,7 +43,8 @@ __version__ = "0.1.0"
 __all__ = [
     "SCRConfig", "SCRPipeline", "PreparedBatch", "LoadOptions", "RedistributionPlan", "GridPlan", "PlanArrays",
     "plan_arrays", "VisualLayout", "VisualGrid", "Diagnosis", "GenerationResult", "Timings", "render_heatmap",
-    "save_heatmap", "AdapterOption", "declared_options", "load_image", "group_images", "entropy_nats", "check_prompt", "CAPTION_PROMPT",
+    "save_heatmap", "AdapterOption", "declared_options", "load_image", "group_images", "entropy_nats", "check_prompt",
+    "CAPTION_PROMPT",
     "CAPTION_PRESETS", "CAPTION_LENGTHS", "instruction_for", "Clip", "SampledClip",
     "parse_layer_ranges", "check_new_file", "write_atomically", "default_model",
     "SCRError", "ConfigError", "InputError", "ModelLoadError", "UnsupportedModelError", "LayoutError", "DataError",

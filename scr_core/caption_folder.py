@@ -250,7 +250,8 @@ def mirrored_targets(names: Sequence[str], base: Path, extension: str = ".txt") 
 
 def txt_targets(items: Sequence[Item], done: set[str], overwrite: bool,
                 txt_dir: Path | None = None) -> dict[str, Path]:
-    """``<stem>.txt`` beside each image file (Save Captions' rules: a listed ``notes.txt`` gets none), or with ``txt_dir`` the image names
+    """``<stem>.txt`` beside each image file (Save Captions' rules: a listed ``notes.txt`` gets none), or with
+    ``txt_dir`` the image names
     mirrored under it (``mirrored_targets``), by image name; refused up front (before any captioning) if one
     is in the way for an image still to caption."""
     present = [i for i in items if is_image_name(i.path.name, clips=True) and i.path.is_file()]
@@ -278,7 +279,7 @@ def _write_txt(records: dict[str, dict], targets: dict[str, Path], overwrite: bo
 
 
 def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, overwrite_txt: bool = False,
-                      shard: Shard = Shard(), txt_dir: Path | None = None, prefix: str = "",
+                      shard: Shard = Shard(), txt_dir: Path | None = None, prefix: str = "",  # noqa: B008
                       suffix: str = "") -> tuple[list[Item], dict[str, Path]]:
     """(images, .txt targets) after every check that needs no model: the output file's name and
     folder, the prefix, the source, and (with ``txt``) the files beside the images still to caption."""
@@ -294,7 +295,7 @@ def check_caption_run(source: str | Path, out: str | Path, txt: bool = False, ov
     return items, targets
 
 
-def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig | None = SCRConfig(),
+def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig | None = SCRConfig(),  # noqa: B008
                    prompt: str | None = None, max_new_tokens: int = 64, batch_size: int = 8, txt: bool = False,
                    overwrite_txt: bool = False, prefix: str = "", suffix: str = "", txt_dir: Path | None = None,
                    model_name: str = "", progress: bool = True, shard: Shard | None = None, engine=None,

@@ -140,7 +140,8 @@ def _pipeline(args):
     elif generic_flags:
         raise ConfigError(f"{', '.join(generic_flags)} only apply with --adapter generic")
     options = LoadOptions(dtype=args.dtype, device=args.device, attn_implementation=args.attn,
-                          adapter_options=adapter_options, trust_remote_code=args.trust_remote_code, quantization=args.quantize)
+                          adapter_options=adapter_options, trust_remote_code=args.trust_remote_code,
+                          quantization=args.quantize)
     return SCRPipeline.from_pretrained(model, options, adapter=adapter)
 
 
@@ -270,7 +271,8 @@ def _add_calibrate_parser(sub) -> None:
     cal.add_argument("--data", type=Path, required=True,
                      help="POPE folder, AMBER folder (discriminative queries) or a .jsonl question file")
     cal.add_argument("--format", choices=("auto", "pope", "amber", "jsonl"), default="auto")
-    cal.add_argument("--out", type=Path, required=True, help="folder for report.md, calibration.json/.png, answers.json")
+    cal.add_argument("--out", type=Path, required=True,
+                     help="folder for report.md, calibration.json/.png, answers.json")
     cal.add_argument("--overwrite", action="store_true", help="replace the files of an earlier calibration in --out")
     cal.add_argument("--lam", default=",".join(f"{x:g}" for x in DEFAULT_LAMS), help="λ values (default %(default)s)")
     cal.add_argument("--k", default=",".join(map(str, DEFAULT_KS)), help="K values (default %(default)s)")
@@ -361,7 +363,7 @@ def cmd_diagnose(args) -> None:
     pipe = _pipeline(args)
     batch = pipe.prepare(_media(args, args.image), args.prompt)
     diagnosis = pipe.diagnose(batch, config=cfg)[0]
-    for index, (amap, grid) in enumerate(zip(diagnosis.maps, diagnosis.plan.grids)):
+    for index, (_, grid) in enumerate(zip(diagnosis.maps, diagnosis.plan.grids)):
         where = diagnosis.grids[index].frames if index < len(diagnosis.grids) else None
         name = f"grid {index}" if where is None else f"grid {index} (clip slice, frames {where[0]}-{where[1] - 1})"
         print(f"{name}: {grid.height}x{grid.width}, {grid.num_sources} sources, "

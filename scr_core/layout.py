@@ -116,7 +116,8 @@ def _runs(input_ids, token_id: int, items: Sequence[Sequence[tuple]], what: str,
             for height, width, frames in parts:
                 chunk = positions[used:used + height * width]
                 if chunk.size != height * width:
-                    raise LayoutError(f"prompt {sample}: {what} {index} needs {height * width} tokens ({height}x{width}) "
+                    raise LayoutError(f"prompt {sample}: {what} {index} needs {height * width} tokens "
+                                      f"({height}x{width}) "
                                       f"but only {chunk.size} {what} tokens are left")
                 grids.append(VisualGrid(sample, height, width, chunk, number, frames=frames))
                 used += chunk.size

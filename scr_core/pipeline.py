@@ -119,7 +119,7 @@ class SCRPipeline(RunnerBase):
     # -- loading and lifecycle -------------------------------------------------------
     @classmethod
     def from_pretrained(cls, source: str | Path, options: LoadOptions | None = None, *,
-                        adapter: "Callable[..., Adapter] | None" = None, **option_fields) -> "SCRPipeline":
+                        adapter: Callable[..., Adapter] | None = None, **option_fields) -> SCRPipeline:
         """Load a checkpoint folder (or hub id) saved with ``save_pretrained``.
 
         Options are the fields of ``LoadOptions`` (``dtype``, ``device``, ``attn_implementation``,
@@ -187,7 +187,7 @@ class SCRPipeline(RunnerBase):
     def device(self) -> torch.device:
         return self._model().device
 
-    def to(self, device: str | torch.device) -> "SCRPipeline":
+    def to(self, device: str | torch.device) -> SCRPipeline:
         """Move the model to ``device`` (e.g. to CPU to free a GPU for another model); returns ``self``.
 
         Prepared batches made before the move must be prepared again.
@@ -246,8 +246,8 @@ class SCRPipeline(RunnerBase):
 
         images: an image (path, PIL image or array), a list (one image per prompt) or a list of
         lists (several images per prompt); a video clip (``Clip``, a video file's path, a T x H x W x C
-        array, or ``read_clip``'s result) may stand wherever an image does; prompt: one for all or one per prompt (default: the
-        caption instruction). transform_inputs: applied to the processor outputs
+        array, or ``read_clip``'s result) may stand wherever an image does; prompt: one for all or one per prompt
+        (default: the caption instruction). transform_inputs: applied to the processor outputs
         before the vision tower (decoding baselines such as VCD that extend the batch).
         """
         model = self._model()

@@ -91,7 +91,7 @@ class RayEngine:
         self._numerics: dict | None = None
         self._started = False
 
-    def __enter__(self) -> "RayEngine":
+    def __enter__(self) -> RayEngine:
         return self
 
     def __exit__(self, *exc) -> None:

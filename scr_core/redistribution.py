@@ -61,13 +61,13 @@ class BatchEdit:
 
     @classmethod
     def build(cls, plans: Sequence[RedistributionPlan], layout: VisualLayout,
-              device: torch.device | str = "cpu", remove: bool = False) -> "BatchEdit":
+              device: torch.device | str = "cpu", remove: bool = False) -> BatchEdit:
         """One plan per prompt of ``layout`` (checked to fit it and to share λ and hook layers)."""
         return cls.from_arrays(plan_arrays(plans, layout), device, remove)
 
     @classmethod
     def from_arrays(cls, arrays: PlanArrays, device: torch.device | str = "cpu",
-                    remove: bool = False) -> "BatchEdit":
+                    remove: bool = False) -> BatchEdit:
         """The flat (sample, position) form of ``PlanArrays`` as index tensors on ``device``."""
         def column(rows, j: int) -> torch.Tensor:
             return torch.as_tensor(rows[:, j], dtype=torch.long, device=device)

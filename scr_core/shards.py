@@ -41,7 +41,7 @@ class Shard:
     local_rank: int = 0
 
     @classmethod
-    def current(cls, cpu: bool = True) -> "Shard":
+    def current(cls, cpu: bool = True) -> Shard:
         """The shard of a process started by ``accelerate launch`` or ``torchrun`` (one process: 0 of 1).
 
         cpu: the model runs on the CPU (then the process group uses gloo; on GPUs accelerate's choice).

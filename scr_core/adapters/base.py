@@ -257,7 +257,8 @@ class Adapter:
         clips = [m for items in media for m in items if isinstance(m, SampledClip)]
         images = self.clip_images(media)
         per_slice = self.frames_per_slice()
-        pads = [-len(c.frames) % per_slice for c in clips]  # whole slices: the last frame repeated (Qwen2-VL's own rule)
+        # whole slices: the last frame repeated (Qwen2-VL's own rule)
+        pads = [-len(c.frames) % per_slice for c in clips]
         kwargs = dict(videos=[list(c.frames) + [c.frames[-1]] * pad for c, pad in zip(clips, pads)],
                       do_sample_frames=False,
                       video_metadata=[VideoMetadata(total_num_frames=c.total_frames, fps=c.source_fps,

@@ -234,7 +234,8 @@ def evaluate(questions: Sequence[Question], texts: dict[str, list[str]], setting
 
 def calibrate(pipe, questions: Sequence[Question], *, lams: Sequence[float] = DEFAULT_LAMS,
               ks: Sequence[int] = DEFAULT_KS, hook_layers: Sequence[Sequence[int]] | None = None,
-              base: SCRConfig = SCRConfig(), holdout: float = 0.5, seed: int = 0, alpha: float = 0.05,
+              base: SCRConfig = SCRConfig(), holdout: float = 0.5, seed: int = 0,  # noqa: B008 (frozen)
+              alpha: float = 0.05,
               batch_size: int = 8, n_resamples: int = 2000, rule: str = "pope",
               progress: bool = False, work_dir: str | Path | None = None, removal: bool = False) -> Calibration:
     """Run vanilla and the λ × K × hook-layer grid on ``questions`` and judge it (module docstring).

@@ -41,7 +41,8 @@ def write_clip(path: str | Path, frames: np.ndarray | None = None, fps: int = 8)
         stream.width, stream.height = frames.shape[2] - frames.shape[2] % 2, frames.shape[1] - frames.shape[1] % 2
         stream.pix_fmt = "yuv420p"
         for array in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array[:stream.height, :stream.width]), format="rgb24")
+            pixels = np.ascontiguousarray(array[:stream.height, :stream.width])
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():

@@ -21,7 +21,8 @@ WORDS = (
 LLAVA_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
     "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n"
-    "{% elif item['type'] == 'video' %}<video>\n{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %} "
+    "{% elif item['type'] == 'video' %}<video>\n{% elif item['type'] == 'text' %}{{ item['text'] }}"
+    "{% endif %}{% endfor %} "
     "{% else %}ASSISTANT: {% for item in message['content'] %}{{ item['text'] }}{% endfor %}</s>"
     "{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
