@@ -236,8 +236,10 @@ class LayoutRule(_Record):
 
     @classmethod
     def of(cls, rule: dict) -> LayoutRule:
-        """An adapter's ``layout_rule()``."""
-        return cls(**{key: tuple(value) if key == "grid" else value for key, value in rule.items()})
+        """An adapter's ``layout_rule()``, its image fields only: clips are not exported (the runtime reads
+        images), so a rule's video fields (``video_token_id``, ``frames_per_slice``) stay out of the file."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: tuple(value) if key == "grid" else value for key, value in rule.items() if key in known})
 
     @classmethod
     def read(cls, r: _Reader) -> LayoutRule:

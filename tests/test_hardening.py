@@ -186,7 +186,8 @@ def test_a_chat_template_that_loops_in_an_exported_folder_is_stopped(tmp_path, e
     loops = "{% for a in range(100000) %}{% for b in range(100000) %}{{ '' }}{% endfor %}{% endfor %}"
     folder = crafted(tmp_path, exported, _set("model", "processor", "chat_template", value=loops))
     started = time.monotonic()
-    with pytest.raises(ModelLoadError, match="chat template took more than"):
+    # stopped by the time or the memory bound of the renderer's process, whichever it reaches first
+    with pytest.raises(ModelLoadError, match="chat template (took|needed) more than"):
         OnnxVLM(folder, provider="cpu").caption(Image.new("RGB", (32, 32)), max_new_tokens=2)
     assert time.monotonic() - started < 30
 
