@@ -173,7 +173,7 @@ def _caption_run(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_ne
         answers = pipe.generate([[media] for _, media in readable], prompt if prompt is None else
                                 [prompt] * len(readable), scr=scr, max_new_tokens=max_new_tokens, **generate_kwargs)
         results = {index: r for (index, _), r in zip(readable, answers)}
-    records = []
+    records: list[dict] = []
     for index, (item, media, error) in enumerate(loaded):
         if error is not None:
             records.append({"image": item.name, "caption": None, "error": error})
@@ -328,6 +328,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
                          desc="caption-folder", execute=engine.executor(job) if engine else one_by_one(job(pipe)))
     summary_file = sidecar(out, "summary")
     if shard.main:
+        assert records is not None  # rank 0 gets every record
         unreadable = [{"image": r["image"], "error": r["error"]} for r in records.values() if r.get("error")]
         degenerate = degenerate_captions((r["image"], r["caption"]) for r in records.values() if not r.get("error"))
         written, txt_failed = _write_txt(records, targets, overwrite_txt, prefix, suffix) if txt else (0, [])

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,9 +92,10 @@ def rank_files(merged: Path) -> list[Path]:
     return sorted(merged.parent.glob(f"{merged.stem}.rank*-of-*{merged.suffix}"))
 
 
-def read_records(path: Path, key: str, required: Sequence[str], fix: str, repair: bool = True) -> dict[str, dict]:
-    """Records written so far, by ``key``; a truncated last line (a crash mid-write) is dropped
-    (and cut from the file with ``repair``: only by the process that writes the file next).
+def read_records(path: Path, key: str, required: Sequence[str], fix: str, repair: bool = True) -> dict[Any, dict]:
+    """Records written so far, by ``key``'s JSON value (a string id, an integer start); a truncated last
+    line (a crash mid-write) is dropped (and cut from the file with ``repair``: only by the process that
+    writes the file next).
 
     Every other line must be a JSON object with ``required`` fields, else ``DataError`` naming the
     file and the line (``fix`` says what to do).
