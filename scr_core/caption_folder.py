@@ -35,6 +35,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -118,7 +119,7 @@ def read_image(path: Path) -> tuple[Image.Image | None, str | None]:
     return _load(path)
 
 
-def _load(path: Path, pipe=None, sampling: dict | None = None) -> tuple[object | None, str | None]:
+def _load(path: Path, pipe=None, sampling: dict | None = None) -> tuple[Any, str | None]:
     """The image as every entry point reads it (``load_image``) and as the runner accepts it
     (``check_image``: no strip its processor would blow up), or a clip's sampled frames (``pipe.read_clip``),
     or why it cannot be used."""
@@ -316,7 +317,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     meta = {"source": str(Path(source).resolve()), "model": model_name, **numerics,
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},
             "prompt": prompt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
-    sampling = {k: v for k, v in (("frames", frames), ("fps", fps)) if v is not None}
+    sampling: dict[str, Any] = {k: v for k, v in (("frames", frames), ("fps", fps)) if v is not None}
     if sampling:
         Clip("clip", **sampling)  # checked before any captioning
         meta["clip_sampling"] = sampling  # a resume with other sampling is refused

@@ -388,10 +388,10 @@ class Adapter:
         return layout_from_rule(rule, inputs["input_ids"], inputs.get("image_grid_thw"), inputs.get("video_grid_thw"))
 
 
-def _expanded(items: Sequence, native: bool) -> list[tuple[int, int | None, object]]:
+def _expanded(items: Sequence, native: bool) -> list[tuple[int, int | None, Any]]:
     """What the processor sees as separate pictures of one prompt, as (item, frame, picture): each image;
     each clip as one entry (``native``) or as its frames, one entry each."""
-    entries = []
+    entries: list[tuple[int, int | None, Any]] = []  # the picture: an image or a SampledClip
     for item, media in enumerate(items):
         if isinstance(media, SampledClip) and not native:
             entries.extend((item, frame, picture) for frame, picture in enumerate(media.frames))
