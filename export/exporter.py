@@ -241,8 +241,8 @@ def _export_into(options: ExportOptions, folder: Path, progress: Callable[[str],
     if int4:
         for name in int4.graphs():
             progress(f"quantizing {name}.onnx to int4 (block size {int4.block_size})")
-            done = quantize.quantize_graph(folder / f"{name}.onnx", int4, keep_lm_head="lm_head" not in int4.parts)
-            files[name] = replace(files[name], external_data=done["external_data"])
+            written = quantize.quantize_graph(folder / f"{name}.onnx", int4, keep_lm_head="lm_head" not in int4.parts)
+            files[name] = replace(files[name], external_data=written["external_data"])
     progress("writing select.onnx")
     onnx.save(ops.select_model(cfg.exclude_border), folder / "select.onnx")
     for name in (*files, "select"):

@@ -9,7 +9,7 @@ which families export.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -83,7 +83,7 @@ class LlavaVision(nn.Module):
     """pixel_values[N,3,H,W] → image_features[N·Nv, D]: the chosen CLIP/SigLIP layer, CLS dropped
     ("default" strategy), through the projector — what ``LlavaModel.get_image_features`` does."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:  # a transformers model: its submodules differ per family
         super().__init__()
         self.tower = model.model.vision_tower
         self.projector = model.model.multi_modal_projector
@@ -147,7 +147,7 @@ class Qwen2VLVision(nn.Module):
     (``export.preprocess``), so no data-dependent shape is left in the graph.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:  # a transformers model: its submodules differ per family
         super().__init__()
         self.visual = model.model.visual
         for block in self.visual.blocks:
@@ -212,7 +212,7 @@ class InternVLVision(nn.Module):
     """pixel_values[N,3,H,W] (tiles) → image_features[N·h·w, D]: ``InternVLModel.get_image_features``
     (vision tower, pixel shuffle, projector), flattened to one row per visual token."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:  # a transformers model: its submodules differ per family
         super().__init__()
         self.model = model.model
         self.layer = model.config.vision_feature_layer
@@ -295,6 +295,7 @@ class Qwen25VLExport(Qwen2VLExport):
     def processor_rule(self) -> ProcessorRule:
         vision = self._vision_config()
         rule = super().processor_rule()
+        assert rule.vision_grid is not None  # Qwen2-VL's rule has one
         return replace(rule, vision_grid=replace(rule.vision_grid, window_size=int(vision.window_size),
                                                  patch_size=int(vision.patch_size)))
 
@@ -306,7 +307,7 @@ class ChameleonVision(nn.Module):
     placeholders and ``embedding.onnx`` embeds them, so the embedding table is stored once.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:  # a transformers model: its submodules differ per family
         super().__init__()
         self.model = model.model
 

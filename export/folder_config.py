@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from scr_core import ModelLoadError, SCRConfig, SCRError
 from scr_core.config import check_lam_value
@@ -24,6 +25,9 @@ from scr_core.errors import ConfigError
 from scr_core.layout import RULE_FIELDS, layout_from_rule
 
 from .dtypes import JSON_DTYPES, ExportDtype, for_activations
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; only the type checker reads it (the runtime supports 3.10)
 
 CONFIG_NAME = "scr_config.json"
 FORMAT_VERSION = 2  # 2: the processor rule as steps with the adapter's reserved tokens; short_answer_suffix
@@ -55,6 +59,12 @@ class _Reader:
             raise self.fail(key, "is missing")
         return self.tree[key]
 
+    # Each reader typed twice: a required field is never None (``optional`` given only as a keyword).
+    @overload
+    def section(self, key: str, optional: Literal[False] = False) -> _Reader: ...
+    @overload
+    def section(self, key: str, optional: bool) -> _Reader | None: ...
+
     def section(self, key: str, optional: bool = False) -> _Reader | None:
         value = self.value(key, optional)
         if value is None and optional:
@@ -62,6 +72,11 @@ class _Reader:
         if not isinstance(value, dict):
             raise self.fail(key, f"must be a dict (got {value!r:.40})")
         return _Reader(value, f"{self.where}.{key}" if self.where else key, self.source)
+
+    @overload
+    def integer(self, key: str, least: int | None = None, optional: Literal[False] = False) -> int: ...
+    @overload
+    def integer(self, key: str, least: int | None = None, *, optional: bool) -> int | None: ...
 
     def integer(self, key: str, least: int | None = None, optional: bool = False) -> int | None:
         value = self.value(key, optional)
@@ -73,6 +88,11 @@ class _Reader:
             raise self.fail(key, f"must be >= {least} (got {value})")
         return value
 
+    @overload
+    def string(self, key: str, choices: tuple[str, ...] = (), optional: Literal[False] = False) -> str: ...
+    @overload
+    def string(self, key: str, choices: tuple[str, ...] = (), *, optional: bool) -> str | None: ...
+
     def string(self, key: str, choices: tuple[str, ...] = (), optional: bool = False) -> str | None:
         value = self.value(key, optional)
         if value is None and optional:
@@ -82,6 +102,11 @@ class _Reader:
         if choices and value not in choices:
             raise self.fail(key, f"must be {' or '.join(choices)} (got {value!r:.40})")
         return value
+
+    @overload
+    def boolean(self, key: str, optional: Literal[False] = False) -> bool: ...
+    @overload
+    def boolean(self, key: str, optional: bool) -> bool | None: ...
 
     def boolean(self, key: str, optional: bool = False) -> bool | None:
         value = self.value(key, optional)
@@ -144,14 +169,14 @@ class Graph(_Record):
     external_data: bool | None = optional()  # not recorded for select.onnx
 
     @classmethod
-    def from_record(cls, tree: object, source: Path) -> Graph:
+    def from_record(cls, tree: object, source: Path) -> Self:
         """A graph's record on its own (``export.measure``'s plain decoder), checked as in the folder's file."""
         if not isinstance(tree, dict):
             raise ModelLoadError(f"{source} must hold a JSON object")
         return cls.read(_Reader(tree, "", source))
 
     @classmethod
-    def read(cls, r: _Reader, **extra) -> Graph:
+    def read(cls, r: _Reader, **extra) -> Self:
         filename = r.value("filename")
         if not isinstance(filename, str) or not filename or len(filename) > MAX_NAME or "\0" in filename \
                 or "/" in filename or "\\" in filename or filename in (".", "..") or not filename.endswith(".onnx"):
@@ -206,10 +231,10 @@ class Decoder(_Record):
 
     @classmethod
     def read(cls, r: _Reader) -> Decoder:
-        sizes = {key: r.integer(key, least=1) for key in ("head_size", "hidden_size", "num_attention_heads",
-                                                          "num_key_value_heads", "num_hidden_layers")}
-        names = {key: r.string(key) for key in ("past_key_names", "past_value_names", "present_key_names",
-                                                "present_value_names")}
+        sizes: dict[str, Any] = {key: r.integer(key, least=1) for key in (
+            "head_size", "hidden_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers")}
+        names: dict[str, Any] = {key: r.string(key) for key in (
+            "past_key_names", "past_value_names", "present_key_names", "present_value_names")}
         head, tail = (DecoderGraph.read(r.section(part)) for part in ("head", "tail"))
         for part, spec in (("head", head), ("tail", tail)):
             if spec.layers[1] >= sizes["num_hidden_layers"]:
@@ -239,12 +264,14 @@ class LayoutRule(_Record):
         """An adapter's ``layout_rule()``, its image fields only: clips are not exported (the runtime reads
         images), so a rule's video fields (``video_token_id``, ``frames_per_slice``) stay out of the file."""
         known = {f.name for f in fields(cls)}
-        return cls(**{key: tuple(value) if key == "grid" else value for key, value in rule.items() if key in known})
+        found: dict[str, Any] = {key: tuple(value) if key == "grid" else value for key, value in rule.items()
+                                 if key in known}
+        return cls(**found)
 
     @classmethod
     def read(cls, r: _Reader) -> LayoutRule:
         kind = r.string("kind", tuple(RULE_FIELDS))
-        found = {"kind": kind}
+        found: dict[str, Any] = {"kind": kind}
         for key in RULE_FIELDS[kind]:
             found[key] = r.integers(key, least=1, length=2) if key == "grid" \
                 else r.integer(key, least=1 if key == "merge_size" else 0)
@@ -304,8 +331,10 @@ class ProcessorRule(_Record):
     def read(cls, r: _Reader) -> ProcessorRule:
         expand, grid, kwargs = (r.section(key, optional=True) for key in ("expand", "vision_grid", "image_kwargs"))
         return cls(backend=r.string("backend", optional=True) or "pil", reserved_tokens=r.strings("reserved_tokens"),
-                   expand=expand and Expand.read(expand), vision_grid=grid and VisionGrid.read(grid),
-                   image_kwargs=kwargs and kwargs.tree, chat_template=r.string("chat_template", optional=True))
+                   expand=None if expand is None else Expand.read(expand),
+                   vision_grid=None if grid is None else VisionGrid.read(grid),
+                   image_kwargs=None if kwargs is None else kwargs.tree,
+                   chat_template=r.string("chat_template", optional=True))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -357,16 +386,18 @@ class Model(_Record):
                    vision=Graph.read(r.section("vision")), embedding=Graph.read(r.section("embedding")),
                    decoder=Decoder.read(r.section("decoder")), select=Graph.read(r.section("select")),
                    layout=LayoutRule.read(r.section("layout")), processor=ProcessorRule.read(r.section("processor")),
-                   quantization=quantization and Quantization.read(quantization))
+                   quantization=None if quantization is None else Quantization.read(quantization))
 
     @property
     def export_dtype(self) -> ExportDtype:
         """The row of ``dtypes.EXPORT_DTYPES`` this export was made with."""
-        return for_activations(self.dtype, quantized=self.quantization is not None)
+        row = for_activations(self.dtype, quantized=self.quantization is not None)
+        assert row is not None  # dtype is one of JSON_DTYPES, each exported with and without int4 weights
+        return row
 
     def graphs(self) -> dict[str, Graph]:
         """The graphs by the runtime's session names."""
-        return {name: functools.reduce(getattr, keys, self) for name, keys in GRAPHS.items()}
+        return {name: cast(Graph, functools.reduce(getattr, keys, self)) for name, keys in GRAPHS.items()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -395,7 +426,8 @@ def _read_scr(r: _Reader) -> SCRConfig:
     except ConfigError:
         raise r.fail("lam", "must be a finite number > 0") from None
     diag, hooks = r.integers("diag_layers", least=0), r.integers("hook_layers", least=0)
-    query = r.string("query", ("post_image", "last"), optional=True) or "post_image"
+    query = cast(Literal["post_image", "last"],  # the choices checked
+                 r.string("query", ("post_image", "last"), optional=True) or "post_image")
     try:
         return SCRConfig(k=k, lam=float(lam), diag_layers=diag, hook_layers=hooks, query=query,
                          exclude_border=r.boolean("exclude_border"))
@@ -417,6 +449,7 @@ class FolderConfig:
 
     def to_json(self) -> dict:
         scr = self.scr
+        assert scr.diag_layers is not None and scr.hook_layers is not None  # baked settings name their layers
         return {"format_version": self.format_version, "model": self.model.to_json(),
                 "scr": {"k": scr.k, "lam": scr.lam, "diag_layers": list(scr.diag_layers),
                         "hook_layers": list(scr.hook_layers), "query": scr.query,

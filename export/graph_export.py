@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
+from typing import cast
 
 import onnx
 import onnx_ir as ir
 import torch
+from torch import nn
 from torch.export import Dim
 
 from scr_core import SCRError
@@ -132,7 +134,7 @@ class GraphExporter:
         outputs = (["hidden_state", "scr_scores"] if head else ["logits"]) + present_names
         dynamic = {"inputs_embeds" if head else "hidden_state": [0, 1], "attention_mask": [0, 1],
                    **{n: [0, 2] for n in past_names}}
-        with renumbered(part.part.layers):
+        with renumbered(cast(nn.ModuleList, part.part.layers)):
             graph = self._export(part, kwargs, shapes, names, outputs, path, dynamic=dynamic, external=True)
         return DecoderGraph(**vars(graph), layers=(first, last), past_names=tuple(past_names),
                             present_names=tuple(present_names),
@@ -144,6 +146,7 @@ class GraphExporter:
         program = torch.onnx.export(module, (), kwargs=kwargs, dynamic_shapes=shapes, input_names=input_names,
                                     output_names=output_names, dynamo=True, opset_version=self.opset, optimize=True,
                                     custom_translation_table=translation_table(), verbose=False)
+        assert program is not None  # dynamo=True returns the ONNXProgram
         weights = sum(v.const_value.nbytes for v in program.model.graph.initializers.values()
                       if v.const_value is not None)
         external = external or weights > EXTERNAL_DATA_BYTES
@@ -177,7 +180,8 @@ class GraphExporter:
                           num_key_value_heads=self.text.num_key_value_heads, num_hidden_layers=self.depth,
                           past_key_names="past_key_values.%d.key", past_value_names="past_key_values.%d.value",
                           present_key_names="present.%d.key", present_value_names="present.%d.value",
-                          head=files["decoder_head"], tail=files["decoder_tail"],
+                          head=cast(DecoderGraph, files["decoder_head"]),  # built by _decoder
+                          tail=cast(DecoderGraph, files["decoder_tail"]),
                           position_ids=self.family.position_rule)
         model = Model(type=self.model.config.model_type, image_token_id=self.family.image_token_id(),
                       context_length=self.pipe.adapter.context_length(),

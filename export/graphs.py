@@ -13,8 +13,9 @@ are renumbered from 0 while tracing so that the cache built inside the wrapper l
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -92,14 +93,15 @@ class Embedding(nn.Module):
 
 
 @contextmanager
-def renumbered(layers: Sequence[nn.Module]):
+def renumbered(layers: Iterable[nn.Module]):
     """Number the attention modules of ``layers`` 0, 1, … for the duration (the part's own cache)."""
-    saved = []
+    saved: list[tuple[Any, int]] = []
     for local, layer in enumerate(layers):
         for module in layer.modules():
             if getattr(module, "layer_idx", None) is not None:
-                saved.append((module, module.layer_idx))
-                module.layer_idx = local
+                attention: Any = module  # transformers' attention module: its layer_idx an int
+                saved.append((attention, attention.layer_idx))
+                attention.layer_idx = local
     try:
         yield
     finally:
@@ -120,7 +122,7 @@ class DecoderPart(nn.Module):
         super().__init__()
         part = copy.copy(language_model)
         part._modules = dict(language_model._modules)
-        part.layers = nn.ModuleList(list(language_model.layers)[first:last + 1])
+        part.layers = nn.ModuleList(list(cast(nn.ModuleList, language_model.layers))[first:last + 1])
         if lm_head is None:
             part.norm = nn.Identity()
         self.part = part

@@ -17,10 +17,10 @@ def vision_rotary_ids(grid_thw: np.ndarray, merge: int) -> np.ndarray:
     """(h, w) patch coordinates in the vision tower's merge-block order (``get_vision_position_ids``)."""
     rows = []
     for t, h, w in np.asarray(grid_thw).tolist():
-        hpos, wpos = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        hgrid, wgrid = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         block = (h // merge, merge, w // merge, merge)
-        hpos = hpos.reshape(block).transpose(0, 2, 1, 3).ravel()
-        wpos = wpos.reshape(block).transpose(0, 2, 1, 3).ravel()
+        hpos = hgrid.reshape(block).transpose(0, 2, 1, 3).ravel()
+        wpos = wgrid.reshape(block).transpose(0, 2, 1, 3).ravel()
         rows.append(np.tile(np.stack([hpos, wpos], axis=-1), (t, 1)))
     return np.concatenate(rows).astype(np.int64)
 
@@ -158,10 +158,15 @@ class Preprocessor:
                                        padding_side="left"))
         pixels = dict(self.images(images=images, return_tensors="np", **(self.rule.image_kwargs or {})))
         expand = self.expand
+        assert expand is not None  # no processor: the rule expands the placeholders
         if expand.count == "num_patches":
-            counts = [n * expand.tokens_per_patch for n in np.asarray(pixels.pop("num_patches")).tolist()]
+            per_patch = expand.tokens_per_patch
+            assert per_patch is not None  # Expand.read requires the count's size
+            counts = [n * per_patch for n in np.asarray(pixels.pop("num_patches")).tolist()]
         else:
-            counts = (np.asarray(pixels["image_grid_thw"]).prod(axis=1) // expand.merge_size ** 2).tolist()
+            merge_size = expand.merge_size
+            assert merge_size is not None  # Expand.read requires the count's size
+            counts = (np.asarray(pixels["image_grid_thw"]).prod(axis=1) // merge_size ** 2).tolist()
         texts = expand_image_tokens(texts, counts, expand.image_token, expand.prefix or "", expand.suffix or "")
         out = {**dict(self.tokenizer(texts, return_tensors="np", padding=True, padding_side="left")), **pixels}
         grid_rule = self.rule.vision_grid
@@ -169,6 +174,7 @@ class Preprocessor:
             grid, merge = pixels["image_grid_thw"], grid_rule.merge_size
             out.update(vision_position_ids=vision_rotary_ids(grid, merge), cu_seqlens=vision_segments(grid))
             if grid_rule.window_size is not None:
+                assert grid_rule.patch_size is not None  # VisionGrid.read requires it with a window
                 out.update(window_inputs(grid, merge, grid_rule.window_size, grid_rule.patch_size))
         return out
 

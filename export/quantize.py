@@ -83,7 +83,9 @@ def lm_head_nodes(model: onnx.ModelProto, output: str = "logits") -> list[str]:
     """The MatMul(s) nearest to ``output`` walking back through the graph: the LM head (after it
     come only element-wise ops: the suppressed tokens' mask). Empty for a graph without ``output``."""
     producer = {out: node for node in model.graph.node for out in node.output}
-    seen, frontier, found = set(), [output], []
+    seen: set[int] = set()
+    frontier = [output]
+    found: list[str] = []
     while frontier and not found:
         following = []
         for name in frontier:

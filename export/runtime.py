@@ -26,7 +26,7 @@ from scr_core import (ConfigError, Diagnosis, InputError, ModelLoadError, SCRCon
                       group_images, plan_arrays)
 from scr_core.plan import plan_from_map, visual_positions
 from scr_core.prompts import pair_prompts
-from scr_core.runner import RUNNER_DEFAULT, RunnerBase, TokenWatch, config_arg, scr_arg
+from scr_core.runner import RUNNER_DEFAULT, ConfigArg, RunnerBase, TokenWatch, config_arg, scr_arg
 from scr_core.selection import check_k_fits, warn_if_short
 from scr_core.video import holds_clip
 
@@ -154,15 +154,17 @@ class OnnxVLM(RunnerBase):
         if model.decoder.position_ids == "mrope":
             from .preprocess import mrope_positions
 
+            grid = model.processor.vision_grid
+            assert grid is not None  # the exporter records one for every mrope family
             positions, _ = mrope_positions(input_ids, mask, inputs["image_grid_thw"], model.image_token_id,
-                                           model.processor.vision_grid.merge_size)
+                                           grid.merge_size)
         else:  # as generate builds them: cumsum of the mask − 1, padding at 0
             positions = np.where(mask == 0, 0, np.cumsum(mask, axis=1) - 1).astype(np.int64)
         return OnnxBatch(input_ids, mask, positions, features, layout, tuple(prompts),
                          (time.perf_counter() - start) * 1000, tuple(map(tuple, per_prompt)), self.device)
 
     def diagnose(self, images, prompt: str | Sequence[str] | None = None,
-                 config: SCRConfig = RUNNER_DEFAULT) -> list[Diagnosis]:
+                 config: ConfigArg = RUNNER_DEFAULT) -> list[Diagnosis]:
         """The diagnostic pass alone: maps per grid, entropy and the plan, one ``Diagnosis`` per prompt."""
         batch = self._batch(images, prompt)
         return self._diagnose(batch, self.resolve(config_arg(config, self.settings).with_(selection="attention")).k)[0]
@@ -183,11 +185,14 @@ class OnnxVLM(RunnerBase):
         if context and layout.seq_len + max_new_tokens > context:
             raise InputError(f"the prompt takes {layout.seq_len} tokens (image included) and up to {max_new_tokens} "
                              f"new tokens are asked for, but the model's context is {context} positions")
-        diagnoses, diagnostic_ms = [None] * layout.batch_size, 0.0
+        diagnoses: Sequence[Diagnosis | None] = [None] * layout.batch_size
+        diagnostic_ms = 0.0
         scr = scr_arg(scr, self.settings)
         if isinstance(scr, SCRConfig):
-            diagnoses, diagnostic_ms = self._diagnose(batch, self.resolve(scr).k)
-        plans = [d.plan for d in diagnoses] if isinstance(scr, SCRConfig) else scr
+            found, diagnostic_ms = self._diagnose(batch, self.resolve(scr).k)
+            diagnoses, plans = found, [d.plan for d in found]
+        else:
+            plans = scr
         positions, scr_map = self._plan_inputs(plans, layout)
         watch = TokenWatch(max_new_tokens, progress, should_stop)
         watch.start()
@@ -214,6 +219,7 @@ class OnnxVLM(RunnerBase):
 
     def _diagnose(self, batch: OnnxBatch, k: int) -> tuple[list[Diagnosis], float]:
         start, layout, scr = time.perf_counter(), batch.layout, self.settings
+        assert scr.hook_layers is not None  # an export's settings name their layers (FolderConfig)
         grids = [layout.grids_of(s) for s in range(layout.batch_size)]
         for grid in (g for grids_of in grids for g in grids_of):
             check_k_fits(k, grid.height, grid.width, scr.exclude_border)
@@ -237,6 +243,7 @@ class OnnxVLM(RunnerBase):
             positions = visual_positions([layout.grids_of(s) for s in range(layout.batch_size)])
             return positions, np.full(positions.shape, -1, dtype=np.int64)
         arrays, baked = plan_arrays(plans, layout), self.settings
+        assert baked.hook_layers is not None  # an export's settings name their layers (FolderConfig)
         if arrays.lam != baked.lam or tuple(arrays.hook_layers) != baked.hook_layers:
             raise ConfigError(f"the plans use lam={arrays.lam}, hook layers {list(arrays.hook_layers)}, but λ and "
                               f"the hook layers are baked into this export (lam={baked.lam}, hook layers "

@@ -219,7 +219,9 @@ class CaptionCompare(Node):
         pictures = tensor_to_pils(image)
         total = 2 * len(pictures) * max_new_tokens
         bar = comfy.utils.ProgressBar(total)
-        vanilla, scr, images, diagnoses = [], [], [], []
+        vanilla: list[str] = []
+        scr: list[str] = []
+        images, diagnoses = [], []
         with vlm.use() as pipe:
             note = preset_note_for(pipe, prompt)
             for run in model_runs(pictures, size):

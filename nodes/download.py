@@ -73,11 +73,14 @@ class _Child:
         self.process = subprocess.Popen([sys.executable, __file__, repo_id, str(staging), str(cap)],
                                         stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        os.set_blocking(self.process.stdout.fileno(), False)
-        self.text, self.total = "", None
+        assert self.process.stdout is not None  # stdout=PIPE
+        self.stdout = self.process.stdout
+        os.set_blocking(self.stdout.fileno(), False)
+        self.text = ""
+        self.total: int | None = None
 
     def read(self) -> None:
-        chunk = self.process.stdout.read() or b""
+        chunk = self.stdout.read() or b""
         self.text = (self.text + chunk.decode("utf-8", "replace"))[-8000:]
         for line in self.text.splitlines():
             if line.startswith(_TOTAL) and self.total is None:
@@ -88,7 +91,7 @@ class _Child:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
-        self.process.stdout.close()
+        self.stdout.close()
 
 
 def download(repo_id: str, target: Path) -> Path:

@@ -75,7 +75,8 @@ def list_images(folder: str | Path, patterns: str = "", recursive: bool = False,
 
 def _walk(root: Path, recursive: bool) -> list[Path]:
     """The files of ``root`` (and, recursively, of its real subfolders: symlinked folders are not entered)."""
-    files, seen = [], 0
+    files: list[Path] = []
+    seen = 0
     for current, dirs, names in os.walk(root, followlinks=False):
         seen += len(dirs) + len(names)
         if seen > MAX_WALK_ENTRIES:

@@ -35,6 +35,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -118,7 +119,7 @@ def read_image(path: Path) -> tuple[Image.Image | None, str | None]:
     return _load(path)
 
 
-def _load(path: Path, pipe=None, sampling: dict | None = None) -> tuple[object | None, str | None]:
+def _load(path: Path, pipe=None, sampling: dict | None = None) -> tuple[Any, str | None]:
     """The image as every entry point reads it (``load_image``) and as the runner accepts it
     (``check_image``: no strip its processor would blow up), or a clip's sampled frames (``pipe.read_clip``),
     or why it cannot be used."""
@@ -173,7 +174,7 @@ def _caption_run(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_ne
         answers = pipe.generate([[media] for _, media in readable], prompt if prompt is None else
                                 [prompt] * len(readable), scr=scr, max_new_tokens=max_new_tokens, **generate_kwargs)
         results = {index: r for (index, _), r in zip(readable, answers)}
-    records = []
+    records: list[dict] = []
     for index, (item, media, error) in enumerate(loaded):
         if error is not None:
             records.append({"image": item.name, "caption": None, "error": error})
@@ -316,7 +317,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
     meta = {"source": str(Path(source).resolve()), "model": model_name, **numerics,
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},
             "prompt": prompt, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
-    sampling = {k: v for k, v in (("frames", frames), ("fps", fps)) if v is not None}
+    sampling: dict[str, Any] = {k: v for k, v in (("frames", frames), ("fps", fps)) if v is not None}
     if sampling:
         Clip("clip", **sampling)  # checked before any captioning
         meta["clip_sampling"] = sampling  # a resume with other sampling is refused
@@ -328,6 +329,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
                          desc="caption-folder", execute=engine.executor(job) if engine else one_by_one(job(pipe)))
     summary_file = sidecar(out, "summary")
     if shard.main:
+        assert records is not None  # rank 0 gets every record
         unreadable = [{"image": r["image"], "error": r["error"]} for r in records.values() if r.get("error")]
         degenerate = degenerate_captions((r["image"], r["caption"]) for r in records.values() if not r.get("error"))
         written, txt_failed = _write_txt(records, targets, overwrite_txt, prefix, suffix) if txt else (0, [])

@@ -175,7 +175,8 @@ def by_appearance(layouts: Sequence[VisualLayout]) -> VisualLayout:
     renumbered per prompt in order of appearance: the place of each image or clip among the prompt's."""
     first = layouts[0]
     grids = sorted((g for layout in layouts for g in layout.grids), key=lambda g: (g.sample, int(g.positions[0])))
-    renumbered, seen = [], {}
+    renumbered: list[VisualGrid] = []
+    seen: dict[tuple, int] = {}
     for g in grids:
         key = (g.sample, g.is_slice, g.image if g.image is not None else ("own", int(g.positions[0])))
         if key not in seen:

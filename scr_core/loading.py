@@ -10,6 +10,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, overload
 
 from .env import hub_offline
 from .errors import ConfigError, ModelLoadError
@@ -141,6 +142,12 @@ def checkpoint_source(source: str | Path, offline: bool) -> str:
         why = " (offline: hub ids cannot be downloaded)" if offline and not looks_like_path else ""
         raise ModelLoadError(f"model folder not found: {path}{why}")
     return text
+
+
+@overload
+def checkpoint_config(folder: str | Path, required: Literal[True]) -> dict: ...
+@overload
+def checkpoint_config(folder: str | Path, required: bool = False) -> dict | None: ...
 
 
 def checkpoint_config(folder: str | Path, required: bool = False) -> dict | None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -34,12 +35,12 @@ from .errors import ConfigError, InputError, ModelLoadError, ReleasedError
 from .video import Clip, SampledClip, group_media, read_clip
 from .layout import VisualLayout
 from .loading import REMOTE_CODE_HINT, LoadOptions, bitsandbytes_config, checkpoint_source, needs_remote_code
-from .plan import plan_arrays
+from .plan import RedistributionPlan, plan_arrays
 from .prompts import pair_prompts
 from .redistribution import BatchEdit, redistribution
 from .selection import slice_budget
 from .results import Diagnosis, GenerationResult
-from .runner import RUNNER_DEFAULT, Progress, RunnerBase, ScrArg, TokenWatch, config_arg, scr_arg
+from .runner import RUNNER_DEFAULT, ConfigArg, Progress, RunnerBase, ScrArg, TokenWatch, config_arg, scr_arg
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class _WatchCriteria(StoppingCriteria):
         self.watch = watch
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.watch.tick(), dtype=torch.bool, device=input_ids.device)
+        stop = torch.full((input_ids.shape[0],), self.watch.tick(), dtype=torch.bool, device=input_ids.device)
+        return cast(torch.BoolTensor, stop)  # transformers annotates the legacy tensor type
 
 
 class SCRPipeline(RunnerBase):
@@ -146,24 +148,26 @@ class SCRPipeline(RunnerBase):
             if needs_remote_code(err):
                 raise ModelLoadError(f"cannot load {source}: {REMOTE_CODE_HINT}") from None
             raise ModelLoadError(f"cannot read the model config of {source}: {err}") from err
-        adapter_kwargs, processor_kwargs = {}, {}
+        adapter_kwargs: dict[str, Any] = {}
+        processor_kwargs: dict[str, Any] = {}
         if adapter is None:
             adapter_kwargs, processor_kwargs = split_options(adapter_class(config.model_type),
                                                              options.adapter_options)
         family = adapter_class(config.model_type) if adapter is None else getattr(adapter, "func", adapter)
         if adapter is None:
-            require_transformers(family.min_transformers, who=f"SCR's {config.model_type} support")
+            require_transformers(adapter_class(config.model_type).min_transformers,
+                                 who=f"SCR's {config.model_type} support")
         unquantized = getattr(adapter, "keywords", {}).get("unquantized_modules") or \
-            getattr(family, "unquantized_modules", ())  # a GenericAdapter partial names its own
-        quantized = bitsandbytes_config(options, device, options.resolved_dtype(device), tuple(unquantized))
+            getattr(family, "unquantized_modules", None)  # a GenericAdapter partial names its own
+        quantized = bitsandbytes_config(options, device, options.resolved_dtype(device), tuple(unquantized or ()))
         # bitsandbytes weights are placed while loading (a quantized model is not moved afterwards)
         placement = ({"quantization_config": quantized, "device_map": {"": device}}
                      if quantized is not None or getattr(config, "quantization_config", None) else {})
         try:
-            model, info = AutoModelForImageTextToText.from_pretrained(
+            model, info = cast(tuple[Any, dict], AutoModelForImageTextToText.from_pretrained(
                 source, dtype=options.resolved_dtype(device), attn_implementation=options.attn_implementation,
                 local_files_only=local_only, output_loading_info=True, **placement, **remote,
-            )
+            ))  # with output_loading_info the model comes with its loading report
             processor = AutoProcessor.from_pretrained(source, local_files_only=local_only,
                                                       **{**remote, **processor_kwargs, **options.processor_kwargs})
         except Exception as err:
@@ -203,7 +207,7 @@ class SCRPipeline(RunnerBase):
         """
         cuda = self.model is not None and self.model.device.type == "cuda"
         self.model = None
-        self.adapter = None
+        self.adapter = None  # type: ignore[assignment]  # released: every entry point checks _model() first
         gc.collect()
         if cuda:
             torch.cuda.empty_cache()
@@ -228,7 +232,7 @@ class SCRPipeline(RunnerBase):
         return resolve_layers(cfg, self.depth, self.adapter.default_hook_layers(self.depth))
 
     @property
-    def short_answer_suffix(self) -> str:
+    def short_answer_suffix(self) -> str:  # type: ignore[override]  # RunnerBase's attribute, read from the adapter
         return self.adapter.short_answer_suffix
 
     def read_clip(self, clip, frames: int | None = None, fps: float | None = None) -> SampledClip:
@@ -270,7 +274,7 @@ class SCRPipeline(RunnerBase):
                              tuple(prompts), (time.perf_counter() - start) * 1000, video)
 
     def diagnose(self, images, prompt: str | Sequence[str] | None = None,
-                 config: SCRConfig = RUNNER_DEFAULT) -> list[Diagnosis]:
+                 config: ConfigArg = RUNNER_DEFAULT) -> list[Diagnosis]:
         """Pass 1 only: attention maps, entropy and the plan, one ``Diagnosis`` per prompt."""
         batch = self._batch(images, prompt)
         config = config_arg(config, SCRConfig())
@@ -286,7 +290,9 @@ class SCRPipeline(RunnerBase):
         batch = self._batch(images, prompt)
         depth = self.depth
         if last_layer is None:
-            last_layer = max(self.resolve(SCRConfig()).diag_layers)
+            diag_layers = self.resolve(SCRConfig()).diag_layers
+            assert diag_layers is not None  # resolve fills the layer ranges in
+            last_layer = max(diag_layers)
         if isinstance(last_layer, bool) or not isinstance(last_layer, int) or not 0 <= last_layer < depth:
             raise ConfigError(f"last_layer must be a decoder layer index 0..{depth - 1} (got {last_layer!r})")
         _synchronize(self.device)
@@ -321,16 +327,17 @@ class SCRPipeline(RunnerBase):
             raise ConfigError(f"max_new_tokens must be an integer >= 1 (got {max_new_tokens!r})")
         batch = self._batch(images, prompt, transform_inputs)
         layout = batch.layout
-        diagnoses: list[Diagnosis | None] = [None] * layout.batch_size
+        diagnoses: Sequence[Diagnosis | None] = [None] * layout.batch_size
         diagnostic_ms = 0.0
         if scr is None and diagnose:
             diagnoses, diagnostic_ms = self._diagnose(batch, self.resolve(SCRConfig()))
         scr = scr_arg(scr, SCRConfig())
+        plans: list[RedistributionPlan] | None
         if isinstance(scr, SCRConfig):
             cfg = self.resolve(scr)
             if cfg.selection == "attention":
-                diagnoses, diagnostic_ms = self._diagnose(batch, cfg)
-                plans = [d.plan for d in diagnoses]
+                found, diagnostic_ms = self._diagnose(batch, cfg)
+                diagnoses, plans = found, [d.plan for d in found]
             else:
                 plans = [uniform_plan(layout, s, cfg, self._uniform_budgets(layout, s, cfg), batch.identity(s))
                          for s in range(layout.batch_size)]

@@ -33,6 +33,7 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigError, SCRError
 from .extras import require
@@ -111,7 +112,7 @@ class RayEngine:
 
         if not ray.is_initialized():
             address = self.options.address or os.environ.get("RAY_ADDRESS") or "local"
-            extra = {"include_dashboard": False} if address == "local" else {}
+            extra: dict[str, Any] = {"include_dashboard": False} if address == "local" else {}
             _check_reachable(address)  # Ray itself retries an unreachable address for minutes
             try:
                 ray.init(address=address, log_to_driver=self.options.verbose,
@@ -169,7 +170,8 @@ class RayEngine:
         actors = min(self.actors(), len(batches))
         self._check_fits(actors)
         rows = [{"index": index, "batch": pickle.dumps(batch)} for index, batch in enumerate(batches)]
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows))  # a block per batch: even spread
+        # a block per batch: even spread
+        dataset: ray.data.Dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the restart options have no named parameter yet
             dataset = dataset.map_batches(
@@ -248,11 +250,11 @@ def _worker_errors():
         raise
 
 
-def _user_error(err: BaseException) -> BaseException | None:
+def _user_error(err: BaseException | None) -> BaseException | None:
     """The exception our code raised inside Ray, found through Ray's wrappers, or None."""
     import ray.exceptions
 
-    seen = set()
+    seen: set[int] = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, ray.exceptions.RayTaskError):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from .errors import LayoutError
 from .layout import VisualLayout
@@ -116,7 +117,7 @@ def _edit_output(edit: BatchEdit, handles: list | None = None):
 
 
 @contextmanager
-def redistribution(layers: Sequence[nn.Module], hook_layers: Sequence[int], edit: BatchEdit,
+def redistribution(layers: nn.ModuleList | Sequence[nn.Module], hook_layers: Sequence[int], edit: BatchEdit | None,
                    prefill_only: bool = False) -> Iterator[None]:
     """Hook ``layers[i]`` for each ``i`` in ``hook_layers`` for the duration of the block.
 
@@ -128,7 +129,8 @@ def redistribution(layers: Sequence[nn.Module], hook_layers: Sequence[int], edit
     handles = []
     try:
         for i in hook_layers:
-            own = [] if prefill_only else None
+            assert edit is not None  # None only with no hook_layers (the vanilla model)
+            own: list[RemovableHandle] | None = [] if prefill_only else None
             handles.append(layers[i].register_forward_hook(_edit_output(edit, own)))
             if own is not None:
                 own.append(handles[-1])

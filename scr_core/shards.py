@@ -20,6 +20,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,9 +92,10 @@ def rank_files(merged: Path) -> list[Path]:
     return sorted(merged.parent.glob(f"{merged.stem}.rank*-of-*{merged.suffix}"))
 
 
-def read_records(path: Path, key: str, required: Sequence[str], fix: str, repair: bool = True) -> dict[str, dict]:
-    """Records written so far, by ``key``; a truncated last line (a crash mid-write) is dropped
-    (and cut from the file with ``repair``: only by the process that writes the file next).
+def read_records(path: Path, key: str, required: Sequence[str], fix: str, repair: bool = True) -> dict[Any, dict]:
+    """Records written so far, by ``key``'s JSON value (a string id, an integer start); a truncated last
+    line (a crash mid-write) is dropped (and cut from the file with ``repair``: only by the process that
+    writes the file next).
 
     Every other line must be a JSON object with ``required`` fields, else ``DataError`` naming the
     file and the line (``fix`` says what to do).
@@ -135,7 +137,7 @@ def one_by_one(work: Work) -> Execute:
     return lambda batches: ((batch, work(list(batch))) for batch in batches)
 
 
-def run_shards(batches: Sequence[Sequence], key_of: Callable[[object], str], work: Work | None, merged: Path,
+def run_shards(batches: Sequence[Sequence], key_of: Callable[[Any], str], work: Work | None, merged: Path,
                shard: Shard, key: str, required: Sequence[str], fix: str, progress: bool = True,
                desc: str = "", execute: Execute | None = None) -> dict[str, dict] | None:
     """Do this rank's unfinished batches (``work(batch)`` -> one record per item, carrying ``key``;
@@ -149,12 +151,15 @@ def run_shards(batches: Sequence[Sequence], key_of: Callable[[object], str], wor
     todo = sum(sum(key_of(item) not in done for item in batch) for _, batch in mine)
     log.info("rank %d of %d: %d done before, %d to do", shard.rank, shard.world, len(done), todo)
     with tqdm(total=todo, disable=not progress or not shard.main, desc=desc) as bar:
-        for batch, records in (execute or one_by_one(work))([list(batch) for _, batch in mine]):
-            records = [(item, record) for item, record in zip(batch, records)
-                       if key_of(item) not in done]  # a batch cut short earlier: rerun whole, keep the old records
-            append_durably(own, "".join(json.dumps(record) + "\n" for _, record in records))
-            done.update((key_of(item), record) for item, record in records)
-            bar.update(len(records))
+        if execute is None:
+            assert work is not None, "run_shards needs work or execute"
+            execute = one_by_one(work)
+        for batch, results in execute([list(batch) for _, batch in mine]):
+            kept = [(item, record) for item, record in zip(batch, results)
+                    if key_of(item) not in done]  # a batch cut short earlier: rerun whole, keep the old records
+            append_durably(own, "".join(json.dumps(record) + "\n" for _, record in kept))
+            done.update((key_of(item), record) for item, record in kept)
+            bar.update(len(kept))
     shard.barrier()
     if not shard.main:
         return None
@@ -185,7 +190,7 @@ def append_durably(path: Path, text: str) -> None:
         os.close(handle)
 
 
-def batches_of(items: Sequence, batch_size: int, group: Callable[[object], object] | None = None) -> list[list]:
+def batches_of(items: Sequence, batch_size: int, group: Callable[[Any], object] | None = None) -> list[list]:
     """``items`` cut into batches of ``batch_size`` in order, within groups of equal ``group(item)``
     (first appearance order): the batches a one-process run makes."""
     groups: dict[object, list] = {}

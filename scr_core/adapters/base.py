@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
@@ -90,8 +90,9 @@ class Adapter:
     """
 
     model_types: ClassVar[tuple[str, ...]] = ()
-    #: Default hooked layers (the paper's table), as a function of decoder depth.
-    paper_hook_layers: ClassVar[tuple[int, int]] = (0, 15)
+    #: Default hooked layers (the paper's table), as a function of decoder depth (with ``unquantized_modules``
+    #: not a ClassVar: ``GenericAdapter`` takes both per instance).
+    paper_hook_layers: tuple[int, int] = (0, 15)
     #: Families the paper has no numbers for: hook this fraction of the decoder instead
     #: (``shared.fraction_range``; ``None``: ``paper_hook_layers``).
     hook_fraction: ClassVar[float | None] = None
@@ -106,7 +107,7 @@ class Adapter:
     short_answer_suffix: ClassVar[str] = SHORT_ANSWER_PROMPT
     #: Modules that stay unquantized under ``LoadOptions(quantization=...)`` (vision tower, projector,
     #: LM head), as paths from the model's root; none named: the family cannot be quantized.
-    unquantized_modules: ClassVar[tuple[str, ...]] = ()
+    unquantized_modules: tuple[str, ...] = ()
     #: The processor output the vision tower reads (VCD noises it).
     pixel_key: ClassVar[str] = "pixel_values"
     #: The first transformers with the family's classes as the adapter uses them (loading refuses older ones).
@@ -121,7 +122,7 @@ class Adapter:
     video_fps: ClassVar[float | None] = None
 
     def __init__(self, model: nn.Module, processor, **options) -> None:
-        self.model = model
+        self.model: Any = model  # a transformers model: its submodules and config differ per family
         self.processor = processor
         family = self.family_name()
         declared = {opt.name: opt for opt in self.options if opt.applies_to == "adapter"}
@@ -145,7 +146,7 @@ class Adapter:
         return self.model.model.language_model
 
     def decoder_layers(self) -> nn.ModuleList:
-        return self.language_model().layers
+        return cast(nn.ModuleList, self.language_model().layers)  # nn.Module types its children loosely
 
     def decoder_config(self):
         """The config object the decoder's attention reads ``_attn_implementation`` from.
@@ -295,7 +296,7 @@ class Adapter:
         grids of a clip's frames (families without a video processor) marked as the clip's slices."""
         layout = self.layout(inputs)
         native = self.video_processor() is not None
-        grids = []
+        grids: list[VisualGrid] = []
         for sample, prompt_images in enumerate(images):
             entries = _expanded(prompt_images, native)
             own = layout.grids_of(sample)
@@ -371,7 +372,7 @@ class Adapter:
 
     def final_norm(self) -> nn.Module:
         """The decoder's last norm before the LM head (DoLa applies it to early layers' states)."""
-        return self.language_model().norm
+        return cast(nn.Module, self.language_model().norm)
 
     def layout_rule(self) -> dict | None:
         """Where the processor puts each image's tokens, as data (``scr_core.layout.layout_from_rule``): what
@@ -387,10 +388,10 @@ class Adapter:
         return layout_from_rule(rule, inputs["input_ids"], inputs.get("image_grid_thw"), inputs.get("video_grid_thw"))
 
 
-def _expanded(items: Sequence, native: bool) -> list[tuple[int, int | None, object]]:
+def _expanded(items: Sequence, native: bool) -> list[tuple[int, int | None, Any]]:
     """What the processor sees as separate pictures of one prompt, as (item, frame, picture): each image;
     each clip as one entry (``native``) or as its frames, one entry each."""
-    entries = []
+    entries: list[tuple[int, int | None, Any]] = []  # the picture: an image or a SampledClip
     for item, media in enumerate(items):
         if isinstance(media, SampledClip) and not native:
             entries.extend((item, frame, picture) for frame, picture in enumerate(media.frames))

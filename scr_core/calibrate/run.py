@@ -21,13 +21,14 @@ import os
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from tqdm import tqdm
 
 from ..config import SCRConfig
 from ..diagnosis import plan_from_maps
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..eval.pope import mcnemar_exact, pope_metrics
 from ..runs import check_run, check_sizes, model_numerics
 from ..shards import read_records
@@ -47,7 +48,7 @@ class Scores:
     n: int
     hr: float
     accuracy: float
-    f1: float
+    f1: float | None  # None: no "yes" answer or no "yes" label (precision or recall undefined)
     yes_ratio: float
     changed: int | None = None
     corrections: int | None = None
@@ -73,6 +74,7 @@ class SettingResult:
     @property
     def tune_net(self) -> int:
         s = self.scores["tune"]
+        assert s.corrections is not None and s.new_errors is not None  # a setting's scores are paired
         return s.corrections - s.new_errors
 
 
@@ -177,8 +179,12 @@ def question_fingerprint(questions: Sequence[Question]) -> str:
 
 def _metrics(labels: list[str], preds: list[str]) -> dict:
     m = pope_metrics(labels, preds)
-    return {"n": m.n, "hr": 100 * m.false_positive_rate, "accuracy": 100 * m.accuracy, "f1": 100 * m.f1,
-            "yes_ratio": 100 * m.yes_ratio}
+    if m.false_positive_rate is None:
+        raise DataError("a calibration split holds no question whose answer is \"no\", so its hallucination rate "
+                        "is undefined; use more questions, or another --holdout or --seed")
+    assert m.accuracy is not None and m.yes_ratio is not None  # defined on any non-empty split
+    return {"n": m.n, "hr": 100 * m.false_positive_rate, "accuracy": 100 * m.accuracy,
+            "f1": None if m.f1 is None else 100 * m.f1, "yes_ratio": 100 * m.yes_ratio}
 
 
 def score_split(labels: list[str], vanilla: list[str], preds: list[str], rng: np.random.Generator,
@@ -199,7 +205,7 @@ def score_family(parsed: dict[str, list[str]], labels: list[str], settings: Sequ
                  stream: tuple[int, ...] = ()) -> list[SettingResult]:
     """Each setting against vanilla on both splits, Holm-corrected over ``settings`` per split
     (``stream``: keeps one family's bootstrap draws apart from another's)."""
-    per_setting = {s: {} for s in settings}
+    per_setting: dict[Setting, dict[str, Scores]] = {s: {} for s in settings}
     for split_no, (split, idx) in enumerate(zip(SPLITS, (tune, heldout))):
         split_labels = [labels[i] for i in idx]
         base = [parsed["vanilla"][i] for i in idx]
@@ -207,7 +213,7 @@ def score_family(parsed: dict[str, list[str]], labels: list[str], settings: Sequ
         for number, s in enumerate(settings):
             rng = np.random.default_rng([seed, split_no, number, *stream])  # independent of grid order elsewhere
             raw.append(score_split(split_labels, base, [parsed[s.label][i] for i in idx], rng, n_resamples))
-        for s, scores, p_holm in zip(settings, raw, holm([r.p for r in raw])):
+        for s, scores, p_holm in zip(settings, raw, holm([cast(float, r.p) for r in raw])):
             per_setting[s][split] = Scores(**{**scores.__dict__, "p_holm": p_holm})
     return [SettingResult(s, per_setting[s]) for s in settings]
 
@@ -226,7 +232,9 @@ def evaluate(questions: Sequence[Question], texts: dict[str, list[str]], setting
     picked = best.setting if best is not None and best.tune_net > 0 else None
     recommended = None
     if picked is not None:
+        assert best is not None
         held = best.scores["heldout"]
+        assert held.corrections is not None and held.new_errors is not None and held.p_holm is not None
         if held.corrections > held.new_errors and held.p_holm < alpha:
             recommended = picked
     return vanilla, results, picked, recommended
@@ -258,6 +266,7 @@ def calibrate(pipe, questions: Sequence[Question], *, lams: Sequence[float] = DE
     settings = build_grid(lams, ks, hook_layers if hook_layers is not None else default_hook_grid(depth), depth)
     removals = removal_grid(settings) if removal else []
     base = pipe.resolve(base.with_(selection="attention"))  # fills and checks the diagnostic layers
+    assert base.diag_layers is not None
     tune, heldout = split_holdout(questions, holdout, seed)
     cache = None
     if work_dir is not None:

@@ -142,9 +142,12 @@ def run_benchmark(suite, generate: Generate | None, out: Path, meta: dict, batch
     batches = batches_of(suite.tasks(), batch_size, group=lambda t: (t.max_new_tokens, t.image is None))
     # one batch never mixes lengths, nor questions with and without an image
 
+    if execute is None:
+        assert generate is not None, "run_benchmark needs generate or execute"
+        answer = generate
+        execute = one_by_one(lambda batch: answer_records(answer, batch))
     done = run_shards(batches, lambda t: t.id, None, out / "predictions.jsonl", shard, "id", ("id", "text"),
-                      _START_OVER, progress, desc=f"{meta['benchmark']}/{meta['method']}",
-                      execute=execute or one_by_one(lambda batch: answer_records(generate, batch)))
+                      _START_OVER, progress, desc=f"{meta['benchmark']}/{meta['method']}", execute=execute)
     if shard.main:
         assert done is not None  # rank 0 gets every record
         summarize(suite, done, out, meta)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any, cast
 
 from lmms_eval.api.model import lmms
 
@@ -64,7 +65,8 @@ class SCRLmms(lmms):
             raise ConfigError(f"batch_size={batch_size!r}: give a number of prompts (SCR has no 'auto')") from None
         if self.batch_size_per_gpu < 1:
             raise ConfigError(f"batch_size={batch_size!r} must be at least 1")
-        fields = {name: value for name, value in (("k", k), ("lam", lam), ("query", query)) if value is not None}
+        fields: dict[str, Any] = {name: value for name, value in (("k", k), ("lam", lam), ("query", query))
+                                  if value is not None}
         self.method = method
         self.config = SCRConfig(**fields, hook_layers=_layers(hook_layers, "hook_layers"),
                                 diag_layers=_layers(diag_layers, "diag_layers"), seed=int(seed),
@@ -110,7 +112,7 @@ class SCRLmms(lmms):
                     self.cache_hook.add_partial("generate_until", requests[i].args[:2], text)
                 bar.update(len(chunk))
         bar.close()
-        return answers
+        return cast(list[str], answers)  # every request is in one group, so every slot is filled
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
         raise SCRError("the scr model answers generation tasks (generate_until) only; likelihood-scored "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -37,7 +38,7 @@ def write_clip(path: str | Path, frames: np.ndarray | None = None, fps: int = 8)
 
     codec = "libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264"
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps)
+        stream = cast(av.VideoStream, container.add_stream(codec, rate=fps))  # a video codec: a video stream
         stream.width, stream.height = frames.shape[2] - frames.shape[2] % 2, frames.shape[1] - frames.shape[1] % 2
         stream.pix_fmt = "yuv420p"
         for array in frames:
