@@ -101,7 +101,7 @@ def download(repo_id: str, target: Path) -> Path:
     import comfy.utils
 
     from scr_core import ModelLoadError
-    from scr_core.budgets import env_number
+    from scr_core.env import env_number
 
     stall, limit = env_number(STALL_ENV, DEFAULT_STALL), env_number(SECONDS_ENV, DEFAULT_SECONDS)
     cap = int(env_number(SIZE_ENV, DEFAULT_GB) * 1e9)

@@ -140,9 +140,9 @@ def downloads_allowed(env: Mapping[str, str] = os.environ) -> bool:
 
 def folder_pixel_budget(env: Mapping[str, str] = os.environ) -> int:
     """``SCR_MAX_FOLDER_PIXELS`` (a positive integer) or the default."""
-    from .images import env_limit
+    from .env import env_number
 
-    return env_limit(PIXELS_ENV, DEFAULT_FOLDER_PIXELS, env)
+    return int(env_number(PIXELS_ENV, DEFAULT_FOLDER_PIXELS, env))
 
 
 def check_pixel_budget(paths: Iterable[Path], budget: int) -> None:

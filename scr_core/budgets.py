@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .errors import InputError
+from .env import env_number
 
 BATCH_PIXELS_ENV = "SCR_MAX_BATCH_PIXELS"
 #: One image at the per-image limit (``images.MAX_IMAGE_PIXELS``): a batch never decodes more than the
@@ -25,18 +25,6 @@ BATCH_PIXELS_ENV = "SCR_MAX_BATCH_PIXELS"
 DEFAULT_BATCH_PIXELS = 64_000_000
 
 
-def env_number(name: str, default: float, env: Mapping[str, str] = os.environ) -> float:
-    """The positive number the owner set in ``name`` (``_`` allowed as in ``256_000_000``), else ``default``."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw.replace("_", ""))
-    except ValueError:
-        value = 0
-    if not value > 0:
-        raise InputError(f"{name}={raw!r} must be a positive number")
-    return value
 
 
 def batch_pixel_budget(env: Mapping[str, str] = os.environ) -> int:

@@ -7,9 +7,7 @@ animation. Sizes are checked before any pixel is decoded (see ``MAX_IMAGE_PIXELS
 
 from __future__ import annotations
 
-import os
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -67,20 +65,6 @@ def check_file(path: Path, what: str) -> None:
     if path.stat().st_size == 0:
         raise InputError(f"{what} file {path} is empty (0 bytes)")
 
-
-def env_limit(name: str, default: int, env: Mapping[str, str] = os.environ) -> int:
-    """A size limit the owner may set in the environment (``name``, a positive integer; ``_`` allowed), else
-    ``default``; anything else is one line."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw.replace("_", ""))
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise InputError(f"{name}={raw!r} must be a positive number of pixels")
-    return value
 
 
 def _read(path: Path) -> Image.Image:

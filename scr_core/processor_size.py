@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 
 from .errors import InputError
-from .images import env_limit
+from .env import env_number
 
 #: The widest aspect ratio accepted (long side / short side): transformers' own limit for Qwen2-VL's
 #: resize; beyond it a processor either refuses the image or stretches it into a strip nobody can read.
@@ -75,7 +75,7 @@ def _scaled(width: int, height: int, scale: float) -> tuple[int, int]:
 
 def resized_pixel_limit(env: Mapping[str, str] = os.environ) -> int:
     """``SCR_MAX_RESIZED_PIXELS`` (a positive integer) or ``MAX_RESIZED_PIXELS``."""
-    return env_limit(RESIZED_ENV, MAX_RESIZED_PIXELS, env)
+    return int(env_number(RESIZED_ENV, MAX_RESIZED_PIXELS, env))
 
 
 def check_processable(image_processor, size: tuple[int, int], what: str = "image") -> None:

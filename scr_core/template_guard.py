@@ -64,14 +64,9 @@ WORKER = Path(__file__).with_name("template_worker.py")
 
 def limit_from_env(name: str, default: float) -> float:
     """``os.environ[name]`` as a positive number (the server's owner's setting), else ``default``."""
-    value = os.environ.get(name, "").strip()
-    try:
-        number = float(value) if value else default
-    except ValueError:
-        number = -1.0
-    if not 0 < number < float("inf"):
-        raise SCRError(f"{name}={value!r} must be a positive number")
-    return number
+    from .env import env_number
+
+    return env_number(name, default)
 
 
 _ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")

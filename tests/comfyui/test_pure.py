@@ -195,7 +195,8 @@ def test_output_folder_mode_names_by_image_stem(tmp_path):
 
 
 def test_pixel_runs_cut_a_batch_by_pixels_and_count():
-    from scr_core.budgets import env_number, pixel_runs
+    from scr_core.budgets import pixel_runs
+    from scr_core.env import env_number
 
     assert pixel_runs([3, 3, 3, 10, 1], 6) == [range(0, 2), range(2, 3), range(3, 4), range(4, 5)]
     assert pixel_runs([1, 1, 1, 1, 1], 100, most=2) == [range(0, 2), range(2, 4), range(4, 5)]
