@@ -15,9 +15,9 @@ def _observed(image_processor, width: int, height: int) -> tuple[int, int]:
     """The size the processor really resizes to, read from its output with cropping off."""
     image = Image.new("RGB", (width, height), (120, 30, 30))
     if hasattr(image_processor, "merge_size"):  # Qwen2-VL: the patch grid of the resized image
-        _, rows, cols = image_processor(images=[image], return_tensors="np")["image_grid_thw"][0]
+        _, rows, cols = image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0]
         return int(cols) * image_processor.patch_size, int(rows) * image_processor.patch_size
-    pixels = image_processor(images=[image], do_center_crop=False, return_tensors="np")["pixel_values"]
+    pixels = image_processor(images=[image], do_center_crop=False, return_tensors="pt")["pixel_values"]
     return pixels.shape[-1], pixels.shape[-2]
 
 
