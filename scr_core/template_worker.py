@@ -77,6 +77,9 @@ def main() -> int:
             sys.path.append(extra)
     channel = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but answers on the channel
+    # transformers 5.0's template module imports torch when it is installed (for type hints only): hide it,
+    # so the renderer stays small (about 60 MB) and its memory budget is the template's
+    sys.modules["torch"] = None  # type: ignore[assignment]
     try:
         import jinja2
         from transformers.utils.chat_template_utils import render_jinja_template
