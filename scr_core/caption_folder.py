@@ -48,7 +48,7 @@ from .errors import ConfigError, InputError
 from .images import load_image
 from .outputs import write_atomically
 from .path_text import checked_path
-from .runs import check_run, check_sizes, model_numerics
+from .runs import check_run, check_sizes, model_numerics, on_cpu
 from .shards import Shard, batches_of, one_by_one, read_all, run_shards
 from .video import Clip, SampledClip, is_clip
 
@@ -312,7 +312,7 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
         raise ConfigError(f"--max-new-tokens must be >= 1 (got {max_new_tokens!r})")
     out = Path(out)
     numerics = engine.numerics() if engine else model_numerics(pipe)
-    shard = shard or (Shard() if engine else Shard.current(cpu=numerics["device"] in (None, "cpu")))
+    shard = shard or (Shard() if engine else Shard.current(cpu=on_cpu(numerics)))
     items, targets = check_caption_run(source, out, txt, overwrite_txt, shard, txt_dir, prefix, suffix)
     meta = {"source": str(Path(source).resolve()), "model": model_name, **numerics,
             "scr": None if scr is None else {k: v for k, v in scr.__dict__.items() if not k.startswith("_")},

@@ -42,9 +42,10 @@ def model_numerics(pipe) -> dict:
             "attention": getattr(getattr(model, "config", None), "_attn_implementation", None)}
 
 
-def on_cpu(pipe) -> bool:
-    """Whether the model runs on the CPU (or has no device): what ``Shard.current(cpu=)`` takes."""
-    return model_numerics(pipe)["device"] in (None, "cpu")
+def on_cpu(numerics: dict) -> bool:
+    """Whether ``model_numerics`` (of a pipeline, or of a Ray engine's actors) say the model runs on the CPU
+    (or has no device): what ``Shard.current(cpu=)`` takes."""
+    return numerics["device"] in (None, "cpu")
 
 
 def check_run(out: Path, meta: dict, run_file: Path | None = None) -> None:

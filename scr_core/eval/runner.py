@@ -26,7 +26,7 @@ from ..config import SCRConfig
 from ..datafiles import load_json
 from ..errors import SCRError
 from ..outputs import write_atomically
-from ..runs import check_run, check_sizes, model_numerics
+from ..runs import check_run, check_sizes, model_numerics, on_cpu
 from ..shards import Execute, Shard, batches_of, one_by_one, read_records, run_shards
 from .peers import PEERS
 from .suites import Task, load_suite
@@ -204,6 +204,6 @@ def run(bench: str, data: Path, pipe, method: str, out: Path, config: SCRConfig 
 
         meta["peer"] = settings(method)
     job = EvalJob(method, config, seed, entropy=(method == "vanilla" and hasattr(suite, "labels")))
-    shard = shard or (Shard() if engine else Shard.current(cpu=numerics["device"] in (None, "cpu")))
+    shard = shard or (Shard() if engine else Shard.current(cpu=on_cpu(numerics)))
     return run_benchmark(suite, None, out, json.loads(json.dumps(meta)), batch_size, progress, shard,
                          execute=engine.executor(job) if engine else one_by_one(job(pipe)))
