@@ -10,9 +10,9 @@ from scr_core.config import IDENTITY_LAM
 from scr_core.runner import RUNNER_DEFAULT
 
 from .convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
-from .shared import (CATEGORY, Node, SCRPlanType, SCRSettingsType, VLMModel, caption_inputs, caption_instruction,
-                     check_caption_values, check_instruction, generate_inputs, instruction_input, interruptible,
-                     preset_note_for)
+from .shared import (CATEGORY, Choice, Node, SCRPlanType, SCRSettingsType, VLMModel, caption_inputs,
+                     caption_instruction, check_caption_values, check_instruction, generate_inputs, instruction_input,
+                     interruptible, preset_note_for, validates)
 
 
 class Settings(Node):
@@ -27,17 +27,17 @@ class Settings(Node):
                                tooltip="λ: sources × 1/λ, each neighbour + (λ−1)·h_source"),
                 io.String.Input("diag_layers", default="", tooltip="e.g. 8-16; blank = the paper's"),
                 io.String.Input("hook_layers", default="", tooltip="e.g. 0-11; blank = the family's default"),
-                io.Combo.Input("selection", options=["attention", "uniform"], default="attention",
+                Choice("selection", options=["attention", "uniform"], default="attention",
                                tooltip="uniform = the Uniform-Smooth ablation (random sources)"),
-                io.Combo.Input("query", options=["post_image", "last"], default="post_image",
+                Choice("query", options=["post_image", "last"], default="post_image",
                                tooltip="which text tokens' attention forms the map"),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="seed of the uniform ablation"),
             ],
             outputs=[SCRSettingsType.Output(display_name="scr_config")],
         )
 
-    @classmethod
-    def check_more(cls, diag_layers="", hook_layers="", **_):
+    @validates
+    def validate_inputs(cls, diag_layers="", hook_layers=""):
         for name, text in (("diag_layers", diag_layers), ("hook_layers", hook_layers)):
             try:
                 parse_layer_ranges(text)
@@ -82,8 +82,8 @@ class Diagnose(Node):
                      io.Float.Output(display_name="entropy"), io.String.Output(display_name="report")],
         )
 
-    @classmethod
-    def check_more(cls, instruction=None, **_):
+    @validates
+    def validate_inputs(cls, instruction=None):
         return check_instruction(instruction)
 
     @classmethod
@@ -162,8 +162,8 @@ class Caption(Node):
             outputs=[io.String.Output(display_name="captions", is_output_list=True)],
         )
 
-    @classmethod
-    def check_more(cls, instruction=None, preset=None, **_):
+    @validates
+    def validate_inputs(cls, instruction=None, preset=None):
         return check_caption_values(first(preset), first(instruction))
 
     @classmethod
@@ -204,8 +204,8 @@ class CaptionCompare(Node):
                      io.String.Output(display_name="side_by_side"), io.Image.Output(display_name="heatmap")],
         )
 
-    @classmethod
-    def check_more(cls, instruction=None, preset=None, **_):
+    @validates
+    def validate_inputs(cls, instruction=None, preset=None):
         return check_caption_values(preset, instruction)
 
     @classmethod

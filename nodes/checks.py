@@ -1,9 +1,9 @@
 """Every widget value a posted workflow sends, checked against the node's own schema (no ComfyUI import).
 
-ComfyUI v0.3.64 does not check V3 combos, and a ``validate_inputs(**kwargs)`` turns its min/max checks
-off too, so the pack checks both itself, from the inputs of ``define_schema()`` as they are now (a
-combo added later is checked without more code). Linked inputs are ``None`` during validation, so
-``execute`` checks again with the real values.
+ComfyUI checks the pack's ``Choice`` combos and every number itself, except the inputs a node's
+``validate_inputs`` names (it skips its own checks of those: ``shared.validates`` runs ``problem`` on
+them) and the model combo it cannot check (``LoadVLM``). Linked inputs are ``None`` during validation, so
+``execute`` checks every value again (``require``), from the inputs of ``define_schema()`` as they are now.
 """
 
 from __future__ import annotations

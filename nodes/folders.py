@@ -19,8 +19,8 @@ from scr_core.caption_quality import degenerate_captions, degenerate_line
 
 from .convert import first, pils_to_tensor
 from .held import held_pixels, hold, room
-from .shared import (CATEGORY, Node, SCRSettingsType, VLMModel, caption_inputs, caption_instruction,
-                     check_caption_values, instruction_input, interruptible, preset_note_for)
+from .shared import (CATEGORY, Choice, Node, SCRSettingsType, VLMModel, caption_inputs, caption_instruction,
+                     check_caption_values, instruction_input, interruptible, preset_note_for, validates)
 
 WRITE_TO = tuple(mode.value for mode in CaptionMode)  # "beside images", "output folder": the one checked value
 
@@ -127,7 +127,7 @@ class SaveCaptions(Node):
                         "empty or degenerate captions are written and listed.",
             is_input_list=True, is_output_node=True,
             inputs=[io.String.Input("captions", force_input=True), io.String.Input("paths", force_input=True),
-                    io.Combo.Input("mode", options=list(WRITE_TO), default=WRITE_TO[0]),
+                    Choice("mode", options=list(WRITE_TO), default=WRITE_TO[0]),
                     io.String.Input("subfolder", default="captions", tooltip="inside the output folder"),
                     io.Boolean.Input("overwrite", default=False)],
             outputs=[io.String.Output(display_name="files", is_output_list=True)],
@@ -196,7 +196,7 @@ class CaptionFolder(Node):
                     # Added after the caption widgets (last, optional) so saved workflows keep their values:
                     io.String.Input("suffix", default="", optional=True,
                                     tooltip="words put after each caption: best quality -> 'a cup, best quality'"),
-                    io.Combo.Input("write_to", options=list(WRITE_TO), default=WRITE_TO[0], optional=True,
+                    Choice("write_to", options=list(WRITE_TO), default=WRITE_TO[0], optional=True,
                                    tooltip="beside each image (<image stem>.txt), or into the output folder below "
                                            "with the source's subfolders and names mirrored"),
                     io.String.Input("output_folder", default="captions", optional=True,
@@ -205,8 +205,8 @@ class CaptionFolder(Node):
             outputs=[io.String.Output(display_name="report")],
         )
 
-    @classmethod
-    def check_more(cls, instruction=None, preset=None, **_):
+    @validates
+    def validate_inputs(cls, instruction=None, preset=None):
         return check_caption_values(preset, instruction)
 
     @classmethod

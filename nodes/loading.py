@@ -7,7 +7,8 @@ from comfy_api.latest import io
 
 from .model_folders import (BUNDLED, NOT_DOWNLOADED, model_choices, model_path, onnx_choices, onnx_path,
                             same_model_choice)
-from .shared import CATEGORY, Node, VLMModel
+from .checks import problem
+from .shared import CATEGORY, Choice, Node, VLMModel
 
 
 def _family_inputs() -> list:
@@ -49,10 +50,10 @@ def _model_tooltip() -> str:
 
 class LoadVLM(Node):
     @classmethod
-    def validate_inputs(cls, **values) -> bool | str:
-        if "model" in values:
-            values["model"] = same_model_choice(values["model"])
-        return super().validate_inputs(**values)
+    def validate_inputs(cls, model=None) -> bool | str:
+        """The model combo stays ComfyUI's unchecked ``COMBO``: a known hub model is accepted with either
+        mark (downloaded or not), so a workflow saved before a download still runs after it."""
+        return problem(cls.define_schema().inputs, {"model": same_model_choice(model)}) or True
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -68,15 +69,15 @@ class LoadVLM(Node):
                 io.Boolean.Input("download_from_hub", default=False, optional=True,
                                  tooltip="download a hub id into models/LLM/<owner>--<name> (only when the server "
                                          "runs with SCR_ALLOW_DOWNLOADS=1, never with HF_HUB_OFFLINE)"),
-                io.Combo.Input("dtype", options=["auto", "fp16", "bf16", "fp32"], default="auto"),
-                io.Combo.Input("device", options=["auto", "cuda", "cpu", "mps"], default="auto"),
-                io.Combo.Input("attention", options=["sdpa", "eager", "flash_attention_2"], default="sdpa"),
+                Choice("dtype", options=["auto", "fp16", "bf16", "fp32"], default="auto"),
+                Choice("device", options=["auto", "cuda", "cpu", "mps"], default="auto"),
+                Choice("attention", options=["sdpa", "eager", "flash_attention_2"], default="sdpa"),
                 io.Boolean.Input("keep_loaded", default=True,
                                  tooltip="keep the model on the GPU between runs (ComfyUI may still offload it "
                                          "when another model needs the memory)"),
                 *_family_inputs(),
                 # last: saved UI workflows fill widgets by position, so a new widget goes after the others
-                io.Combo.Input("quantization", options=["none", "8bit", "4bit"], default="none", optional=True,
+                Choice("quantization", options=["none", "8bit", "4bit"], default="none", optional=True,
                                tooltip=_quantization_tooltip()),
             ],
             outputs=[VLMModel.Output(display_name="vlm")],
@@ -114,10 +115,10 @@ class LoadOnnxVLM(Node):
             description="Load a folder made by python -m export.onnx: the same VLM_MODEL, run by onnxruntime "
                         "(SCR baked into the graphs; greedy decoding).",
             inputs=[
-                io.Combo.Input("model", options=onnx_choices(), tooltip="an exported folder under models/LLM"),
+                Choice("model", options=onnx_choices(), tooltip="an exported folder under models/LLM"),
                 io.String.Input("path", default="", optional=True,
                                 tooltip="optional: an exported folder under models/LLM or SCR_ALLOWED_FOLDERS"),
-                io.Combo.Input("provider", options=["auto", "cuda", "cpu"], default="auto",
+                Choice("provider", options=["auto", "cuda", "cpu"], default="auto",
                                tooltip="auto: CUDA when it really loads, else CPU"),
             ],
             outputs=[VLMModel.Output(display_name="vlm")],

@@ -1,16 +1,20 @@
-"""What every node module shares: the menu category, the typed sockets, the ``Node`` base, and the
-widgets and caption helpers that several nodes offer alike.
+"""What every node module shares: the menu category, the typed sockets, the ``Node`` base, the checked
+combo (``Choice``), the ``validates`` decorator, and the widgets and caption helpers that several nodes offer.
 
-``validate_inputs`` methods name only the inputs they check: an input in their signature (or any,
-with ``**kwargs``) skips ComfyUI's own min/max and combo checks, so every node derives from ``Node``,
-whose ``validate_inputs(**values)`` checks every combo and number against the node's current schema
-(``checks``) before the node's own ``check_more``; ``execute`` checks again (linked values are only
-known then). torch and transformers load inside ``execute`` (a pack's import time is everyone's start-up
-time); every error a user can cause is an ``SCRError`` whose message ComfyUI shows on the node.
+Validation (ComfyUI v0.3.64): ComfyUI checks every number's min/max and every combo whose type is its list
+of options, each failure once under its own input; it does not check V3 combos (type ``COMBO``), and it
+skips its own checks of every input a ``validate_inputs`` names (all of them with ``**kwargs``), then
+shows that function's failure under each input it names. So the pack's combos are ``Choice`` (typed by
+their options, as core nodes' combos are), and a node's ``validate_inputs`` names only the inputs its own
+check reads (``validates`` re-checks those against the schema); ``execute`` checks again (linked values
+are only known then). torch and transformers load inside ``execute`` (a pack's import time is everyone's
+start-up time); every error a user can cause is an ``SCRError`` whose message ComfyUI shows on the node.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from contextlib import contextmanager
 
 from comfy_api.latest import io
@@ -44,17 +48,30 @@ class SCRPlanType(io.ComfyTypeIO):
     Type = tuple[RedistributionPlan, ...]
 
 
-class Node(io.ComfyNode):
-    """The pack's nodes: every combo and number a workflow sends is checked against the current schema."""
+class Choice(io.Combo.Input):
+    """A combo ComfyUI checks itself: its type is its list of options (as core nodes' combos are), so a
+    posted value outside them is refused before anything runs, once, under this input."""
 
-    @classmethod
+    def get_io_type(self):
+        return list(self.options)
+
+
+def validates(check):
+    """``check(cls, <the inputs it reads>)`` as a node's ``validate_inputs``: ComfyUI passes it only the
+    inputs its signature names and skips its own checks of those, so they are checked against the schema
+    here first. The signature stays ``check``'s (ComfyUI reads it), so a failure is shown under those
+    inputs only."""
+
+    @functools.wraps(check)
     def validate_inputs(cls, **values) -> bool | str:
-        return problem(cls.define_schema().inputs, values) or cls.check_more(**values)
+        return problem(cls.define_schema().inputs, values) or check(cls, **values)
 
-    @classmethod
-    def check_more(cls, **values) -> bool | str:
-        """A node's own checks of its (unlinked) values: ``True`` or one line."""
-        return True
+    validate_inputs.__signature__ = inspect.signature(check)  # type: ignore[attr-defined]
+    return classmethod(validate_inputs)
+
+
+class Node(io.ComfyNode):
+    """The pack's nodes: ``execute`` re-checks the schema's combos and numbers (linked values included)."""
 
     @classmethod
     def recheck(cls, values: dict) -> None:
@@ -83,11 +100,11 @@ def caption_inputs() -> list:
     from scr_core.defaults import TESTBED_PRESET_NOTE
 
     return [
-        io.Combo.Input("preset", options=list(CAPTION_PRESETS), default="descriptive", optional=True,
+        Choice("preset", options=list(CAPTION_PRESETS), default="descriptive", optional=True,
                        tooltip="what to ask for: descriptive (the paper's one-sentence caption), short, detailed, "
                                "tags (comma-separated), training (a LoRA training caption) or custom (the "
                                f"instruction as typed). Note: {TESTBED_PRESET_NOTE}"),
-        io.Combo.Input("length", options=list(CAPTION_LENGTHS), default="any", optional=True,
+        Choice("length", options=list(CAPTION_LENGTHS), default="any", optional=True,
                        tooltip="a length asked of the model, added to the preset's instruction"),
         io.Int.Input("batch_size", default=4, min=1, max=256, optional=True,
                      tooltip="images per model run (any sizes mix: the processor resizes each); more is faster "
@@ -120,7 +137,8 @@ def check_instruction(instruction) -> bool | str:
 
 def check_caption_values(preset, instruction) -> bool | str:
     """An empty instruction matters only when it is sent (preset custom, or no preset)."""
-    return check_instruction(instruction) if preset in (None, "custom") else True
+    found = check_instruction(instruction) if preset in (None, "custom") else True
+    return found if found is True or preset is None else f"{found} (preset custom sends it; or pick another preset)"
 
 
 @contextmanager

@@ -81,9 +81,9 @@ def test_save_captions_runs_again_after_its_files_were_deleted(comfy):
 
 def test_bogus_combo_values_are_refused_with_the_allowed_ones(comfy):
     cases = [
-        (lambda p: p["2"]["inputs"].update(dtype="fp64"), "2", "dtype 'fp64' is not one of: auto, fp16, bf16, fp32"),
+        (lambda p: p["2"]["inputs"].update(dtype="fp64"), "2", "dtype: 'fp64' not in ['auto', 'fp16', 'bf16', 'fp32']"),
         (lambda p: p["2"]["inputs"].update(model="../../../../somewhere"), "2", "model '../../../../somewhere'"),
-        (lambda p: p["3"]["inputs"].update(selection="bogus"), "3", "selection 'bogus' is not one of: attention"),
+        (lambda p: p["3"]["inputs"].update(selection="bogus"), "3", "selection: 'bogus' not in ['attention'"),
     ]
     for change, node, fragment in cases:
         prompt = twin("scr_caption")
@@ -93,7 +93,34 @@ def test_bogus_combo_values_are_refused_with_the_allowed_ones(comfy):
     prompt = saving("x.png", "output folder")
     prompt["3"]["inputs"]["mode"] = "bogus"
     status, body = comfy.queue(prompt)
-    assert status == 400 and "mode 'bogus' is not one of: beside images, output folder" in json.dumps(body)
+    assert status == 400 and "mode: 'bogus' not in ['beside images', 'output folder']" in json.dumps(body)
+
+
+def test_a_bad_value_is_reported_once_under_the_input_that_holds_it(comfy):
+    """ComfyUI shows a failed ``validate_inputs`` under every input the function names: each bad value is
+    one error, on its own input; a check that reads two inputs (the custom preset's empty instruction, a
+    layer range of the Settings node) is shown under those two."""
+    cases = [
+        ("2", {"dtype": "fp64"}, ["dtype"]),
+        ("2", {"model": "../../../../somewhere"}, ["model"]),
+        ("3", {"k": 0}, ["k"]),
+        ("3", {"lam": 99.0}, ["lam"]),
+        ("3", {"diag_layers": "8-x"}, ["diag_layers", "hook_layers"]),
+        ("4", {"instruction": "  "}, ["instruction"]),
+        ("5", {"batch_size": 0}, ["batch_size"]),
+        ("5", {"length": "epic"}, ["length"]),
+        ("5", {"max_new_tokens": 10**6}, ["max_new_tokens"]),
+        ("5", {"preset": "custom", "instruction": ""}, ["instruction", "preset"]),
+    ]
+    for node, change, names in cases:
+        prompt = twin("scr_caption")
+        prompt[node]["inputs"].update(change)
+        status, body = comfy.queue(prompt)
+        assert status == 400 or body.get("node_errors"), (change, body)  # 200 when another output still runs
+        errors = body["node_errors"][node]["errors"]
+        assert sorted(e["extra_info"]["input_name"] for e in errors) == names, (change, errors)
+        assert len({e["details"].split(" - ", 1)[-1] for e in errors}) == 1, errors  # one message
+        assert set(body["node_errors"]) == {node}, body
 
 
 def test_a_model_folder_planted_under_input_is_refused(comfy):

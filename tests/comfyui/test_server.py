@@ -236,7 +236,7 @@ def test_the_onnx_loader_runs_the_same_workflow_on_onnxruntime(comfy):
 
 # -- bad input --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("change, node, fragment", [
-    (lambda p: p["3"]["inputs"].update(k=0), "3", "k 0 is smaller than the minimum 1"),
+    (lambda p: p["3"]["inputs"].update(k=0), "3", "Value 0 smaller than min of 1"),
     (lambda p: p["5"]["inputs"].update(instruction="   ", preset="custom"), "5", "instruction is empty"),
     (lambda p: p["3"]["inputs"].update(hook_layers="5-2"), "3", "reversed"),
 ])
@@ -397,7 +397,7 @@ def test_caption_presets_reach_the_model_and_batches_keep_the_captions(comfy):
         texts[size] = entry["outputs"]["5"]["text"]
     assert len(texts[1]) == 5 and texts[3] == texts[1]
 
-    for change, fragment in (({"batch_size": 0}, "batch_size 0 is smaller than the minimum 1"),
+    for change, fragment in (({"batch_size": 0}, "Value 0 smaller than min of 1"),
                              ({"preset": "fancy"}, "preset 'fancy' is not one of")):
         prompt = twin("scr_caption")
         prompt["5"]["inputs"].update(change)
