@@ -126,7 +126,9 @@ def test_a_folder_in_a_captions_place_is_one_line_and_the_rest_are_written(comfy
 def test_a_required_input_posted_as_null_is_one_line(comfy):
     prompt = twin("scr_caption")
     prompt["2"]["inputs"]["dtype"] = None
-    assert error_of(comfy.run(prompt)).strip() == "dtype has no value; use one of: auto, fp16, bf16, fp32"
+    status, body = comfy.queue(prompt)  # refused by validation, before anything runs
+    errors = body["node_errors"]["2"]["errors"]
+    assert status == 400 and [e["details"] for e in errors] == ["dtype: 'None' not in ['auto', 'fp16', 'bf16', 'fp32']"]
 
 
 def test_the_prefix_is_sanitised_and_a_megabyte_of_it_refused(comfy):
