@@ -183,9 +183,10 @@ def read_clip(item, defaults: SamplingDefaults = SamplingDefaults(), max_pixels:
     if isinstance(item, SampledClip):
         return item
     clip = as_clip(item)
-    if _is_file(clip.source):
-        source = clip.source if is_stream(clip.source) else Path(clip.source)  # type: ignore[arg-type]
-        return _read_file(source, clip, defaults, max_pixels)
+    if isinstance(clip.source, io.IOBase):
+        return _read_file(clip.source, clip, defaults, max_pixels)
+    if isinstance(clip.source, (str, Path)):
+        return _read_file(Path(clip.source), clip, defaults, max_pixels)
     frames = clip.source
     if isinstance(frames, np.ndarray):
         if frames.ndim != 4:
@@ -229,15 +230,15 @@ def _read_file(path: Path | io.IOBase, clip: Clip, defaults: SamplingDefaults,
                max_pixels: int | None = None) -> SampledClip:
     """Decode ``path`` (a file, or an open stream of one) once, front to back, keeping only the sampled frames."""
     av = _av()
-    stream_given = is_stream(path)
-    name = clip.name if stream_given else str(path)
-    if not stream_given:
-        check_file(Path(path), "video")  # type: ignore[arg-type]
+    name = str(path) if isinstance(path, Path) else clip.name
+    if isinstance(path, Path):
+        check_file(path, "video")
 
     def opened():
-        if stream_given:
-            path.seek(0)  # type: ignore[union-attr]
-        return av.open(path if stream_given else str(path))
+        if isinstance(path, io.IOBase):
+            path.seek(0)
+            return av.open(path)
+        return av.open(str(path))
 
     try:
         with opened() as container:
