@@ -96,9 +96,9 @@ def caption_inputs() -> list:
 
 
 def clip_inputs(video: bool = True) -> list:
-    """How the caption nodes read video (``nodes.clips``): optional, so workflows saved before them run as
+    """How the caption nodes read video (``nodes.media``): optional, so workflows saved before them run as
     they did (every image of a batch captioned on its own). ``video``: the core ``VIDEO`` socket too."""
-    from .clips import IMAGE_BATCH_IS
+    from .media import IMAGE_BATCH_IS
 
     sampling = [
         io.Int.Input("frames", default=0, min=0, max=1024, optional=True,
