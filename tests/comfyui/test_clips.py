@@ -55,8 +55,8 @@ def test_caption_compare_takes_the_video_too(comfy, pipe):
     entry = comfy.run(prompt)
     assert entry["status"]["status_str"] == "success", failure(entry)
     clip = pipe.read_clip(comfy.base / "input" / CLIP_FILE, frames=2)
-    assert entry["outputs"]["5"]["text"][0].startswith("clip 0 (2 frames)\n  vanilla: "
-                                                       f"{pipe.caption(clip, PROMPT, scr=None, max_new_tokens=24)[0].text}")
+    vanilla = pipe.caption(clip, PROMPT, scr=None, max_new_tokens=24)[0].text
+    assert entry["outputs"]["5"]["text"][0].startswith(f"clip 0 (2 frames)\n  vanilla: {vanilla}\n  SCR:     ")
 
 
 def test_an_image_batch_as_one_clip_is_one_caption_of_its_frames(comfy, pipe):
@@ -152,3 +152,27 @@ def test_a_long_video_costs_the_memory_of_its_sampled_frames(comfy):
     assert entry["status"]["status_str"] == "success", failure(entry)
     assert entry["outputs"]["4"]["text"][0].startswith("clip 0 (4 frames)")
     assert peak.bytes - baseline < 150 * 2**20, peak.bytes - baseline
+
+
+def test_a_workflow_saved_before_the_clip_inputs_runs_as_it_did(comfy):
+    """Workflows saved before image_batch_is, frames, fps and clips carry none of them: each picture is captioned
+    on its own and a folder's clips are left alone, as then."""
+    folder = comfy.base / "input" / "scr_testbed"
+    write_clip(folder / "not_listed.mp4", moving_square(8), fps=8)
+    results = []
+    for keep in (True, False):
+        for caption in folder.glob("*.txt"):
+            caption.unlink()
+        for name, node in (("scr_caption", "5"), ("scr_folder_captions", "3")):
+            prompt = twin(name)
+            for inputs in (n["inputs"] for n in prompt.values() if not keep):
+                for key in ("image_batch_is", "frames", "fps", "clips"):
+                    inputs.pop(key, None)
+            entry = comfy.run(prompt)
+            assert entry["status"]["status_str"] == "success", failure(entry)
+            results.append(entry["outputs"][node]["text"])
+        results.append(sorted((p.name, p.read_text()) for p in folder.glob("*.txt")))
+    for made in [folder / "not_listed.mp4", *folder.glob("*.txt")]:  # the folder as a fresh install has it
+        made.unlink()
+    assert results[:3] == results[3:] and "6 caption(s) written" in results[1][0]
+    assert len(results[2]) == len(FOLDER_SCENES)  # the .mp4 got none
