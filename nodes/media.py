@@ -25,15 +25,16 @@ IMAGE_BATCH_IS = ("separate images", "one clip")
 def caption_media(pipe, images: list | None, videos: list | None, image_batch_is: str | None = None,
                   frames: int | None = None, fps: float | None = None) -> Sequence:
     """One item per prompt: the pictures (``convert.Pictures``, converted a model run at a time), or the
-    sampled clips. ``images``: IMAGE batches; ``videos``: ``VIDEO`` values; exactly one of them is given
-    (both, or neither, is one line). ``frames`` / ``fps``: 0 or ``None`` = the family's sampling."""
+    clips (``Clips``, each sampled when its model run takes it). ``images``: IMAGE batches; ``videos``:
+    ``VIDEO`` values; exactly one of them is given (both, or neither, is one line). ``frames`` / ``fps``: 0
+    or ``None`` = the family's sampling."""
     if images is None and videos is None:
         raise InputError("connect an image or a video")
     if images is not None and videos is not None:
         raise InputError("connect either image or video, not both: caption each with its own node")
     count, rate = frames or None, fps or None
     if images is None:
-        return [sample(pipe, video_clip(video, count, rate)) for video in videos or ()]
+        return Clips(pipe, [video_clip(video, count, rate) for video in videos or ()])
     pictures = images_to_pils(images)
     if (image_batch_is or IMAGE_BATCH_IS[0]) == IMAGE_BATCH_IS[0]:
         if count or rate:
@@ -42,7 +43,23 @@ def caption_media(pipe, images: list | None, videos: list | None, image_batch_is
     if rate:
         raise InputError("an IMAGE batch has no frame rate: sample it with frames, or connect a video (Load Video)")
     check_one_size(pictures)
-    return [sample(pipe, Clip(pictures, frames=count))]
+    return Clips(pipe, [Clip(pictures, frames=count)])
+
+
+class Clips(Sequence):
+    """Clips sampled only when taken, a model run at a time (``sample``), so a list of videos never holds
+    every clip's frames at once."""
+
+    def __init__(self, pipe, clips: list) -> None:
+        self.pipe, self.clips = pipe, clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return sample(self.pipe, self.clips[index])
 
 
 def check_one_size(pictures: Pictures) -> None:
@@ -77,18 +94,14 @@ def sample(pipe, clip):
     return reader(clip, max_pixels=batch_pixel_budget()) if reader is not None else clip
 
 
-def is_clip_item(item) -> bool:
-    return isinstance(item, (Clip, SampledClip))
-
-
 def model_runs(items: Sequence, batch_size: int) -> list[range]:
     """The items' model runs: pictures ``batch_size`` at most, and at most ``SCR_MAX_BATCH_PIXELS`` pixels
     (``scr_core.budgets``), so a large batch_size never puts a folder's worth of pixels through the
     processor at once; a clip alone (clips of different lengths do not batch in every family; its own
-    frames were held to the budget when sampled). ``items``: PIL images, ``convert.Pictures``, or clips."""
+    frames are held to the budget when sampled). ``items``: PIL images, ``convert.Pictures``, or ``Clips``."""
     from scr_core.budgets import batch_pixel_budget, pixel_runs
 
-    if not hasattr(items, "pixels") and any(is_clip_item(item) for item in items):
+    if isinstance(items, Clips):
         return [range(index, index + 1) for index in range(len(items))]
     pixels = items.pixels() if hasattr(items, "pixels") else [p.width * p.height for p in items]
     return pixel_runs(pixels, batch_pixel_budget(), batch_size)
@@ -98,4 +111,4 @@ def label(item, index: int) -> str:
     """How a report names the prompt's item: ``image 0``, or ``clip 0 (8 frames)``."""
     if isinstance(item, SampledClip):
         return f"clip {index} ({len(item.frames)} frames)"
-    return f"{'clip' if is_clip_item(item) else 'image'} {index}"
+    return f"{'clip' if isinstance(item, Clip) else 'image'} {index}"
