@@ -62,3 +62,19 @@ def test_what_cannot_be_captioned_is_one_line(pipe, images, videos, mode, frames
     with pytest.raises(InputError, match=message) as err:
         caption_media(pipe, images, videos, mode, frames, fps)
     assert "\n" not in str(err.value)
+
+
+def test_caption_folder_reports_a_clip_over_the_budget_and_captions_the_rest(pipe, tmp_path):
+    """What Caption Folder passes to caption_batch (nodes.folder_captions): a clip whose sampled frames do not fit
+    the batch pixel budget is one entry of the report, never decoded, and the folder's other files are captioned."""
+    from scr_core.caption_folder import Item, caption_batch
+    from scr_core.testbed.clips import write_clip
+
+    small, large = (write_clip(tmp_path / f"{name}.mp4", moving_square(8, side, side), fps=8)
+                    for name, side in (("small", 64), ("large", 256)))
+    records = caption_batch(pipe, [Item("small.mp4", small), Item("large.mp4", large)], scr=None, prompt=None,
+                            max_new_tokens=2, sampling={"frames": 4, "fps": None, "max_pixels": 4 * 64 * 64})
+    assert records[0]["caption"] is not None and records[0]["frames"] == 4
+    assert records[1]["caption"] is None
+    assert records[1]["error"].startswith("cannot read clip: clip ") and "its 4 sampled frames hold 262,144" in \
+        records[1]["error"]
