@@ -1,5 +1,6 @@
 """ComfyUI nodes of the SCR pack (V3 schema): ``extension.py`` lists them; ``loading``, ``captioning`` and
-``folders`` hold them by theme, ``shared`` what they share, ``model_folders`` where models come from.
+``folders``/``folder_captions`` hold them by theme, ``shared`` what they share (``media``: images or clips
+to caption), ``model_folders`` where models come from.
 
 Only this folder and the top-level ``__init__.py`` import ComfyUI. The pure parts (``convert``,
 ``checks``, ``handle``) import without it, so they are unit-tested without a ComfyUI install.

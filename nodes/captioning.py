@@ -1,5 +1,6 @@
 """Settings, diagnosis and captioning: SCR Settings, SCR Diagnose (heatmap), VLM Caption and Caption
-Compare, each running whatever ``VLM_MODEL`` handle is connected (PyTorch or onnxruntime)."""
+Compare, each running whatever ``VLM_MODEL`` handle is connected (PyTorch or onnxruntime), on images or
+video clips (``media``: an IMAGE batch as one clip, or core ComfyUI's ``VIDEO``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from scr_core import CAPTION_PROMPT, SCRConfig, SCRError, parse_layer_ranges
 from scr_core.config import IDENTITY_LAM
 from scr_core.runner import RUNNER_DEFAULT
 
-from .convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
+from .convert import first, pils_to_tensor
+from .media import caption_media, label, model_runs
 from .shared import (CATEGORY, Choice, Node, SCRPlanType, SCRSettingsType, VLMModel, caption_inputs,
-                     caption_instruction, check_caption_values, check_instruction, generate_inputs, instruction_input,
-                     interruptible, preset_note_for, validates)
+                     caption_instruction, check_caption_values, check_instruction, clip_inputs, generate_inputs,
+                     instruction_input, interruptible, preset_note_for, validates)
+
+IMAGE_TIP = "images, or a clip's frames (image_batch_is: one clip); leave it free when a video is connected"
 
 
 class Settings(Node):
@@ -74,10 +78,10 @@ class Diagnose(Node):
         return io.Schema(
             node_id="SCRDiagnose", display_name="SCR Diagnose (heatmap)", category=CATEGORY,
             description="The diagnostic pass: where the model's attention collapses, which patches SCR will "
-                        "spread it from (red) and to (cyan).",
-            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"),
+                        "spread it from (red) and to (cyan); a clip's heatmap is a strip of its slices.",
+            inputs=[VLMModel.Input("vlm"), io.Image.Input("image", optional=True, tooltip=IMAGE_TIP),
                     io.String.Input("instruction", multiline=True, default=CAPTION_PROMPT),
-                    SCRSettingsType.Input("scr_config", optional=True)],
+                    SCRSettingsType.Input("scr_config", optional=True), *clip_inputs()],
             outputs=[SCRPlanType.Output(display_name="scr_plan"), io.Image.Output(display_name="heatmap"),
                      io.Float.Output(display_name="entropy"), io.String.Output(display_name="report")],
         )
@@ -87,32 +91,25 @@ class Diagnose(Node):
         return check_instruction(instruction)
 
     @classmethod
-    def execute(cls, vlm, image, instruction, scr_config=None) -> io.NodeOutput:
-        pictures = tensor_to_pils(image)
+    def execute(cls, vlm, instruction, image=None, scr_config=None, image_batch_is=None, video=None, frames=None,
+                fps=None) -> io.NodeOutput:
+        cls.recheck({"image_batch_is": image_batch_is, "frames": frames, "fps": fps})
         with vlm.use() as pipe:
-            batch = pipe.prepare(pictures, _instruction(instruction))
+            items = caption_media(pipe, None if image is None else [image], None if video is None else [video],
+                                  image_batch_is, frames, fps)
+            batch = pipe.prepare(list(items), _instruction(instruction))
             diagnoses = pipe.diagnose(batch, config=scr_config or RUNNER_DEFAULT)
-        report = "\n".join(_report_line(i, d) for i, d in enumerate(diagnoses))
+        report = "\n".join(_report_line(label(batch.images[i][0], i), d) for i, d in enumerate(diagnoses))
         entropy = sum(d.entropy for d in diagnoses) / len(diagnoses)
         return io.NodeOutput(tuple(d.plan for d in diagnoses), _heatmaps(batch.images, diagnoses), entropy, report,
                              ui=ui.PreviewText(report))
 
 
-def _report_line(index: int, diagnosis) -> str:
+def _report_line(name: str, diagnosis) -> str:
     grids = ", ".join(f"{g.height}x{g.width}: {g.num_sources} sources, {len(g.neighbours)} neighbours"
                       for g in diagnosis.plan.grids)
-    return (f"image {index}: entropy {diagnosis.entropy:.3f} nats; {grids}; "
+    return (f"{name}: entropy {diagnosis.entropy:.3f} nats; {grids}; "
             f"λ={diagnosis.plan.lam}, hook layers {diagnosis.plan.hook_layers[0]}-{diagnosis.plan.hook_layers[-1]}")
-
-
-def model_runs(pictures, batch_size: int) -> list[range]:
-    """The pictures' model runs: ``batch_size`` at most, and at most ``SCR_MAX_BATCH_PIXELS`` pixels
-    (``scr_core.budgets``), so a large batch_size never puts a folder's worth of pixels through the
-    processor at once. ``pictures``: PIL images or ``convert.Pictures``."""
-    from scr_core.budgets import batch_pixel_budget, pixel_runs
-
-    pixels = pictures.pixels() if hasattr(pictures, "pixels") else [p.width * p.height for p in pictures]
-    return pixel_runs(pixels, batch_pixel_budget(), batch_size)
 
 
 def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, temperature, top_p, seed, bar,
@@ -128,8 +125,8 @@ def _caption_all(pipe, pictures, instruction, scr, max_new_tokens, sample, tempe
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sample else {}
     plans = list(scr) if isinstance(scr, tuple) else None
     if plans is not None and len(plans) != len(pictures):
-        raise SCRError(f"the SCR plan holds {len(plans)} plan(s) for {len(pictures)} image(s); diagnose the same "
-                       "images you caption")
+        raise SCRError(f"the SCR plan holds {len(plans)} plan(s) for {len(pictures)} image(s) or clip(s); diagnose "
+                       "the same images you caption (and take them as one clip in both, or in neither)")
     texts = []
     for run in model_runs(pictures, batch_size):
         start, chunk = run.start, pictures[run.start:run.stop]
@@ -151,14 +148,16 @@ class Caption(Node):
         return io.Schema(
             node_id="SCRCaption", display_name="VLM Caption (SCR)", category=CATEGORY,
             description="Caption every image (a batch or a list of any sizes, batch_size at a time) as the preset "
-                        "asks, with SCR when a config or plan is connected, else the vanilla model.",
+                        "asks, or the frames as one clip, or a video; with SCR when a config or plan is "
+                        "connected, else the vanilla model.",
             is_input_list=True, is_output_node=True,
-            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"), instruction_input(),
+            inputs=[VLMModel.Input("vlm"), io.Image.Input("image", optional=True, tooltip=IMAGE_TIP),
+                    instruction_input(),
                     SCRSettingsType.Input("scr_config", optional=True, tooltip="SCR with these settings"),
                     SCRPlanType.Input("scr_plan", optional=True, tooltip="SCR with a diagnosed plan"),
                     *generate_inputs(),
                     io.Boolean.Input("join", default=False, tooltip="one text with a caption per line"),
-                    *caption_inputs()],
+                    *caption_inputs(), *clip_inputs()],
             outputs=[io.String.Output(display_name="captions", is_output_list=True)],
         )
 
@@ -167,20 +166,22 @@ class Caption(Node):
         return check_caption_values(first(preset), first(instruction))
 
     @classmethod
-    def execute(cls, vlm, image, instruction, max_new_tokens, sample, temperature, top_p, seed, join,
-                scr_config=None, scr_plan=None, preset=None, length=None, batch_size=None) -> io.NodeOutput:
+    def execute(cls, vlm, instruction, max_new_tokens, sample, temperature, top_p, seed, join, image=None,
+                scr_config=None, scr_plan=None, preset=None, length=None, batch_size=None, image_batch_is=None,
+                video=None, frames=None, fps=None) -> io.NodeOutput:
         import comfy.utils
 
         cls.recheck({"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
-                     "preset": preset, "length": length, "batch_size": batch_size})
+                     "preset": preset, "length": length, "batch_size": batch_size,
+                     "image_batch_is": image_batch_is, "frames": frames, "fps": fps})
         prompt = caption_instruction(first(preset), first(length), first(instruction))
         if scr_config and scr_plan:
             raise SCRError("connect either scr_config or scr_plan, not both")
         scr = tuple(p for plans in scr_plan for p in plans) if scr_plan else first(scr_config)
-        pictures = images_to_pils(image)
         tokens = first(max_new_tokens)
-        bar = comfy.utils.ProgressBar(len(pictures) * tokens)
         with first(vlm).use() as pipe:
+            pictures = caption_media(pipe, image, video, first(image_batch_is), first(frames), first(fps))
+            bar = comfy.utils.ProgressBar(len(pictures) * tokens)
             note = preset_note_for(pipe, prompt)
             texts = _caption_all(pipe, pictures, prompt, scr, tokens, first(sample), first(temperature),
                                  first(top_p), first(seed), bar, batch_size=first(batch_size) or 4)
@@ -193,12 +194,12 @@ class CaptionCompare(Node):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SCRCaptionCompare", display_name="Caption Compare: vanilla vs SCR", category=CATEGORY,
-            description="Vanilla and SCR captions of the same images (per batch one vision pass and one "
+            description="Vanilla and SCR captions of the same images or clip (per batch one vision pass and one "
                         "diagnostic pass), side by side, with the heatmap.",
             is_output_node=True,
-            inputs=[VLMModel.Input("vlm"), io.Image.Input("image"), instruction_input(),
-                    SCRSettingsType.Input("scr_config", optional=True),
-                    io.Int.Input("max_new_tokens", default=64, min=1, max=4096), *caption_inputs()],
+            inputs=[VLMModel.Input("vlm"), io.Image.Input("image", optional=True, tooltip=IMAGE_TIP),
+                    instruction_input(), SCRSettingsType.Input("scr_config", optional=True),
+                    io.Int.Input("max_new_tokens", default=64, min=1, max=4096), *caption_inputs(), *clip_inputs()],
             outputs=[io.String.Output(display_name="vanilla", is_output_list=True),
                      io.String.Output(display_name="scr", is_output_list=True),
                      io.String.Output(display_name="side_by_side"), io.Image.Output(display_name="heatmap")],
@@ -209,20 +210,22 @@ class CaptionCompare(Node):
         return check_caption_values(preset, instruction)
 
     @classmethod
-    def execute(cls, vlm, image, instruction, max_new_tokens, scr_config=None, preset=None, length=None,
-                batch_size=None) -> io.NodeOutput:
+    def execute(cls, vlm, instruction, max_new_tokens, image=None, scr_config=None, preset=None, length=None,
+                batch_size=None, image_batch_is=None, video=None, frames=None, fps=None) -> io.NodeOutput:
         import comfy.utils
 
-        cls.recheck({"max_new_tokens": max_new_tokens, "preset": preset, "length": length, "batch_size": batch_size})
+        cls.recheck({"max_new_tokens": max_new_tokens, "preset": preset, "length": length, "batch_size": batch_size,
+                     "image_batch_is": image_batch_is, "frames": frames, "fps": fps})
         prompt = caption_instruction(preset, length, instruction)
         size = batch_size or 4
-        pictures = tensor_to_pils(image)
-        total = 2 * len(pictures) * max_new_tokens
-        bar = comfy.utils.ProgressBar(total)
         vanilla: list[str] = []
         scr: list[str] = []
         images, diagnoses = [], []
         with vlm.use() as pipe:
+            pictures = caption_media(pipe, None if image is None else [image], None if video is None else [video],
+                                     image_batch_is, frames, fps)
+            total = 2 * len(pictures) * max_new_tokens
+            bar = comfy.utils.ProgressBar(total)
             note = preset_note_for(pipe, prompt)
             for run in model_runs(pictures, size):
                 start = run.start
@@ -237,7 +240,7 @@ class CaptionCompare(Node):
                     texts.extend(r.text for r in results)
                 images.extend(batch.images)
                 diagnoses.extend(found)
-        side = "\n\n".join([*(f"image {i}\n  vanilla: {v}\n  SCR:     {s}"
+        side = "\n\n".join([*(f"{label(images[i][0], i)}\n  vanilla: {v}\n  SCR:     {s}"
                                 for i, (v, s) in enumerate(zip(vanilla, scr))),
                             *([note] if note else [])])
         return io.NodeOutput(vanilla, scr, side, _heatmaps(images, diagnoses), ui=ui.PreviewText(side))

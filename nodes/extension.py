@@ -5,7 +5,8 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .captioning import Caption, CaptionCompare, Diagnose, Settings
-from .folders import CaptionFolder, LoadImageFolder, SaveCaptions
+from .folder_captions import CaptionFolder
+from .folders import LoadImageFolder, SaveCaptions
 from .loading import LoadOnnxVLM, LoadVLM
 
 NODES = [LoadVLM, LoadOnnxVLM, Settings, Diagnose, Caption, CaptionCompare, CaptionFolder, LoadImageFolder,

@@ -112,6 +112,30 @@ def caption_inputs() -> list:
     ]
 
 
+def clip_inputs(video: bool = True) -> list:
+    """How the caption nodes read video (``nodes.media``): optional, so workflows saved before them run as
+    they did (every image of a batch captioned on its own). ``video``: the core ``VIDEO`` socket too."""
+    from .media import IMAGE_BATCH_IS
+
+    sampling = [
+        io.Int.Input("frames", default=0, min=0, max=1024, optional=True,
+                     tooltip="frames sampled from a clip, evenly spread; 0 = the family's default for a video, "
+                             "every frame for an IMAGE batch taken as one clip"),
+        io.Float.Input("fps", default=0.0, min=0.0, max=120.0, step=0.5, optional=True,
+                       tooltip="frames sampled per second of video (at most frames, when set); 0 = off. A video "
+                               "has its frame rate; an IMAGE batch has none"),
+    ]
+    if not video:
+        return sampling
+    return [Choice("image_batch_is", options=list(IMAGE_BATCH_IS), default=IMAGE_BATCH_IS[0], optional=True,
+                   tooltip="one clip: the frames that arrive are one video clip, one caption (natively "
+                           "video on Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision; a multi-image "
+                           "prompt on the other families)"),
+            io.Video.Input("video", optional=True, tooltip="a clip from core Load Video, in place of image: only "
+                                                           "the sampled frames are decoded"),
+            *sampling]
+
+
 def caption_instruction(preset, length, instruction) -> str:
     """The instruction sent: the preset's (``scr_core.instruction_for``). A workflow saved before presets
     (no preset value) keeps its typed instruction."""

@@ -150,7 +150,8 @@ def caption_batch(pipe, batch: Sequence[Item], *, scr, prompt: str | None, max_n
     is never in memory at once, and in runs of at most ``SCR_MAX_BATCH_PIXELS`` decoded pixels (sizes
     from the headers: ``budgets``), so eight 64-megapixel scans never sit in memory together; each clip
     is a model call of its own (clips of different lengths do not batch in every family); an unreadable
-    one gets its error and the others are captioned. ``sampling``: ``frames`` / ``fps`` for the clips.
+    one gets its error and the others are captioned. ``sampling``: ``frames`` / ``fps`` for the clips (and
+    ``max_pixels``, the bound of their sampled frames: ``video.read_clip``; the ComfyUI node passes it).
     ``generate_kwargs`` go to ``pipe.generate`` (``progress``, ``should_stop``)."""
     stills = [item for item in batch if not is_clip(item.path)]
     runs = [[stills[i] for i in run]

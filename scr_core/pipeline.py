@@ -235,14 +235,16 @@ class SCRPipeline(RunnerBase):
     def short_answer_suffix(self) -> str:  # type: ignore[override]  # RunnerBase's attribute, read from the adapter
         return self.adapter.short_answer_suffix
 
-    def read_clip(self, clip, frames: int | None = None, fps: float | None = None) -> SampledClip:
-        """``clip`` (a video path, frames as a list or array, or a ``Clip``) sampled as this family samples:
-        ``frames`` / ``fps`` when given, else its video processor's defaults (docs/method.md "Video clips")."""
+    def read_clip(self, clip, frames: int | None = None, fps: float | None = None,
+                  max_pixels: int | None = None) -> SampledClip:
+        """``clip`` (a video path or stream, frames as a list or array, or a ``Clip``) sampled as this family
+        samples: ``frames`` / ``fps`` when given, else its video processor's defaults (docs/method.md "Video
+        clips"). max_pixels: the sampled frames' bound (``video.read_clip``), checked before decoding."""
         self._model()
         if frames is not None or fps is not None:
             source = clip.source if isinstance(clip, Clip) else clip
             clip = Clip(source, frames=frames, fps=fps, source_fps=getattr(clip, "source_fps", None))
-        return read_clip(clip, self.adapter.sampling_defaults())
+        return read_clip(clip, self.adapter.sampling_defaults(), max_pixels)
 
     def prepare(self, images, prompt: str | Sequence[str] | None = None, *,
                 transform_inputs: Callable[[dict], dict] | None = None) -> PreparedBatch:

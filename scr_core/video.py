@@ -12,6 +12,7 @@ last included, and their count is rounded down to a multiple of the family's fra
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .budgets import check_clip_pixels
 from .errors import DependencyError, InputError
 from .images import check_file, check_size, group_images, load_image
 
@@ -30,7 +32,8 @@ GIF_SUFFIX = ".gif"
 
 @dataclass(frozen=True)
 class Clip:
-    """A video clip to sample: a file path, or frames (a list of images, or an array T x H x W x C).
+    """A video clip to sample: a file path, an open binary stream of a video file (``io.BytesIO``: what
+    ComfyUI's ``VIDEO`` gives for an upload), or frames (a list of images, or an array T x H x W x C).
 
     frames: how many frames to sample; fps: frames per second of video time to sample (with ``frames`` too:
     that rate, at most ``frames``); both ``None``: the family's defaults. source_fps: the frame rate of
@@ -55,7 +58,18 @@ class Clip:
 
     @property
     def name(self) -> str:
-        return str(self.source) if isinstance(self.source, (str, Path)) else "frames"
+        if isinstance(self.source, (str, Path)):
+            return str(self.source)
+        return "(in memory)" if is_stream(self.source) else "frames"
+
+
+def is_stream(source) -> bool:
+    """Whether ``source`` is an open binary stream of a video file (read like a file, never as frames)."""
+    return isinstance(source, io.IOBase)
+
+
+def _is_file(source) -> bool:
+    return isinstance(source, (str, Path)) or is_stream(source)
 
 
 @dataclass(frozen=True)
@@ -144,7 +158,7 @@ def sample_indices(total: int, source_fps: float | None, clip: Clip, defaults: S
             count = min(count, clip.frames)
     elif clip.frames is not None:
         count = clip.frames
-    elif not isinstance(clip.source, (str, Path)):
+    elif not _is_file(clip.source):
         count = total  # frames handed over are already the clip's samples
     elif defaults.num_frames:
         count = defaults.num_frames
@@ -160,13 +174,19 @@ def sample_indices(total: int, source_fps: float | None, clip: Clip, defaults: S
     return sorted(set(np.linspace(0, total - 1, count).round().astype(int).tolist()))
 
 
-def read_clip(item, defaults: SamplingDefaults = SamplingDefaults()) -> SampledClip:
-    """The sampled frames of ``item`` (see ``is_clip``) as RGB PIL images; only those frames are kept."""
+def read_clip(item, defaults: SamplingDefaults = SamplingDefaults(), max_pixels: int | None = None) -> SampledClip:
+    """The sampled frames of ``item`` (see ``is_clip``) as RGB PIL images; only those frames are kept.
+
+    max_pixels: refuse (one ``InputError`` line, before any frame is decoded or converted) a clip whose
+    sampled frames hold more pixels than this, the pixels of one model run (``budgets``); ``None``: no bound.
+    """
     if isinstance(item, SampledClip):
         return item
     clip = as_clip(item)
+    if isinstance(clip.source, io.IOBase):
+        return _read_file(clip.source, clip, defaults, max_pixels)
     if isinstance(clip.source, (str, Path)):
-        return _read_file(Path(clip.source), clip, defaults)
+        return _read_file(Path(clip.source), clip, defaults, max_pixels)
     frames = clip.source
     if isinstance(frames, np.ndarray):
         if frames.ndim != 4:
@@ -177,8 +197,24 @@ def read_clip(item, defaults: SamplingDefaults = SamplingDefaults()) -> SampledC
     if len(frames) == 0:
         raise InputError("the clip has no frames")
     indices = sample_indices(len(frames), clip.source_fps, clip, defaults)
+    if max_pixels is not None:
+        sizes = frames.pixels() if hasattr(frames, "pixels") else None  # e.g. ComfyUI IMAGE frames, unconverted
+        check_clip_pixels(sum(sizes[i] if sizes is not None else _pixels(frames[i]) for i in indices),
+                          len(indices), clip.name, max_pixels)
     kept = tuple(load_image(frames[i]) for i in indices)
     return SampledClip(kept, tuple(indices), len(frames), clip.source_fps, clip.name, kept[0].size)
+
+
+def _pixels(frame) -> int:
+    """Pixels of one frame as given (an image, an array or tensor H x W x C, or an image file's header)."""
+    if isinstance(frame, Image.Image):
+        return frame.width * frame.height
+    if isinstance(frame, (str, Path)):
+        from .budgets import header_pixels
+
+        return header_pixels(frame)
+    shape = np.shape(frame)
+    return int(shape[0] * shape[1]) if len(shape) >= 2 else 0
 
 
 def _av():
@@ -190,21 +226,34 @@ def _av():
     return av
 
 
-def _read_file(path: Path, clip: Clip, defaults: SamplingDefaults) -> SampledClip:
-    """Decode ``path`` once, front to back, keeping only the sampled frames."""
+def _read_file(path: Path | io.IOBase, clip: Clip, defaults: SamplingDefaults,
+               max_pixels: int | None = None) -> SampledClip:
+    """Decode ``path`` (a file, or an open stream of one) once, front to back, keeping only the sampled frames."""
     av = _av()
-    check_file(path, "video")
+    name = str(path) if isinstance(path, Path) else clip.name
+    if isinstance(path, Path):
+        check_file(path, "video")
+
+    def opened():
+        if isinstance(path, io.IOBase):
+            path.seek(0)
+            return av.open(path)
+        return av.open(str(path))
+
     try:
-        with av.open(str(path)) as container:
+        with opened() as container:
             if not container.streams.video:
-                raise InputError(f"{path} has no video stream")
+                raise InputError(f"{name} has no video stream")
             stream = container.streams.video[0]
             check_size((stream.codec_context.width, stream.codec_context.height), f"video {path}")
             rate = stream.average_rate or stream.guessed_rate
             source_fps = float(rate) if rate else None
             total = stream.frames or _count_frames(container, stream)
             indices = sample_indices(total, source_fps, clip, defaults)
-        with av.open(str(path)) as container:  # a fresh demuxer: counting may have read to the end
+            if max_pixels is not None:
+                check_clip_pixels(len(indices) * stream.codec_context.width * stream.codec_context.height,
+                                  len(indices), name, max_pixels)
+        with opened() as container:  # a fresh demuxer: counting may have read to the end
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             wanted, last = set(indices), indices[-1]
@@ -218,10 +267,10 @@ def _read_file(path: Path, clip: Clip, defaults: SamplingDefaults) -> SampledCli
     except InputError:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError) as err:
-        raise InputError(f"cannot read video {path}: {err}") from err
+        raise InputError(f"cannot read video {name}: {err}") from err
     if not kept:
-        raise InputError(f"cannot read video {path}: no frame could be decoded")
-    return SampledClip(tuple(kept), tuple(kept_at), max(total, kept_at[-1] + 1), source_fps, str(path), kept[0].size)
+        raise InputError(f"cannot read video {name}: no frame could be decoded")
+    return SampledClip(tuple(kept), tuple(kept_at), max(total, kept_at[-1] + 1), source_fps, name, kept[0].size)
 
 
 def _count_frames(container, stream) -> int:

@@ -76,3 +76,31 @@ def test_a_missing_file_and_bad_options_are_input_errors(tmp_path):
         Clip("x.mp4", frames=0)
     with pytest.raises(InputError, match="fps must be"):
         Clip("x.mp4", fps=-1)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_an_open_stream_reads_as_its_file_does(tmp_path, suffix):
+    """ComfyUI's VIDEO of an upload is a BytesIO: sampled with the family's defaults like the file, lazily."""
+    import io
+
+    path = write_clip(tmp_path / f"clip{suffix}", moving_square(24), fps=8)
+    from_file = read_clip(path, QWEN_LIKE)
+    from_stream = read_clip(Clip(io.BytesIO(path.read_bytes())), QWEN_LIKE)
+    assert from_stream.indices == from_file.indices and from_stream.total_frames == 24
+    assert [np.asarray(f).tobytes() for f in from_stream.frames] == [np.asarray(f).tobytes() for f in from_file.frames]
+    assert from_stream.name == "(in memory)" and not is_clip(io.BytesIO(b""))
+    with pytest.raises(InputError, match=r"cannot read video \(in memory\): ") as err:
+        read_clip(Clip(io.BytesIO(b"not a video" * 50)))
+    assert "\n" not in str(err.value)
+
+
+def test_max_pixels_refuses_a_clip_before_decoding(tmp_path):
+    """A clip is one model run: its sampled frames together must fit the budget, whatever it is given as."""
+    import io
+
+    frames = moving_square(12)  # 96 x 64 = 6,144 pixels a frame
+    path = write_clip(tmp_path / "clip.mp4", frames, fps=8)
+    for source in (path, io.BytesIO(path.read_bytes()), frames, [Image.fromarray(f) for f in frames]):
+        assert len(read_clip(Clip(source, frames=4), max_pixels=4 * 6144).frames) == 4
+        with pytest.raises(InputError, match=r"its 4 sampled frames hold 24,576 pixels, more than the 24,575 of one"):
+            read_clip(Clip(source, frames=4), max_pixels=4 * 6144 - 1)

@@ -101,22 +101,27 @@ ARRANGE = """
   };
   const rows = {};
   const widths = {};
+  // Room a node takes on load beyond its saved size: Load Video grows (about 105 px each way) once its
+  // preview has the video.
+  const grows = {LoadVideo: [160, 160]};
+  const grow = (n) => grows[n.type] || [0, 0];
   for (const n of nodes) {
-    const sizes = {PreviewImage: [420, 480], LoadImage: [320, 360], SCRCaptionCompare: [560, 420],
-                   SCRCaption: [440, 420], SCRDiagnose: [420, 300], SCRSaveCaptions: [400, 260]};
+    const sizes = {PreviewImage: [420, 480], LoadImage: [320, 360], LoadVideo: [400, 380],
+                   SCRCaptionCompare: [560, 420], SCRCaption: [440, 420], SCRDiagnose: [420, 300],
+                   SCRSaveCaptions: [400, 260]};
     if (sizes[n.type]) n.size = sizes[n.type];
     const size = n.computeSize ? n.computeSize() : n.size;
     const other = (measured || {})[n.id] || [0, 0];  // what other renderers need (title included)
     const title = window.LiteGraph.NODE_TITLE_HEIGHT;
     n.size = [Math.max(n.size[0], size[0], other[0]), Math.max(n.size[1], size[1], other[1] - title)];
-    widths[of(n)] = Math.max(widths[of(n)] || 0, n.size[0]);
+    widths[of(n)] = Math.max(widths[of(n)] || 0, n.size[0] + grow(n)[0]);
   }
   const left = (d) => { let x = 40; for (let i = 0; i < d; i++) x += (widths[i] || 0) + 80; return x; };
   for (const n of [...nodes].sort((a, b) => a.id - b.id)) {
     const d = of(n);
     const row = (rows[d] = (rows[d] || 60));
     n.pos = [left(d), row];
-    rows[d] = row + n.size[1] + 70;
+    rows[d] = row + n.size[1] + grow(n)[1] + 70;
   }
   window.app.graph.setDirtyCanvas(true, true);
 }

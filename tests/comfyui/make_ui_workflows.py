@@ -33,6 +33,12 @@ EXPECT = {
     "scr_folder_captions": "Every image of input/scr_testbed gets a .txt (beside it, or mirrored into an output "
                            "folder); the report lists empty or degenerate captions. Other presets than "
                            "descriptive give word loops on this model.",
+    "scr_caption_clip": "Load Video reads input/scr_testbed_clip.mp4 (six scenes, a second each); only the "
+                        "frames sampled are decoded. This model has no video processor, so its 4 sampled frames "
+                        "are one multi-image prompt and the caption tends to name the last scenes; Qwen2-VL, "
+                        "Qwen2.5-VL, Qwen3-VL and LLaVA-OneVision read the clip natively as video. The heatmap is "
+                        "a strip, one panel per slice (here a frame). Frames from a video loader as an IMAGE "
+                        "batch: connect them to image and set image_batch_is to one clip.",
 }
 
 

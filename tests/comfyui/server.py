@@ -33,6 +33,7 @@ SHIPPED = {
     "scr_caption": "SCR_caption_an_image_and_see_its_heatmap",
     "scr_compare_heatmap": "SCR_compare_vanilla_and_SCR_captions_side_by_side",
     "scr_folder_captions": "SCR_caption_a_folder_into_txt_files_for_LoRA_training",
+    "scr_caption_clip": "SCR_caption_a_video_clip_and_see_its_slice_heatmap",
 }
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from nodes.checks import problem, require
 from nodes.convert import first, images_to_pils, pils_to_tensor, tensor_to_pils
-from nodes.samples import SCENE_FILE, SCENE_FOLDER, install_samples
+from nodes.samples import CLIP_FILE, SCENE_FILE, SCENE_FOLDER, install_samples
 from scr_core.allowed import (allowed_folders, check_allowed, check_model_folder, check_pixel_budget,
                               downloads_allowed, folder_pixel_budget, owner_folders)
 from scr_core.caption_files import caption_targets, list_images, safe_subfolder, write_caption_files, write_captions
@@ -354,9 +354,23 @@ def test_sample_scenes_are_never_written_through_a_link(tmp_path):
     drive.mkdir()
     (inbox / SCENE_FOLDER).symlink_to(drive, target_is_directory=True)  # the user's link to their photos
     (inbox / SCENE_FILE).symlink_to(tmp_path / "gone.png")  # a dangling link in the scene's place
+    (inbox / CLIP_FILE).symlink_to(tmp_path / "gone.mp4")
     assert install_samples(inbox) == []
     assert list(drive.iterdir()) == [] and (inbox / SCENE_FILE).is_symlink() and not (tmp_path / "gone.png").exists()
     fresh = tmp_path / "fresh"
     written = install_samples(fresh)
-    assert len(written) == 7 and all(p.is_file() and not p.is_symlink() for p in written)
+    assert len(written) == 8 and all(p.is_file() and not p.is_symlink() for p in written)
     assert install_samples(fresh) == []  # never over what is there
+
+
+def test_the_sample_clip_is_the_folder_scenes_one_after_another(tmp_path):
+    from nodes.samples import CLIP_FPS, FOLDER_SCENES, FRAMES_A_SCENE
+    from scr_core.video import Clip, read_clip
+
+    install_samples(tmp_path)
+    scenes = [np.asarray(Image.open(tmp_path / SCENE_FOLDER / f"scene_{i:02d}.png").convert("RGB"), dtype=int)
+              for i in FOLDER_SCENES]
+    clip = read_clip(Clip(tmp_path / CLIP_FILE, frames=len(scenes) * FRAMES_A_SCENE))
+    assert clip.total_frames == len(scenes) * FRAMES_A_SCENE and clip.source_fps == pytest.approx(CLIP_FPS)
+    for number, frame in zip(clip.indices, clip.frames):  # H.264 (yuv420p) is lossy: close, not equal
+        assert np.abs(np.asarray(frame, dtype=int) - scenes[number // FRAMES_A_SCENE]).mean() < 6
