@@ -32,9 +32,9 @@ class Settings(Node):
                 io.String.Input("diag_layers", default="", tooltip="e.g. 8-16; blank = the paper's"),
                 io.String.Input("hook_layers", default="", tooltip="e.g. 0-11; blank = the family's default"),
                 Choice("selection", options=["attention", "uniform"], default="attention",
-                               tooltip="uniform = the Uniform-Smooth ablation (random sources)"),
+                       tooltip="uniform = the Uniform-Smooth ablation (random sources)"),
                 Choice("query", options=["post_image", "last"], default="post_image",
-                               tooltip="which text tokens' attention forms the map"),
+                       tooltip="which text tokens' attention forms the map"),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="seed of the uniform ablation"),
             ],
             outputs=[SCRSettingsType.Output(display_name="scr_config")],
@@ -72,6 +72,11 @@ def _heatmaps(images, diagnoses):
     return pils_to_tensor(maps) if len(shapes) == 1 else pils_to_tensor(maps[:1])
 
 
+def _listed(value):
+    """A node's single input as the list a list-input node gets (``None``: not connected)."""
+    return None if value is None else [value]
+
+
 class Diagnose(Node):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -95,8 +100,7 @@ class Diagnose(Node):
                 fps=None) -> io.NodeOutput:
         cls.recheck({"image_batch_is": image_batch_is, "frames": frames, "fps": fps})
         with vlm.use() as pipe:
-            items = caption_media(pipe, None if image is None else [image], None if video is None else [video],
-                                  image_batch_is, frames, fps)
+            items = caption_media(pipe, _listed(image), _listed(video), image_batch_is, frames, fps)
             batch = pipe.prepare(list(items), _instruction(instruction))
             diagnoses = pipe.diagnose(batch, config=scr_config or RUNNER_DEFAULT)
         report = "\n".join(_report_line(label(batch.images[i][0], i), d) for i, d in enumerate(diagnoses))
@@ -222,8 +226,7 @@ class CaptionCompare(Node):
         scr: list[str] = []
         images, diagnoses = [], []
         with vlm.use() as pipe:
-            pictures = caption_media(pipe, None if image is None else [image], None if video is None else [video],
-                                     image_batch_is, frames, fps)
+            pictures = caption_media(pipe, _listed(image), _listed(video), image_batch_is, frames, fps)
             total = 2 * len(pictures) * max_new_tokens
             bar = comfy.utils.ProgressBar(total)
             note = preset_note_for(pipe, prompt)

@@ -69,8 +69,8 @@ class CaptionFolder(Node):
                     io.String.Input("suffix", default="", optional=True,
                                     tooltip="words put after each caption: best quality -> 'a cup, best quality'"),
                     Choice("write_to", options=list(WRITE_TO), default=WRITE_TO[0], optional=True,
-                                   tooltip="beside each image (<image stem>.txt), or into the output folder below "
-                                           "with the source's subfolders and names mirrored"),
+                           tooltip="beside each image (<image stem>.txt), or into the output folder below "
+                                   "with the source's subfolders and names mirrored"),
                     io.String.Input("output_folder", default="captions", optional=True,
                                     tooltip="with write_to output folder: a folder relative to ComfyUI's output "
                                             "folder, or an absolute one inside output or SCR_ALLOWED_FOLDERS"),
@@ -117,8 +117,9 @@ class CaptionFolder(Node):
         if existing and not skip_existing and not overwrite:
             raise SCRError(f"{existing[0]} exists ({len(existing)} caption file(s) in the way); turn on "
                            "skip_existing to resume or overwrite to replace them")
+        done_before = set(existing) if skip_existing else set()
         todo = [(Item(p.relative_to(root).as_posix(), p), t)  # list_images' paths lie under root
-                for p, t in zip(paths, targets) if not (skip_existing and t.exists())]
+                for p, t in zip(paths, targets) if t not in done_before]
         bar = comfy.utils.ProgressBar(max(len(todo), 1))
         written, late, failed, degenerate = 0, 0, [], []
         with vlm.use() as pipe:

@@ -78,7 +78,7 @@ class LoadVLM(Node):
                 *_family_inputs(),
                 # last: saved UI workflows fill widgets by position, so a new widget goes after the others
                 Choice("quantization", options=["none", "8bit", "4bit"], default="none", optional=True,
-                               tooltip=_quantization_tooltip()),
+                       tooltip=_quantization_tooltip()),
             ],
             outputs=[VLMModel.Output(display_name="vlm")],
         )
@@ -119,7 +119,7 @@ class LoadOnnxVLM(Node):
                 io.String.Input("path", default="", optional=True,
                                 tooltip="optional: an exported folder under models/LLM or SCR_ALLOWED_FOLDERS"),
                 Choice("provider", options=["auto", "cuda", "cpu"], default="auto",
-                               tooltip="auto: CUDA when it really loads, else CPU"),
+                       tooltip="auto: CUDA when it really loads, else CPU"),
             ],
             outputs=[VLMModel.Output(display_name="vlm")],
         )

@@ -101,11 +101,11 @@ def caption_inputs() -> list:
 
     return [
         Choice("preset", options=list(CAPTION_PRESETS), default="descriptive", optional=True,
-                       tooltip="what to ask for: descriptive (the paper's one-sentence caption), short, detailed, "
-                               "tags (comma-separated), training (a LoRA training caption) or custom (the "
-                               f"instruction as typed). Note: {TESTBED_PRESET_NOTE}"),
+               tooltip="what to ask for: descriptive (the paper's one-sentence caption), short, detailed, "
+                       "tags (comma-separated), training (a LoRA training caption) or custom (the "
+                       f"instruction as typed). Note: {TESTBED_PRESET_NOTE}"),
         Choice("length", options=list(CAPTION_LENGTHS), default="any", optional=True,
-                       tooltip="a length asked of the model, added to the preset's instruction"),
+               tooltip="a length asked of the model, added to the preset's instruction"),
         io.Int.Input("batch_size", default=4, min=1, max=256, optional=True,
                      tooltip="images per model run (any sizes mix: the processor resizes each); more is faster "
                              "and takes more memory; greedy captions do not change with it"),

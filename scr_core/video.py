@@ -17,11 +17,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 from PIL import Image
 
-from .budgets import check_clip_pixels
+from .budgets import check_clip_pixels, header_pixels
 from .errors import DependencyError, InputError
 from .images import check_file, check_size, group_images, load_image
 
@@ -63,7 +64,7 @@ class Clip:
         return "(in memory)" if is_stream(self.source) else "frames"
 
 
-def is_stream(source) -> bool:
+def is_stream(source) -> TypeGuard[io.IOBase]:
     """Whether ``source`` is an open binary stream of a video file (read like a file, never as frames)."""
     return isinstance(source, io.IOBase)
 
@@ -183,7 +184,7 @@ def read_clip(item, defaults: SamplingDefaults = SamplingDefaults(), max_pixels:
     if isinstance(item, SampledClip):
         return item
     clip = as_clip(item)
-    if isinstance(clip.source, io.IOBase):
+    if is_stream(clip.source):
         return _read_file(clip.source, clip, defaults, max_pixels)
     if isinstance(clip.source, (str, Path)):
         return _read_file(Path(clip.source), clip, defaults, max_pixels)
@@ -210,8 +211,6 @@ def _pixels(frame) -> int:
     if isinstance(frame, Image.Image):
         return frame.width * frame.height
     if isinstance(frame, (str, Path)):
-        from .budgets import header_pixels
-
         return header_pixels(frame)
     shape = np.shape(frame)
     return int(shape[0] * shape[1]) if len(shape) >= 2 else 0
@@ -226,26 +225,27 @@ def _av():
     return av
 
 
-def _read_file(path: Path | io.IOBase, clip: Clip, defaults: SamplingDefaults,
+def _read_file(source: Path | io.IOBase, clip: Clip, defaults: SamplingDefaults,
                max_pixels: int | None = None) -> SampledClip:
-    """Decode ``path`` (a file, or an open stream of one) once, front to back, keeping only the sampled frames."""
+    """Decode ``source`` (a file, or an open stream of one) once, front to back, keeping only the sampled
+    frames."""
     av = _av()
-    name = str(path) if isinstance(path, Path) else clip.name
-    if isinstance(path, Path):
-        check_file(path, "video")
+    name = str(source) if isinstance(source, Path) else clip.name
+    if isinstance(source, Path):
+        check_file(source, "video")
 
     def opened():
-        if isinstance(path, io.IOBase):
-            path.seek(0)
-            return av.open(path)
-        return av.open(str(path))
+        if is_stream(source):
+            source.seek(0)
+            return av.open(source)
+        return av.open(str(source))
 
     try:
         with opened() as container:
             if not container.streams.video:
                 raise InputError(f"{name} has no video stream")
             stream = container.streams.video[0]
-            check_size((stream.codec_context.width, stream.codec_context.height), f"video {path}")
+            check_size((stream.codec_context.width, stream.codec_context.height), f"video {name}")
             rate = stream.average_rate or stream.guessed_rate
             source_fps = float(rate) if rate else None
             total = stream.frames or _count_frames(container, stream)
