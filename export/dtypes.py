@@ -25,7 +25,12 @@ class ExportDtype:
     activations: str
     numpy: type  # the activations' numpy type (what the runtime feeds)
     json: str  # scr_config.json's model.dtype
-    torch: str  # the activations' torch dtype name (SCRPipeline.from_pretrained(dtype=...), bench's --dtype)
+
+    @property
+    def torch(self) -> str:
+        """The activations' torch dtype name (``SCRPipeline.from_pretrained(dtype=...)``, bench's ``--dtype``):
+        torch spells them as ``scr_config.json`` does."""
+        return self.json
 
     @property
     def quantized(self) -> bool:
@@ -33,10 +38,10 @@ class ExportDtype:
 
 
 EXPORT_DTYPES = {row.name: row for row in (
-    ExportDtype("fp32", "fp32", "fp32", np.float32, "float32", "float32"),
-    ExportDtype("fp16", "fp16", "fp16", np.float16, "float16", "float16"),
-    ExportDtype("int4", "int4", "fp32", np.float32, "float32", "float32"),  # CPU: MatMulNBits, fp32 activations
-    ExportDtype("int4-fp16", "int4", "fp16", np.float16, "float16", "float16"),  # CUDA: fp16 activations
+    ExportDtype("fp32", "fp32", "fp32", np.float32, "float32"),
+    ExportDtype("fp16", "fp16", "fp16", np.float16, "float16"),
+    ExportDtype("int4", "int4", "fp32", np.float32, "float32"),  # CPU: MatMulNBits, fp32 activations
+    ExportDtype("int4-fp16", "int4", "fp16", np.float16, "float16"),  # CUDA: fp16 activations
 )}
 JSON_DTYPES = tuple(dict.fromkeys(row.json for row in EXPORT_DTYPES.values()))  # what model.dtype may say
 
@@ -51,5 +56,4 @@ def export_dtype(name: str) -> ExportDtype:
 def for_activations(spelling: str, quantized: bool = False) -> ExportDtype | None:
     """The export whose activations are ``spelling`` (JSON/torch: ``float16``) with int4 weights or not;
     ``None`` for activations no export has (bfloat16)."""
-    return next((row for row in EXPORT_DTYPES.values() if row.json == spelling and row.quantized == quantized
-                 and (quantized or row.weights == row.activations)), None)
+    return next((row for row in EXPORT_DTYPES.values() if row.json == spelling and row.quantized == quantized), None)

@@ -195,10 +195,6 @@ class DecoderGraph(Graph):
     hook_layers: tuple[int, ...]  # the ai.scr nodes in this part
 
     @property
-    def layer_range(self) -> range:
-        return range(self.layers[0], self.layers[1] + 1)
-
-    @property
     def has_scr(self) -> bool:
         """Whether the part takes the plan (``visual_positions``, ``scr_map``): it holds hook layers."""
         return "scr_map" in self.inputs

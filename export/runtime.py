@@ -34,7 +34,6 @@ from .decoder import GreedyDecoder, check_lengths, grid_inputs
 from .folder_config import FolderConfig
 from .sessions import Sessions
 
-GRAPHS = ("vision", "embedding", "head", "tail", "select")
 
 
 @dataclass
@@ -72,7 +71,7 @@ class OnnxVLM(RunnerBase):
     prepared_type = OnnxBatch
 
     def __init__(self, folder: str | Path, provider: str = "auto", threads: int | None = None,
-                 graphs: tuple[str, ...] = GRAPHS) -> None:
+                 graphs: tuple[str, ...] | None = None) -> None:
         """``graphs``: which sessions to open (all by default; ``export.measure`` opens fewer)."""
         self.folder = Path(folder)
         self.config = FolderConfig.from_json(self.folder)

@@ -110,22 +110,20 @@ def download(repo_id: str, target: Path) -> Path:
     child = _Child(repo_id, staging, cap)
 
     def give_up(why: str) -> None:
-        child.end()
-        shutil.rmtree(staging, ignore_errors=True)
         raise ModelLoadError(f"cannot download {repo_id}: {why}")
 
-    try:
+    def over_cap() -> None:
+        if child.total is not None and child.total > cap:
+            give_up(f"the repo holds {child.total / 1e9:.2f} GB, more than {cap / 1e9:g} GB ({SIZE_ENV})")
+
+    try:  # whatever ends it early (a limit, Cancel, an error) ends the child and removes the staging folder
         started = size_at = time.monotonic()
         size, checked, bar = 0, started, None
         while child.process.poll() is None:
             time.sleep(POLL_SECONDS)
             child.read()
-            if mm.processing_interrupted():
-                child.end()
-                shutil.rmtree(staging, ignore_errors=True)
-                mm.throw_exception_if_processing_interrupted()
-            if child.total is not None and child.total > cap:
-                give_up(f"the repo holds {child.total / 1e9:.2f} GB, more than {cap / 1e9:g} GB ({SIZE_ENV})")
+            mm.throw_exception_if_processing_interrupted()
+            over_cap()
             now = time.monotonic()
             if now - started > limit:
                 give_up(f"it took longer than {limit:g} s ({SECONDS_ENV}); try again later")
@@ -142,14 +140,13 @@ def download(repo_id: str, target: Path) -> Path:
                     give_up(f"the hub sent nothing for {stall:g} s ({STALL_ENV}); try again later")
         child.read()
         child.end()
-        if child.total is not None and child.total > cap:  # the child stopped there itself
-            give_up(f"the repo holds {child.total / 1e9:.2f} GB, more than {cap / 1e9:g} GB ({SIZE_ENV})")
+        over_cap()  # the child stopped there itself
+        if child.process.returncode != 0:
+            give_up(_child_error(child.text, f"the download process ended with {child.process.returncode}"))
     except BaseException:
         child.end()
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if child.process.returncode != 0:
-        give_up(_child_error(child.text, f"the download process ended with {child.process.returncode}"))
     if not (staging / "config.json").is_file():
         shutil.rmtree(staging, ignore_errors=True)
         raise ModelLoadError(f"{repo_id} holds no config.json: not a checkpoint folder")

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .env import env_flag
+from .env import env_flag, env_number
 from .errors import InputError, ModelLoadError
 from .path_text import check_path_text, climbs
 
@@ -140,8 +140,6 @@ def downloads_allowed(env: Mapping[str, str] = os.environ) -> bool:
 
 def folder_pixel_budget(env: Mapping[str, str] = os.environ) -> int:
     """``SCR_MAX_FOLDER_PIXELS`` (a positive integer) or the default."""
-    from .env import env_number
-
     return int(env_number(PIXELS_ENV, DEFAULT_FOLDER_PIXELS, env))
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from PIL import Image
 
+from .allowed import inside
 from .budgets import batch_pixel_budget, header_pixels, pixel_runs
 from .caption_files import (IMAGE_PATTERNS, CaptionMode, caption_targets, is_image_name, list_images,
                            write_caption_files)
@@ -240,7 +241,7 @@ def mirrored_targets(names: Sequence[str], base: Path, extension: str = ".txt") 
         target = base / relative
         for made in (False, True):  # checked before the folders are made (a symlink out) and after
             real = target.parent.resolve()
-            if real != base and base not in real.parents:
+            if not inside(real, [base]):
                 raise InputError(f"{target.parent} leads outside {base}")
             if not made:
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -326,8 +327,9 @@ def caption_folder(pipe, source: str | Path, out: str | Path, *, scr: SCRConfig 
 
     job = CaptionJob(scr, prompt, max_new_tokens, sampling)
     batches = batches_of(items, batch_size)
-    records = run_shards(batches, lambda i: i.name, None, out, shard, "image", ("image",), _FIX, progress,
-                         desc="caption-folder", execute=engine.executor(job) if engine else one_by_one(job(pipe)))
+    execute = engine.executor(job) if engine else one_by_one(job(pipe))
+    records = run_shards(batches, lambda i: i.name, execute, out, shard, "image", ("image",), _FIX, progress,
+                         desc="caption-folder")
     summary_file = sidecar(out, "summary")
     if shard.main:
         assert records is not None  # rank 0 gets every record

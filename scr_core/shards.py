@@ -137,11 +137,11 @@ def one_by_one(work: Work) -> Execute:
     return lambda batches: ((batch, work(list(batch))) for batch in batches)
 
 
-def run_shards(batches: Sequence[Sequence], key_of: Callable[[Any], str], work: Work | None, merged: Path,
+def run_shards(batches: Sequence[Sequence], key_of: Callable[[Any], str], execute: Execute, merged: Path,
                shard: Shard, key: str, required: Sequence[str], fix: str, progress: bool = True,
-               desc: str = "", execute: Execute | None = None) -> dict[str, dict] | None:
-    """Do this rank's unfinished batches (``work(batch)`` -> one record per item, carrying ``key``;
-    or ``execute`` them elsewhere), then merge on rank 0: returns every record by key on rank 0, None
+               desc: str = "") -> dict[str, dict] | None:
+    """Do this rank's unfinished batches (``execute``: here, ``one_by_one(work)``, or on a Ray engine; one
+    record per item, carrying ``key``), then merge on rank 0: returns every record by key on rank 0, None
     on the others."""
     merged = Path(merged)
     own = shard.file(merged)
@@ -151,9 +151,6 @@ def run_shards(batches: Sequence[Sequence], key_of: Callable[[Any], str], work: 
     todo = sum(sum(key_of(item) not in done for item in batch) for _, batch in mine)
     log.info("rank %d of %d: %d done before, %d to do", shard.rank, shard.world, len(done), todo)
     with tqdm(total=todo, disable=not progress or not shard.main, desc=desc) as bar:
-        if execute is None:
-            assert work is not None, "run_shards needs work or execute"
-            execute = one_by_one(work)
         for batch, results in execute([list(batch) for _, batch in mine]):
             kept = [(item, record) for item, record in zip(batch, results)
                     if key_of(item) not in done]  # a batch cut short earlier: rerun whole, keep the old records

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .env import env_number
 from .errors import DependencyError, GenerationInterrupted, ModelLoadError, SCRError
 
 #: Seconds a chat template may take to render one prompt (real ones take milliseconds); the server's owner
@@ -60,13 +61,6 @@ POLL_SECONDS = 0.05
 MESSAGE_CHARS = 300
 
 WORKER = Path(__file__).with_name("template_worker.py")
-
-
-def limit_from_env(name: str, default: float) -> float:
-    """``os.environ[name]`` as a positive number (the server's owner's setting), else ``default``."""
-    from .env import env_number
-
-    return env_number(name, default)
 
 
 _ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
@@ -108,8 +102,8 @@ class TemplateWorker:
         """``seconds``, ``memory_mb``: ``None`` for ``SCR_TEMPLATE_SECONDS`` / ``SCR_TEMPLATE_MEMORY_MB`` or the
         defaults. ``kernel_limit=False``: memory watched from here even where the kernel could cap it (what
         Windows and macOS get; the tests check that path on Linux with it)."""
-        self.seconds = seconds or limit_from_env("SCR_TEMPLATE_SECONDS", TEMPLATE_SECONDS)
-        self.memory_mb = memory_mb or limit_from_env("SCR_TEMPLATE_MEMORY_MB", TEMPLATE_MEMORY_MB)
+        self.seconds = seconds or env_number("SCR_TEMPLATE_SECONDS", TEMPLATE_SECONDS)
+        self.memory_mb = memory_mb or env_number("SCR_TEMPLATE_MEMORY_MB", TEMPLATE_MEMORY_MB)
         self.max_chars, self.kernel_limit = max_chars, kernel_limit
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 
 import hashlib
 import json
-import os
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 from typing import cast
 
@@ -31,7 +29,7 @@ from ..diagnosis import plan_from_maps
 from ..errors import ConfigError, DataError
 from ..eval.pope import mcnemar_exact, pope_metrics
 from ..runs import check_run, check_sizes, model_numerics
-from ..shards import read_records
+from ..shards import append_durably, read_records
 from ..yes_no import NO, YES, parse_many
 from .grid import Setting, build_grid, default_hook_grid, removal_grid, DEFAULT_KS, DEFAULT_LAMS
 from .questions import Question, split_holdout
@@ -134,18 +132,15 @@ def _answer(pipe, questions, settings, base, batch_size, progress, texts, cache)
     diag_config = base.with_(selection="attention")
     done = read_records(cache, "start", ("start", "texts"), _START_OVER) if cache else {}
     width = len(texts)
-    with (open(cache, "a") if cache else nullcontext()) as sink, \
-            tqdm(total=len(questions) * width, disable=not progress, desc="calibrate") as bar:
+    with tqdm(total=len(questions) * width, disable=not progress, desc="calibrate") as bar:
         for start in range(0, len(questions), batch_size):
             chunk = questions[start:start + batch_size]
             found = done.get(start, {}).get("texts")
             if not (isinstance(found, dict) and set(found) == set(texts)
                     and all(isinstance(v, list) and len(v) == len(chunk) for v in found.values())):
                 found = _answer_batch(pipe, chunk, configs, diag_config, bar)
-                if sink is not None:
-                    sink.write(json.dumps({"start": start, "texts": found}) + "\n")
-                    sink.flush()
-                    os.fsync(sink.fileno())
+                if cache:
+                    append_durably(cache, json.dumps({"start": start, "texts": found}) + "\n")
             else:
                 bar.update(len(chunk) * width)
             for key, value in found.items():

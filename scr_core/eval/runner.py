@@ -146,8 +146,8 @@ def run_benchmark(suite, generate: Generate | None, out: Path, meta: dict, batch
         assert generate is not None, "run_benchmark needs generate or execute"
         answer = generate
         execute = one_by_one(lambda batch: answer_records(answer, batch))
-    done = run_shards(batches, lambda t: t.id, None, out / "predictions.jsonl", shard, "id", ("id", "text"),
-                      _START_OVER, progress, desc=f"{meta['benchmark']}/{meta['method']}", execute=execute)
+    done = run_shards(batches, lambda t: t.id, execute, out / "predictions.jsonl", shard, "id", ("id", "text"),
+                      _START_OVER, progress, desc=f"{meta['benchmark']}/{meta['method']}")
     if shard.main:
         assert done is not None  # rank 0 gets every record
         summarize(suite, done, out, meta)
